@@ -1,0 +1,1 @@
+"""Interfaces: the HTTP API (filled in by the API issue)."""

@@ -1,0 +1,259 @@
+"""Benchmark: the k most negative Hessian eigenpairs, ours against ARPACK and dense eigh.
+
+Prints two tables (and, with --json FILE, writes the rows):
+1. eigensolvers on the same HVP operator and the same tolerance (max residual <= 1e-6 ||H||,
+   float64): products, wall seconds, max relative residual, multiplicities right;
+2. the cost of one Hessian-vector product over one gradient, for MLPs of ~1k, 50k and 500k
+   parameters, for both autodiff modes and for blocks of 8.
+
+Run: `python bench/eigsh.py` (add `--device cuda` on a GPU machine; `--quick` for a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import scipy.sparse.linalg as sla
+import torch
+from threadpoolctl import threadpool_limits
+from torch.func import grad
+from torch.nn import functional as F
+
+from ridgerider.flat import module_loss
+from ridgerider.linalg import HessianOperator, eigsh
+from ridgerider.problems.digits import digits_loss, digits_mlp, digits_split, symmetric_saddle
+
+RESIDUAL_TOL = 1e-6  # relative to ||H||, for every solver
+DENSE_MAX_N = 3000
+
+
+@dataclass
+class Row:
+    problem: str
+    n: int
+    k: int
+    solver: str
+    products: int | None
+    seconds: float
+    max_rel_residual: float
+    multiplicity_ok: str
+
+
+def _problems(device: torch.device, quick: bool):
+    """(name, loss on `device`, point on `device`) for each problem of the solver table."""
+    data = digits_split(dtype=torch.float64)
+    on_device = data.to(device)
+    widths = [16] if quick else [16, 32]
+    for hidden in widths:
+        saddle = symmetric_saddle(digits_loss(digits_mlp(hidden), data), hidden)
+        loss = digits_loss(digits_mlp(hidden).to(device), on_device)
+        yield f"digits 64-{hidden}-10 symmetric saddle", loss, saddle.to(device)
+    for hidden in [widths[-1]] if quick else [widths[-1], 1333]:  # 1333: 99,985 parameters
+        torch.manual_seed(0)
+        model = digits_mlp(hidden).to(device)
+        theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+        yield f"digits 64-{hidden}-10 random point", digits_loss(model, on_device), theta
+
+
+def _true_residuals(op: HessianOperator, values: torch.Tensor, vectors: torch.Tensor) -> float:
+    check = HessianOperator(op.loss, op.theta)
+    products = check.matmat(vectors)
+    return torch.linalg.vector_norm(products - vectors * values.to(vectors), dim=0).max().item()
+
+
+def _multiplicity_ok(values: torch.Tensor, reference: torch.Tensor | None, hnorm: float) -> str:
+    if reference is None:
+        return "n/a"
+    close = (values.cpu().sort().values - reference[: values.numel()]).abs().max().item()
+    return "yes" if close <= 1e-5 * hnorm else "NO"
+
+
+def _solve_ours(op: HessianOperator, k: int):
+    start = time.perf_counter()
+    values, vectors, info = eigsh(op, k, "SA", tol=RESIDUAL_TOL)
+    return values, vectors, info.matvecs, time.perf_counter() - start
+
+
+def _solve_arpack(op: HessianOperator, k: int, hnorm: float, reference: torch.Tensor):
+    counter = {"products": 0}
+
+    def matvec(x: np.ndarray) -> np.ndarray:
+        counter["products"] += 1
+        v = torch.as_tensor(x.reshape(-1), dtype=op.dtype, device=op.device)
+        return op.matvec(v).cpu().numpy()
+
+    n = op.shape[0]
+    linear = sla.LinearOperator((n, n), matvec=matvec, dtype=np.float64)
+    # ARPACK's test is ||r_i|| <= tol |theta_i|; this tol gives it all the slack 1e-6 ||H|| allows.
+    tol = RESIDUAL_TOL * hnorm / reference[:k].abs().max().item()
+    v0 = np.random.default_rng(0).standard_normal(n)
+    start = time.perf_counter()
+    # scipy's BLAS threads spin between products and starve torch's: one BLAS thread is faster.
+    with threadpool_limits(1, user_api="blas"):
+        values, vectors = sla.eigsh(linear, k=k, which="SA", tol=tol, v0=v0, maxiter=100_000)
+    seconds = time.perf_counter() - start
+    values_t = torch.as_tensor(values)
+    vectors_t = torch.as_tensor(vectors, dtype=op.dtype, device=op.device)
+    return values_t, vectors_t, counter["products"], seconds
+
+
+def _solve_dense(op: HessianOperator, k: int):
+    start = time.perf_counter()
+    dense = torch.func.hessian(op.loss)(op.theta)
+    values, vectors = torch.linalg.eigh(dense)
+    if op.device.type == "cuda":
+        torch.cuda.synchronize()
+    return values[:k], vectors[:, :k], None, time.perf_counter() - start
+
+
+def eigensolver_rows(device: torch.device, quick: bool) -> list[Row]:
+    rows = []
+    for name, loss, theta in _problems(device, quick):
+        n = theta.numel()
+        op = HessianOperator(loss, theta)
+        spectrum = None
+        if n <= DENSE_MAX_N:
+            spectrum = torch.linalg.eigvalsh(torch.func.hessian(loss)(theta)).cpu()
+            hnorm = spectrum.abs().max().item()
+        else:
+            top = eigsh(op, 1, "LA", tol=1e-8).eigenvalues[0].item()
+            hnorm = max(top, abs(eigsh(op, 1, "SA", tol=1e-8).eigenvalues[0].item()))
+        for k in (1, 8):
+            ours = eigsh(op, k, "SA", tol=1e-10)
+            reference = spectrum if spectrum is not None else ours.eigenvalues.cpu()
+            solvers: list[tuple[str, Callable[[], tuple]]] = [
+                ("ridgerider.eigsh", lambda op=op, k=k: _solve_ours(op, k)),
+                (
+                    "scipy ARPACK",
+                    lambda op=op, k=k, r=reference, h=hnorm: _solve_arpack(op, k, h, r),
+                ),
+            ]
+            if n <= DENSE_MAX_N:
+                solvers.append(("dense hessian+eigh", lambda op=op, k=k: _solve_dense(op, k)))
+            for solver, solve in solvers:
+                values, vectors, products, seconds = solve()
+                residual = _true_residuals(op, values, vectors) / hnorm
+                truth = spectrum
+                rows.append(
+                    Row(
+                        name,
+                        n,
+                        k,
+                        solver,
+                        products,
+                        seconds,
+                        residual,
+                        _multiplicity_ok(values, truth, hnorm),
+                    )
+                )
+                print(_format_row(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
+def _format_row(row: Row) -> str:
+    products = "-" if row.products is None else str(row.products)
+    return (
+        f"| {row.problem:<36} | {row.n:>6} | {row.k:>2} | {row.solver:<19} | {products:>8} "
+        f"| {row.seconds:>8.3f} | {row.max_rel_residual:>9.1e} | {row.multiplicity_ok:>5} |"
+    )
+
+
+def _timeit(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    """Median seconds of `fn` over `repeats` runs, after one warm-up run."""
+    fn()
+    samples = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def hvp_rows(device: torch.device, quick: bool) -> list[dict]:
+    data = digits_split(dtype=torch.float32)
+    batches = [(data.x_train.to(device), data.y_train.to(device))]
+    rows = []
+    shapes = {"~1k": [14], "~50k": [700], "~500k": [640, 640]}
+    for label, hidden in shapes.items():
+        if quick and label == "~500k":
+            continue
+        sizes = [64, *hidden, 10]
+        layers: list[torch.nn.Module] = []
+        for fan_in, fan_out in itertools.pairwise(sizes):
+            layers += [torch.nn.Linear(fan_in, fan_out), torch.nn.Tanh()]
+        model = torch.nn.Sequential(*layers[:-1]).to(device)
+        loss, theta = module_loss(model, F.cross_entropy, batches)
+        n = theta.numel()
+        v = torch.randn(n, device=device)
+        V = torch.randn(n, 8, device=device)
+        repeats = 5 if quick else 20
+        gradient = _timeit(lambda loss=loss, theta=theta: grad(loss)(theta), device, repeats)
+        row = {"model": label, "n": n, "gradient_ms": 1e3 * gradient}
+        for mode in ("reverse-over-reverse", "forward-over-reverse"):
+            fresh = lambda mode=mode, loss=loss, theta=theta, v=v: (  # noqa: E731
+                HessianOperator(loss, theta, mode=mode).matvec(v)
+            )
+            op = HessianOperator(loss, theta, mode=mode)
+            row[f"{mode} first"] = _timeit(fresh, device, repeats) / gradient
+            row[f"{mode} reused"] = (
+                _timeit(lambda op=op, v=v: op.matvec(v), device, repeats) / gradient
+            )
+        for batching in ("vmap", "loop"):
+            op = HessianOperator(loss, theta, batching=batching)
+            seconds = _timeit(lambda op=op, V=V: op.matmat(V), device, repeats)
+            row[f"block of 8, {batching}, per product"] = seconds / 8 / gradient
+        rows.append(row)
+        print(row, file=sys.stderr, flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quick", action="store_true", help="smaller problems, fewer repeats")
+    parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--skip-solvers", action="store_true")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(
+        f"# bench/eigsh.py on {name}, torch {torch.__version__}, {torch.get_num_threads()} "
+        f"threads; tolerance: max residual <= {RESIDUAL_TOL:g} ||H||, float64\n"
+    )
+    solver_rows = [] if args.skip_solvers else eigensolver_rows(device, args.quick)
+    if solver_rows:
+        print("| problem | n | k | solver | products | seconds | max res/||H|| | mult ok |")
+        print("|---|---:|---:|---|---:|---:|---:|---:|")
+        for row in solver_rows:
+            print(_format_row(row))
+    print()
+    hvp = hvp_rows(device, args.quick)
+    columns = [c for c in hvp[0] if c not in ("model", "n", "gradient_ms")]
+    print("One HVP's time over one gradient's time (float32, digits batch of 1347; median)")
+    print("| model | n | gradient ms | " + " | ".join(columns) + " |")
+    print("|---|---:|---:|" + "---:|" * len(columns))
+    for row in hvp:
+        cells = " | ".join(f"{row[c]:.2f}x" for c in columns)
+        print(f"| {row['model']} | {row['n']} | {row['gradient_ms']:.2f} | {cells} |")
+    if device.type != "cuda":
+        print("\nCUDA rows: not applicable (no CUDA device here; run with --device cuda on one).")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"solvers": [asdict(r) for r in solver_rows], "hvp": hvp}, handle, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""Curvature linear algebra: Hessian-vector product operators and a Lanczos eigensolver."""
+
+from ridgerider.linalg.estimators import TraceEstimate, hutchinson_trace, top_eigenvalue
+from ridgerider.linalg.lanczos import (
+    ConvergenceWarning,
+    EigshInfo,
+    EigshResult,
+    NonFiniteProductError,
+    eigsh,
+)
+from ridgerider.linalg.operators import DenseOperator, HessianOperator, LinearOperator, as_operator
+
+__all__ = [
+    "ConvergenceWarning",
+    "DenseOperator",
+    "EigshInfo",
+    "EigshResult",
+    "HessianOperator",
+    "LinearOperator",
+    "NonFiniteProductError",
+    "TraceEstimate",
+    "as_operator",
+    "eigsh",
+    "hutchinson_trace",
+    "top_eigenvalue",
+]

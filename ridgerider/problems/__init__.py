@@ -1,0 +1,1 @@
+"""Built-in problems: losses over one flat parameter vector, with known structure."""

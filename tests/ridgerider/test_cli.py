@@ -1,0 +1,41 @@
+"""The `ridgerider` command, run as a real process."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+
+def ridgerider(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ridgerider", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"COLUMNS": "120", "PATH": "/usr/bin:/bin"},
+    )
+
+
+def test_spectrum_of_the_zero_point_shows_the_known_multiplicities():
+    result = ridgerider("spectrum", "--hidden", "8", "--point", "zero", "-k", "10")
+    assert result.returncode == 0, result.stderr
+    rows = re.findall(r"│\s+(-?\d\.\d+)\s+│\s+(\d+)\s+│", result.stdout)
+    assert rows == [("-0.240457", "8"), ("-0.208871", "2")]
+    assert "10/10 converged" in result.stdout
+
+
+def test_out_of_range_arguments_name_the_option_and_range():
+    result = ridgerider("spectrum", "-k", "0")
+    assert result.returncode == 2
+    assert "Invalid value for '-k'" in result.stderr
+    assert "greater than or equal to 1" in result.stderr
+    result = ridgerider("spectrum", "--hidden", "2", "-k", "200")
+    assert result.returncode == 2
+    assert "must be in [1, 160]" in result.stderr
+
+
+def test_version():
+    result = ridgerider("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("ridgerider 0.1.0")

@@ -1,0 +1,1 @@
+"""Execution: Celery tasks and the in-process runner (filled in by the distributed-search issue)."""
