@@ -1,0 +1,165 @@
+"""Critical points: settle onto one from nearby, and say what kind it is."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from scipy.sparse.linalg import LinearOperator as ScipyOperator
+from scipy.sparse.linalg import minres
+from torch import Tensor
+from torch.func import grad
+
+from ridgerider.linalg import HessianOperator, eigsh
+
+Kind = Literal["minimum", "saddle", "maximum", "degenerate"]
+
+
+@dataclass(frozen=True)
+class SettleConfig:
+    """How a ride's end is settled onto a critical point.
+
+    Attributes:
+        grad_tol: the gradient norm at which a point counts as critical.
+        descent_steps: at most this many descent steps along positive curvature first.
+        descent_tol: stop descending once the positive-curvature gradient is below this
+            fraction of the full gradient's norm at the start.
+        newton_steps: at most this many Newton steps (MINRES on HVPs) to polish.
+        probe: how many of the smallest eigenpairs are computed to guide and classify.
+    """
+
+    grad_tol: float = 1e-9
+    descent_steps: int = 500
+    descent_tol: float = 1e-3
+    newton_steps: int = 30
+    probe: int = 8
+
+
+@dataclass(frozen=True)
+class CriticalPoint:
+    """A point, its loss and gradient norm, and what its spectrum says it is.
+
+    `index` is the number of negative eigenvalues among the `probe` smallest (a lower bound when
+    all of them are negative); `eigenvalues` are those smallest ones, ascending.
+    """
+
+    theta: Tensor
+    loss: float
+    grad_norm: float
+    kind: Kind
+    index: int
+    eigenvalues: Tensor
+    hvps: int
+
+
+def classify(
+    loss: Callable[[Tensor], Tensor],
+    theta: Tensor,
+    *,
+    probe: int = 8,
+    zero_tol: float = 1e-6,
+    zero_modes: int = 0,
+) -> CriticalPoint:
+    """Kind and index of `theta` from the smallest eigenvalues of the Hessian there.
+
+    An eigenvalue is zero when |lambda| <= zero_tol * max(||H||, 1). A point with no negative
+    eigenvalue but more zero ones than the problem's declared `zero_modes` is `degenerate`:
+    second order cannot certify it is a minimum (x^2 + y^3, the monkey saddle).
+    """
+    op = HessianOperator(loss, theta)
+    n = theta.numel()
+    low = eigsh(op, min(probe, n), "SA", seed=0)
+    top = eigsh(op, 1, "LA", seed=0)
+    scale = max(abs(top.eigenvalues[0].item()), low.eigenvalues.abs().max().item(), 1.0)
+    values = low.eigenvalues.cpu()
+    negative = int((values < -zero_tol * scale).sum())
+    zeros = int((values.abs() <= zero_tol * scale).sum())
+    if negative == 0:
+        kind: Kind = "degenerate" if zeros > zero_modes else "minimum"
+    elif negative == n:
+        kind = "maximum"
+    else:
+        kind = "saddle"
+    return CriticalPoint(
+        theta=theta,
+        loss=loss(theta).item(),
+        grad_norm=grad(loss)(theta).norm().item(),
+        kind=kind,
+        index=negative,
+        eigenvalues=values,
+        hvps=low.info.matvecs + top.info.matvecs,
+    )
+
+
+def settle(
+    loss: Callable[[Tensor], Tensor], theta: Tensor, config: SettleConfig = SettleConfig()
+) -> tuple[Tensor, int]:
+    """The critical point below a ride's end, and the HVPs it cost.
+
+    First descend along positive curvature only (the negative-curvature directions are held),
+    so the point slides down to the saddle beneath rather than past it; then polish with Newton
+    steps solved by MINRES on HVPs. A plain Newton jump from the ride's end can leap past the
+    saddle below and lose its branch (KNOWN-ANSWERS.md: 3 of Himmelblau's 4 minima instead of 4).
+    """
+    gradient_of = grad(loss)
+    hvps = 0
+    n = theta.numel()
+    vectors = None
+    start_norm = gradient_of(theta).norm().item()
+    top = eigsh(HessianOperator(loss, theta), 1, "LA", tol=1e-3, seed=0)
+    step_size = 1 / max(top.eigenvalues[0].item(), 1e-12)
+    hvps += top.info.matvecs
+    for _ in range(config.descent_steps):
+        low = eigsh(HessianOperator(loss, theta), min(config.probe, n), "SA", v0=vectors, tol=1e-6)
+        hvps += low.info.matvecs
+        vectors = low.eigenvectors
+        g = gradient_of(theta)
+        negative = vectors[:, low.eigenvalues < 0]
+        g = g - negative @ (negative.T @ g)
+        if g.norm().item() <= max(config.descent_tol * start_norm, config.grad_tol):
+            break
+        theta, step_size = _descend(loss, theta, g, step_size)
+    for _ in range(config.newton_steps):
+        g = gradient_of(theta)
+        if not torch.isfinite(g).all():
+            raise FloatingPointError("the gradient turned NaN or Inf while settling")
+        if g.norm().item() <= config.grad_tol:
+            break
+        step, products = newton_step(loss, theta, g)
+        hvps += products
+        theta = theta + step
+    return theta, hvps
+
+
+def _descend(
+    loss: Callable[[Tensor], Tensor], theta: Tensor, direction: Tensor, step_size: float
+) -> tuple[Tensor, float]:
+    """One backtracking (Armijo) step along -direction, a descent direction; the step that
+    worked, doubled, is the next one's first try."""
+    current = loss(theta).item()
+    slope = direction.square().sum().item()
+    for _ in range(60):
+        candidate = theta - step_size * direction
+        value = loss(candidate).item()
+        if math.isfinite(value) and value <= current - 0.5 * step_size * slope:
+            return candidate, 2 * step_size
+        step_size /= 2
+    return theta, step_size
+
+
+def newton_step(loss: Callable[[Tensor], Tensor], theta: Tensor, g: Tensor) -> tuple[Tensor, int]:
+    """The Newton step -H^+ g by MINRES on HVPs (H may be indefinite or singular)."""
+    op = HessianOperator(loss, theta)
+
+    def matvec(x: np.ndarray) -> np.ndarray:
+        v = torch.as_tensor(x.reshape(-1), dtype=theta.dtype, device=theta.device)
+        return op.matvec(v).double().cpu().numpy()
+
+    n = theta.numel()
+    linear = ScipyOperator((n, n), matvec=matvec, dtype=np.float64)
+    solution, _ = minres(linear, -g.double().cpu().numpy(), rtol=1e-12, maxiter=max(20, 2 * n))
+    return torch.as_tensor(solution, dtype=theta.dtype, device=theta.device), op.matvecs

@@ -1,0 +1,65 @@
+"""Classic test functions with known critical points (see KNOWN-ANSWERS.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ridgerider.problems.base import Problem
+
+
+def _himmelblau(theta: Tensor) -> Tensor:
+    x, y = theta[0], theta[1]
+    return (x**2 + y - 11) ** 2 + (x + y**2 - 7) ** 2
+
+
+def himmelblau() -> Problem:
+    """Four minima at f = 0; starts at its one local maximum (-0.270845, -0.923039)."""
+    start = torch.tensor([-0.27084459, -0.92303856], dtype=torch.float64)
+    return Problem("himmelblau", _himmelblau, 2, start)
+
+
+def _styblinski_tang(theta: Tensor) -> Tensor:
+    return 0.5 * (theta**4 - 16 * theta**2 + 5 * theta).sum()
+
+
+STYBLINSKI_TANG_MAXIMUM = float(
+    next(r.real for r in np.roots([2.0, 0.0, -16.0, 2.5]) if abs(r.real) < 1 and r.imag == 0)
+)
+
+
+def styblinski_tang(dim: int = 2) -> Problem:
+    """2^dim minima; starts where every coordinate is at its local maximum (x = 0.156731),
+    where the Hessian is a multiple of the identity (one fully repeated eigenvalue)."""
+    if not isinstance(dim, int) or dim < 1:
+        raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
+    start = torch.full((dim,), STYBLINSKI_TANG_MAXIMUM, dtype=torch.float64)
+    return Problem(f"styblinski-tang-{dim}d", _styblinski_tang, dim, start)
+
+
+def _six_hump_camel(theta: Tensor) -> Tensor:
+    x, y = theta[0], theta[1]
+    return (4 - 2.1 * x**2 + x**4 / 3) * x**2 + x * y + (-4 + 4 * y**2) * y**2
+
+
+def six_hump_camel() -> Problem:
+    """Six minima, seven saddles, two maxima; starts at the saddle at the origin."""
+    return Problem("six-hump-camel", _six_hump_camel, 2, torch.zeros(2, dtype=torch.float64))
+
+
+def monkey_saddle() -> Problem:
+    """x^3 - 3 x y^2: at the origin gradient and Hessian vanish (a higher-order point)."""
+    return Problem(
+        "monkey-saddle",
+        lambda t: t[0] ** 3 - 3 * t[0] * t[1] ** 2,
+        2,
+        torch.zeros(2, dtype=torch.float64),
+    )
+
+
+def cubic_valley() -> Problem:
+    """x^2 + y^3: the Hessian at the origin is diag(2, 0), yet the origin is no minimum."""
+    return Problem(
+        "cubic-valley", lambda t: t[0] ** 2 + t[1] ** 3, 2, torch.zeros(2, dtype=torch.float64)
+    )

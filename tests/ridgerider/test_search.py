@@ -1,0 +1,64 @@
+"""The Ridge Rider search on functions with known critical points (KNOWN-ANSWERS.md)."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+from ridgerider.problems.classic import (
+    cubic_valley,
+    himmelblau,
+    monkey_saddle,
+    styblinski_tang,
+)
+from ridgerider.search import search
+
+HIMMELBLAU_MINIMA = torch.tensor(
+    [[3.0, 2.0], [-2.805118, 3.131313], [-3.779310, -3.283186], [3.584428, -1.848127]],
+    dtype=torch.float64,
+)
+STYBLINSKI_TANG_MINIMA = (-2.903534, 2.746803)
+
+
+def assert_same_points(found: list[torch.Tensor], expected: torch.Tensor) -> None:
+    assert len(found) == len(expected)
+    for point in expected:
+        distances = torch.stack([(f - point).norm() for f in found])
+        assert distances.min() < 1e-4, (point, found)
+
+
+def test_himmelblau_from_its_maximum_finds_all_four_minima():
+    result = search(himmelblau())
+    minima = result.points("minimum")
+    assert_same_points([p.theta for p in minima], HIMMELBLAU_MINIMA)
+    for point in result.points():
+        assert point.grad_norm < 1e-7, point
+    assert all(abs(p.loss) < 1e-12 for p in minima)
+    # Settling by descent along positive curvature keeps the saddle that guards (3, 2).
+    saddles = torch.stack([p.theta for p in result.points("saddle")])
+    assert (saddles - torch.tensor([0.086678, 2.884255], dtype=torch.float64)).norm(
+        dim=1
+    ).min() < 1e-4
+
+
+def test_styblinski_tang_reaches_all_minima_and_expands_each_point_once():
+    for dim in (2, 3):
+        result = search(styblinski_tang(dim))
+        expected = torch.tensor(list(itertools.product(STYBLINSKI_TANG_MINIMA, repeat=dim)))
+        assert_same_points([p.theta for p in result.points("minimum")], expected.double())
+        expanded = [n for n in result.graph.nodes if result.graph.out_degree(n) > 0]
+        rides_per_node = [result.graph.out_degree(n) for n in expanded]
+        points = [result.graph.nodes[n]["point"] for n in expanded]
+        # Each expanded saddle sends exactly two rides along each negative eigenvector, once.
+        assert rides_per_node == [2 * p.index for p in points]
+        thetas = torch.stack([p.theta for p in result.points()])
+        assert torch.cdist(thetas, thetas).add(torch.eye(len(thetas)) * 1e9).min() > 1e-3
+
+
+def test_higher_order_points_are_degenerate_never_minima():
+    for problem in (monkey_saddle(), cubic_valley()):
+        result = search(problem)
+        root = result.graph.nodes[0]["point"]
+        assert root.kind == "degenerate"
+        assert not result.points("minimum")
