@@ -40,13 +40,24 @@ class SearchConfig:
     settle: SettleConfig = field(default_factory=SettleConfig)
 
 
+@dataclass(frozen=True)
+class FailedRide:
+    """A ride that ended without a critical point (a NaN loss, say), so the search went on."""
+
+    node: int
+    eigen_index: int
+    sign: int
+    reason: str
+
+
 @dataclass
 class SearchResult:
     """The DAG (node attributes: the CriticalPoint as `point`, `depth`; edge attributes: the ride
-    labels) and the number of HVPs spent."""
+    labels), the rides that failed, and the number of HVPs spent."""
 
     graph: nx.MultiDiGraph
     hvps: int
+    failures: list[FailedRide] = field(default_factory=list)
 
     def points(self, kind: str | None = None) -> list[CriticalPoint]:
         return [
@@ -65,6 +76,7 @@ def search(problem: Problem, config: SearchConfig = SearchConfig()) -> SearchRes
     hvps = root.hvps
     graph.add_node(0, point=root, depth=0)
     frontier: deque[int] = deque([0] if root.index > 0 else [])
+    failures: list[FailedRide] = []
     while frontier and graph.number_of_nodes() < config.max_nodes:
         node = _pop(frontier, graph, config.frontier)
         point = graph.nodes[node]["point"]
@@ -78,9 +90,17 @@ def search(problem: Problem, config: SearchConfig = SearchConfig()) -> SearchRes
             for sign in (1, -1):
                 direction = sign * ridges.eigenvectors[:, index]
                 end = ride(problem.loss, point.theta, direction, config.ride)
-                theta, settle_hvps = settle(problem.loss, end.theta, config.settle)
-                child = classify(problem.loss, theta, zero_modes=problem.zero_modes)
-                hvps += end.hvps + settle_hvps + child.hvps
+                hvps += end.hvps
+                if end.reason == "non-finite-loss":
+                    failures.append(FailedRide(node, index, sign, "the loss turned NaN or Inf"))
+                    continue
+                try:
+                    theta, settle_hvps = settle(problem.loss, end.theta, config.settle)
+                    child = classify(problem.loss, theta, zero_modes=problem.zero_modes)
+                except FloatingPointError as error:
+                    failures.append(FailedRide(node, index, sign, f"settling failed: {error}"))
+                    continue
+                hvps += settle_hvps + child.hvps
                 target = _find(graph, theta, config.merge_tol)
                 if target is None:
                     target = graph.number_of_nodes()
@@ -97,7 +117,7 @@ def search(problem: Problem, config: SearchConfig = SearchConfig()) -> SearchRes
                     hvps=end.hvps + settle_hvps,
                     end_reason=end.reason,
                 )
-    return SearchResult(graph, hvps)
+    return SearchResult(graph, hvps, failures)
 
 
 def _pop(frontier: deque[int], graph: nx.MultiDiGraph, policy: Frontier) -> int:

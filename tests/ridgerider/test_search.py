@@ -6,6 +6,7 @@ import itertools
 
 import torch
 
+from ridgerider.problems.base import Problem
 from ridgerider.problems.classic import (
     cubic_valley,
     himmelblau,
@@ -62,3 +63,19 @@ def test_higher_order_points_are_degenerate_never_minima():
         root = result.graph.nodes[0]["point"]
         assert root.kind == "degenerate"
         assert not result.points("minimum")
+
+
+def test_a_ride_whose_loss_turns_nan_is_marked_failed_and_the_search_goes_on():
+    base = himmelblau()
+
+    def poisoned(theta: torch.Tensor) -> torch.Tensor:
+        value = base.loss(theta)
+        # Everything left of x = -1.5 is NaN: the rides towards the two western minima fail.
+        return torch.where(theta[0] < -1.5, torch.full_like(value, float("nan")), value)
+
+    result = search(Problem("poisoned-himmelblau", poisoned, 2, base.start))
+    assert result.failures, "some ride must have failed"
+    assert all("NaN" in f.reason or "settling failed" in f.reason for f in result.failures)
+    minima = torch.stack([p.theta for p in result.points("minimum")])
+    assert (minima[:, 0] > -1.5).all()
+    assert len(minima) == 2  # (3, 2) and (3.584428, -1.848127) are still found

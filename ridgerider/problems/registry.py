@@ -1,0 +1,88 @@
+"""Problems by name: the built-ins, entry points of installed packages, and `module:factory`."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from importlib.metadata import entry_points
+
+from ridgerider.problems import classic
+from ridgerider.problems.base import Problem
+
+ENTRY_POINT_GROUP = "ridgerider.problems"
+BUILT_INS: dict[str, Callable[..., Problem]] = {
+    "himmelblau": classic.himmelblau,
+    "styblinski-tang": classic.styblinski_tang,
+    "six-hump-camel": classic.six_hump_camel,
+    "monkey-saddle": classic.monkey_saddle,
+    "cubic-valley": classic.cubic_valley,
+}
+
+
+class UnknownProblemError(LookupError):
+    """A problem name that is neither registered nor (where allowed) an import path."""
+
+
+def registered() -> dict[str, Callable[..., Problem]]:
+    """Built-ins plus the factories that installed packages declare as entry points."""
+    factories = dict(BUILT_INS)
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        factories.setdefault(entry.name, entry.load())
+    return factories
+
+
+def parse(text: str) -> tuple[str, dict[str, object]]:
+    """`name[:key=value,...]` into the name and keyword arguments (ints, floats or strings).
+
+    The name may itself be a `module:factory` import path: arguments follow the last colon.
+    """
+    name, _, rest = text.rpartition(":")
+    if not name or "=" not in rest:
+        return text, {}
+    kwargs: dict[str, object] = {}
+    for item in rest.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"problem argument {item!r} must look like key=value")
+        kwargs[key.strip()] = _literal(value.strip())
+    return name, kwargs
+
+
+def load(text: str, *, allow_import: bool = True) -> Problem:
+    """The problem `text` names: `name[:key=value,...]` or, if allowed, `module:factory`.
+
+    Raises:
+        UnknownProblemError: the name is not registered (and is no importable factory).
+        ValueError: the keyword arguments do not fit the factory.
+    """
+    name, kwargs = parse(text)
+    factories = registered()
+    if name in factories:
+        factory = factories[name]
+    elif allow_import and ":" in name:
+        module_name, _, attribute = name.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as error:
+            raise UnknownProblemError(f"cannot import {name!r}: {error}") from error
+    else:
+        known = ", ".join(sorted(factories))
+        raise UnknownProblemError(f"unknown problem {name!r}; registered problems: {known}")
+    try:
+        inspect.signature(factory).bind(**kwargs)
+    except TypeError as error:
+        raise ValueError(f"problem {name!r}: {error}") from error
+    problem = factory(**kwargs)
+    if not isinstance(problem, Problem):
+        raise TypeError(f"{name!r} returned {type(problem).__name__}, not a Problem")
+    return problem
+
+
+def _literal(value: str) -> object:
+    for convert in (int, float):
+        try:
+            return convert(value)
+        except ValueError:
+            pass
+    return value

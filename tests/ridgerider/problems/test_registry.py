@@ -1,0 +1,56 @@
+"""Loading problems by name, with arguments, and from a user's `module:factory`."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from ridgerider.problems.registry import UnknownProblemError, load, parse
+
+
+def test_parse_names_and_arguments():
+    assert parse("himmelblau") == ("himmelblau", {})
+    assert parse("styblinski-tang:dim=3") == ("styblinski-tang", {"dim": 3})
+    assert parse("x:rate=0.5,act=tanh") == ("x", {"rate": 0.5, "act": "tanh"})
+    assert parse("mypkg.problems:make") == ("mypkg.problems:make", {})
+    with pytest.raises(ValueError, match="must look like key=value"):
+        parse("styblinski-tang:dim=3,oops")
+
+
+def test_built_ins_load_with_arguments():
+    problem = load("styblinski-tang:dim=4")
+    assert problem.dim == 4 and problem.start.shape == (4,)
+    with pytest.raises(ValueError, match="problem 'styblinski-tang'"):
+        load("styblinski-tang:width=3")
+    with pytest.raises(ValueError, match="dim must be an integer >= 1"):
+        load("styblinski-tang:dim=0")
+
+
+def test_unknown_names_list_the_registered_ones():
+    with pytest.raises(UnknownProblemError, match=r"unknown problem 'rosenbrock'.*himmelblau"):
+        load("rosenbrock")
+
+
+def test_user_factory_from_a_module(tmp_path, monkeypatch):
+    (tmp_path / "user_problems.py").write_text(
+        textwrap.dedent(
+            """
+            import torch
+            from ridgerider.problems.base import Problem
+
+            def bowl(scale=1.0):
+                return Problem("bowl", lambda t: -scale * (t**2).sum(), 3, torch.zeros(3).double())
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    problem = load("user_problems:bowl:scale=2.0")
+    assert problem.loss(torch.ones(3, dtype=torch.float64)).item() == -6.0
+    with pytest.raises(UnknownProblemError, match="user_problems:bowl"):
+        load("user_problems:bowl", allow_import=False)
+    with pytest.raises(UnknownProblemError, match="cannot import 'user_problems:missing'"):
+        load("user_problems:missing")
+    sys.modules.pop("user_problems", None)
