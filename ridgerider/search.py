@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
@@ -101,7 +100,7 @@ def search(problem: Problem, config: SearchConfig = SearchConfig()) -> SearchRes
                     failures.append(FailedRide(node, index, sign, f"settling failed: {error}"))
                     continue
                 hvps += settle_hvps + child.hvps
-                target = _find(graph, theta, config.merge_tol)
+                target = _find(graph, problem, theta, config.merge_tol)
                 if target is None:
                     target = graph.number_of_nodes()
                     graph.add_node(target, point=child, depth=depth + 1)
@@ -130,9 +129,11 @@ def _pop(frontier: deque[int], graph: nx.MultiDiGraph, policy: Frontier) -> int:
     return best
 
 
-def _find(graph: nx.MultiDiGraph, theta: torch.Tensor, tol: float) -> int | None:
+def _find(graph: nx.MultiDiGraph, problem: Problem, theta: torch.Tensor, tol: float) -> int | None:
+    """The node holding `theta` or a symmetric copy of it (distance after alignment)."""
     for node, data in graph.nodes(data=True):
         other = data["point"].theta
-        if (other - theta).norm().item() <= tol * (1 + math.sqrt(theta.square().sum().item())):
+        candidate = problem.align(other, theta) if problem.align else theta
+        if (other - candidate).norm().item() <= tol * (1 + other.norm().item()):
             return node
     return None

@@ -21,6 +21,8 @@ class Problem:
         zero_modes: the number of exactly flat directions the problem declares at every point
             (continuous symmetries, e.g. the softmax shift of an output bias); zero eigenvalues
             beyond these make a critical point degenerate.
+        align: `align(reference, theta)` maps `theta` onto its symmetric copy closest to
+            `reference` (e.g. permuted hidden units), so copies of one minimum are merged.
     """
 
     name: str
@@ -28,6 +30,7 @@ class Problem:
     dim: int
     start: Tensor | None = None
     zero_modes: int = 0
+    align: Callable[[Tensor, Tensor], Tensor] | None = None
 
     def __post_init__(self) -> None:
         if self.dim < 1:

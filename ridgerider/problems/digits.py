@@ -20,6 +20,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ridgerider.flat import FlatLayout, module_loss
+from ridgerider.problems.base import Problem
+from ridgerider.problems.symmetry import align
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "tanh": nn.Tanh,
@@ -154,3 +156,52 @@ def zero_point(model: nn.Sequential, data: DigitsSplit) -> Tensor:
     theta = torch.zeros(layout.numel, dtype=data.x_train.dtype)
     theta[-CLASSES:] = frequencies.log().to(theta.dtype)
     return theta
+
+
+STARTS = ("zero", "saddle")
+
+
+def digits_mlp_problem(
+    hidden: int = 8,
+    activation: str = "tanh",
+    weight_decay: float = 0.5e-3,
+    seed: int = 0,
+    start: str = "zero",
+) -> Problem:
+    """The `digits-mlp` problem: a 64-hidden-10 MLP on digits, starting at a symmetric saddle.
+
+    Args:
+        hidden: hidden units.
+        activation: "tanh" (odd: sign flips are symmetries too), "relu" or "gelu".
+        weight_decay: the coefficient of ||W1||^2 + ||W2||^2 in the loss.
+        seed: the train/test split's seed.
+        start: "zero" (W = b1 = 0, b2 = log class frequencies: invariant to every permutation
+            and sign flip) or "saddle" (all hidden units equal, minimised in that subspace).
+    """
+    if start not in STARTS:
+        raise ValueError(f"start must be one of {STARTS}, got {start!r}")
+    if not weight_decay >= 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+    data = digits_split(seed)
+    model = digits_mlp(hidden, activation)
+    loss = digits_loss(model, data, weight_decay)
+    point = zero_point(model, data) if start == "zero" else symmetric_saddle(loss, hidden)
+
+    def align_units(reference: Tensor, theta: Tensor) -> Tensor:
+        return align(
+            reference,
+            theta,
+            inputs=INPUTS,
+            hidden=hidden,
+            outputs=CLASSES,
+            odd_activation=activation == "tanh",
+        )
+
+    return Problem(
+        f"digits-mlp-64-{hidden}-10-{activation}",
+        loss,
+        FlatLayout.of(model).numel,
+        point,
+        zero_modes=1,
+        align=align_units,
+    )

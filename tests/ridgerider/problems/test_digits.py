@@ -9,6 +9,7 @@ from ridgerider.flat import FlatLayout
 from ridgerider.problems.digits import (
     digits_loss,
     digits_mlp,
+    digits_mlp_problem,
     digits_split,
     symmetric_point,
     symmetric_saddle,
@@ -69,3 +70,27 @@ def test_bad_model_arguments_are_named():
         digits_mlp(4, activation="sigmoid")
     with pytest.raises(ValueError, match="hidden must be an integer >= 1"):
         digits_mlp(0)
+
+
+def test_digits_mlp_problem_starts_at_the_zero_point_and_merges_copies():
+    problem = digits_mlp_problem(hidden=4)
+    assert problem.dim == 75 * 4 + 10
+    assert torch.func.grad(problem.loss)(problem.start).norm() < 1e-12
+    assert problem.zero_modes == 1
+    theta = torch.randn(
+        problem.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(0)
+    )
+    w1, b1, w2, b2 = torch.split(theta, [256, 4, 40, 10])
+    swapped = torch.cat(
+        [
+            w1.view(4, 64)[[1, 0, 2, 3]].reshape(-1),
+            b1[[1, 0, 2, 3]],
+            w2.view(10, 4)[:, [1, 0, 2, 3]].reshape(-1),
+            b2,
+        ]
+    )
+    assert torch.allclose(problem.align(theta, swapped), theta, atol=1e-12)
+    with pytest.raises(ValueError, match="start must be one of"):
+        digits_mlp_problem(start="random")
+    with pytest.raises(ValueError, match="weight_decay must be >= 0"):
+        digits_mlp_problem(weight_decay=-1.0)

@@ -1,0 +1,43 @@
+"""Aligning hidden units recovers a permuted, sign-flipped, shifted copy exactly."""
+
+from __future__ import annotations
+
+import torch
+
+from ridgerider.flat import FlatLayout
+from ridgerider.problems.digits import digits_loss, digits_mlp, digits_split
+from ridgerider.problems.symmetry import align
+
+
+def scrambled(theta: torch.Tensor, hidden: int, generator: torch.Generator) -> torch.Tensor:
+    """A functionally identical copy: units permuted, some signs flipped, output bias shifted."""
+    model = digits_mlp(hidden)
+    params = FlatLayout.of(model).unflatten(theta.clone())
+    order = torch.randperm(hidden, generator=generator)
+    signs = torch.where(torch.rand(hidden, generator=generator) < 0.5, -1.0, 1.0).double()
+    w1 = params["0.weight"][order] * signs[:, None]
+    b1 = params["0.bias"][order] * signs
+    w2 = params["2.weight"][:, order] * signs
+    b2 = params["2.bias"] + 0.7
+    return torch.cat([w1.reshape(-1), b1, w2.reshape(-1), b2])
+
+
+def test_align_undoes_permutations_sign_flips_and_the_softmax_shift():
+    hidden = 7
+    generator = torch.Generator().manual_seed(0)
+    theta = torch.randn(75 * hidden + 10, generator=generator, dtype=torch.float64)
+    copy = scrambled(theta, hidden, generator)
+    loss = digits_loss(digits_mlp(hidden), digits_split())
+    assert abs(loss(copy).item() - loss(theta).item()) < 1e-12  # the same function
+    assert (copy - theta).norm() > 1.0
+    aligned = align(theta, copy, inputs=64, hidden=hidden, outputs=10, odd_activation=True)
+    assert (aligned - theta).norm() < 1e-12
+
+
+def test_without_odd_symmetry_sign_flips_are_not_undone():
+    hidden = 5
+    generator = torch.Generator().manual_seed(1)
+    theta = torch.randn(75 * hidden + 10, generator=generator, dtype=torch.float64)
+    copy = scrambled(theta, hidden, generator)
+    aligned = align(theta, copy, inputs=64, hidden=hidden, outputs=10, odd_activation=False)
+    assert (aligned - theta).norm() > 1.0
