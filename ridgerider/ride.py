@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from ridgerider.linalg import HessianOperator, eigsh
+from ridgerider.linalg.tracking import track_eigenvector
 
 EndReason = Literal["curvature-nonnegative", "loss-rose", "step-budget", "non-finite-loss"]
 
@@ -23,16 +24,16 @@ class RideConfig:
         step_size: the length of one step in parameter space.
         max_steps: the step budget.
         curvature_tol: the ride ends once the tracked eigenvalue is >= -curvature_tol.
-        track: how many of the smallest eigenpairs are re-computed at each step (the ridge and
-            its neighbours, among which the ridge is the one that overlaps most).
-        tracking_tol: the eigensolver tolerance for tracking (relative to ||H||).
+        track: the ridge and its neighbours: how many eigenvectors each step starts from (the
+            ridge is the Ritz vector that overlaps most with the previous step's).
+        tracking_tol: the residual tolerance of tracking (relative to ||H||).
     """
 
     step_size: float = 0.05
     max_steps: int = 1000
     curvature_tol: float = 1e-8
     track: int = 3
-    tracking_tol: float = 1e-6
+    tracking_tol: float = 1e-3
 
 
 @dataclass(frozen=True)
@@ -54,23 +55,17 @@ def ride(
 ) -> RideEnd:
     """Follow the ridge that starts at `theta` along `direction` (an eigenvector, either sign).
 
-    At each step the eigenvector with the largest overlap with the previous one is re-found by a
-    warm-started eigsh (a few HVPs, not a fresh Lanczos) and its sign is kept.
+    At each step the eigenvector with the largest overlap with the previous one is re-found,
+    warm-started from it and its neighbours (a few HVPs, not a fresh Lanczos); its sign is kept.
     """
-    n = theta.numel()
-    track = min(config.track, n)
     d = direction / direction.norm()
-    block = torch.cat(
-        [
-            d[:, None],
-            torch.randn(n, track - 1, dtype=d.dtype, generator=torch.Generator().manual_seed(0)).to(
-                d
-            ),
-        ],
-        1,
-    )
+    first = eigsh(HessianOperator(loss, theta), min(config.track, theta.numel()), "SA", tol=1e-4)
+    top = eigsh(HessianOperator(loss, theta), 1, "LA", tol=1e-2)
+    hvps = first.info.matvecs + top.info.matvecs
+    norm = abs(top.eigenvalues[0].item())
+    overlaps = (first.eigenvectors.T @ d).abs()
+    neighbours = first.eigenvectors[:, torch.argsort(overlaps)[:-1]]
     previous = loss(theta).item()
-    hvps = 0
     eigenvalue = math.nan
     for step in range(1, config.max_steps + 1):
         theta = theta + config.step_size * d
@@ -80,15 +75,15 @@ def ride(
         if value > previous:
             return RideEnd(theta, step, hvps, "loss-rose", eigenvalue)
         previous = value
-        result = eigsh(
-            HessianOperator(loss, theta), track, "SA", v0=block, tol=config.tracking_tol, seed=step
+        tracked = track_eigenvector(
+            HessianOperator(loss, theta),
+            d,
+            neighbours,
+            tol=config.tracking_tol,
+            norm_estimate=norm,
         )
-        hvps += result.info.matvecs
-        overlaps = result.eigenvectors.T @ d
-        best = int(overlaps.abs().argmax())
-        d = result.eigenvectors[:, best] * torch.sign(overlaps[best])
-        eigenvalue = result.eigenvalues[best].item()
-        block = result.eigenvectors
+        hvps += tracked.matvecs
+        d, eigenvalue, neighbours = tracked.vector, tracked.eigenvalue, tracked.neighbours
         if eigenvalue >= -config.curvature_tol:
             return RideEnd(theta, step, hvps, "curvature-nonnegative", eigenvalue)
     return RideEnd(theta, config.max_steps, hvps, "step-budget", eigenvalue)

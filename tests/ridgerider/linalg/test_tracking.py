@@ -1,0 +1,46 @@
+"""Tracking one eigenvector across a small change of the operator."""
+
+from __future__ import annotations
+
+import statistics
+
+import torch
+
+from ridgerider.linalg import HessianOperator, eigsh
+from ridgerider.linalg.tracking import track_eigenvector
+from ridgerider.problems.digits import digits_mlp_problem
+from tests.ridgerider.linalg.conftest import planted_matrix
+
+
+def test_tracks_the_continuation_not_the_smallest():
+    A, _ = planted_matrix(200, [-2.0, -1.0, -0.5])
+    _, vectors = torch.linalg.eigh(A)
+    E = torch.randn(200, 200, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    B = A + 1e-3 * (E + E.T)
+    values_b, vectors_b = torch.linalg.eigh(B)
+    # Track the second eigenvector (not the smallest) across the change.
+    tracked = track_eigenvector(B, vectors[:, 1], vectors[:, [0, 2]], tol=1e-8, norm_estimate=10.0)
+    assert abs(tracked.eigenvalue - values_b[1].item()) < 1e-8
+    assert (
+        tracked.vector @ vectors_b[:, 1] * torch.sign(vectors[:, 1] @ vectors_b[:, 1]) > 1 - 1e-10
+    )
+    assert tracked.vector @ vectors[:, 1] > 0, "the sign is kept"
+    assert tracked.neighbours.shape == (200, 2)
+
+
+def test_a_ride_from_the_digits_zero_point_tracks_in_a_few_products():
+    """The 8-fold eigenvalue at the zero point splits as the ride breaks the symmetry."""
+    problem = digits_mlp_problem(hidden=8)
+    start = eigsh(HessianOperator(problem.loss, problem.start), 3)
+    theta, d, neighbours = problem.start, start.eigenvectors[:, 0], start.eigenvectors[:, 1:]
+    costs = []
+    for _ in range(15):
+        theta = theta + 0.05 * d
+        tracked = track_eigenvector(
+            HessianOperator(problem.loss, theta), d, neighbours, tol=1e-3, norm_estimate=13.0
+        )
+        assert tracked.residual <= 1e-3 * 13.0
+        costs.append(tracked.matvecs)
+        assert tracked.vector @ d > 0.9, "the ridge turns smoothly"
+        d, neighbours = tracked.vector, tracked.neighbours
+    assert statistics.median(costs) <= 10, costs
