@@ -9,8 +9,10 @@ from typing import Literal
 
 import numpy as np
 import torch
+from scipy.optimize import minimize as scipy_minimize
 from scipy.sparse.linalg import LinearOperator as ScipyOperator
 from scipy.sparse.linalg import minres
+from threadpoolctl import threadpool_limits
 from torch import Tensor
 from torch.func import grad
 
@@ -30,6 +32,9 @@ class SettleConfig:
             fraction of the full gradient's norm at the start.
         newton_steps: at most this many Newton steps (MINRES on HVPs) to polish.
         probe: how many of the smallest eigenpairs are computed to guide and classify.
+        target: "saddle" settles on the critical point beneath (holding the negative-curvature
+            directions, which must all fit in `probe`), "minimum" descends to a minimum
+            (L-BFGS, then Newton), "auto" picks "saddle" when the start's index fits in `probe`.
     """
 
     grad_tol: float = 1e-9
@@ -37,14 +42,16 @@ class SettleConfig:
     descent_tol: float = 1e-3
     newton_steps: int = 30
     probe: int = 8
+    target: Literal["saddle", "minimum", "auto"] = "auto"
 
 
 @dataclass(frozen=True)
 class CriticalPoint:
     """A point, its loss and gradient norm, and what its spectrum says it is.
 
-    `index` is the number of negative eigenvalues among the `probe` smallest (a lower bound when
-    all of them are negative); `eigenvalues` are those smallest ones, ascending.
+    `index` is the number of negative eigenvalues among the `probe` smallest, a lower bound when
+    all of them are negative (`index_is_exact` is then False); `eigenvalues` are those smallest
+    ones, ascending.
     """
 
     theta: Tensor
@@ -54,6 +61,7 @@ class CriticalPoint:
     index: int
     eigenvalues: Tensor
     hvps: int
+    index_is_exact: bool = True
 
 
 def classify(
@@ -92,6 +100,7 @@ def classify(
         index=negative,
         eigenvalues=values,
         hvps=low.info.matvecs + top.info.matvecs,
+        index_is_exact=negative < values.numel() or values.numel() == n,
     )
 
 
@@ -127,6 +136,42 @@ def settle(
         g = gradient_of(theta)
         if not torch.isfinite(g).all():
             raise FloatingPointError("the gradient turned NaN or Inf while settling")
+        if g.norm().item() <= config.grad_tol:
+            break
+        step, products = newton_step(loss, theta, g)
+        hvps += products
+        theta = theta + step
+    return theta, hvps
+
+
+def settle_to_minimum(
+    loss: Callable[[Tensor], Tensor], theta: Tensor, config: SettleConfig = SettleConfig()
+) -> tuple[Tensor, int]:
+    """The minimum that L-BFGS reaches from `theta`, polished by Newton steps (MINRES on HVPs),
+    and the HVPs spent. For networks, whose negative-curvature subspace is too large to hold."""
+
+    def value_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
+        gradient, value = torch.func.grad_and_value(loss)(
+            torch.as_tensor(x, dtype=theta.dtype, device=theta.device)
+        )
+        return value.item(), gradient.double().cpu().numpy()
+
+    # scipy's BLAS threads spin between the optimiser's calls and starve torch's.
+    with threadpool_limits(1, user_api="blas"):
+        result = scipy_minimize(
+            value_and_grad,
+            theta.double().cpu().numpy(),
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": 20_000, "gtol": 1e-7, "ftol": 0.0},
+        )
+    theta = torch.as_tensor(result.x, dtype=theta.dtype, device=theta.device)
+    if not math.isfinite(result.fun):
+        raise FloatingPointError("the loss turned NaN or Inf while settling")
+    hvps = 0
+    gradient_of = grad(loss)
+    for _ in range(config.newton_steps):
+        g = gradient_of(theta)
         if g.norm().item() <= config.grad_tol:
             break
         step, products = newton_step(loss, theta, g)

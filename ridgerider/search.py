@@ -1,62 +1,112 @@
-"""The Ridge Rider tree (a DAG of critical points): expand saddles, ride ridges, merge repeats."""
+"""The Ridge Rider tree (a DAG of critical points): expand saddles, ride ridges, merge repeats.
+
+Each unit of work is a function of (problem, spec, state) so that the in-process loop here and
+the distributed workers later call the same code: `get_ridges` (eigenpairs once per node, both
+signs of each ridge) and `follow` (ride, settle, classify).
+"""
 
 from __future__ import annotations
 
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 import networkx as nx
 import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor
 
-from ridgerider.critical import CriticalPoint, SettleConfig, classify, settle
+from ridgerider.critical import (
+    CriticalPoint,
+    SettleConfig,
+    classify,
+    settle,
+    settle_to_minimum,
+)
 from ridgerider.linalg import HessianOperator, eigsh
 from ridgerider.problems.base import Problem
-from ridgerider.ride import RideConfig, ride
+from ridgerider.ride import RideConfig, RideEnd, ride
 
 Frontier = Literal["breadth-first", "depth-first", "most-negative-first"]
 
 
-@dataclass(frozen=True)
-class SearchConfig:
-    """Budgets and policies of one search.
+class SearchSpec(BaseModel):
+    """Everything that decides a search, with defaults; one seed makes it reproducible."""
 
-    Attributes:
-        frontier: which saddle is expanded next.
-        max_nodes: stop after this many distinct critical points.
-        max_depth: saddles deeper than this are not expanded.
-        ridges_per_node: at most this many negative eigenvectors are ridden (both signs each).
-        merge_tol: two critical points are one when their distance is below
-            merge_tol * (1 + ||theta||).
-    """
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
+    problem: str = Field("digits-mlp", description="registered name[:key=value,...]")
     frontier: Frontier = "breadth-first"
-    max_nodes: int = 100
-    max_depth: int = 10
-    ridges_per_node: int = 8
-    merge_tol: float = 1e-4
-    ride: RideConfig = field(default_factory=RideConfig)
-    settle: SettleConfig = field(default_factory=SettleConfig)
+    max_nodes: int = Field(100, ge=1, le=100_000, description="distinct critical points")
+    max_depth: int = Field(10, ge=1, le=1_000, description="saddles deeper are not expanded")
+    ridges_per_node: int = Field(8, ge=1, le=512, description="ridges ridden per saddle")
+    ridge_policy: Literal["auto", "one-per-group", "every-direction"] = Field(
+        "auto",
+        description="ride one eigenvector per group of equal eigenvalues (symmetric copies), "
+        "or every eigenvector; auto: one per group where the problem declares its symmetries",
+    )
+    max_hvps: int | None = Field(None, ge=1, description="total Hessian-vector product budget")
+    max_seconds: float | None = Field(None, gt=0, description="wall-time budget")
+    step_size: float = Field(0.05, gt=0, le=100, description="ride step length")
+    max_steps: int = Field(1000, ge=1, le=1_000_000, description="steps per ride")
+    curvature_tol: float = Field(1e-8, ge=0, le=1, description="a ride ends at curvature >= -tol")
+    tracking_tol: float = Field(1e-3, gt=0, lt=1, description="tracking residual / ||H||")
+    settle: Literal["auto", "saddle", "minimum"] = "auto"
+    grad_tol: float = Field(1e-9, gt=0, lt=1, description="gradient norm of a critical point")
+    merge_tol: float = Field(1e-3, gt=0, lt=1, description="relative distance of one point")
+    seed: int = Field(0, ge=0)
+
+    def ride_config(self) -> RideConfig:
+        return RideConfig(
+            step_size=self.step_size,
+            max_steps=self.max_steps,
+            curvature_tol=self.curvature_tol,
+            tracking_tol=self.tracking_tol,
+        )
+
+    def settle_config(self, start: CriticalPoint) -> SettleConfig:
+        """ "auto" settles on saddles only where all negative directions can be held."""
+        target = self.settle
+        if target == "auto":
+            holdable = start.index_is_exact and start.index <= SettleConfig.probe
+            target = "saddle" if holdable else "minimum"
+        return SettleConfig(grad_tol=self.grad_tol, target=target)
 
 
 @dataclass(frozen=True)
-class FailedRide:
-    """A ride that ended without a critical point (a NaN loss, say), so the search went on."""
+class Ridge:
+    """One ride to take: from `node`, along eigenvector `eigen_index` with `sign`."""
 
     node: int
     eigen_index: int
     sign: int
-    reason: str
+    eigenvalue: float
+    direction: Tensor
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What following a ridge gave: a critical point, or the reason it failed."""
+
+    ridge: Ridge
+    end: RideEnd
+    hvps: int
+    point: CriticalPoint | None = None
+    failure: str | None = None
 
 
 @dataclass
 class SearchResult:
-    """The DAG (node attributes: the CriticalPoint as `point`, `depth`; edge attributes: the ride
-    labels), the rides that failed, and the number of HVPs spent."""
+    """The DAG (node attribute `point`: a CriticalPoint, and `depth`; edge attributes: the ride
+    labels), the failed rides, HVPs spent, seconds, and why the search stopped."""
 
     graph: nx.MultiDiGraph
     hvps: int
-    failures: list[FailedRide] = field(default_factory=list)
+    seconds: float
+    stopped: str
+    failures: list[Outcome] = field(default_factory=list)
 
     def points(self, kind: str | None = None) -> list[CriticalPoint]:
         return [
@@ -66,57 +116,144 @@ class SearchResult:
         ]
 
 
-def search(problem: Problem, config: SearchConfig = SearchConfig()) -> SearchResult:
-    """Ride every ridge from the problem's start, recursively, until the budgets end."""
+def get_ridges(
+    problem: Problem, node: int, point: CriticalPoint, spec: SearchSpec
+) -> tuple[list[Ridge], int]:
+    """The ridges to ride from a saddle: its most negative eigenvectors, both signs each.
+
+    With the "one-per-group" policy (the default where the problem declares its symmetries, so
+    that copies are the same model), eigenvalues equal to within 1e-6 relative contribute one
+    eigenvector, and enough pairs are computed to see `ridges_per_node` groups.
+    """
+    policy = spec.ridge_policy
+    if policy == "auto":
+        policy = "one-per-group" if problem.align else "every-direction"
+    per_group = 1 if policy == "every-direction" else _group_size(point)
+    wanted = spec.ridges_per_node * per_group
+    k = min(wanted if not point.index_is_exact else min(point.index, wanted), problem.dim)
+    result = eigsh(HessianOperator(problem.loss, point.theta), k, "SA", seed=spec.seed)
+    values = result.eigenvalues.cpu()
+    chosen = []
+    for index in range(k):
+        if values[index] >= 0 or len(chosen) == spec.ridges_per_node:
+            break
+        same = chosen and abs(values[index] - values[chosen[-1]]) <= 1e-6 * values.abs().max()
+        if policy == "every-direction" or not same:
+            chosen.append(index)
+    ridges = [
+        Ridge(node, i, sign, values[i].item(), sign * result.eigenvectors[:, i])
+        for i in chosen
+        for sign in (1, -1)
+    ]
+    return ridges, result.info.matvecs
+
+
+def _group_size(point: CriticalPoint) -> int:
+    """Copies of the most negative eigenvalue among those classify computed (at least 1)."""
+    values = point.eigenvalues
+    return int(((values - values[0]).abs() <= 1e-6 * values.abs().max()).sum())
+
+
+def follow(
+    problem: Problem, theta: Tensor, ridge: Ridge, spec: SearchSpec, settle_config: SettleConfig
+) -> Outcome:
+    """Ride `ridge` from `theta`, settle on the critical point it leads to, and classify it."""
+    end = ride(problem.loss, theta, ridge.direction, spec.ride_config())
+    if end.reason == "non-finite-loss":
+        return Outcome(ridge, end, end.hvps, failure="the loss turned NaN or Inf during the ride")
+    settle_fn = settle if settle_config.target == "saddle" else settle_to_minimum
+    try:
+        settled, settle_hvps = settle_fn(problem.loss, end.theta, settle_config)
+        point = classify(problem.loss, settled, zero_modes=problem.zero_modes)
+    except FloatingPointError as error:
+        return Outcome(ridge, end, end.hvps, failure=f"settling failed: {error}")
+    if point.grad_norm > 1e3 * settle_config.grad_tol:
+        failure = f"settling ended at gradient norm {point.grad_norm:.3g}, not a critical point"
+        return Outcome(ridge, end, end.hvps + settle_hvps + point.hvps, failure=failure)
+    return Outcome(ridge, end, end.hvps + settle_hvps + point.hvps, point=point)
+
+
+def search(
+    problem: Problem,
+    spec: SearchSpec | None = None,
+    on_event: Callable[[str, dict], None] | None = None,
+) -> SearchResult:
+    """Ride every ridge from the problem's start, recursively, until the budgets end.
+
+    Args:
+        problem: what to search.
+        spec: budgets and policies (its `problem` field is not used here).
+        on_event: called as `on_event(kind, data)` for "node", "ride" and "failure" (progress).
+
+    Raises:
+        ValueError: the problem has no start, or its start is not a critical point.
+    """
+    spec = spec or SearchSpec()
+    emit = on_event or (lambda kind, data: None)
     if problem.start is None:
         raise ValueError(f"problem {problem.name!r} has no start point; give one")
-    graph = nx.MultiDiGraph()
+    started = time.perf_counter()
+    torch.manual_seed(spec.seed)
     root = classify(problem.loss, problem.start, zero_modes=problem.zero_modes)
-    hvps = root.hvps
+    if root.grad_norm > 1e-5 * max(1.0, abs(root.loss)):
+        raise ValueError(
+            f"the start of {problem.name!r} is not a critical point: gradient norm "
+            f"{root.grad_norm:.3g}"
+        )
+    settle_config = spec.settle_config(root)
+    graph = nx.MultiDiGraph()
     graph.add_node(0, point=root, depth=0)
+    emit("node", {"node": 0, "point": root})
+    hvps = root.hvps
+    failures: list[Outcome] = []
     frontier: deque[int] = deque([0] if root.index > 0 else [])
-    failures: list[FailedRide] = []
-    while frontier and graph.number_of_nodes() < config.max_nodes:
-        node = _pop(frontier, graph, config.frontier)
-        point = graph.nodes[node]["point"]
-        depth = graph.nodes[node]["depth"]
-        if depth >= config.max_depth:
+    stopped = "frontier exhausted"
+    while frontier:
+        if graph.number_of_nodes() >= spec.max_nodes:
+            stopped = "node budget"
+            break
+        node = _pop(frontier, graph, spec.frontier)
+        point, depth = graph.nodes[node]["point"], graph.nodes[node]["depth"]
+        if depth >= spec.max_depth:
             continue
-        k = min(point.index, config.ridges_per_node)
-        ridges = eigsh(HessianOperator(problem.loss, point.theta), k, "SA")
-        hvps += ridges.info.matvecs
-        for index in range(k):
-            for sign in (1, -1):
-                direction = sign * ridges.eigenvectors[:, index]
-                end = ride(problem.loss, point.theta, direction, config.ride)
-                hvps += end.hvps
-                if end.reason == "non-finite-loss":
-                    failures.append(FailedRide(node, index, sign, "the loss turned NaN or Inf"))
-                    continue
-                try:
-                    theta, settle_hvps = settle(problem.loss, end.theta, config.settle)
-                    child = classify(problem.loss, theta, zero_modes=problem.zero_modes)
-                except FloatingPointError as error:
-                    failures.append(FailedRide(node, index, sign, f"settling failed: {error}"))
-                    continue
-                hvps += settle_hvps + child.hvps
-                target = _find(graph, problem, theta, config.merge_tol)
-                if target is None:
-                    target = graph.number_of_nodes()
-                    graph.add_node(target, point=child, depth=depth + 1)
-                    if child.index > 0:
-                        frontier.append(target)
-                graph.add_edge(
-                    node,
-                    target,
-                    eigen_index=index,
-                    sign=sign,
-                    eigenvalue=ridges.eigenvalues[index].item(),
-                    steps=end.steps,
-                    hvps=end.hvps + settle_hvps,
-                    end_reason=end.reason,
-                )
-    return SearchResult(graph, hvps, failures)
+        ridges, spent = get_ridges(problem, node, point, spec)
+        hvps += spent
+        for ridge in ridges:
+            if spec.max_hvps is not None and hvps >= spec.max_hvps:
+                stopped = "HVP budget"
+            elif spec.max_seconds is not None and time.perf_counter() - started > spec.max_seconds:
+                stopped = "time budget"
+            elif graph.number_of_nodes() >= spec.max_nodes:
+                stopped = "node budget"
+            if stopped != "frontier exhausted":
+                break
+            outcome = follow(problem, point.theta, ridge, spec, settle_config)
+            hvps += outcome.hvps
+            if outcome.point is None:
+                failures.append(outcome)
+                emit("failure", {"node": node, "outcome": outcome})
+                continue
+            target = _find(graph, problem, outcome.point.theta, spec.merge_tol)
+            if target is None:
+                target = graph.number_of_nodes()
+                graph.add_node(target, point=outcome.point, depth=depth + 1)
+                emit("node", {"node": target, "point": outcome.point})
+                if outcome.point.index > 0:
+                    frontier.append(target)
+            graph.add_edge(
+                node,
+                target,
+                eigen_index=ridge.eigen_index,
+                sign=ridge.sign,
+                eigenvalue=ridge.eigenvalue,
+                steps=outcome.end.steps,
+                hvps=outcome.hvps,
+                end_reason=outcome.end.reason,
+            )
+            emit("ride", {"node": node, "target": target, "hvps": hvps})
+        if stopped != "frontier exhausted":
+            break
+    return SearchResult(graph, hvps, time.perf_counter() - started, stopped, failures)
 
 
 def _pop(frontier: deque[int], graph: nx.MultiDiGraph, policy: Frontier) -> int:
@@ -129,8 +266,8 @@ def _pop(frontier: deque[int], graph: nx.MultiDiGraph, policy: Frontier) -> int:
     return best
 
 
-def _find(graph: nx.MultiDiGraph, problem: Problem, theta: torch.Tensor, tol: float) -> int | None:
-    """The node holding `theta` or a symmetric copy of it (distance after alignment)."""
+def _find(graph: nx.MultiDiGraph, problem: Problem, theta: Tensor, tol: float) -> int | None:
+    """The node holding `theta` or a symmetric copy of it (relative distance after alignment)."""
     for node, data in graph.nodes(data=True):
         other = data["point"].theta
         candidate = problem.align(other, theta) if problem.align else theta
