@@ -18,7 +18,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/ridgerider spectrum --hidden 16 --point saddle -k 16
+	$(BIN)/ridgerider run
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import time
+import tomllib
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import torch
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ridgerider import __version__
@@ -20,9 +25,14 @@ from ridgerider.problems.digits import (
     symmetric_saddle,
     zero_point,
 )
+from ridgerider.problems.registry import UnknownProblemError, load
+from ridgerider.report import SearchReport
+from ridgerider.report import run as run_search
+from ridgerider.search import SearchSpec
 
 app = typer.Typer(help="Ridge Rider: find many genuinely different minima of a loss.")
 console = Console()
+errors = Console(stderr=True)
 
 
 class Point(StrEnum):
@@ -115,3 +125,122 @@ def _groups(
         else:
             groups.append((value, [i]))
     return groups
+
+
+@app.command()
+def run(
+    problem: Annotated[
+        str | None,
+        typer.Option(help="NAME[:key=value,...] of a registered problem, or module:factory."),
+    ] = None,
+    spec: Annotated[
+        Path | None, typer.Option(help="A search spec, TOML or JSON.", exists=True, dir_okay=False)
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Run a Ridge Rider search in-process and report the distinct minima it found."""
+    fields = _read_spec(spec) if spec else {}
+    if problem is not None:
+        fields["problem"] = problem
+    try:
+        search_spec = SearchSpec(**fields)
+        target = load(search_spec.problem)
+    except ValidationError as error:
+        _fail("invalid search spec:\n" + _describe(error))
+    except (UnknownProblemError, ValueError, TypeError) as error:
+        _fail(str(error))
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=errors,
+        transient=True,
+        disable=as_json,
+    ) as progress:
+        task = progress.add_task(f"searching {target.name}", total=None)
+        counts = {"rides": 0, "minima": 0, "hvps": 0}
+
+        def on_event(kind: str, data: dict) -> None:
+            if kind == "ride":
+                counts["rides"] += 1
+                counts["hvps"] = data["hvps"]
+            elif kind == "failure":
+                counts["rides"] += 1
+            elif kind == "node" and data["point"].kind == "minimum":
+                counts["minima"] += 1
+            progress.update(
+                task,
+                description=f"searching {target.name}: {counts['rides']} rides, "
+                f"{counts['minima']} minima, {counts['hvps']:,} HVPs",
+            )
+
+        try:
+            report = run_search(search_spec, target, on_event)
+        except ValueError as error:
+            _fail(str(error))
+    if as_json:
+        print(json.dumps(report.to_json()))
+    else:
+        _print_report(report)
+
+
+def _read_spec(path: Path) -> dict:
+    text = path.read_text()
+    try:
+        return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+        _fail(f"cannot read {path}: {error}")
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        field = ".".join(str(part) for part in problem["loc"]) or "spec"
+        lines.append(f"  {field}: {problem['msg']} (got {problem.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _fail(message: str) -> None:
+    errors.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _print_report(report: SearchReport) -> None:
+    result = report.result
+    columns = [
+        "loss",
+        "grad_norm",
+        "train_accuracy",
+        "test_accuracy",
+        "ood_accuracy",
+        "sharpness",
+        "distance_from_start",
+    ]
+    present = [c for c in columns if any(c in m.metrics for m in report.minima)]
+    table = Table(title=f"{len(report.minima)} distinct minima of {report.problem.name}")
+    table.add_column("id", justify="right")
+    for column in present:
+        table.add_column(column.replace("_", " "), justify="right")
+    for minimum in sorted(report.minima, key=lambda m: m.point.loss):
+        cells = [_cell(minimum.metrics.get(c)) for c in present]
+        table.add_row(str(minimum.id), *cells)
+    console.print(table)
+    summary = ", ".join(f"{k.replace('_', ' ')} {_cell(v)}" for k, v in report.set_metrics.items())
+    console.print(f"set: {summary}")
+    degenerate = len(report.result.points("degenerate"))
+    console.print(
+        f"{result.graph.number_of_nodes()} critical points ({len(result.points('saddle'))} saddles"
+        f", {degenerate} degenerate), {result.graph.number_of_edges()} rides, "
+        f"{len(result.failures)} failed, {result.hvps:,} HVPs, {result.seconds:.1f} s; "
+        f"stopped: {result.stopped}"
+    )
+
+
+def _cell(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if float(value).is_integer() and abs(value) < 1e6:
+        return str(int(value))
+    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+        return f"{value:.2e}"
+    return f"{value:.4f}"

@@ -30,6 +30,7 @@ from ridgerider.problems.base import Problem
 from ridgerider.ride import RideConfig, RideEnd, ride
 
 Frontier = Literal["breadth-first", "depth-first", "most-negative-first"]
+SADDLE_SETTLE_MAX_DIM = 100
 
 
 class SearchSpec(BaseModel):

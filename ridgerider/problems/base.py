@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from ridgerider.flat import FlatLayout, eval_mode, module_loss
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,9 @@ class Problem:
             beyond these make a critical point degenerate.
         align: `align(reference, theta)` maps `theta` onto its symmetric copy closest to
             `reference` (e.g. permuted hidden units), so copies of one minimum are merged.
+        predict: `predict(theta, inputs)` gives class logits, for classification problems.
+        splits: named (inputs, labels) pairs to measure behaviour on: "train", "test" and,
+            where the problem has one, "ood" (out of distribution).
     """
 
     name: str
@@ -31,6 +37,8 @@ class Problem:
     start: Tensor | None = None
     zero_modes: int = 0
     align: Callable[[Tensor, Tensor], Tensor] | None = None
+    predict: Callable[[Tensor, Tensor], Tensor] | None = None
+    splits: Mapping[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.dim < 1:
@@ -41,3 +49,62 @@ class Problem:
     @property
     def dtype(self) -> torch.dtype:
         return self.start.dtype if self.start is not None else torch.float64
+
+
+def module_problem(
+    name: str,
+    module: nn.Module,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    train: tuple[Tensor, Tensor],
+    *,
+    test: tuple[Tensor, Tensor] | None = None,
+    ood: tuple[Tensor, Tensor] | None = None,
+    start: Tensor | None = None,
+    zero_modes: int = 0,
+    weight_decay: float = 0.0,
+) -> Problem:
+    """A Problem from an `nn.Module` and data: the loss on the train split (fixed, eval mode) as a
+    function of the flat parameters, predictions for the behavioural metrics on every split.
+
+    Args:
+        name: a label for reports.
+        module: the model; its current parameters are the start unless `start` is given.
+        loss_fn: `loss_fn(outputs, targets)`, e.g. `torch.nn.functional.cross_entropy`.
+        train: (inputs, targets) the loss is measured on.
+        test: an optional held-out split.
+        ood: an optional out-of-distribution split.
+        start: the starting point (a saddle of the loss), flat.
+        zero_modes: exactly flat directions of the loss (e.g. 1 for the softmax shift of a
+            classifier's output bias), so minima with them are not called degenerate.
+        weight_decay: adds `weight_decay * ||w||^2` over the weights (parameters whose name
+            ends in "weight"; biases are not decayed) to the loss; without any, networks tend
+            to have flat directions, and their minima are degenerate.
+    """
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+    data_loss, theta = module_loss(module, loss_fn, [train])
+    layout = FlatLayout.of(module)
+    decayed = torch.cat(
+        [
+            torch.full((shape.numel(),), name.endswith("weight"), dtype=torch.bool)
+            for name, shape in zip(layout.names, layout.shapes, strict=True)
+        ]
+    ).to(theta.device)
+
+    def loss(flat: Tensor) -> Tensor:
+        return data_loss(flat) + weight_decay * flat[decayed].square().sum()
+
+    def predict(flat: Tensor, inputs: Tensor) -> Tensor:
+        with eval_mode(module):
+            return functional_call(module, layout.unflatten(flat), (inputs,))
+
+    splits = {"train": train} | ({"test": test} if test else {}) | ({"ood": ood} if ood else {})
+    return Problem(
+        name,
+        loss,
+        layout.numel,
+        theta if start is None else start,
+        zero_modes=zero_modes,
+        predict=predict,
+        splits=splits,
+    )

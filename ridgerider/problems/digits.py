@@ -17,9 +17,10 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
+from torch.func import functional_call
 from torch.nn import functional as F
 
-from ridgerider.flat import FlatLayout, module_loss
+from ridgerider.flat import FlatLayout, eval_mode, module_loss
 from ridgerider.problems.base import Problem
 from ridgerider.problems.symmetry import align
 
@@ -197,11 +198,19 @@ def digits_mlp_problem(
             odd_activation=activation == "tanh",
         )
 
+    layout = FlatLayout.of(model)
+
+    def predict(theta: Tensor, inputs: Tensor) -> Tensor:
+        with eval_mode(model):
+            return functional_call(model, layout.unflatten(theta), (inputs,))
+
     return Problem(
         f"digits-mlp-64-{hidden}-10-{activation}",
         loss,
-        FlatLayout.of(model).numel,
+        layout.numel,
         point,
         zero_modes=1,
         align=align_units,
+        predict=predict,
+        splits={"train": (data.x_train, data.y_train), "test": (data.x_test, data.y_test)},
     )

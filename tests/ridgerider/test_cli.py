@@ -7,13 +7,14 @@ import subprocess
 import sys
 
 
-def ridgerider(*args: str) -> subprocess.CompletedProcess[str]:
+def ridgerider(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the command line in a fresh interpreter, as a user would."""
     return subprocess.run(
         [sys.executable, "-m", "ridgerider", *args],
         capture_output=True,
         text=True,
         timeout=300,
-        env={"COLUMNS": "120", "PATH": "/usr/bin:/bin"},
+        env={"COLUMNS": "120", "PATH": "/usr/bin:/bin", **(env or {})},
     )
 
 

@@ -210,3 +210,21 @@ def test_non_finite_product_names_the_product():
 
     with pytest.raises(NonFiniteProductError, match=r"product #5 returned NaN or Inf"):
         eigsh(TurnsNaN(), 1)
+
+
+def test_a_nearly_zero_operator_is_not_mistaken_for_a_non_symmetric_one():
+    A, _ = planted_matrix(50, [-1.0, -0.5])
+    tiny = 1e-9 * A
+    tiny[0, 1] += 1e-17  # rounding-sized asymmetry in absolute terms
+    tiny[1, 0] -= 1e-17
+
+    class Products:
+        shape = (50, 50)
+        dtype = torch.float64
+        device = torch.device("cpu")
+
+        def matvec(self, v):
+            return tiny @ v
+
+    values = eigsh(Products(), 2).eigenvalues
+    assert torch.allclose(values, torch.tensor([-1e-9, -0.5e-9], dtype=torch.float64), rtol=1e-6)

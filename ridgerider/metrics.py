@@ -1,0 +1,102 @@
+"""Behavioural metrics of minima: one at a time, in pairs, and as a set."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from ridgerider.critical import CriticalPoint
+from ridgerider.linalg import HessianOperator, hutchinson_trace, top_eigenvalue
+from ridgerider.problems.base import Problem
+
+BARRIER_POINTS = 21
+
+
+def minimum_metrics(problem: Problem, point: CriticalPoint) -> dict[str, float]:
+    """Loss, gradient norm, index, sharpness (top eigenvalue), Hessian trace (Hutchinson),
+    distance from the start, and, for classifiers, accuracy and loss on every split, per-class
+    test accuracy and out-of-distribution accuracy."""
+    op = HessianOperator(problem.loss, point.theta)
+    metrics = {
+        "loss": point.loss,
+        "grad_norm": point.grad_norm,
+        "index": float(point.index),
+        "sharpness": top_eigenvalue(op, tol=1e-6),
+        "hessian_trace": hutchinson_trace(op, samples=32).value,
+    }
+    if problem.start is not None:
+        metrics["distance_from_start"] = (point.theta - problem.start).norm().item()
+    if problem.predict is None:
+        return metrics
+    for split, (inputs, labels) in problem.splits.items():
+        logits = problem.predict(point.theta, inputs)
+        metrics[f"{split}_accuracy"] = (logits.argmax(1) == labels).double().mean().item()
+        metrics[f"{split}_loss"] = F.cross_entropy(logits, labels).item()
+    if "test" in problem.splits:
+        inputs, labels = problem.splits["test"]
+        correct = problem.predict(point.theta, inputs).argmax(1) == labels
+        for label in labels.unique().tolist():
+            metrics[f"class_{label}_accuracy"] = correct[labels == label].double().mean().item()
+    return metrics
+
+
+def disagreement(problem: Problem, a: Tensor, b: Tensor, split: str = "test") -> float:
+    """The fraction of `split` examples on which the two models predict different classes."""
+    inputs, _ = problem.splits[split]
+    return (
+        (problem.predict(a, inputs).argmax(1) != problem.predict(b, inputs).argmax(1))
+        .double()
+        .mean()
+        .item()
+    )
+
+
+def loss_barrier(problem: Problem, a: Tensor, b: Tensor) -> float:
+    """The highest loss on the straight path from a to b (b aligned to a first) above the
+    higher of the two ends: 0 means linearly mode-connected."""
+    b = problem.align(a, b) if problem.align else b
+    path = [problem.loss(a + t * (b - a)).item() for t in torch.linspace(0, 1, BARRIER_POINTS)]
+    return max(path) - max(path[0], path[-1])
+
+
+def pairwise_metrics(
+    problem: Problem, points: list[CriticalPoint]
+) -> dict[tuple[int, int], dict[str, float]]:
+    """Disagreement (for classifiers) and loss barrier for every pair of points."""
+    pairs = {}
+    for i, j in itertools.combinations(range(len(points)), 2):
+        a, b = points[i].theta, points[j].theta
+        values = {"loss_barrier": loss_barrier(problem, a, b)}
+        if problem.predict is not None and "test" in problem.splits:
+            values["disagreement"] = disagreement(problem, a, b)
+        pairs[(i, j)] = values
+    return pairs
+
+
+def set_metrics(
+    problem: Problem, points: list[CriticalPoint], pairs: dict[tuple[int, int], dict[str, float]]
+) -> dict[str, float]:
+    """Ensemble test accuracy (averaged probabilities), mean pairwise disagreement, and the
+    number of functionally distinct solutions (predictions differ from every other's)."""
+    metrics: dict[str, float] = {"solutions": float(len(points))}
+    if problem.predict is None or "test" not in problem.splits or not points:
+        return metrics
+    inputs, labels = problem.splits["test"]
+    probabilities = torch.stack([problem.predict(p.theta, inputs).softmax(1) for p in points])
+    metrics["ensemble_test_accuracy"] = (
+        (probabilities.mean(0).argmax(1) == labels).double().mean().item()
+    )
+    disagreements = [values["disagreement"] for values in pairs.values()]
+    metrics["mean_disagreement"] = sum(disagreements) / len(disagreements) if disagreements else 0.0
+    distinct = 0
+    for i in range(len(points)):
+        same = [j for j in range(i) if (probabilities[i] - probabilities[j]).abs().max() < 1e-4]
+        distinct += not same
+    metrics["functionally_distinct"] = float(distinct)
+    metrics["best_test_accuracy"] = max(
+        (probabilities[i].argmax(1) == labels).double().mean().item() for i in range(len(points))
+    )
+    return metrics

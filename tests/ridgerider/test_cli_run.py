@@ -1,0 +1,82 @@
+"""`ridgerider run` as a real process: JSON output, user problems, clear errors."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+from tests.ridgerider.test_cli import ridgerider
+
+USER_PROBLEMS = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    from ridgerider.problems.base import Problem, module_problem
+
+
+    def camel(scale=1.0):
+        def loss(t):
+            x, y = t[0], t[1]
+            return scale * ((4 - 2.1 * x**2 + x**4 / 3) * x**2 + x * y + (-4 + 4 * y**2) * y**2)
+        return Problem("camel", loss, 2, torch.zeros(2, dtype=torch.float64))
+
+
+    def tiny_net(hidden=3):
+        generator = torch.Generator().manual_seed(0)
+        inputs = torch.randn(60, 4, generator=generator, dtype=torch.float64)
+        labels = (inputs[:, 0] * inputs[:, 1] > 0).long()
+        net = nn.Sequential(nn.Linear(4, hidden), nn.Tanh(), nn.Linear(hidden, 2)).double()
+        with torch.no_grad():  # the zero point: a critical point of every such net
+            for p in net.parameters():
+                p.zero_()
+            net[2].bias.copy_(torch.bincount(labels, minlength=2).double().log())
+        return module_problem("tiny-net", net, F.cross_entropy, (inputs, labels),
+                              test=(inputs, labels), weight_decay=1e-2, zero_modes=1)
+    """
+)
+
+
+def test_run_json_on_a_registered_problem():
+    result = ridgerider("run", "--problem", "styblinski-tang:dim=2", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert len(data["minima"]) == 4
+    assert data["stats"]["nodes"] == 9
+
+
+def test_user_problems_from_a_function_and_a_module(tmp_path):
+    (tmp_path / "user_problems.py").write_text(USER_PROBLEMS)
+    env = {"PYTHONPATH": str(tmp_path)}
+    result = ridgerider("run", "--problem", "user_problems:camel:scale=2.0", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    minima = json.loads(result.stdout)["minima"]
+    assert len(minima) == 2  # the two global minima of the six-hump camel, from (0, 0)
+    assert all(abs(m["loss"] - 2 * -1.031628) < 1e-5 for m in minima)
+
+    spec = tmp_path / "spec.json"
+    spec.write_text('{"max_nodes": 6}')
+    result = ridgerider(
+        "run", "--problem", "user_problems:tiny_net", "--spec", str(spec), "--json", env=env
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["spec"]["settle"] == "auto" and data["stats"]["nodes"] <= 6
+    assert data["minima"], "the tiny net's search reached minima"
+    for minimum in data["minima"]:
+        assert minimum["grad_norm"] < 1e-6
+        assert 0.5 <= minimum["metrics"]["test_accuracy"] <= 1.0
+
+
+def test_bad_specs_and_problems_are_clear_errors(tmp_path):
+    spec = tmp_path / "spec.toml"
+    spec.write_text('problem = "himmelblau"\nmax_nodes = 0\ncolour = "red"\n')
+    result = ridgerider("run", "--spec", str(spec))
+    assert result.returncode == 2
+    assert "max_nodes: Input should be greater than or equal to 1" in result.stderr
+    assert "colour: Extra inputs are not permitted" in result.stderr
+
+    result = ridgerider("run", "--problem", "rosenbrock")
+    assert result.returncode == 2
+    assert "unknown problem 'rosenbrock'" in result.stderr and "himmelblau" in result.stderr

@@ -1,0 +1,67 @@
+"""The whole search on the digits MLP, and reports of it (known answers, real autograd)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ridgerider.problems.registry import load
+from ridgerider.report import run
+from ridgerider.search import SearchSpec
+
+
+@pytest.fixture(scope="module")
+def digits_report():
+    return run(SearchSpec(problem="digits-mlp:hidden=8", ridges_per_node=6))
+
+
+def test_digits_mlp_from_the_zero_point_finds_distinct_accurate_minima(digits_report):
+    minima = digits_report.minima
+    assert len(minima) >= 6
+    for minimum in minima:
+        assert minimum.point.kind == "minimum"
+        assert minimum.point.grad_norm < 1e-6
+        assert minimum.metrics["train_accuracy"] >= 0.95
+        assert 0 < minimum.metrics["sharpness"] < 100
+    # Distinct modulo symmetry: no two are within the merge tolerance after alignment ...
+    problem = digits_report.problem
+    for i, a in enumerate(minima):
+        for b in minima[:i]:
+            aligned = problem.align(a.point.theta, b.point.theta)
+            assert (aligned - a.point.theta).norm() > 1e-3 * (1 + a.point.theta.norm())
+    # ... and they behave differently.
+    assert digits_report.set_metrics["functionally_distinct"] == len(minima)
+    assert digits_report.set_metrics["mean_disagreement"] > 0
+
+
+def test_the_two_signs_of_a_zero_point_ridge_are_recognised_as_copies(digits_report):
+    """KNOWN-ANSWERS.md: the + and - rides of one ridge end in the same function."""
+    graph = digits_report.result.graph
+    by_ridge: dict[int, set[int]] = {}
+    for _, target, labels in graph.out_edges(0, data=True):
+        by_ridge.setdefault(labels["eigen_index"], set()).add(target)
+    assert any(len(targets) == 1 for targets in by_ridge.values())
+    assert graph.number_of_nodes() - 1 < graph.out_degree(0)
+
+
+def test_report_json_has_minima_graph_and_stats():
+    report = run(SearchSpec(problem="himmelblau"))
+    data = json.loads(json.dumps(report.to_json()))
+    assert len(data["minima"]) == 4
+    assert all(len(m["theta"]) == 2 and m["index"] == 0 for m in data["minima"])
+    assert {"loss", "sharpness", "hessian_trace", "distance_from_start"} <= set(
+        data["minima"][0]["metrics"]
+    )
+    assert len(data["graph"]["nodes"]) == 7 and len(data["graph"]["edges"]) == 8
+    assert data["stats"]["rides"] == 8 and data["stats"]["hvps"] > 0
+    assert data["spec"]["problem"] == "himmelblau"
+
+
+def test_hessian_trace_metric_matches_the_dense_trace():
+    report = run(SearchSpec(problem="himmelblau"))
+    problem = load("himmelblau")
+    for minimum in report.minima:
+        dense = torch.func.hessian(problem.loss)(minimum.point.theta).trace().item()
+        assert minimum.metrics["hessian_trace"] == pytest.approx(dense, rel=0.25)
