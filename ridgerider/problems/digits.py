@@ -59,14 +59,16 @@ def digits_split(seed: int = 0, dtype: torch.dtype = torch.float64) -> DigitsSpl
     )
 
 
-def digits_mlp(hidden: int, activation: str = "tanh", dtype: torch.dtype = torch.float64):
-    """An untrained `Linear(64, hidden) -> activation -> Linear(hidden, 10)` network."""
+def digits_mlp(
+    hidden: int, activation: str = "tanh", dtype: torch.dtype = torch.float64, inputs: int = INPUTS
+) -> nn.Sequential:
+    """An untrained `Linear(inputs, hidden) -> activation -> Linear(hidden, 10)` network."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     if not isinstance(hidden, int) or hidden < 1:
         raise ValueError(f"hidden must be an integer >= 1, got {hidden!r}")
     return nn.Sequential(
-        nn.Linear(INPUTS, hidden), ACTIVATIONS[activation](), nn.Linear(hidden, CLASSES)
+        nn.Linear(inputs, hidden), ACTIVATIONS[activation](), nn.Linear(hidden, CLASSES)
     ).to(dtype)
 
 
@@ -88,11 +90,12 @@ def digits_loss(
 def symmetric_point(unit: Tensor, hidden: int) -> Tensor:
     """The flat vector in which every hidden unit is a copy of `unit`.
 
-    `unit` holds one hidden unit's parameters: incoming weights (64), bias (1), outgoing
-    weights (10) and the output bias (10), 85 numbers. Such a point is fixed by every
-    permutation of the hidden units, so the Hessian there has eigenvalues repeated H - 1 times.
+    `unit` holds one hidden unit's parameters: incoming weights (64 for digits), bias (1),
+    outgoing weights (10) and the output bias (10). Such a point is fixed by every permutation
+    of the hidden units, so the Hessian there has eigenvalues repeated H - 1 times.
     """
-    w_in, b_in, w_out, b_out = torch.split(unit, [INPUTS, 1, CLASSES, CLASSES])
+    inputs = unit.numel() - 1 - 2 * CLASSES
+    w_in, b_in, w_out, b_out = torch.split(unit, [inputs, 1, CLASSES, CLASSES])
     return torch.cat(
         [
             w_in.repeat(hidden),
@@ -109,6 +112,7 @@ def symmetric_saddle(
     seed: int = 0,
     gradient_tol: float = 1e-10,
     max_newton_steps: int = 50,
+    inputs: int = INPUTS,
 ) -> Tensor:
     """The maximally invariant point: `loss` minimised over points with all hidden units equal.
 
@@ -127,7 +131,7 @@ def symmetric_saddle(
         return value.item(), gradient.numpy()
 
     generator = torch.Generator().manual_seed(seed)
-    unit0 = 0.1 * torch.randn(INPUTS + 1 + 2 * CLASSES, generator=generator, dtype=torch.float64)
+    unit0 = 0.1 * torch.randn(inputs + 1 + 2 * CLASSES, generator=generator, dtype=torch.float64)
     # scipy's BLAS threads spin between the optimiser's calls and starve torch's (5x slower).
     with threadpool_limits(1, user_api="blas"):
         result = minimize(
@@ -179,20 +183,37 @@ def digits_mlp_problem(
         start: "zero" (W = b1 = 0, b2 = log class frequencies: invariant to every permutation
             and sign flip) or "saddle" (all hidden units equal, minimised in that subspace).
     """
+    name = f"digits-mlp-64-{hidden}-10-{activation}"
+    return mlp_problem(name, digits_split(seed), hidden, activation, weight_decay, start)
+
+
+def mlp_problem(
+    name: str,
+    data: DigitsSplit,
+    hidden: int,
+    activation: str,
+    weight_decay: float,
+    start: str,
+    ood: tuple[Tensor, Tensor] | None = None,
+) -> Problem:
+    """A one-hidden-layer MLP classifier on `data` as a Problem (see `digits_mlp_problem`)."""
     if start not in STARTS:
         raise ValueError(f"start must be one of {STARTS}, got {start!r}")
     if not weight_decay >= 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
-    data = digits_split(seed)
-    model = digits_mlp(hidden, activation)
+    inputs = data.x_train.shape[1]
+    model = digits_mlp(hidden, activation, inputs=inputs)
     loss = digits_loss(model, data, weight_decay)
-    point = zero_point(model, data) if start == "zero" else symmetric_saddle(loss, hidden)
+    if start == "zero":
+        point = zero_point(model, data)
+    else:
+        point = symmetric_saddle(loss, hidden, inputs=inputs)
 
     def align_units(reference: Tensor, theta: Tensor) -> Tensor:
         return align(
             reference,
             theta,
-            inputs=INPUTS,
+            inputs=inputs,
             hidden=hidden,
             outputs=CLASSES,
             odd_activation=activation == "tanh",
@@ -200,17 +221,20 @@ def digits_mlp_problem(
 
     layout = FlatLayout.of(model)
 
-    def predict(theta: Tensor, inputs: Tensor) -> Tensor:
+    def predict(theta: Tensor, batch: Tensor) -> Tensor:
         with eval_mode(model):
-            return functional_call(model, layout.unflatten(theta), (inputs,))
+            return functional_call(model, layout.unflatten(theta), (batch,))
 
+    splits = {"train": (data.x_train, data.y_train), "test": (data.x_test, data.y_test)}
+    if ood is not None:
+        splits["ood"] = ood
     return Problem(
-        f"digits-mlp-64-{hidden}-10-{activation}",
+        name,
         loss,
         layout.numel,
         point,
         zero_modes=1,
         align=align_units,
         predict=predict,
-        splits={"train": (data.x_train, data.y_train), "test": (data.x_test, data.y_test)},
+        splits=splits,
     )

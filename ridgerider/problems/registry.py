@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Callable
 from importlib.metadata import entry_points
 
-from ridgerider.problems import classic, digits
+from ridgerider.problems import classic, colored, digits
 from ridgerider.problems.base import Problem
 
 ENTRY_POINT_GROUP = "ridgerider.problems"
@@ -18,6 +18,7 @@ BUILT_INS: dict[str, Callable[..., Problem]] = {
     "monkey-saddle": classic.monkey_saddle,
     "cubic-valley": classic.cubic_valley,
     "digits-mlp": digits.digits_mlp_problem,
+    "colored-digits": colored.colored_digits_problem,
 }
 
 
