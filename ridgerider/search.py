@@ -30,7 +30,7 @@ from ridgerider.problems.base import Problem
 from ridgerider.ride import RideConfig, RideEnd, ride
 
 Frontier = Literal["breadth-first", "depth-first", "most-negative-first"]
-SADDLE_SETTLE_MAX_DIM = 100
+SADDLE_SETTLE_MAX_DIM = 20
 
 
 class SearchSpec(BaseModel):
@@ -68,11 +68,14 @@ class SearchSpec(BaseModel):
         )
 
     def settle_config(self, start: CriticalPoint) -> SettleConfig:
-        """ "auto" settles on saddles only where all negative directions can be held."""
+        """The settle target: "auto" settles on saddles only in small problems whose every
+        negative direction can be held (the descent along positive curvature is first order,
+        slow and fragile on networks), and descends to minima otherwise."""
         target = self.settle
         if target == "auto":
+            small = start.theta.numel() <= SADDLE_SETTLE_MAX_DIM
             holdable = start.index_is_exact and start.index <= SettleConfig.probe
-            target = "saddle" if holdable else "minimum"
+            target = "saddle" if small and holdable else "minimum"
         return SettleConfig(grad_tol=self.grad_tol, target=target)
 
 

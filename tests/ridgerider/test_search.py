@@ -6,6 +6,7 @@ import itertools
 
 import torch
 
+from ridgerider.critical import classify
 from ridgerider.problems.base import Problem
 from ridgerider.problems.classic import (
     cubic_valley,
@@ -13,7 +14,8 @@ from ridgerider.problems.classic import (
     monkey_saddle,
     styblinski_tang,
 )
-from ridgerider.search import search
+from ridgerider.problems.registry import load
+from ridgerider.search import SearchSpec, search
 
 HIMMELBLAU_MINIMA = torch.tensor(
     [[3.0, 2.0], [-2.805118, 3.131313], [-3.779310, -3.283186], [3.584428, -1.848127]],
@@ -79,3 +81,14 @@ def test_a_ride_whose_loss_turns_nan_is_marked_failed_and_the_search_goes_on():
     minima = torch.stack([p.theta for p in result.points("minimum")])
     assert (minima[:, 0] > -1.5).all()
     assert len(minima) == 2  # (3, 2) and (3.584428, -1.848127) are still found
+
+
+def test_auto_settles_on_saddles_only_where_every_negative_direction_is_held():
+    spec = SearchSpec()
+    small = himmelblau()
+    assert spec.settle_config(classify(small.loss, small.start)).target == "saddle"
+    network = load("digits-mlp:hidden=4")
+    root = classify(network.loss, network.start, zero_modes=network.zero_modes)
+    assert not root.index_is_exact  # all 8 probed eigenvalues are negative: index >= 8
+    assert spec.settle_config(root).target == "minimum"
+    assert SearchSpec(settle="saddle").settle_config(root).target == "saddle"
