@@ -31,6 +31,7 @@ from ridgerider.ride import RideConfig, RideEnd, ride
 
 Frontier = Literal["breadth-first", "depth-first", "most-negative-first"]
 SADDLE_SETTLE_MAX_DIM = 20
+FUNCTION_MERGE_TOL = 1e-4  # max probability difference of one function (measured: 18 minima)
 
 
 class SearchSpec(BaseModel):
@@ -57,6 +58,11 @@ class SearchSpec(BaseModel):
     settle: Literal["auto", "saddle", "minimum"] = "auto"
     grad_tol: float = Field(1e-9, gt=0, lt=1, description="gradient norm of a critical point")
     merge_tol: float = Field(1e-3, gt=0, lt=1, description="relative distance of one point")
+    merge_by_function: bool = Field(
+        False,
+        description="also merge points whose predicted probabilities on the evaluation split "
+        "agree to within 1e-4 (classifiers only)",
+    )
     seed: int = Field(0, ge=0)
 
     def ride_config(self) -> RideConfig:
@@ -237,7 +243,7 @@ def search(
                 failures.append(outcome)
                 emit("failure", {"node": node, "outcome": outcome})
                 continue
-            target = _find(graph, problem, outcome.point.theta, spec.merge_tol)
+            target = _find(graph, problem, outcome.point.theta, spec)
             if target is None:
                 target = graph.number_of_nodes()
                 graph.add_node(target, point=outcome.point, depth=depth + 1)
@@ -270,11 +276,25 @@ def _pop(frontier: deque[int], graph: nx.MultiDiGraph, policy: Frontier) -> int:
     return best
 
 
-def _find(graph: nx.MultiDiGraph, problem: Problem, theta: Tensor, tol: float) -> int | None:
-    """The node holding `theta` or a symmetric copy of it (relative distance after alignment)."""
+def _find(graph: nx.MultiDiGraph, problem: Problem, theta: Tensor, spec: SearchSpec) -> int | None:
+    """The node holding `theta` or a copy of it: a symmetric copy (relative distance after
+    alignment below `merge_tol`) or, with `merge_by_function`, the same predictions."""
+    probabilities = _evaluation_probabilities(problem, theta) if spec.merge_by_function else None
     for node, data in graph.nodes(data=True):
         other = data["point"].theta
         candidate = problem.align(other, theta) if problem.align else theta
-        if (other - candidate).norm().item() <= tol * (1 + other.norm().item()):
+        if (other - candidate).norm().item() <= spec.merge_tol * (1 + other.norm().item()):
             return node
+        if probabilities is not None:
+            difference = (_evaluation_probabilities(problem, other) - probabilities).abs().max()
+            if difference.item() < FUNCTION_MERGE_TOL:
+                return node
     return None
+
+
+def _evaluation_probabilities(problem: Problem, theta: Tensor) -> Tensor | None:
+    """Class probabilities on the test split (the train split if there is none), or None."""
+    if problem.predict is None or not problem.splits:
+        return None
+    inputs, _ = problem.splits.get("test", problem.splits.get("train"))
+    return problem.predict(theta, inputs).softmax(1)

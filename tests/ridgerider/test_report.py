@@ -65,3 +65,14 @@ def test_hessian_trace_metric_matches_the_dense_trace():
     for minimum in report.minima:
         dense = torch.func.hessian(problem.loss)(minimum.point.theta).trace().item()
         assert minimum.metrics["hessian_trace"] == pytest.approx(dense, rel=0.25)
+
+
+def test_digits_mlp_from_the_symmetric_saddle_finds_distinct_accurate_minima():
+    """The all-units-equal saddle (KNOWN-ANSWERS.md: loss 1.3696, 20 values x 7 negative)."""
+    report = run(SearchSpec(problem="digits-mlp:hidden=8,start=saddle", ridges_per_node=4))
+    root = report.result.graph.nodes[0]["point"]
+    assert root.loss == pytest.approx(1.3696, abs=1e-4)
+    assert torch.allclose(root.eigenvalues[:7], torch.full((7,), -0.2117).double(), atol=1e-4)
+    assert len(report.minima) >= 6
+    assert all(m.metrics["train_accuracy"] >= 0.95 for m in report.minima)
+    assert report.set_metrics["functionally_distinct"] == len(report.minima)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import itertools
 
+import networkx as nx
 import torch
+from torch import nn
+from torch.nn import functional as F
 
-from ridgerider.critical import classify
-from ridgerider.problems.base import Problem
+from ridgerider.critical import CriticalPoint, classify
+from ridgerider.problems.base import Problem, module_problem
 from ridgerider.problems.classic import (
     cubic_valley,
     himmelblau,
@@ -15,7 +18,7 @@ from ridgerider.problems.classic import (
     styblinski_tang,
 )
 from ridgerider.problems.registry import load
-from ridgerider.search import SearchSpec, search
+from ridgerider.search import SearchSpec, _find, search
 
 HIMMELBLAU_MINIMA = torch.tensor(
     [[3.0, 2.0], [-2.805118, 3.131313], [-3.779310, -3.283186], [3.584428, -1.848127]],
@@ -92,3 +95,21 @@ def test_auto_settles_on_saddles_only_where_every_negative_direction_is_held():
     assert not root.index_is_exact  # all 8 probed eigenvalues are negative: index >= 8
     assert spec.settle_config(root).target == "minimum"
     assert SearchSpec(settle="saddle").settle_config(root).target == "saddle"
+
+
+def test_merge_by_function_catches_copies_that_no_alignment_declares():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 2), nn.Tanh(), nn.Linear(2, 2)).double()
+    inputs = torch.randn(40, 3, dtype=torch.float64)
+    problem = module_problem("net", net, F.cross_entropy, (inputs, inputs[:, 0].gt(0).long()))
+    theta = problem.start
+    w1, b1, w2, b2 = torch.split(theta, [6, 2, 4, 2])
+    swapped = torch.cat(
+        [w1.view(2, 3).flip(0).reshape(-1), b1.flip(0), w2.view(2, 2).flip(1).reshape(-1), b2]
+    )
+    graph = nx.MultiDiGraph()
+    point = CriticalPoint(theta, 0.0, 0.0, "minimum", 0, torch.zeros(1), 0)
+    graph.add_node(0, point=point, depth=0)
+    assert _find(graph, problem, swapped, SearchSpec()) is None
+    assert _find(graph, problem, swapped, SearchSpec(merge_by_function=True)) == 0
+    assert _find(graph, problem, theta + 0.5, SearchSpec(merge_by_function=True)) is None
