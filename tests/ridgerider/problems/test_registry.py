@@ -8,7 +8,7 @@ import textwrap
 import pytest
 import torch
 
-from ridgerider.problems.registry import UnknownProblemError, load, parse
+from ridgerider.problems.registry import UnknownProblemError, load, parse, registered
 
 
 def test_parse_names_and_arguments():
@@ -54,3 +54,29 @@ def test_user_factory_from_a_module(tmp_path, monkeypatch):
     with pytest.raises(UnknownProblemError, match="cannot import 'user_problems:missing'"):
         load("user_problems:missing")
     sys.modules.pop("user_problems", None)
+
+
+def test_installed_packages_declare_problems_as_entry_points(tmp_path, monkeypatch):
+    (tmp_path / "plugin_problems.py").write_text(
+        textwrap.dedent(
+            """
+            import torch
+            from ridgerider.problems.base import Problem
+
+            def ridge(depth=1.0):
+                return Problem("ridge", lambda t: -depth * t[0] ** 2 + t[1] ** 2, 2,
+                               torch.zeros(2).double())
+            """
+        )
+    )
+    info = tmp_path / "plugin_problems-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: plugin-problems\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[ridgerider.problems]\nplugin-ridge = plugin_problems:ridge\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "plugin-ridge" in registered()
+    problem = load("plugin-ridge:depth=3", allow_import=False)
+    assert problem.loss(torch.tensor([1.0, 0.0], dtype=torch.float64)).item() == -3.0
+    sys.modules.pop("plugin_problems", None)
