@@ -132,16 +132,8 @@ def settle(
         if g.norm().item() <= max(config.descent_tol * start_norm, config.grad_tol):
             break
         theta, step_size = _descend(loss, theta, g, step_size)
-    for _ in range(config.newton_steps):
-        g = gradient_of(theta)
-        if not torch.isfinite(g).all():
-            raise FloatingPointError("the gradient turned NaN or Inf while settling")
-        if g.norm().item() <= config.grad_tol:
-            break
-        step, products = newton_step(loss, theta, g)
-        hvps += products
-        theta = theta + step
-    return theta, hvps
+    theta, products = _newton_polish(loss, theta, config)
+    return theta, hvps + products
 
 
 def settle_to_minimum(
@@ -168,10 +160,19 @@ def settle_to_minimum(
     theta = torch.as_tensor(result.x, dtype=theta.dtype, device=theta.device)
     if not math.isfinite(result.fun):
         raise FloatingPointError("the loss turned NaN or Inf while settling")
-    hvps = 0
+    return _newton_polish(loss, theta, config)
+
+
+def _newton_polish(
+    loss: Callable[[Tensor], Tensor], theta: Tensor, config: SettleConfig
+) -> tuple[Tensor, int]:
+    """Newton steps (MINRES on HVPs) until the gradient norm is below `config.grad_tol`."""
     gradient_of = grad(loss)
+    hvps = 0
     for _ in range(config.newton_steps):
         g = gradient_of(theta)
+        if not torch.isfinite(g).all():
+            raise FloatingPointError("the gradient turned NaN or Inf while settling")
         if g.norm().item() <= config.grad_tol:
             break
         step, products = newton_step(loss, theta, g)

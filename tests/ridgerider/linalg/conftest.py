@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 
@@ -22,6 +24,16 @@ def planted_matrix(
     spectrum = torch.cat([torch.tensor(negative_end, dtype=torch.float64), rest]).sort().values
     A = (Q * spectrum) @ Q.T
     return ((A + A.T) / 2).to(dtype), spectrum
+
+
+class MatvecOperator:
+    """An operator known only through a matvec function (no `matmat`, no matrix)."""
+
+    def __init__(self, n: int, matvec: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        self.shape = (n, n)
+        self.dtype = torch.float64
+        self.device = torch.device("cpu")
+        self.matvec = matvec
 
 
 # Exact repeats (5 and 3 copies) and a tight cluster (3 copies 1e-9 apart) at the negative end.

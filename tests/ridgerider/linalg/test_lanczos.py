@@ -7,7 +7,7 @@ import torch
 
 from ridgerider.linalg import ConvergenceWarning, HessianOperator, NonFiniteProductError, eigsh
 from ridgerider.problems.digits import digits_loss, digits_mlp, symmetric_point, zero_point
-from tests.ridgerider.linalg.conftest import CLUSTERED, planted_matrix
+from tests.ridgerider.linalg.conftest import CLUSTERED, MatvecOperator, planted_matrix
 
 
 def assert_matches_dense(dense: torch.Tensor, result, k: int, which: str, tol: float) -> None:
@@ -126,15 +126,7 @@ def test_tracking_one_vector_with_guards_is_a_handful_of_products(digits_h16_ran
 def test_operator_with_only_matvec_is_accepted():
     A, _ = planted_matrix(60, CLUSTERED[:5])
 
-    class MatvecOnly:
-        shape = (60, 60)
-        dtype = torch.float64
-        device = torch.device("cpu")
-
-        def matvec(self, v):
-            return A @ v
-
-    assert_matches_dense(A, eigsh(MatvecOnly(), 3), 3, "SA", 1e-8)
+    assert_matches_dense(A, eigsh(MatvecOperator(60, lambda v: A @ v), 3), 3, "SA", 1e-8)
 
 
 def test_small_operator_is_solved_exactly_when_the_space_is_exhausted():
@@ -183,33 +175,21 @@ def test_non_square_and_non_symmetric_operators_are_rejected():
         eigsh(torch.zeros(4, 5), 1)
     skew = torch.randn(30, 30, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
 
-    class NonSymmetric:
-        shape = (30, 30)
-        dtype = torch.float64
-        device = torch.device("cpu")
-
-        def matvec(self, v):
-            return skew @ v
-
     with pytest.raises(ValueError, match="the operator is not symmetric"):
-        eigsh(NonSymmetric(), 2)
+        eigsh(MatvecOperator(30, lambda v: skew @ v), 2)
 
 
 def test_non_finite_product_names_the_product():
     A, _ = planted_matrix(40, [-1.0])
 
-    class TurnsNaN:
-        shape = (40, 40)
-        dtype = torch.float64
-        device = torch.device("cpu")
-        calls = 0
+    calls = []
 
-        def matvec(self, v):
-            self.calls += 1
-            return A @ v if self.calls < 5 else torch.full_like(v, float("nan"))
+    def turns_nan(v: torch.Tensor) -> torch.Tensor:
+        calls.append(v)
+        return A @ v if len(calls) < 5 else torch.full_like(v, float("nan"))
 
     with pytest.raises(NonFiniteProductError, match=r"product #5 returned NaN or Inf"):
-        eigsh(TurnsNaN(), 1)
+        eigsh(MatvecOperator(40, turns_nan), 1)
 
 
 def test_a_nearly_zero_operator_is_not_mistaken_for_a_non_symmetric_one():
@@ -218,13 +198,5 @@ def test_a_nearly_zero_operator_is_not_mistaken_for_a_non_symmetric_one():
     tiny[0, 1] += 1e-17  # rounding-sized asymmetry in absolute terms
     tiny[1, 0] -= 1e-17
 
-    class Products:
-        shape = (50, 50)
-        dtype = torch.float64
-        device = torch.device("cpu")
-
-        def matvec(self, v):
-            return tiny @ v
-
-    values = eigsh(Products(), 2).eigenvalues
+    values = eigsh(MatvecOperator(50, lambda v: tiny @ v), 2).eigenvalues
     assert torch.allclose(values, torch.tensor([-1e-9, -0.5e-9], dtype=torch.float64), rtol=1e-6)
