@@ -226,7 +226,7 @@ def main() -> None:
     print()
     hvp = hvp_rows(device, args.quick)
     columns = [c for c in hvp[0] if c not in ("model", "n", "gradient_ms")]
-    print("One HVP's time over one gradient's time (float32, digits batch of 1347; median)")
+    print("One HVP's time over one gradient's time (float32, digits batch of 1347; median)\n")
     print("| model | n | gradient ms | " + " | ".join(columns) + " |")
     print("|---|---:|---:|" + "---:|" * len(columns))
     for row in hvp:

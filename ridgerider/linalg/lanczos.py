@@ -7,9 +7,14 @@ fewer copies than there are. A block of b starting vectors holds up to b copies,
 b >= k the k wanted pairs come back with their full multiplicity; the products of a block
 also run as one batched call (`matmat`).
 
+Why the Rayleigh-Ritz form: the basis V and its products A V are both kept, so residuals
+`A V y - theta V y` are exact at no extra product. Each new block is spanned by the residuals
+of the wanted Ritz pairs that have not converged yet; while none has, that is exactly the next
+block Lanczos block, and once some have, they stop costing products.
+
 Why thick restart: the basis is capped at `max_basis` vectors; when it is full, the most
-wanted Ritz vectors are kept and the block Lanczos recurrence continues from them, which
-keeps what has converged so far (unlike a restart from scratch).
+wanted Ritz vectors are kept with their products and the expansion continues from them, which
+keeps what has converged so far (unlike a restart from scratch) and costs no product.
 
 The projected matrix (the Rayleigh quotient V^T A V) is kept and diagonalised in float64
 whatever the operator's dtype, and every new block is orthogonalised twice against the
@@ -176,7 +181,7 @@ def eigsh(
         width = min(len(expand), n - j, budget - matvecs)
         X = _orthonormal_block(R[:, expand], V[:, :j], width, anorm, generator)
         if j + width > m:
-            keep = _wanted(theta, max(k, b, (m - b) // 2), which)
+            keep = _wanted(theta, min(max(k, b, (m - b) // 2), m - width), which)
             Yk = Y[:, keep].to(dtype=A.dtype, device=A.device)
             V[:, : keep.numel()] = V[:, :j] @ Yk
             AV[:, : keep.numel()] = AV[:, :j] @ Yk

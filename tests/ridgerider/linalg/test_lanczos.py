@@ -200,3 +200,10 @@ def test_a_nearly_zero_operator_is_not_mistaken_for_a_non_symmetric_one():
 
     values = eigsh(MatvecOperator(50, lambda v: tiny @ v), 2).eigenvalues
     assert torch.allclose(values, torch.tensor([-1e-9, -0.5e-9], dtype=torch.float64), rtol=1e-6)
+
+
+def test_guard_vectors_and_a_small_basis_restart_without_overflow():
+    A, _ = planted_matrix(120, CLUSTERED)
+    result = eigsh(A, 2, block_size=6, max_basis=8)
+    assert_matches_dense(A, result, 2, "SA", 1e-8)
+    assert result.info.restarts > 0
