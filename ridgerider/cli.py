@@ -7,7 +7,7 @@ import time
 import tomllib
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import torch
 import typer
@@ -200,7 +200,7 @@ def _describe(error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     errors.print(f"[red]error:[/red] {message}", highlight=False)
     raise typer.Exit(2)
 

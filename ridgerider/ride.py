@@ -52,19 +52,27 @@ def ride(
     theta: Tensor,
     direction: Tensor,
     config: RideConfig = RideConfig(),
+    neighbours: Tensor | None = None,
+    norm_estimate: float | None = None,
 ) -> RideEnd:
     """Follow the ridge that starts at `theta` along `direction` (an eigenvector, either sign).
 
     At each step the eigenvector with the largest overlap with the previous one is re-found,
     warm-started from it and its neighbours (a few HVPs, not a fresh Lanczos); its sign is kept.
+    The eigenvectors of nearby eigenvalues at the start (`neighbours`, n x (track - 1)) and an
+    estimate of ||H|| are computed here unless the caller, who has them, passes them.
     """
     d = direction / direction.norm()
-    first = eigsh(HessianOperator(loss, theta), min(config.track, theta.numel()), "SA", tol=1e-4)
-    top = eigsh(HessianOperator(loss, theta), 1, "LA", tol=1e-2)
-    hvps = first.info.matvecs + top.info.matvecs
-    norm = abs(top.eigenvalues[0].item())
-    overlaps = (first.eigenvectors.T @ d).abs()
-    neighbours = first.eigenvectors[:, torch.argsort(overlaps)[:-1]]
+    hvps = 0
+    if neighbours is None:
+        first = eigsh(HessianOperator(loss, theta), min(config.track, theta.numel()), "SA")
+        hvps += first.info.matvecs
+        overlaps = (first.eigenvectors.T @ d).abs()
+        neighbours = first.eigenvectors[:, torch.argsort(overlaps)[:-1]]
+    if norm_estimate is None:
+        top = eigsh(HessianOperator(loss, theta), 1, "LA", tol=1e-2)
+        hvps += top.info.matvecs
+        norm_estimate = abs(top.eigenvalues[0].item())
     previous = loss(theta).item()
     eigenvalue = math.nan
     for step in range(1, config.max_steps + 1):
@@ -80,7 +88,7 @@ def ride(
             d,
             neighbours,
             tol=config.tracking_tol,
-            norm_estimate=norm,
+            norm_estimate=norm_estimate,
         )
         hvps += tracked.matvecs
         d, eigenvalue, neighbours = tracked.vector, tracked.eigenvalue, tracked.neighbours

@@ -87,13 +87,16 @@ class SearchSpec(BaseModel):
 
 @dataclass(frozen=True)
 class Ridge:
-    """One ride to take: from `node`, along eigenvector `eigen_index` with `sign`."""
+    """One ride to take: from `node`, along eigenvector `eigen_index` with `sign`; with the
+    eigenvectors of the nearest other eigenvalues (to track it) and an estimate of ||H||."""
 
     node: int
     eigen_index: int
     sign: int
     eigenvalue: float
     direction: Tensor
+    neighbours: Tensor
+    norm_estimate: float
 
 
 @dataclass(frozen=True)
@@ -140,8 +143,13 @@ def get_ridges(
         policy = "one-per-group" if problem.align else "every-direction"
     per_group = 1 if policy == "every-direction" else _group_size(point)
     wanted = spec.ridges_per_node * per_group
-    k = min(wanted if not point.index_is_exact else min(point.index, wanted), problem.dim)
-    result = eigsh(HessianOperator(problem.loss, point.theta), k, "SA", seed=spec.seed)
+    k = wanted if not point.index_is_exact else min(point.index, wanted)
+    track = spec.ride_config().track
+    k = min(max(k, track), problem.dim)  # at least the ridge's neighbours, to track it
+    op = HessianOperator(problem.loss, point.theta)
+    result = eigsh(op, k, "SA", seed=spec.seed)
+    top = eigsh(op, 1, "LA", tol=1e-2, seed=spec.seed)
+    norm_estimate = max(abs(top.eigenvalues[0].item()), result.eigenvalues.abs().max().item())
     values = result.eigenvalues.cpu()
     chosen = []
     for index in range(k):
@@ -150,12 +158,16 @@ def get_ridges(
         same = chosen and abs(values[index] - values[chosen[-1]]) <= 1e-6 * values.abs().max()
         if policy == "every-direction" or not same:
             chosen.append(index)
-    ridges = [
-        Ridge(node, i, sign, values[i].item(), sign * result.eigenvectors[:, i])
-        for i in chosen
-        for sign in (1, -1)
-    ]
-    return ridges, result.info.matvecs
+    ridges = []
+    for i in chosen:
+        nearest = [j for j in torch.argsort((values - values[i]).abs()).tolist() if j != i]
+        neighbours = result.eigenvectors[:, nearest[: track - 1]]
+        for sign in (1, -1):
+            direction = sign * result.eigenvectors[:, i]
+            ridges.append(
+                Ridge(node, i, sign, values[i].item(), direction, neighbours, norm_estimate)
+            )
+    return ridges, result.info.matvecs + top.info.matvecs
 
 
 def _group_size(point: CriticalPoint) -> int:
@@ -168,7 +180,14 @@ def follow(
     problem: Problem, theta: Tensor, ridge: Ridge, spec: SearchSpec, settle_config: SettleConfig
 ) -> Outcome:
     """Ride `ridge` from `theta`, settle on the critical point it leads to, and classify it."""
-    end = ride(problem.loss, theta, ridge.direction, spec.ride_config())
+    end = ride(
+        problem.loss,
+        theta,
+        ridge.direction,
+        spec.ride_config(),
+        neighbours=ridge.neighbours,
+        norm_estimate=ridge.norm_estimate,
+    )
     if end.reason == "non-finite-loss":
         return Outcome(ridge, end, end.hvps, failure="the loss turned NaN or Inf during the ride")
     settle_fn = settle if settle_config.target == "saddle" else settle_to_minimum
