@@ -33,13 +33,13 @@ def minimum_metrics(problem: Problem, point: CriticalPoint) -> dict[str, float]:
         return metrics
     for split, (inputs, labels) in problem.splits.items():
         logits = problem.predict(point.theta, inputs)
-        metrics[f"{split}_accuracy"] = (logits.argmax(1) == labels).double().mean().item()
+        correct = logits.argmax(1) == labels
+        metrics[f"{split}_accuracy"] = correct.double().mean().item()
         metrics[f"{split}_loss"] = F.cross_entropy(logits, labels).item()
-    if "test" in problem.splits:
-        inputs, labels = problem.splits["test"]
-        correct = problem.predict(point.theta, inputs).argmax(1) == labels
-        for label in labels.unique().tolist():
-            metrics[f"class_{label}_accuracy"] = correct[labels == label].double().mean().item()
+        if split == "test":
+            for label in labels.unique().tolist():
+                accuracy = correct[labels == label].double().mean().item()
+                metrics[f"class_{label}_accuracy"] = accuracy
     return metrics
 
 
