@@ -26,8 +26,10 @@ def test_digits_mlp_from_the_zero_point_finds_distinct_accurate_minima(digits_re
         assert minimum.metrics["train_accuracy"] >= 0.95
         assert 0 < minimum.metrics["sharpness"] < 100
         counts = torch.bincount(digits_report.problem.splits["test"][1]).double()
-        per_class = torch.tensor([minimum.metrics[f"class_{c}_accuracy"] for c in range(10)])
-        overall = (per_class.double() * counts).sum() / counts.sum()
+        per_class = torch.tensor(
+            [minimum.metrics[f"class_{c}_accuracy"] for c in range(10)], dtype=torch.float64
+        )
+        overall = (per_class * counts).sum() / counts.sum()
         assert overall.item() == pytest.approx(minimum.metrics["test_accuracy"], abs=1e-12)
     # Distinct modulo symmetry: no two are within the merge tolerance after alignment ...
     problem = digits_report.problem
