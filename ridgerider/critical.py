@@ -32,9 +32,10 @@ class SettleConfig:
             fraction of the full gradient's norm at the start.
         newton_steps: at most this many Newton steps (MINRES on HVPs) to polish.
         probe: how many of the smallest eigenpairs are computed to guide and classify.
-        target: "saddle" settles on the critical point beneath (holding the negative-curvature
-            directions, which must all fit in `probe`), "minimum" descends to a minimum
-            (L-BFGS, then Newton), "auto" picks "saddle" when the start's index fits in `probe`.
+        target: "saddle" settles on the critical point beneath with `settle` (holding the
+            negative-curvature directions, which must all fit in `probe`); "minimum" descends
+            to a minimum with `settle_to_minimum` (L-BFGS, then Newton). A search spec's
+            "auto" is resolved to one of them by `SearchSpec.settle_config`.
     """
 
     grad_tol: float = 1e-9
@@ -42,7 +43,7 @@ class SettleConfig:
     descent_tol: float = 1e-3
     newton_steps: int = 30
     probe: int = 8
-    target: Literal["saddle", "minimum", "auto"] = "auto"
+    target: Literal["saddle", "minimum"] = "minimum"
 
 
 @dataclass(frozen=True)
