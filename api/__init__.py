@@ -1,1 +1,1 @@
-"""Interfaces: the HTTP API (filled in by the API issue)."""
+"""Interfaces: the `ridgerider` command line (and, with the API issue, HTTP)."""

@@ -34,6 +34,13 @@ class FlatLayout:
         params = dict(module.named_parameters())
         return torch.cat([params[n].detach().reshape(-1) for n in self.names]).clone()
 
+    def load(self, module: nn.Module, theta: Tensor) -> nn.Module:
+        """Copy `theta` into `module`'s parameters in place, and return the module."""
+        with torch.no_grad():
+            for name, value in self.unflatten(theta).items():
+                module.get_parameter(name).copy_(value)
+        return module
+
     def unflatten(self, theta: Tensor) -> dict[str, Tensor]:
         """Views of `theta` shaped like the module's parameters (differentiable)."""
         if theta.shape != (self.numel,):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -129,51 +129,91 @@ class SearchResult:
         ]
 
 
-def get_ridges(
-    problem: Problem, node: int, point: CriticalPoint, spec: SearchSpec
-) -> tuple[list[Ridge], int]:
-    """The ridges to ride from a saddle: its most negative eigenvectors, both signs each.
+@dataclass(frozen=True)
+class Spectrum:
+    """The most negative eigenpairs at a saddle (values float64 ascending, on the CPU; vectors
+    n x k on the problem's device), an estimate of ||H||, and the HVPs they cost."""
 
-    With the "one-per-group" policy (the default where the problem declares its symmetries, so
-    that copies are the same model), eigenvalues equal to within 1e-6 relative contribute one
-    eigenvector, and enough pairs are computed to see `ridges_per_node` groups.
-    """
-    policy = spec.ridge_policy
-    if policy == "auto":
-        policy = "one-per-group" if problem.align else "every-direction"
-    per_group = 1 if policy == "every-direction" else _group_size(point)
+    values: Tensor
+    vectors: Tensor
+    norm_estimate: float
+    hvps: int
+
+
+def ridge_policy(problem: Problem, spec: SearchSpec) -> str:
+    """The spec's ridge policy with "auto" resolved for `problem`."""
+    if spec.ridge_policy != "auto":
+        return spec.ridge_policy
+    return "one-per-group" if problem.align else "every-direction"
+
+
+def node_spectrum(problem: Problem, point: CriticalPoint, spec: SearchSpec) -> Spectrum:
+    """The eigenpairs a saddle's ridges are chosen from: enough to see `ridges_per_node` groups
+    of equal eigenvalues (one group per ridge under "one-per-group") and to track each ridge."""
+    per_group = 1 if ridge_policy(problem, spec) == "every-direction" else _group_size(point)
     wanted = spec.ridges_per_node * per_group
     k = wanted if not point.index_is_exact else min(point.index, wanted)
-    track = spec.ride_config().track
-    k = min(max(k, track), problem.dim)  # at least the ridge's neighbours, to track it
+    k = min(max(k, spec.ride_config().track), problem.dim)
     op = HessianOperator(problem.loss, point.theta)
     result = eigsh(op, k, "SA", seed=spec.seed)
     top = eigsh(op, 1, "LA", tol=1e-2, seed=spec.seed)
     norm_estimate = max(abs(top.eigenvalues[0].item()), result.eigenvalues.abs().max().item())
-    values = result.eigenvalues.cpu()
-    chosen = []
-    for index in range(k):
+    hvps = result.info.matvecs + top.info.matvecs
+    return Spectrum(result.eigenvalues.cpu(), result.eigenvectors, norm_estimate, hvps)
+
+
+def choose_ridges(problem: Problem, spectrum: Spectrum, spec: SearchSpec) -> list[tuple[int, int]]:
+    """(eigen index, sign) of every ride to take: the negative eigenvalues, at most
+    `ridges_per_node` of them (one per group of values equal to within 1e-6 relative under
+    "one-per-group", so that symmetric copies are ridden once), each with both signs."""
+    every = ridge_policy(problem, spec) == "every-direction"
+    values = spectrum.values
+    chosen: list[int] = []
+    for index in range(len(values)):
         if values[index] >= 0 or len(chosen) == spec.ridges_per_node:
             break
         same = chosen and abs(values[index] - values[chosen[-1]]) <= 1e-6 * values.abs().max()
-        if policy == "every-direction" or not same:
+        if every or not same:
             chosen.append(index)
-    ridges = []
-    for i in chosen:
-        nearest = [j for j in torch.argsort((values - values[i]).abs()).tolist() if j != i]
-        neighbours = result.eigenvectors[:, nearest[: track - 1]]
-        for sign in (1, -1):
-            direction = sign * result.eigenvectors[:, i]
-            ridges.append(
-                Ridge(node, i, sign, values[i].item(), direction, neighbours, norm_estimate)
-            )
-    return ridges, result.info.matvecs + top.info.matvecs
+    return [(index, sign) for index in chosen for sign in (1, -1)]
+
+
+def make_ridge(node: int, spectrum: Spectrum, eigen_index: int, sign: int, track: int) -> Ridge:
+    """The ride along eigenvector `eigen_index` with `sign`, with the `track - 1` eigenvectors
+    whose eigenvalues are nearest its own as neighbours to track it by."""
+    values = spectrum.values
+    nearest = [
+        j for j in torch.argsort((values - values[eigen_index]).abs()).tolist() if j != eigen_index
+    ]
+    neighbours = spectrum.vectors[:, nearest[: track - 1]]
+    direction = sign * spectrum.vectors[:, eigen_index]
+    value = values[eigen_index].item()
+    return Ridge(node, eigen_index, sign, value, direction, neighbours, spectrum.norm_estimate)
+
+
+def get_ridges(
+    problem: Problem, node: int, point: CriticalPoint, spec: SearchSpec
+) -> tuple[list[Ridge], int]:
+    """The ridges to ride from a saddle, and the HVPs finding them cost (see `node_spectrum`
+    and `choose_ridges`)."""
+    spectrum = node_spectrum(problem, point, spec)
+    track = spec.ride_config().track
+    ridges = [
+        make_ridge(node, spectrum, index, sign, track)
+        for index, sign in choose_ridges(problem, spectrum, spec)
+    ]
+    return ridges, spectrum.hvps
 
 
 def _group_size(point: CriticalPoint) -> int:
     """Copies of the most negative eigenvalue among those classify computed (at least 1)."""
     values = point.eigenvalues
     return int(((values - values[0]).abs() <= 1e-6 * values.abs().max()).sum())
+
+
+def needs_expansion(point: CriticalPoint, depth: int, spec: SearchSpec) -> bool:
+    """Whether the search rides on from this point: a saddle (or maximum) above `max_depth`."""
+    return point.index > 0 and depth < spec.max_depth
 
 
 def follow(
@@ -235,7 +275,7 @@ def search(
     emit("node", {"node": 0, "point": root})
     hvps = root.hvps
     failures: list[Outcome] = []
-    frontier: deque[int] = deque([0] if root.index > 0 else [])
+    frontier: deque[int] = deque([0] if needs_expansion(root, 0, spec) else [])
     stopped = "frontier exhausted"
     while frontier:
         if graph.number_of_nodes() >= spec.max_nodes:
@@ -243,8 +283,6 @@ def search(
             break
         node = _pop(frontier, graph, spec.frontier)
         point, depth = graph.nodes[node]["point"], graph.nodes[node]["depth"]
-        if depth >= spec.max_depth:
-            continue
         ridges, spent = get_ridges(problem, node, point, spec)
         hvps += spent
         for ridge in ridges:
@@ -262,12 +300,13 @@ def search(
                 failures.append(outcome)
                 emit("failure", {"node": node, "outcome": outcome})
                 continue
-            target = _find(graph, problem, outcome.point.theta, spec)
+            known = ((n, data["point"].theta) for n, data in graph.nodes(data=True))
+            target = find_copy(problem, outcome.point.theta, known, spec)
             if target is None:
                 target = graph.number_of_nodes()
                 graph.add_node(target, point=outcome.point, depth=depth + 1)
                 emit("node", {"node": target, "point": outcome.point})
-                if outcome.point.index > 0:
+                if needs_expansion(outcome.point, depth + 1, spec):
                     frontier.append(target)
             graph.add_edge(
                 node,
@@ -295,12 +334,14 @@ def _pop(frontier: deque[int], graph: nx.MultiDiGraph, policy: Frontier) -> int:
     return best
 
 
-def _find(graph: nx.MultiDiGraph, problem: Problem, theta: Tensor, spec: SearchSpec) -> int | None:
-    """The node holding `theta` or a copy of it: a symmetric copy (relative distance after
-    alignment below `merge_tol`) or, with `merge_by_function`, the same predictions."""
+def find_copy(
+    problem: Problem, theta: Tensor, known: Iterable[tuple[int, Tensor]], spec: SearchSpec
+) -> int | None:
+    """The id of the known point that `theta` is a copy of, or None: a symmetric copy (relative
+    distance after alignment below `merge_tol`) or, with `merge_by_function`, the same
+    predictions. `known` yields (id, theta) pairs."""
     probabilities = _evaluation_probabilities(problem, theta) if spec.merge_by_function else None
-    for node, data in graph.nodes(data=True):
-        other = data["point"].theta
+    for node, other in known:
         candidate = problem.align(other, theta) if problem.align else theta
         if (other - candidate).norm().item() <= spec.merge_tol * (1 + other.norm().item()):
             return node

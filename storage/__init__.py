@@ -1,1 +1,2 @@
-"""Persistence: database models and the artifact store (filled in by the storage issue)."""
+"""Persistence: SQLAlchemy models, Alembic migrations, the artifact store, queries, selection
+and export."""

@@ -1,1 +1,1 @@
-"""Execution: Celery tasks and the in-process runner (filled in by the distributed-search issue)."""
+"""Execution: the units of tree work and the in-process runner that claims them one by one."""

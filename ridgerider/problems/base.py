@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -29,6 +30,8 @@ class Problem:
         predict: `predict(theta, inputs)` gives class logits, for classification problems.
         splits: named (inputs, labels) pairs to measure behaviour on: "train", "test" and,
             where the problem has one, "ood" (out of distribution).
+        to_module: `to_module(theta)` gives a new `nn.Module` holding the flat parameters
+            `theta`, for problems built from a module, so stored solutions load as models.
     """
 
     name: str
@@ -39,6 +42,7 @@ class Problem:
     align: Callable[[Tensor, Tensor], Tensor] | None = None
     predict: Callable[[Tensor, Tensor], Tensor] | None = None
     splits: Mapping[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
+    to_module: Callable[[Tensor], nn.Module] | None = None
 
     def __post_init__(self) -> None:
         if self.dim < 1:
@@ -107,4 +111,17 @@ def module_problem(
         zero_modes=zero_modes,
         predict=predict,
         splits=splits,
+        to_module=module_factory(module),
     )
+
+
+def module_factory(module: nn.Module) -> Callable[[Tensor], nn.Module]:
+    """`to_module` for problems built from `module`: a copy of it holding the given parameters,
+    in eval mode."""
+    template = copy.deepcopy(module)
+    layout = FlatLayout.of(template)
+
+    def to_module(theta: Tensor) -> nn.Module:
+        return layout.load(copy.deepcopy(template), theta.detach()).eval()
+
+    return to_module

@@ -13,15 +13,13 @@ from dataclasses import astuple, dataclass
 import numpy as np
 import torch
 from scipy.optimize import minimize
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
 from ridgerider.flat import FlatLayout, eval_mode, module_loss
-from ridgerider.problems.base import Problem
+from ridgerider.problems.base import Problem, module_factory
 from ridgerider.problems.symmetry import align
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -47,6 +45,10 @@ class DigitsSplit:
 
 def digits_split(seed: int = 0, dtype: torch.dtype = torch.float64) -> DigitsSplit:
     """The digits data set, stratified 75/25 train/test split drawn with `seed`."""
+    # scikit-learn costs half a second to import: only the problems that use its data pay it.
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
     x, y = load_digits(return_X_y=True)
     x_train, x_test, y_train, y_test = train_test_split(
         x / 16.0, y, test_size=0.25, stratify=y, random_state=seed
@@ -237,4 +239,5 @@ def mlp_problem(
         align=align_units,
         predict=predict,
         splits=splits,
+        to_module=module_factory(model),
     )

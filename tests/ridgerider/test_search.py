@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import itertools
 
-import networkx as nx
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ridgerider.critical import CriticalPoint, classify
+from ridgerider.critical import classify
 from ridgerider.problems.base import Problem, module_problem
 from ridgerider.problems.classic import (
     cubic_valley,
@@ -18,7 +17,7 @@ from ridgerider.problems.classic import (
     styblinski_tang,
 )
 from ridgerider.problems.registry import load
-from ridgerider.search import SearchSpec, _find, search
+from ridgerider.search import SearchSpec, find_copy, search
 
 HIMMELBLAU_MINIMA = torch.tensor(
     [[3.0, 2.0], [-2.805118, 3.131313], [-3.779310, -3.283186], [3.584428, -1.848127]],
@@ -107,9 +106,7 @@ def test_merge_by_function_catches_copies_that_no_alignment_declares():
     swapped = torch.cat(
         [w1.view(2, 3).flip(0).reshape(-1), b1.flip(0), w2.view(2, 2).flip(1).reshape(-1), b2]
     )
-    graph = nx.MultiDiGraph()
-    point = CriticalPoint(theta, 0.0, 0.0, "minimum", 0, torch.zeros(1), 0)
-    graph.add_node(0, point=point, depth=0)
-    assert _find(graph, problem, swapped, SearchSpec()) is None
-    assert _find(graph, problem, swapped, SearchSpec(merge_by_function=True)) == 0
-    assert _find(graph, problem, theta + 0.5, SearchSpec(merge_by_function=True)) is None
+    known = [(7, theta)]
+    assert find_copy(problem, swapped, known, SearchSpec()) is None
+    assert find_copy(problem, swapped, known, SearchSpec(merge_by_function=True)) == 7
+    assert find_copy(problem, theta + 0.5, known, SearchSpec(merge_by_function=True)) is None

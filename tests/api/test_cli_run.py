@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import textwrap
 
-from tests.ridgerider.test_cli import ridgerider
+from tests.api.test_cli import ridgerider
 
 USER_PROBLEMS = textwrap.dedent(
     """
@@ -38,18 +38,31 @@ USER_PROBLEMS = textwrap.dedent(
 )
 
 
-def test_run_json_on_a_registered_problem():
-    result = ridgerider("run", "--problem", "styblinski-tang:dim=2", "--json")
+def test_run_stores_every_job_and_prints_json(tmp_path):
+    result = ridgerider("run", "--problem", "styblinski-tang:dim=2", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert len(data["minima"]) == 4
     assert data["stats"]["nodes"] == 9
+    assert data["job"]["id"] == 1 and data["job"]["status"] == "finished"
+    assert "job 1: styblinski-tang:dim=2, stored in sqlite:///ridgerider.db" in result.stderr
+    assert (tmp_path / "ridgerider.db").exists() and (tmp_path / "ridgerider-artifacts").is_dir()
+
+    again = ridgerider("run", "--problem", "himmelblau", "--json", cwd=tmp_path)
+    assert json.loads(again.stdout)["job"]["id"] == 2
+    listed = json.loads(ridgerider("jobs", "--format", "json", cwd=tmp_path).stdout)
+    assert [(j["id"], j["problem"], j["minima"]) for j in listed] == [
+        (2, "himmelblau", 4),
+        (1, "styblinski-tang:dim=2", 4),
+    ]
 
 
 def test_user_problems_from_a_function_and_a_module(tmp_path):
     (tmp_path / "user_problems.py").write_text(USER_PROBLEMS)
     env = {"PYTHONPATH": str(tmp_path)}
-    result = ridgerider("run", "--problem", "user_problems:camel:scale=2.0", "--json", env=env)
+    result = ridgerider(
+        "run", "--problem", "user_problems:camel:scale=2.0", "--json", env=env, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     minima = json.loads(result.stdout)["minima"]
     assert len(minima) == 2  # the two global minima of the six-hump camel, from (0, 0)
@@ -58,7 +71,14 @@ def test_user_problems_from_a_function_and_a_module(tmp_path):
     spec = tmp_path / "spec.json"
     spec.write_text('{"max_nodes": 6}')
     result = ridgerider(
-        "run", "--problem", "user_problems:tiny_net", "--spec", str(spec), "--json", env=env
+        "run",
+        "--problem",
+        "user_problems:tiny_net",
+        "--spec",
+        str(spec),
+        "--json",
+        env=env,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
@@ -72,11 +92,12 @@ def test_user_problems_from_a_function_and_a_module(tmp_path):
 def test_bad_specs_and_problems_are_clear_errors(tmp_path):
     spec = tmp_path / "spec.toml"
     spec.write_text('problem = "himmelblau"\nmax_nodes = 0\ncolour = "red"\n')
-    result = ridgerider("run", "--spec", str(spec))
+    result = ridgerider("run", "--spec", str(spec), cwd=tmp_path)
     assert result.returncode == 2
     assert "max_nodes: Input should be greater than or equal to 1" in result.stderr
     assert "colour: Extra inputs are not permitted" in result.stderr
 
-    result = ridgerider("run", "--problem", "rosenbrock")
+    result = ridgerider("run", "--problem", "rosenbrock", cwd=tmp_path)
     assert result.returncode == 2
     assert "unknown problem 'rosenbrock'" in result.stderr and "himmelblau" in result.stderr
+    assert not (tmp_path / "ridgerider.db").exists()  # nothing is stored for a bad request

@@ -1,20 +1,35 @@
-"""The `ridgerider` command, run as a real process."""
+"""The `ridgerider` command, run as a real process: the spectrum command and the basics."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
+from pathlib import Path
+
+from tests.conftest import REPOSITORY
+
+RIDGERIDER = Path(sys.executable).parent / "ridgerider"
 
 
-def ridgerider(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the command line in a fresh interpreter, as a user would."""
+def ridgerider(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed command line in a fresh process, as a user would: in `cwd` (so that the
+    embedded database and artifacts land there), with the repository on PYTHONPATH so that
+    `tests.problems:...` problems load."""
     return subprocess.run(
-        [sys.executable, "-m", "ridgerider", *args],
+        [str(RIDGERIDER), *args],
         capture_output=True,
         text=True,
-        timeout=300,
-        env={"COLUMNS": "120", "PATH": "/usr/bin:/bin", **(env or {})},
+        timeout=timeout,
+        cwd=cwd,
+        env={
+            "COLUMNS": "120",
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(REPOSITORY),
+            **(env or {}),
+        },
     )
 
 

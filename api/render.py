@@ -1,0 +1,95 @@
+"""Terminal output of stored results: solution tables, job lists, CSV, the end-of-run report."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from storage.queries import SolutionRow
+
+SOLUTION_COLUMNS = (
+    "loss",
+    "grad_norm",
+    "train_accuracy",
+    "test_accuracy",
+    "ood_accuracy",
+    "sharpness",
+    "distance_from_start",
+)
+
+
+def cell(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if float(value).is_integer() and abs(value) < 1e6:
+        return str(int(value))
+    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+        return f"{value:.2e}"
+    return f"{value:.4f}"
+
+
+def solutions_table(rows: Sequence[SolutionRow], title: str) -> Table:
+    present = [c for c in SOLUTION_COLUMNS if any(c in row.metrics for row in rows)]
+    table = Table(title=title)
+    table.add_column("id", justify="right")
+    table.add_column("depth", justify="right")
+    for column in present:
+        table.add_column(column.replace("_", " "), justify="right")
+    for row in rows:
+        table.add_row(str(row.id), str(row.depth), *[cell(row.metrics.get(c)) for c in present])
+    return table
+
+
+def solutions_csv(rows: Sequence[SolutionRow]) -> str:
+    names = sorted({name for row in rows for name in row.metrics})
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["id", "node_id", "depth", "weights_sha256", *names])
+    for row in rows:
+        metrics = [row.metrics.get(name, "") for name in names]
+        writer.writerow([row.id, row.node_id, row.depth, row.weights_sha256, *metrics])
+    return out.getvalue()
+
+
+def jobs_table(jobs: Sequence[dict[str, Any]]) -> Table:
+    table = Table(title="jobs")
+    for column in ("id", "problem", "status", "created", "minima", "HVPs", "seconds"):
+        table.add_column(column, justify="right" if column != "problem" else "left")
+    for job in jobs:
+        table.add_row(
+            str(job["id"]),
+            job["problem"],
+            job["status"],
+            job["created_at"][:19].replace("T", " "),
+            str(job.get("minima", "-")),
+            f"{job['hvps']:,}",
+            f"{job['seconds']:.1f}",
+        )
+    return table
+
+
+def print_report(console: Console, rows: Sequence[SolutionRow], document: dict[str, Any]) -> None:
+    """The end of a run: the distinct minima by loss, the set's metrics, the search's numbers."""
+    job, stats = document["job"], document["stats"]
+    ordered = sorted(rows, key=lambda row: row.metrics.get("loss", 0.0))
+    console.print(solutions_table(ordered, f"{len(rows)} distinct minima of {job['problem']}"))
+    summary = ", ".join(
+        f"{k.replace('_', ' ')} {cell(v)}" for k, v in document["set_metrics"].items()
+    )
+    if summary:
+        console.print(f"set: {summary}")
+    console.print(
+        f"{stats.get('nodes', 0)} critical points ({stats.get('saddles', 0)} saddles, "
+        f"{stats.get('degenerate', 0)} degenerate), {stats.get('rides', 0)} rides, "
+        f"{stats.get('failed_rides', 0)} failed, {job['hvps']:,} HVPs, {job['seconds']:.1f} s; "
+        f"stopped: {stats.get('stopped', '-')}"
+    )
+    console.print(
+        f"job {job['id']} ({job['status']}) is stored; query it with "
+        f"`ridgerider solutions {job['id']}`"
+    )

@@ -1,0 +1,84 @@
+"""Engines and sessions: SQLite (WAL, busy timeout) embedded by default, PostgreSQL (psycopg 3)
+for a worker pool; one URL from a flag, `RIDGERIDER_DATABASE_URL`, or `./ridgerider.db`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+DATABASE_URL_ENV = "RIDGERIDER_DATABASE_URL"
+DEFAULT_URL = "sqlite:///ridgerider.db"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+READONLY_OPTION = "ridgerider_readonly"
+
+
+def database_url(url: str | os.PathLike[str] | None = None) -> str:
+    """`url`, else `RIDGERIDER_DATABASE_URL`, else `./ridgerider.db`; PostgreSQL URLs are given
+    the psycopg 3 driver, and a bare path is read as an SQLite file."""
+    url = os.fspath(url or os.environ.get(DATABASE_URL_ENV) or DEFAULT_URL)
+    if "://" not in url:
+        url = f"sqlite:///{url}"
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def make_engine(url: str | os.PathLike[str] | None = None) -> Engine:
+    """An engine for `url` (see `database_url`). SQLite gets WAL, a busy timeout, foreign keys
+    and real transactions: BEGIN IMMEDIATE (the write lock, waited for) unless the connection is
+    read-only, so that a transaction never fails by upgrading a stale read to a write."""
+    url = database_url(url)
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection) -> None:
+        readonly = connection.get_execution_options().get(READONLY_OPTION, False)
+        connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+class Database:
+    """An engine and its session factory; `session()` is one transaction."""
+
+    def __init__(self, url: str | os.PathLike[str] | None = None) -> None:
+        self.engine = make_engine(url)
+        self.url = self.engine.url
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        readonly = self.engine.execution_options(**{READONLY_OPTION: True})
+        self._readonly_sessions = sessionmaker(readonly, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def session(self, *, readonly: bool = False) -> Iterator[Session]:
+        """A session whose transaction commits at the end of the block, or rolls back.
+
+        `readonly` sessions do not take SQLite's write lock (WAL readers run beside a writer).
+        """
+        factory = self._readonly_sessions if readonly else self._sessions
+        with factory() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,230 @@
+"""Export a solution set as an MLOps artifact: a folder (or .tar.gz) with a model card, the
+metrics as CSV, the lineage DAG as GraphML and JSON, the weights with their hashes, and plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+from sqlalchemy import select
+
+from ridgerider.problems.base import Problem
+from storage.artifacts import ArtifactStore
+from storage.database import Database
+from storage.jobs import get_job
+from storage.models import Job, Solution
+from storage.queries import SolutionRow, lineage_graph, solution_metrics
+from storage.selection import pareto_indices
+from storage.solutions import ensemble_metrics
+
+CARD_COLUMNS = ("loss", "train_accuracy", "test_accuracy", "ood_accuracy", "sharpness")
+
+
+def export(
+    db: Database,
+    store: ArtifactStore,
+    job_id: int,
+    destination: Path,
+    problem: Problem,
+    *,
+    ids: Sequence[int] | None = None,
+    selection: str = "every distinct minimum the search found",
+    objectives: tuple[str, str] | None = None,
+) -> Path:
+    """Write the export of the job's solutions `ids` (default: all) to `destination`: a folder,
+    or an archive when it ends in `.tar.gz`. `selection` says in the card how they were chosen;
+    `objectives` picks the scatter's two metrics. Returns the path written.
+
+    Raises:
+        FileExistsError: `destination` exists and is not an empty folder.
+    """
+    if destination.exists() and (destination.is_file() or any(destination.iterdir())):
+        raise FileExistsError(f"{destination} exists and is not empty; choose a new path")
+    archive = destination.name.endswith(".tar.gz")
+    folder = Path(tempfile.mkdtemp()) / destination.name.removesuffix(".tar.gz")
+    with db.session(readonly=True) as session:
+        job = get_job(session, job_id)
+        all_ids = session.scalars(
+            select(Solution.id).where(Solution.job_id == job_id).order_by(Solution.id)
+        ).all()
+        ids = list(all_ids if ids is None else ids)
+        unknown = set(ids) - set(all_ids)
+        if unknown:
+            raise LookupError(f"solutions {sorted(unknown)} are not in job {job_id}")
+        metrics = solution_metrics(session, ids)
+        solutions = {s.id: s for s in session.scalars(select(Solution).where(Solution.id.in_(ids)))}
+        graph = lineage_graph(session, job_id)
+    rows = [
+        SolutionRow(
+            i,
+            job_id,
+            solutions[i].node_id,
+            graph.nodes[solutions[i].node_id]["depth"],
+            solutions[i].weights_sha256,
+            metrics[i],
+        )
+        for i in ids
+    ]
+    folder.mkdir(parents=True)
+    (folder / "spec.json").write_text(json.dumps(job.spec, indent=2) + "\n")
+    _write_metrics_csv(rows, folder / "metrics.csv")
+    _write_weights(store, rows, folder / "weights")
+    nx.write_graphml(graph, folder / "lineage.graphml")
+    (folder / "lineage.json").write_text(
+        json.dumps(nx.node_link_data(graph, edges="edges"), indent=1) + "\n"
+    )
+    figures = _plots(rows, solutions, graph, folder / "plots", objectives)
+    set_metrics = ensemble_metrics(db, store, job_id, ids, problem) if ids else {}
+    card = _card(job, problem, rows, selection, set_metrics, figures)
+    (folder / "MODEL_CARD.md").write_text(card)
+    if archive:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(destination, "w:gz") as tar:
+            tar.add(folder, arcname=folder.name)
+    else:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if destination.exists():
+            destination.rmdir()
+        shutil.move(folder, destination)
+    shutil.rmtree(folder.parent, ignore_errors=True)
+    return destination
+
+
+def _write_metrics_csv(rows: list[SolutionRow], path: Path) -> None:
+    names = sorted({name for row in rows for name in row.metrics})
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["solution_id", "node_id", "depth", "weights_sha256", *names])
+        for row in rows:
+            values = [row.metrics.get(name, "") for name in names]
+            writer.writerow([row.id, row.node_id, row.depth, row.weights_sha256, *values])
+
+
+def _write_weights(store: ArtifactStore, rows: list[SolutionRow], folder: Path) -> None:
+    folder.mkdir()
+    lines = []
+    for row in rows:
+        name = f"solution-{row.id}.safetensors"
+        (folder / name).write_bytes(store.get(row.weights_sha256))
+        lines.append(f"{row.weights_sha256}  {name}\n")
+    (folder / "SHA256SUMS").write_text("".join(lines))
+
+
+def _plots(
+    rows: list[SolutionRow],
+    solutions: dict[int, Solution],
+    graph: nx.MultiDiGraph,
+    folder: Path,
+    objectives: tuple[str, str] | None,
+) -> list[str]:
+    from storage import plots  # matplotlib loads only when something is exported
+
+    folder.mkdir()
+    made = []
+    plots.ride_tree(graph, folder / "ride_tree.png")
+    made.append("ride_tree.png")
+    ids = [row.id for row in rows]
+    names = set.intersection(*(set(row.metrics) for row in rows)) if rows else set()
+    pair = objectives or next(
+        (p for p in (("test_accuracy", "sharpness"), ("loss", "sharpness")) if set(p) <= names),
+        None,
+    )
+    if pair and len(rows) > 1:
+        values = np.array([[row.metrics[pair[0]], row.metrics[pair[1]]] for row in rows])
+        maximise = np.array([1.0 if "accuracy" in name else -1.0 for name in pair])
+        on_front = np.isin(np.arange(len(rows)), pareto_indices(values * maximise))
+        plots.pareto_scatter(values, on_front, pair, ids, folder / "pareto.png")
+        made.append("pareto.png")
+    if rows and all(solutions[i].predictions is not None for i in ids):
+        labels = np.stack([np.frombuffer(solutions[i].predictions, np.int16) for i in ids])
+        matrix = (labels[:, None, :] != labels[None, :, :]).mean(2)
+        plots.disagreement_heatmap(matrix, ids, folder / "disagreement.png")
+        made.append("disagreement.png")
+    classes = sorted(
+        (n for n in names if n.startswith("class_") and n.endswith("_accuracy")),
+        key=lambda n: int(n.split("_")[1]),
+    )
+    if classes:
+        matrix = np.array([[row.metrics[c] for c in classes] for row in rows])
+        labels = [c.split("_")[1] for c in classes]
+        plots.per_class_accuracy(matrix, ids, labels, folder / "per_class_accuracy.png")
+        made.append("per_class_accuracy.png")
+    return made
+
+
+def _card(
+    job: Job,
+    problem: Problem,
+    rows: list[SolutionRow],
+    selection: str,
+    set_metrics: dict[str, float],
+    figures: list[str],
+) -> str:
+    stats = job.stats or {}
+    present = [c for c in CARD_COLUMNS if any(c in row.metrics for row in rows)]
+    lines = [
+        f"# Model card: ridgerider job {job.id}, {problem.name}",
+        "",
+        f"{len(rows)} solutions: {selection}. They are distinct minima of the training loss found "
+        "by Ridge Rider (riding negative-curvature eigenvectors of the Hessian from a saddle).",
+        "",
+        "## The problem and the search",
+        "",
+        f"- problem: `{job.problem}` ({problem.dim} parameters)",
+        f"- job status: {job.status}; created {job.created_at:%Y-%m-%d %H:%M} UTC",
+        f"- search: {stats.get('nodes', '?')} critical points, {stats.get('rides', '?')} rides "
+        f"({stats.get('failed_rides', 0)} failed), {stats.get('hvps', job.hvps):,} "
+        f"Hessian-vector products, {stats.get('seconds', job.run_seconds):.1f} s; stopped: "
+        f"{stats.get('stopped', job.stopped or '-')}",
+        "",
+        "The search spec (`spec.json`):",
+        "",
+        "```json",
+        json.dumps(job.spec, indent=2),
+        "```",
+        "",
+        "## Metrics",
+        "",
+        "| solution | depth | " + " | ".join(c.replace("_", " ") for c in present) + " | sha256 |",
+        "|---:|---:|" + "---:|" * len(present) + "---|",
+    ]
+    for row in rows:
+        cells = [_cell(row.metrics.get(c)) for c in present]
+        lines.append(
+            f"| {row.id} | {row.depth} | {' | '.join(cells)} | `{row.weights_sha256[:12]}` |"
+        )
+    lines += ["", "Every metric of every solution is in `metrics.csv`.", ""]
+    if set_metrics:
+        lines += ["## The set", ""]
+        lines += [
+            f"- {name.replace('_', ' ')}: {_cell(value)}" for name, value in set_metrics.items()
+        ]
+        lines.append("")
+    lines += [
+        "## Files",
+        "",
+        "- `weights/solution-<id>.safetensors`: the flat parameter vector `theta`; "
+        "`weights/SHA256SUMS` holds their sha256 (`sha256sum -c`)",
+        "- `lineage.graphml`, `lineage.json`: the DAG of critical points and rides (networkx)",
+        "- `metrics.csv`, `spec.json`",
+        "",
+        "## Plots",
+        "",
+    ]
+    lines += [f"![{name}](plots/{name})" for name in figures]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+        return f"{value:.3e}"
+    return f"{value:.4f}"

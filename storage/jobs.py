@@ -1,0 +1,492 @@
+"""A job's life in the database: create, claim work units, record what they found, finish.
+
+Every write that changes a job's counters first locks the job's row (`lock_job`, an UPDATE: a
+row lock on PostgreSQL; on SQLite every write transaction holds the database's write lock).
+That serialises merges, so that two workers reaching one critical point at once give one node
+and two edges, and counters never race; `claim_finalisation` then lets exactly one caller
+finalise the job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from storage.models import Job, Metric, Node, PairMetric, Ride, Solution, utcnow
+
+UnitKind = Literal["node", "ride"]
+Work = Literal["expand", "evaluate", "none"]
+ACTIVE = ("pending", "claimed")
+
+
+class JobNotFoundError(LookupError):
+    """No job has that id (or the caller may not see it)."""
+
+
+@dataclass(frozen=True)
+class PointRecord:
+    """What the database keeps of a critical point (its parameters are an artifact)."""
+
+    kind: str
+    index: int
+    index_is_exact: bool
+    loss: float
+    grad_norm: float
+    eigenvalues: list[float]
+    theta_sha256: str
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A pending unit of work, with what a frontier orders by."""
+
+    kind: UnitKind
+    id: int
+    work: str
+    depth: int
+    node_id: int
+    eigenvalue: float
+
+
+def new_token() -> str:
+    return secrets.token_hex(16)
+
+
+def lineage(parent: str, eigen_index: int, sign: int) -> str:
+    """The fingerprint of a node first reached by riding (eigen_index, sign) from `parent`."""
+    return hashlib.sha256(f"{parent}/{eigen_index}{sign:+d}".encode()).hexdigest()
+
+
+ROOT_FINGERPRINT = hashlib.sha256(b"root").hexdigest()
+
+
+def create_job(
+    session: Session,
+    spec: dict[str, Any],
+    *,
+    owner: str | None = None,
+    idempotency_key: str | None = None,
+) -> Job:
+    """A queued job for `spec` (a SearchSpec as JSON). With an `idempotency_key`, the job this
+    owner already created with that key is returned instead of a new one."""
+    if idempotency_key is not None:
+        existing = session.scalar(
+            select(Job).where(Job.owner == owner, Job.idempotency_key == idempotency_key)
+        )
+        if existing is not None:
+            return existing
+    job = Job(spec=spec, problem=spec["problem"], owner=owner, idempotency_key=idempotency_key)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, job_id: int, owner: str | None = None) -> Job:
+    """The job, if it exists and (when `owner` is given) belongs to `owner`.
+
+    Raises:
+        JobNotFoundError: otherwise.
+    """
+    job = session.get(Job, job_id)
+    if job is None or (owner is not None and job.owner != owner):
+        raise JobNotFoundError(f"no job {job_id}")
+    return job
+
+
+def lock_job(session: Session, job_id: int) -> None:
+    """Take the job's lock for the rest of the transaction."""
+    session.execute(update(Job).where(Job.id == job_id).values(merge_lock=Job.merge_lock + 1))
+
+
+def start_job(session: Session, job_id: int, root: PointRecord, work: Work, hvps: int) -> Node:
+    """Mark the job running with its root node, which cost `hvps` to classify (idempotent: a
+    started job keeps its root)."""
+    lock_job(session, job_id)
+    job = session.get(Job, job_id, populate_existing=True)
+    root_node = session.scalar(
+        select(Node).where(Node.job_id == job_id, Node.fingerprint == ROOT_FINGERPRINT)
+    )
+    if root_node is not None:
+        return root_node
+    root_node = _add_node(session, job_id, ROOT_FINGERPRINT, 0, root, work)
+    job.status = "running"
+    job.started_at = utcnow()
+    job.outstanding = int(work != "none")
+    job.hvps += hvps
+    session.flush()
+    return root_node
+
+
+def _add_node(
+    session: Session, job_id: int, fingerprint: str, depth: int, point: PointRecord, work: Work
+) -> Node:
+    node = Node(
+        job_id=job_id,
+        fingerprint=fingerprint,
+        depth=depth,
+        kind=point.kind,
+        index=point.index,
+        index_is_exact=point.index_is_exact,
+        loss=point.loss,
+        grad_norm=point.grad_norm,
+        eigenvalues=point.eigenvalues,
+        theta_sha256=point.theta_sha256,
+        work=work,
+        state="pending" if work != "none" else "done",
+    )
+    session.add(node)
+    session.flush()
+    return node
+
+
+def claim(session: Session, kind: UnitKind, unit_id: int, token: str) -> bool:
+    """Compare-and-set a pending unit to claimed under `token`; False if someone else has it,
+    it is finished, or its job is cancelled."""
+    table = Node if kind == "node" else Ride
+    cancelled = select(Job.cancel_requested).where(Job.id == table.job_id).scalar_subquery()
+    result = session.execute(
+        update(table)
+        .where(table.id == unit_id, table.state == "pending", cancelled.is_(False))
+        .values(
+            state="claimed",
+            claim_token=token,
+            attempts=table.attempts + 1,
+            heartbeat_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def heartbeat(session: Session, kind: UnitKind, unit_id: int, token: str) -> bool:
+    """Say the claimed unit is still being worked on; False if the claim was lost."""
+    table = Node if kind == "node" else Ride
+    result = session.execute(
+        update(table)
+        .where(table.id == unit_id, table.state == "claimed", table.claim_token == token)
+        .values(heartbeat_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def _settle_unit(
+    session: Session, kind: UnitKind, unit_id: int, token: str | None, state: str, **values: Any
+) -> bool:
+    """Move a claimed unit (held under `token`; any pending or claimed unit when `token` is
+    None) to a final `state`; False if the claim was lost (someone else finished it)."""
+    table = Node if kind == "node" else Ride
+    condition = table.state == "claimed", table.claim_token == token
+    if token is None:
+        condition = (table.state.in_(ACTIVE),)
+    result = session.execute(
+        update(table)
+        .where(table.id == unit_id, *condition)
+        .values(state=state, claim_token=None, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def _job_of(session: Session, kind: UnitKind, unit_id: int) -> int:
+    table = Node if kind == "node" else Ride
+    job_id = session.scalar(select(table.job_id).where(table.id == unit_id))
+    if job_id is None:
+        raise LookupError(f"no {kind} {unit_id}")
+    return job_id
+
+
+def record_expansion(
+    session: Session,
+    node_id: int,
+    token: str,
+    spectrum_sha256: str,
+    rides: Sequence[tuple[int, int, float]],
+    hvps: int,
+) -> list[int] | None:
+    """The saddle's eigenpairs are stored and its rides, (eigen index, sign, eigenvalue), are
+    queued. Returns the new rides' ids, or None if the claim was lost."""
+    job_id = _job_of(session, "node", node_id)
+    lock_job(session, job_id)
+    if not _settle_unit(session, "node", node_id, token, "done", spectrum_sha256=spectrum_sha256):
+        return None
+    node = session.get(Node, node_id, populate_existing=True)
+    created = [
+        Ride(
+            job_id=job_id,
+            from_node_id=node_id,
+            eigen_index=index,
+            sign=sign,
+            eigenvalue=value,
+            depth=node.depth,
+        )
+        for index, sign, value in rides
+    ]
+    session.add_all(created)
+    job = session.get(Job, job_id, populate_existing=True)
+    job.outstanding += len(created) - 1
+    job.hvps += hvps
+    _touch(job)
+    session.flush()
+    return [ride.id for ride in created]
+
+
+@dataclass(frozen=True)
+class RideResult:
+    """What a ride gave: its statistics, and the critical point it settled on (or a failure)."""
+
+    steps: int
+    hvps: int
+    end_reason: str
+    point: PointRecord | None = None
+    failure: str | None = None
+
+
+@dataclass(frozen=True)
+class RideRecord:
+    """Where a recorded ride led: the node, whether it is new, and its pending work."""
+
+    node_id: int | None
+    new: bool
+    work: Work
+
+
+def record_ride(
+    session: Session,
+    ride_id: int,
+    token: str,
+    result: RideResult,
+    find_copy: Callable[[list[tuple[int, str]]], int | None],
+    work_of: Callable[[PointRecord, int], Work],
+) -> RideRecord | None:
+    """Record a ride's outcome, merging its critical point into the job's DAG.
+
+    Under the job's lock, `find_copy` gets the (node id, theta sha256) of every node of the job
+    and returns the one the new point copies, if any; a new node gets the work `work_of(point,
+    depth)` says. Returns None if the claim was lost.
+    """
+    ride = session.get(Ride, ride_id)
+    if ride is None:
+        raise LookupError(f"no ride {ride_id}")
+    lock_job(session, ride.job_id)
+    job = session.get(Job, ride.job_id, populate_existing=True)
+    stats = {"steps": result.steps, "hvps": result.hvps, "end_reason": result.end_reason}
+    if result.point is None:
+        if not _settle_unit(
+            session, "ride", ride_id, token, "failed", failure=result.failure, **stats
+        ):
+            return None
+        record = RideRecord(None, False, "none")
+    else:
+        if not _settle_unit(session, "ride", ride_id, token, "done", **stats):
+            return None
+        known = session.execute(
+            select(Node.id, Node.theta_sha256).where(Node.job_id == job.id).order_by(Node.id)
+        ).all()
+        target = find_copy([(node_id, sha) for node_id, sha in known])
+        work: Work = "none"
+        if target is None:
+            parent = session.get(Node, ride.from_node_id)
+            fingerprint = lineage(parent.fingerprint, ride.eigen_index, ride.sign)
+            work = work_of(result.point, parent.depth + 1)
+            node = _add_node(session, job.id, fingerprint, parent.depth + 1, result.point, work)
+            job.outstanding += int(work != "none")
+            record = RideRecord(node.id, True, work)
+        else:
+            record = RideRecord(target, False, work)
+        session.execute(
+            update(Ride)
+            .where(Ride.id == ride_id)
+            .values(to_node_id=record.node_id)
+            .execution_options(synchronize_session=False)
+        )
+    job.outstanding -= 1
+    job.hvps += result.hvps
+    _touch(job)
+    session.flush()
+    return record
+
+
+def record_evaluation(
+    session: Session,
+    node_id: int,
+    token: str,
+    weights_sha256: str,
+    metrics: dict[str, float],
+    predictions: bytes | None,
+) -> int | None:
+    """Keep an evaluated minimum as a solution with its metrics; its id, or None if the claim
+    was lost."""
+    job_id = _job_of(session, "node", node_id)
+    lock_job(session, job_id)
+    if not _settle_unit(session, "node", node_id, token, "done"):
+        return None
+    solution = Solution(
+        job_id=job_id, node_id=node_id, weights_sha256=weights_sha256, predictions=predictions
+    )
+    session.add(solution)
+    session.flush()
+    session.add_all(
+        Metric(solution_id=solution.id, job_id=job_id, name=name, value=float(value))
+        for name, value in metrics.items()
+    )
+    job = session.get(Job, job_id, populate_existing=True)
+    job.outstanding -= 1
+    _touch(job)
+    session.flush()
+    return solution.id
+
+
+def end_unit(
+    session: Session, kind: UnitKind, unit_id: int, token: str | None, state: str, reason: str
+) -> bool:
+    """End a unit without its work: "failed" (with `reason`) or "skipped" (a budget ran out;
+    `reason` becomes the job's `stopped`). `token` None ends it whoever holds it."""
+    job_id = _job_of(session, kind, unit_id)
+    lock_job(session, job_id)
+    field = "error" if kind == "node" else "failure"
+    values = {field: reason} if state == "failed" else {}
+    if not _settle_unit(session, kind, unit_id, token, state, **values):
+        return False
+    job = session.get(Job, job_id, populate_existing=True)
+    job.outstanding -= 1
+    if state == "skipped":
+        job.stopped = job.stopped or reason
+    _touch(job)
+    session.flush()
+    return True
+
+
+def _touch(job: Job) -> None:
+    if job.started_at is not None:
+        job.run_seconds = (utcnow() - _aware(job.started_at)).total_seconds()
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; they were stored in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)
+
+
+def claim_finalisation(session: Session, job_id: int) -> bool:
+    """Whether the caller is the one to finalise the job: a compare-and-set of a running job
+    with nothing outstanding to `finalising`, so exactly one caller gets True."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == "running", Job.outstanding == 0)
+        .values(status="finalising")
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def record_finalisation(
+    session: Session,
+    job_id: int,
+    pairs: dict[tuple[int, int], dict[str, float]],
+    stats: dict[str, Any],
+) -> None:
+    """Store the pairwise metrics (keyed by solution ids) and the job's statistics; finished."""
+    lock_job(session, job_id)
+    job = session.get(Job, job_id, populate_existing=True)
+    session.execute(delete(PairMetric).where(PairMetric.job_id == job_id))
+    session.add_all(
+        PairMetric(a_id=a, b_id=b, name=name, value=value, job_id=job_id)
+        for (a, b), values in pairs.items()
+        for name, value in values.items()
+    )
+    job.stats = stats
+    job.status = "cancelled" if job.cancel_requested else "finished"
+    job.finished_at = utcnow()
+    _touch(job)
+
+
+def fail_job(session: Session, job_id: int, error: str) -> None:
+    """The job cannot go on (its problem does not load, its start is no critical point)."""
+    job = session.get(Job, job_id)
+    job.status = "failed"
+    job.error = error
+    job.finished_at = utcnow()
+
+
+def reclaim(session: Session, job_id: int, stale_after: timedelta | None = None) -> int:
+    """Put claimed units of the job whose heartbeat is older than `stale_after` (all claimed
+    units if None: their worker is known dead) back to pending. Returns how many."""
+    count = 0
+    for table in (Node, Ride):
+        condition = [table.job_id == job_id, table.state == "claimed"]
+        if stale_after is not None:
+            condition.append(table.heartbeat_at < utcnow() - stale_after)
+        result = session.execute(
+            update(table)
+            .where(*condition)
+            .values(state="pending", claim_token=None)
+            .execution_options(synchronize_session=False)
+        )
+        count += result.rowcount
+    return count
+
+
+def resume_clock(session: Session, job_id: int) -> None:
+    """Restart the job's wall clock where it stopped, so a resume keeps the time budget."""
+    job = session.get(Job, job_id)
+    job.started_at = utcnow() - timedelta(seconds=job.run_seconds)
+
+
+def pending_units(session: Session, job_id: int) -> list[Unit]:
+    """Every pending unit of the job, with the depth and eigenvalue a frontier orders by."""
+    nodes = session.execute(
+        select(Node.id, Node.work, Node.depth, Node.eigenvalues).where(
+            Node.job_id == job_id, Node.state == "pending"
+        )
+    ).all()
+    rides = session.execute(
+        select(Ride.id, Ride.depth, Ride.from_node_id, Ride.eigenvalue).where(
+            Ride.job_id == job_id, Ride.state == "pending"
+        )
+    ).all()
+    units = [
+        Unit("node", i, work, depth, i, values[0] if values else 0.0)
+        for i, work, depth, values in nodes
+    ]
+    units += [Unit("ride", i, "ride", depth, node, value) for i, depth, node, value in rides]
+    return units
+
+
+def counts(session: Session, job_id: int) -> dict[str, int]:
+    """Progress: nodes by kind, rides done, failed and skipped, expansions skipped (budgets),
+    solutions, HVPs, and units outstanding."""
+    job = session.get(Job, job_id, populate_existing=True)
+    kinds = dict(
+        session.execute(
+            select(Node.kind, func.count()).where(Node.job_id == job_id).group_by(Node.kind)
+        ).all()
+    )
+    rides = dict(
+        session.execute(
+            select(Ride.state, func.count()).where(Ride.job_id == job_id).group_by(Ride.state)
+        ).all()
+    )
+    solutions = session.scalar(select(func.count()).where(Solution.job_id == job_id))
+    skipped_nodes = session.scalar(
+        select(func.count()).where(Node.job_id == job_id, Node.state == "skipped")
+    )
+    return {
+        "nodes": sum(kinds.values()),
+        "minima": kinds.get("minimum", 0),
+        "saddles": kinds.get("saddle", 0),
+        "degenerate": kinds.get("degenerate", 0),
+        "rides": rides.get("done", 0),
+        "failed_rides": rides.get("failed", 0),
+        "skipped_rides": rides.get("skipped", 0),
+        "skipped_expansions": skipped_nodes,
+        "solutions": solutions,
+        "hvps": job.hvps,
+        "outstanding": job.outstanding,
+    }

@@ -1,0 +1,193 @@
+"""The tables: jobs, nodes (critical points), rides (edges), solutions, metrics, API keys.
+
+Work units carry a state machine (`pending` -> `claimed` -> `done` | `failed` | `skipped`) and
+a claim token, so that claiming is a compare-and-set UPDATE and a redelivered unit is done once.
+A job's `outstanding` counter is the number of its units not yet finished; the transaction that
+brings it to zero is the one that finalises the job.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+JOB_STATES = ("queued", "running", "finalising", "finished", "failed", "cancelled")
+UNIT_STATES = ("pending", "claimed", "done", "failed", "skipped")
+SHA256_HEX = 64
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map: ClassVar = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class Job(Base):
+    """One search: its spec, who owns it, where it is, and the counters that end it."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spec: Mapped[dict[str, Any]]
+    problem: Mapped[str] = mapped_column(String(200))
+    owner: Mapped[str | None] = mapped_column(String(100), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    run_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    error: Mapped[str | None] = mapped_column(Text)
+    stopped: Mapped[str | None] = mapped_column(String(100))
+    stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    outstanding: Mapped[int] = mapped_column(Integer, default=0)
+    hvps: Mapped[int] = mapped_column(BigInteger, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    merge_lock: Mapped[int] = mapped_column(BigInteger, default=0)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (UniqueConstraint("owner", "idempotency_key"),)
+
+
+class Node(Base):
+    """A critical point of a job's loss; its work unit expands it (a saddle) or evaluates it (a
+    minimum). `fingerprint` names the lineage of the ride that first reached it."""
+
+    __tablename__ = "nodes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    fingerprint: Mapped[str] = mapped_column(String(SHA256_HEX))
+    depth: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    index: Mapped[int] = mapped_column(Integer)
+    index_is_exact: Mapped[bool] = mapped_column(Boolean)
+    loss: Mapped[float] = mapped_column(Float)
+    grad_norm: Mapped[float] = mapped_column(Float)
+    eigenvalues: Mapped[list[float]] = mapped_column(JSON)
+    theta_sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
+    spectrum_sha256: Mapped[str | None] = mapped_column(String(SHA256_HEX))
+    work: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claim_token: Mapped[str | None] = mapped_column(String(64))
+    heartbeat_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        UniqueConstraint("job_id", "fingerprint"),
+        Index(None, "job_id", "state"),
+    )
+
+
+class Ride(Base):
+    """An edge: the ride from a saddle along eigenvector `eigen_index` with `sign`."""
+
+    __tablename__ = "rides"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    from_node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"))
+    to_node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id", ondelete="SET NULL"))
+    eigen_index: Mapped[int] = mapped_column(Integer)
+    sign: Mapped[int] = mapped_column(Integer)
+    eigenvalue: Mapped[float] = mapped_column(Float)
+    depth: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    steps: Mapped[int | None] = mapped_column(Integer)
+    hvps: Mapped[int | None] = mapped_column(BigInteger)
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    failure: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claim_token: Mapped[str | None] = mapped_column(String(64))
+    heartbeat_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("from_node_id", "eigen_index", "sign"),
+        Index(None, "job_id", "state"),
+    )
+
+
+class Solution(Base):
+    """A distinct minimum kept for model selection: its weights, and predictions on the
+    evaluation split (int16 class labels, for disagreement without loading the model)."""
+
+    __tablename__ = "solutions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), unique=True)
+    weights_sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
+    predictions: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Metric(Base):
+    """One metric of one solution (a tall table, so that filters and sorts are SQL)."""
+
+    __tablename__ = "metrics"
+
+    solution_id: Mapped[int] = mapped_column(
+        ForeignKey("solutions.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    value: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index(None, "job_id", "name", "value", "solution_id"),)
+
+
+class PairMetric(Base):
+    """One metric of a pair of solutions of a job (a < b)."""
+
+    __tablename__ = "pair_metrics"
+
+    a_id: Mapped[int] = mapped_column(
+        ForeignKey("solutions.id", ondelete="CASCADE"), primary_key=True
+    )
+    b_id: Mapped[int] = mapped_column(
+        ForeignKey("solutions.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    value: Mapped[float] = mapped_column(Float)
+
+
+class ApiKey(Base):
+    """An API key, stored as its sha256 only; `owner` is what its jobs are filed under."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    key_sha256: Mapped[str] = mapped_column(String(SHA256_HEX), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)

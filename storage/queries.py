@@ -1,0 +1,269 @@
+"""Reading solution sets back: jobs, solutions filtered, sorted and paged (keyset), the metrics
+of many solutions as a matrix, and the lineage DAG."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+import numpy as np
+from sqlalchemy import ColumnElement, Select, and_, exists, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from storage.filters import ATTRIBUTES, Expression, compile_filter, parse_filter
+from storage.models import Job, Metric, Node, Ride, Solution
+
+MAX_PAGE = 1000
+
+
+class QueryError(ValueError):
+    """A sort key, cursor or page size that cannot be used; names the parameter."""
+
+
+@dataclass(frozen=True)
+class SolutionRow:
+    id: int
+    job_id: int
+    node_id: int
+    depth: int
+    weights_sha256: str
+    metrics: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "job_id": self.job_id,
+            "node_id": self.node_id,
+            "depth": self.depth,
+            "weights_sha256": self.weights_sha256,
+            "metrics": self.metrics,
+        }
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[SolutionRow]
+    next_cursor: str | None
+
+
+def list_jobs(
+    session: Session,
+    *,
+    owner: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+    after: int | None = None,
+) -> list[Job]:
+    """Jobs, newest first, optionally one owner's or in one status; `after` is the last id of
+    the previous page."""
+    query = select(Job).order_by(Job.id.desc()).limit(limit)
+    if owner is not None:
+        query = query.where(Job.owner == owner)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if after is not None:
+        query = query.where(Job.id < after)
+    return list(session.scalars(query))
+
+
+def metric_names(session: Session, job_id: int) -> list[str]:
+    """The names of the metrics the job's solutions have."""
+    return sorted(session.scalars(select(Metric.name).where(Metric.job_id == job_id).distinct()))
+
+
+def has_metric(session: Session, job_id: int, name: str) -> bool:
+    """Whether any solution of the job has the metric `name` (one index lookup)."""
+    return session.scalar(select(exists().where(Metric.job_id == job_id, Metric.name == name)))
+
+
+def parse_job_filter(session: Session, job_id: int, expression: str) -> Expression:
+    """Parse a filter over the job's metrics (see `storage.filters`)."""
+    return parse_filter(
+        expression,
+        lambda name: has_metric(session, job_id, name),
+        lambda: metric_names(session, job_id),
+    )
+
+
+def filtered_solutions(
+    session: Session, job_id: int, expression: str | None, sort_metric: str | None = None
+) -> tuple[Select, ColumnElement]:
+    """The job's solutions passing `expression`, and the sort key's column. Sorting by a metric
+    drives the query from that metric's (job, name, value) index, already in order; the
+    solutions table is then only joined, so no planner prefers a scan of the job's solutions
+    followed by a sort."""
+    columns = (Solution.id, Solution.node_id, Node.depth, Solution.weights_sha256)
+    if sort_metric is None:
+        query = select(*columns).where(Solution.job_id == job_id)
+        key = Solution.id
+    else:
+        key_row = aliased(Metric)
+        key = key_row.value
+        query = (
+            select(*columns)
+            .select_from(key_row)
+            .join(Solution, Solution.id == key_row.solution_id)
+            .where(key_row.job_id == job_id, key_row.name == sort_metric)
+        )
+    query = query.join(Node, Node.id == Solution.node_id)
+    if expression:
+        query = query.where(compile_filter(parse_job_filter(session, job_id, expression)))
+    return query, key
+
+
+def solutions_page(
+    session: Session,
+    job_id: int,
+    *,
+    filter: str | None = None,
+    sort: str = "id",
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page:
+    """One page of the job's solutions passing `filter`, sorted by `sort` (a metric or attribute,
+    `-name` for descending; ties broken by id), after the opaque `cursor` of the previous page.
+
+    Keyset pagination: a page starts strictly after the previous page's last (value, id), so it
+    is stable under inserts. Solutions lacking the sort metric are left out.
+
+    Raises:
+        FilterError: the filter does not parse or names an unknown metric.
+        QueryError: unknown sort key, a limit outside [1, 1000], or a cursor from another query.
+    """
+    if not 1 <= limit <= MAX_PAGE:
+        raise QueryError(f"limit must be in [1, {MAX_PAGE}], got {limit}")
+    descending = sort.startswith("-")
+    name = sort.lstrip("-+")
+    if name in ATTRIBUTES:
+        query, _ = filtered_solutions(session, job_id, filter)
+        key = ATTRIBUTES[name]
+    elif has_metric(session, job_id, name):
+        query, key = filtered_solutions(session, job_id, filter, sort_metric=name)
+    else:
+        known = ", ".join(sorted([*ATTRIBUTES, *metric_names(session, job_id)]))
+        raise QueryError(f"sort: unknown metric {name!r}; known: {known}")
+    query = query.add_columns(key.label("sort_value"))
+    if cursor is not None:
+        value, last_id = _read_cursor(cursor, sort, filter)
+        beyond = key < value if descending else key > value
+        query = query.where(or_(beyond, and_(key == value, Solution.id > last_id)))
+    query = query.order_by(key.desc() if descending else key.asc(), Solution.id.asc())
+    rows = session.execute(query.limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    metrics = solution_metrics(session, [row.id for row in rows])
+    items = [
+        SolutionRow(row.id, job_id, row.node_id, row.depth, row.weights_sha256, metrics[row.id])
+        for row in rows
+    ]
+    next_cursor = _make_cursor(rows[-1].sort_value, rows[-1].id, sort, filter) if more else None
+    return Page(items, next_cursor)
+
+
+def _make_cursor(value: float, last_id: int, sort: str, expression: str | None) -> str:
+    text = json.dumps({"v": value, "id": last_id, "s": sort, "f": expression or ""})
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def _read_cursor(cursor: str, sort: str, expression: str | None) -> tuple[float, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        value, last_id = data["v"], int(data["id"])
+        same = data["s"] == sort and data["f"] == (expression or "")
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise QueryError("cursor: not a cursor this service made") from None
+    if not same or not isinstance(value, int | float):
+        raise QueryError("cursor: it belongs to a query with another sort or filter")
+    return value, last_id
+
+
+def solution_metrics(session: Session, ids: Sequence[int]) -> dict[int, dict[str, float]]:
+    """The metrics of each of the solutions `ids`."""
+    metrics: dict[int, dict[str, float]] = {i: {} for i in ids}
+    if ids:
+        rows = session.execute(
+            select(Metric.solution_id, Metric.name, Metric.value).where(Metric.solution_id.in_(ids))
+        )
+        for solution_id, name, value in rows:
+            metrics[solution_id][name] = value
+    return metrics
+
+
+def metric_matrix(
+    session: Session, job_id: int, names: Sequence[str], filter: str | None = None
+) -> tuple[list[int], np.ndarray]:
+    """Solution ids passing `filter` that have every metric in `names`, and their values
+    (one row per solution, one column per name).
+
+    Raises:
+        QueryError: a name is not a metric of the job.
+    """
+    for name in names:
+        if not has_metric(session, job_id, name):
+            known = ", ".join(metric_names(session, job_id)) or "none"
+            raise QueryError(f"unknown metric {name!r}; known: {known}")
+    passing = (
+        filtered_solutions(session, job_id, filter)[0].with_only_columns(Solution.id).subquery()
+    )
+    rows = session.execute(
+        select(Metric.solution_id, Metric.name, Metric.value).where(
+            Metric.job_id == job_id,
+            Metric.name.in_(names),
+            Metric.solution_id.in_(select(passing.c.id)),
+        )
+    )
+    column = {name: i for i, name in enumerate(names)}
+    values: dict[int, np.ndarray] = {}
+    for solution_id, name, value in rows:
+        values.setdefault(solution_id, np.full(len(names), np.nan))[column[name]] = value
+    ids = sorted(i for i, row in values.items() if not np.isnan(row).any())
+    matrix = np.array([values[i] for i in ids]).reshape(len(ids), len(names))
+    return ids, matrix
+
+
+def lineage_graph(session: Session, job_id: int) -> nx.MultiDiGraph:
+    """The job's DAG: nodes are critical points (kind, index, loss, grad_norm, depth, state,
+    solution id), edges are rides (eigen index, sign, eigenvalue, steps, HVPs, end reason);
+    failed rides are left out."""
+    graph = nx.MultiDiGraph(job_id=job_id)
+    solutions = dict(
+        session.execute(
+            select(Solution.node_id, Solution.id).where(Solution.job_id == job_id)
+        ).all()
+    )
+    for node in session.scalars(select(Node).where(Node.job_id == job_id).order_by(Node.id)):
+        graph.add_node(
+            node.id,
+            kind=node.kind,
+            index=node.index,
+            loss=node.loss,
+            grad_norm=node.grad_norm,
+            depth=node.depth,
+            state=node.state,
+            fingerprint=node.fingerprint,
+            solution_id=solutions.get(node.id, -1),
+        )
+    rides = select(Ride).where(Ride.job_id == job_id, Ride.state == "done").order_by(Ride.id)
+    for ride in session.scalars(rides):
+        graph.add_edge(
+            ride.from_node_id,
+            ride.to_node_id,
+            key=ride.id,
+            eigen_index=ride.eigen_index,
+            sign=ride.sign,
+            eigenvalue=ride.eigenvalue,
+            steps=ride.steps,
+            hvps=ride.hvps,
+            end_reason=ride.end_reason,
+        )
+    return graph
+
+
+def failed_rides(session: Session, job_id: int) -> list[Ride]:
+    return list(session.scalars(select(Ride).where(Ride.job_id == job_id, Ride.state == "failed")))

@@ -1,0 +1,104 @@
+"""A stored job as one JSON document: the job, its minima with metrics, the DAG, the pairs and
+the statistics (what `ridgerider run --json` prints)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage.artifacts import ArtifactStore, get_tensors
+from storage.jobs import get_job
+from storage.models import Job, Node, PairMetric, Ride, Solution
+from storage.queries import solution_metrics
+
+THETA_IN_JSON_MAX_DIM = 100
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "problem": job.problem,
+        "status": job.status,
+        "owner": job.owner,
+        "created_at": job.created_at.isoformat(),
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "error": job.error,
+        "hvps": job.hvps,
+        "seconds": job.run_seconds,
+    }
+
+
+def job_document(session: Session, store: ArtifactStore, job_id: int) -> dict[str, Any]:
+    """`job`, `spec`, `minima` (id, node, loss, grad_norm, index, metrics, sha256 and, up to
+    100 parameters, `theta`), `graph` (nodes, edges), `failures`, `pairs`, `set_metrics`,
+    `stats`."""
+    job = get_job(session, job_id)
+    rows = session.execute(
+        select(Solution, Node)
+        .join(Node, Node.id == Solution.node_id)
+        .where(Solution.job_id == job_id)
+        .order_by(Solution.id)
+    ).all()
+    metrics = solution_metrics(session, [solution.id for solution, _ in rows])
+    minima = []
+    for solution, node in rows:
+        entry: dict[str, Any] = {
+            "id": solution.id,
+            "node": node.id,
+            "loss": node.loss,
+            "grad_norm": node.grad_norm,
+            "index": node.index,
+            "weights_sha256": solution.weights_sha256,
+            "metrics": metrics[solution.id],
+        }
+        theta = get_tensors(store, solution.weights_sha256)["theta"]
+        if theta.numel() <= THETA_IN_JSON_MAX_DIM:
+            entry["theta"] = theta.tolist()
+        minima.append(entry)
+    nodes = [
+        {
+            "id": node.id,
+            "kind": node.kind,
+            "index": node.index,
+            "loss": node.loss,
+            "grad_norm": node.grad_norm,
+            "depth": node.depth,
+            "state": node.state,
+        }
+        for node in session.scalars(select(Node).where(Node.job_id == job_id).order_by(Node.id))
+    ]
+    rides = session.scalars(select(Ride).where(Ride.job_id == job_id).order_by(Ride.id)).all()
+    edges = [_ride(ride) for ride in rides if ride.state == "done"]
+    failures = [_ride(ride) | {"failure": ride.failure} for ride in rides if ride.state == "failed"]
+    pairs: dict[tuple[int, int], dict[str, float]] = {}
+    for pair in session.scalars(select(PairMetric).where(PairMetric.job_id == job_id)):
+        pairs.setdefault((pair.a_id, pair.b_id), {})[pair.name] = pair.value
+    stats = dict(job.stats or {})
+    set_metrics = stats.pop("set_metrics", {})
+    return {
+        "job": job_summary(job),
+        "problem": job.problem,
+        "spec": job.spec,
+        "minima": minima,
+        "graph": {"nodes": nodes, "edges": edges},
+        "failures": failures,
+        "pairs": [{"a": a, "b": b, **values} for (a, b), values in sorted(pairs.items())],
+        "set_metrics": set_metrics,
+        "stats": stats,
+    }
+
+
+def _ride(ride: Ride) -> dict[str, Any]:
+    return {
+        "id": ride.id,
+        "from": ride.from_node_id,
+        "to": ride.to_node_id,
+        "eigen_index": ride.eigen_index,
+        "sign": ride.sign,
+        "eigenvalue": ride.eigenvalue,
+        "steps": ride.steps,
+        "hvps": ride.hvps,
+        "end_reason": ride.end_reason,
+    }

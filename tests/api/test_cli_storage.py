@@ -1,0 +1,121 @@
+"""The stored-results commands as real processes against the embedded database: jobs,
+solutions (filter, sort, formats), select, export, db upgrade, and their errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import tarfile
+
+import pytest
+from sqlalchemy import text
+
+from storage.database import Database
+from storage.schema import VERSION_TABLE
+from tests.api.test_cli import ridgerider
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """A folder whose embedded database holds job 1: the tiny net, searched to the end."""
+    path = tmp_path_factory.mktemp("cli")
+    result = ridgerider("run", "--problem", "tests.problems:tiny_net", cwd=path)
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+def cli(folder, *args):
+    result = ridgerider(*args, cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_solutions_in_every_format_agree(folder):
+    rows = json.loads(cli(folder, "solutions", "1", "--format", "json"))["solutions"]
+    assert len(rows) == 4 and all(r["metrics"]["grad_norm"] < 1e-6 for r in rows)
+    table = list(csv.DictReader(io.StringIO(cli(folder, "solutions", "1", "--format", "csv"))))
+    assert [int(r["id"]) for r in table] == [r["id"] for r in rows]
+    assert float(table[0]["test_accuracy"]) == rows[0]["metrics"]["test_accuracy"]
+    assert "solutions of job 1" in cli(folder, "solutions", "1")
+
+
+def test_solutions_filter_sort_and_page(folder):
+    ordered = json.loads(
+        cli(folder, "solutions", "1", "--sort", "-test_accuracy", "--format", "json")
+    )
+    accuracies = [r["metrics"]["test_accuracy"] for r in ordered["solutions"]]
+    assert accuracies == sorted(accuracies, reverse=True)
+    best = accuracies[0]
+    passing = json.loads(
+        cli(folder, "solutions", "1", "--filter", f"test_accuracy >= {best}", "--format", "json")
+    )["solutions"]
+    assert passing and all(r["metrics"]["test_accuracy"] == best for r in passing)
+    first = json.loads(cli(folder, "solutions", "1", "--limit", "3", "--format", "json"))
+    rest = json.loads(
+        cli(
+            folder,
+            "solutions",
+            "1",
+            "--limit",
+            "3",
+            "--cursor",
+            first["next_cursor"],
+            "--format",
+            "json",
+        )
+    )
+    assert [r["id"] for r in first["solutions"] + rest["solutions"]] == [1, 2, 3, 4]
+    assert rest["next_cursor"] is None
+
+
+def test_bad_queries_exit_2_and_point_at_the_problem(folder):
+    result = ridgerider("solutions", "1", "--filter", "test_acuracy > 0.9", cwd=folder)
+    assert result.returncode == 2
+    assert "unknown metric 'test_acuracy'" in result.stderr
+    assert "  test_acuracy > 0.9\n  ^" in result.stderr
+    result = ridgerider("solutions", "1", "--sort", "speed", cwd=folder)
+    assert result.returncode == 2 and "sort: unknown metric 'speed'" in result.stderr
+    result = ridgerider("solutions", "99", cwd=folder)
+    assert result.returncode == 2 and "no job 99" in result.stderr
+    result = ridgerider("select", "1", "--pareto", "loss:down", cwd=folder)
+    assert result.returncode == 2 and "direction must be max or min" in result.stderr
+
+
+def test_select_pareto_and_diverse_with_ensemble_metrics(folder):
+    pareto = json.loads(
+        cli(
+            folder, "select", "1", "--pareto", "test_accuracy:max,sharpness:min", "--format", "json"
+        )
+    )
+    assert "Pareto front over test_accuracy (max), sharpness (min)" in pareto["selection"]
+    assert pareto["solutions"] and pareto["set_metrics"]["solutions"] == len(pareto["solutions"])
+    diverse = json.loads(cli(folder, "select", "1", "--diverse", "2", "--format", "json"))
+    assert len(diverse["solutions"]) == 2
+    assert diverse["set_metrics"]["mean_disagreement"] > 0  # two functionally different models
+    assert "ensemble test accuracy" in cli(folder, "select", "1", "--diverse", "2")
+
+
+def test_export_folder_and_archive(folder):
+    out = cli(folder, "export", "1", "exported", "--diverse", "2")
+    assert "exported 2 solutions of job 1" in out
+    card = (folder / "exported" / "MODEL_CARD.md").read_text()
+    assert "most mutually disagreeing" in card
+    cli(folder, "export", "1", "exported.tar.gz")
+    with tarfile.open(folder / "exported.tar.gz") as archive:
+        names = archive.getnames()
+    assert "exported/MODEL_CARD.md" in names and "exported/weights/SHA256SUMS" in names
+    assert sum(n.startswith("exported/weights/solution-") for n in names) == 4
+    again = ridgerider("export", "1", "exported", cwd=folder)
+    assert again.returncode == 2 and "exists and is not empty" in again.stderr
+
+
+def test_db_upgrade_and_an_outdated_schema(tmp_path):
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    assert "schema empty -> 0001" in cli(tmp_path, "db", "upgrade", "--db", url)
+    assert "schema 0001 -> 0001" in cli(tmp_path, "db", "upgrade", "--db", url)
+    with Database(url).engine.begin() as connection:
+        connection.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '0000'"))
+    result = ridgerider("jobs", "--db", url, cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"run `ridgerider db upgrade --db {url}`" in result.stderr

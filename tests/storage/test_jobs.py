@@ -1,0 +1,198 @@
+"""Work units in the database on both engines: compare-and-set claims, lost claims, counters
+that finish a job exactly once, and merges that race from real threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from sqlalchemy import func, select
+
+from storage.jobs import (
+    PointRecord,
+    RideResult,
+    claim,
+    claim_finalisation,
+    create_job,
+    end_unit,
+    get_job,
+    new_token,
+    pending_units,
+    reclaim,
+    record_evaluation,
+    record_expansion,
+    record_ride,
+    start_job,
+)
+from storage.models import Job, Node, Ride
+
+SADDLE = PointRecord("saddle", 1, True, 1.0, 0.0, [-1.0, 2.0], "a" * 64)
+
+
+def minimum(sha: str) -> PointRecord:
+    return PointRecord("minimum", 0, True, 0.5, 0.0, [1.0, 2.0], sha)
+
+
+def job_with_rides(db, count: int) -> tuple[int, list[int]]:
+    """A running job whose root saddle was expanded into `count` pending rides."""
+    with db.session() as session:
+        job_id = create_job(session, {"problem": "test"}).id
+        root = start_job(session, job_id, SADDLE, "expand", 10).id
+    token = new_token()
+    with db.session() as session:
+        assert claim(session, "node", root, token)
+    rides = [(i, 1, -1.0) for i in range(count)]
+    with db.session() as session:
+        ride_ids = record_expansion(session, root, token, "b" * 64, rides, 100)
+    return job_id, ride_ids
+
+
+def same_sha(sha: str, delay: float = 0.0):
+    """A find_copy that matches by artifact hash, taking `delay` seconds as alignment would."""
+
+    def find(known: list[tuple[int, str]]) -> int | None:
+        time.sleep(delay)
+        return next((node_id for node_id, other in known if other == sha), None)
+
+    return find
+
+
+def evaluate_minima(point: PointRecord, depth: int) -> str:
+    return "evaluate" if point.kind == "minimum" else "none"
+
+
+def test_a_claim_is_won_once_and_a_lost_claim_records_nothing(db):
+    job_id, (ride_id,) = job_with_rides(db, 1)
+    first, second = new_token(), new_token()
+    with db.session() as session:
+        assert claim(session, "ride", ride_id, first)
+    with db.session() as session:
+        assert not claim(session, "ride", ride_id, second)
+    result = RideResult(5, 20, "curvature-nonnegative", point=minimum("c" * 64))
+    with db.session() as session:
+        assert (
+            record_ride(session, ride_id, second, result, same_sha("c" * 64), evaluate_minima)
+            is None
+        )
+    with db.session() as session:
+        record = record_ride(session, ride_id, first, result, same_sha("c" * 64), evaluate_minima)
+    assert record.new and record.work == "evaluate"
+    with db.session() as session:  # a redelivered message finds the ride done
+        assert not claim(session, "ride", ride_id, second)
+        assert (
+            record_ride(session, ride_id, first, result, same_sha("c" * 64), evaluate_minima)
+            is None
+        )
+        job = session.get(Job, job_id)
+        assert job.outstanding == 1  # the minimum's evaluation
+        assert job.hvps == 10 + 100 + 20
+
+
+def test_a_reclaimed_unit_goes_back_to_pending_and_its_old_claim_is_dead(db):
+    job_id, (ride_id,) = job_with_rides(db, 1)
+    old = new_token()
+    with db.session() as session:
+        assert claim(session, "ride", ride_id, old)
+    with db.session() as session:
+        assert reclaim(session, job_id) == 1
+        assert [u.id for u in pending_units(session, job_id)] == [ride_id]
+    new = new_token()
+    with db.session() as session:
+        assert claim(session, "ride", ride_id, new)
+    failed = RideResult(3, 9, "non-finite-loss", failure="NaN")
+    with db.session() as session:
+        assert record_ride(session, ride_id, old, failed, same_sha(""), evaluate_minima) is None
+        assert record_ride(session, ride_id, new, failed, same_sha(""), evaluate_minima) is not None
+        ride = session.get(Ride, ride_id)
+        assert (ride.state, ride.failure, ride.attempts) == ("failed", "NaN", 2)
+
+
+def test_the_job_is_finalised_exactly_once_when_its_counters_reach_zero(db):
+    job_id, ride_ids = job_with_rides(db, 3)
+    for ride_id, end in zip(ride_ids, ("done", "failed", "skipped"), strict=True):
+        token = new_token()
+        with db.session() as session:
+            assert claim(session, "ride", ride_id, token)
+            assert not claim_finalisation(session, job_id)
+        with db.session() as session:
+            if end == "done":
+                result = RideResult(1, 1, "curvature-nonnegative", point=minimum("d" * 64))
+                record = record_ride(
+                    session, ride_id, token, result, same_sha("-"), evaluate_minima
+                )
+                evaluate = record.node_id
+            else:
+                assert end_unit(session, "ride", ride_id, token, end, "node budget")
+    token = new_token()
+    with db.session() as session:
+        assert claim(session, "node", evaluate, token)
+    with db.session() as session:
+        assert record_evaluation(session, evaluate, token, "d" * 64, {"loss": 0.5}, None)
+        assert get_job(session, job_id).stopped == "node budget"
+    winners = []
+
+    def finalise() -> None:
+        with db.session() as session:
+            winners.append(claim_finalisation(session, job_id))
+
+    threads = [threading.Thread(target=finalise) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(winners) == [False] * 5 + [True]
+    with db.session() as session:
+        assert get_job(session, job_id).status == "finalising"
+
+
+def test_racing_workers_that_reach_one_point_make_one_node_and_an_edge_each(db):
+    """Eight threads record rides to the same critical point at once; merging takes a while
+    (as alignment does), so without the job lock each would find no node and add its own."""
+    workers = 8
+    job_id, ride_ids = job_with_rides(db, workers)
+    tokens = [new_token() for _ in ride_ids]
+    for ride_id, token in zip(ride_ids, tokens, strict=True):
+        with db.session() as session:
+            assert claim(session, "ride", ride_id, token)
+    point = minimum("e" * 64)
+    start = threading.Barrier(workers)
+    records, errors = [], []
+
+    def record(ride_id: int, token: str) -> None:
+        start.wait()
+        try:
+            with db.session() as session:
+                result = RideResult(2, 7, "curvature-nonnegative", point=point)
+                records.append(
+                    record_ride(
+                        session,
+                        ride_id,
+                        token,
+                        result,
+                        same_sha(point.theta_sha256, 0.05),
+                        evaluate_minima,
+                    )
+                )
+        except Exception as error:
+            errors.append(error)
+
+    threads = [
+        threading.Thread(target=record, args=pair) for pair in zip(ride_ids, tokens, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert sum(r.new for r in records) == 1
+    with db.session() as session:
+        nodes = session.scalar(
+            select(func.count()).where(
+                Node.job_id == job_id, Node.theta_sha256 == point.theta_sha256
+            )
+        )
+        targets = session.scalars(select(Ride.to_node_id).where(Ride.job_id == job_id)).all()
+        job = session.get(Job, job_id)
+        assert nodes == 1
+        assert len(targets) == workers and len(set(targets)) == 1
+        assert job.outstanding == 1  # one evaluation, not eight

@@ -1,0 +1,122 @@
+"""Filters, sorts and keyset pages over stored solutions, on both engines, checked against the
+same query done in Python."""
+
+from __future__ import annotations
+
+import pytest
+
+from storage.filters import FilterError, parse_filter
+from storage.queries import QueryError, metric_matrix, solutions_page
+from tests.storage.synthetic import synthetic_job
+
+FILTERS = {
+    "test_accuracy > 0.5 and sharpness < 20": lambda m: (
+        m["test_accuracy"] > 0.5 and m["sharpness"] < 20
+    ),
+    "not (loss >= 0.3) or index == 2": lambda m: not m["loss"] >= 0.3 or m["index"] == 2,
+    "(class_3_accuracy<=.25 or class_4_accuracy>0.75) and ood_accuracy != 1e9": lambda m: (
+        m["class_3_accuracy"] <= 0.25 or m["class_4_accuracy"] > 0.75
+    ),
+}
+
+
+@pytest.fixture
+def job(db):
+    return synthetic_job(db, 300, seed=1)
+
+
+def walk(db, job_id, **query) -> list:
+    """Every page of a query, in order."""
+    items, cursor = [], None
+    while True:
+        with db.session(readonly=True) as session:
+            page = solutions_page(session, job_id, cursor=cursor, **query)
+        items += page.items
+        if page.next_cursor is None:
+            return items
+        cursor = page.next_cursor
+
+
+@pytest.mark.parametrize("expression", FILTERS)
+def test_filters_select_what_python_selects(db, job, expression):
+    job_id, metrics = job
+    expected = sorted(i for i, m in metrics.items() if FILTERS[expression](m))
+    assert 0 < len(expected) < len(metrics)
+    found = walk(db, job_id, filter=expression, limit=37)
+    assert [row.id for row in found] == expected
+    assert all(row.metrics == metrics[row.id] for row in found)
+
+
+@pytest.mark.parametrize("sort", ["sharpness", "-test_accuracy", "index", "-index", "-id", "depth"])
+def test_pages_walk_the_whole_sorted_set_once(db, job, sort):
+    job_id, metrics = job
+    name, descending = sort.lstrip("-"), sort.startswith("-")
+    found = walk(db, job_id, sort=sort, limit=23)
+    assert len(found) == len(metrics) and len({row.id for row in found}) == len(metrics)
+
+    def value(row):
+        return row.id if name == "id" else row.depth if name == "depth" else metrics[row.id][name]
+
+    keys = [(-value(r) if descending else value(r), r.id) for r in found]
+    if name == "id":
+        keys = [(-r.id if descending else r.id,) for r in found]
+    assert keys == sorted(keys)
+
+
+def test_a_page_is_stable_when_solutions_are_added_meanwhile(db, job):
+    job_id, metrics = job
+    with db.session(readonly=True) as session:
+        first = solutions_page(session, job_id, sort="sharpness", limit=50)
+    synthetic_job(db, 10, seed=2)  # another job's inserts
+    with db.session(readonly=True) as session:
+        second = solutions_page(
+            session, job_id, sort="sharpness", limit=50, cursor=first.next_cursor
+        )
+    order = sorted(metrics, key=lambda i: (metrics[i]["sharpness"], i))
+    assert [r.id for r in first.items + second.items] == order[:100]
+
+
+def test_bad_filters_point_at_the_token(db, job):
+    job_id, _ = job
+    names = ["loss", "sharpness"]
+    cases = {
+        "loss < 0.5 and sharpnes > 3": (15, "unknown metric 'sharpnes'"),
+        "loss < 0.5 and (sharpness > 3": (29, "expected ')'"),
+        "loss <": (6, "expected a number"),
+        "loss < 0.5 sharpness": (11, "expected 'and', 'or' or the end"),
+        "loss ~ 3": (5, "unexpected character '~'"),
+        "0.5 < loss": (0, "expected a metric name"),
+    }
+    for expression, (position, message) in cases.items():
+        with pytest.raises(FilterError) as raised:
+            parse_filter(expression, names.__contains__, lambda: names)
+        assert raised.value.position == position, expression
+        assert message in str(raised.value)
+        assert str(raised.value).endswith(" " * (position + 2) + "^")
+    with db.session(readonly=True) as session, pytest.raises(FilterError, match="unknown metric"):
+        solutions_page(session, job_id, filter="accuracy > 0.9")
+
+
+def test_bad_sorts_limits_and_cursors_name_the_parameter(db, job):
+    job_id, _ = job
+    with db.session(readonly=True) as session:
+        with pytest.raises(QueryError, match="sort: unknown metric 'sharp'"):
+            solutions_page(session, job_id, sort="sharp")
+        with pytest.raises(QueryError, match=r"limit must be in \[1, 1000\], got 0"):
+            solutions_page(session, job_id, limit=0)
+        with pytest.raises(QueryError, match="cursor: not a cursor"):
+            solutions_page(session, job_id, cursor="not-a-cursor!")
+        cursor = solutions_page(session, job_id, sort="loss", limit=5).next_cursor
+        with pytest.raises(QueryError, match="another sort or filter"):
+            solutions_page(session, job_id, sort="-loss", cursor=cursor)
+
+
+def test_the_metric_matrix_holds_the_filtered_solutions(db, job):
+    job_id, metrics = job
+    with db.session(readonly=True) as session:
+        ids, matrix = metric_matrix(session, job_id, ["loss", "sharpness"], "sharpness < 50")
+        with pytest.raises(QueryError, match="unknown metric 'acc'"):
+            metric_matrix(session, job_id, ["acc"])
+    assert ids == sorted(i for i, m in metrics.items() if m["sharpness"] < 50)
+    assert matrix.shape == (len(ids), 2)
+    assert matrix[0].tolist() == [metrics[ids[0]]["loss"], metrics[ids[0]]["sharpness"]]

@@ -1,0 +1,65 @@
+"""Alembic owns the schema: migrations from an empty database on both engines, our own version
+table, and a clear error (naming the command) against an old schema."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from storage.database import Database
+from storage.models import Base
+from storage.schema import (
+    VERSION_TABLE,
+    SchemaOutdatedError,
+    current_revision,
+    ensure_schema,
+    head_revision,
+    upgrade,
+)
+from tests.conftest import ENGINES, postgres_database
+
+
+@pytest.fixture(params=ENGINES)
+def empty_db(request, tmp_path):
+    if request.param == "sqlite":
+        database = Database(tmp_path / "empty.db")
+        yield database
+        database.dispose()
+    else:
+        with postgres_database() as url:
+            database = Database(url)
+            yield database
+            database.dispose()
+
+
+def test_migrations_from_empty_build_exactly_the_models(empty_db):
+    assert current_revision(empty_db) is None
+    upgrade(empty_db)
+    assert current_revision(empty_db) == head_revision()
+    tables = set(inspect(empty_db.engine).get_table_names())
+    assert {"jobs", "nodes", "rides", "solutions", "metrics", "pair_metrics", "api_keys"} <= tables
+    assert VERSION_TABLE in tables and "alembic_version" not in tables
+    with empty_db.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        assert compare_metadata(context, Base.metadata) == []
+    upgrade(empty_db)  # a second upgrade is a no-op
+    assert current_revision(empty_db) == head_revision()
+
+
+def test_an_empty_database_is_created_and_an_old_one_is_refused(empty_db):
+    ensure_schema(empty_db)
+    assert current_revision(empty_db) == head_revision()
+    with empty_db.engine.begin() as connection:
+        connection.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '0000'"))
+    with pytest.raises(SchemaOutdatedError, match="run `ridgerider db upgrade --db "):
+        ensure_schema(empty_db)
+
+
+def test_a_foreign_database_is_not_touched(empty_db):
+    with empty_db.engine.begin() as connection:
+        connection.execute(text("CREATE TABLE someone_elses (id INTEGER PRIMARY KEY)"))
+    with pytest.raises(SchemaOutdatedError, match="has tables but no ridgerider schema"):
+        ensure_schema(empty_db)
+    assert set(inspect(empty_db.engine).get_table_names()) == {"someone_elses"}

@@ -1,0 +1,92 @@
+"""The in-process runner works off the database, on both engines: it finds what the in-memory
+search finds, marks NaN rides failed and goes on, honours budgets, and refuses a bad start."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from sqlalchemy import select
+
+from ridgerider.problems.registry import load
+from ridgerider.search import SearchSpec, search
+from storage.artifacts import get_tensors
+from storage.jobs import create_job
+from storage.models import Job, Ride, Solution
+from storage.report import job_document
+from workers.local import run_job
+from workers.steps import StartError
+
+HIMMELBLAU_MINIMA = torch.tensor(
+    [[3.0, 2.0], [-2.805118, 3.131313], [-3.779310, -3.283186], [3.584428, -1.848127]],
+    dtype=torch.float64,
+)
+
+
+def submit(db, **spec) -> int:
+    with db.session() as session:
+        return create_job(session, SearchSpec(**spec).model_dump()).id
+
+
+@pytest.mark.parametrize("problem", ["himmelblau", "styblinski-tang:dim=3"])
+def test_the_runner_finds_what_the_in_memory_search_finds(db, store, problem):
+    job_id = submit(db, problem=problem)
+    progress = []
+    job = run_job(db, store, job_id, on_progress=progress.append)
+    reference = search(load(problem), SearchSpec(problem=problem))
+    assert job.status == "finished"
+    assert job.stats["nodes"] == reference.graph.number_of_nodes()
+    assert job.stats["rides"] == reference.graph.number_of_edges()
+    assert job.hvps == reference.hvps
+    assert progress[-1]["outstanding"] == 0 and len(progress) >= job.stats["rides"]
+    with db.session(readonly=True) as session:
+        document = job_document(session, store, job_id)
+        shas = session.scalars(select(Solution.weights_sha256).where(Solution.job_id == job_id))
+        stored = torch.stack([get_tensors(store, sha)["theta"] for sha in shas])
+    expected = torch.stack(
+        reference.points("minimum") and [p.theta for p in reference.points("minimum")]
+    )
+    assert len(document["minima"]) == len(expected) == len(stored)
+    for point in expected:
+        assert (stored - point).norm(dim=1).min() < 1e-6
+    if problem == "himmelblau":
+        for point in HIMMELBLAU_MINIMA:
+            assert (stored - point).norm(dim=1).min() < 1e-4
+    assert document["set_metrics"]["solutions"] == len(expected)
+
+
+def test_a_nan_ride_is_marked_failed_and_the_job_finishes_with_the_rest(db, store):
+    job_id = submit(db, problem="tests.problems:western_nan")
+    job = run_job(db, store, job_id)
+    assert job.status == "finished"
+    with db.session(readonly=True) as session:
+        failed = session.scalars(
+            select(Ride).where(Ride.job_id == job_id, Ride.state == "failed")
+        ).all()
+        document = job_document(session, store, job_id)
+    assert failed and all("NaN" in r.failure or "settling failed" in r.failure for r in failed)
+    assert job.stats["failed_rides"] == len(failed)
+    minima = torch.tensor([m["theta"] for m in document["minima"]])
+    assert len(minima) == 2 and (minima[:, 0] > -1.5).all()
+
+
+def test_budgets_skip_the_rest_and_say_why(db, store):
+    job_id = submit(db, problem="styblinski-tang:dim=3", max_nodes=5)
+    job = run_job(db, store, job_id)
+    assert job.status == "finished" and job.stopped == "node budget"
+    assert job.stats["nodes"] == 5
+    assert job.stats["skipped_rides"] + job.stats["skipped_expansions"] > 0
+    assert job.stats["solutions"] == job.stats["minima"]  # every minimum found is evaluated
+
+
+def test_a_start_that_is_no_critical_point_fails_the_job(db, store):
+    job_id = submit(db, problem="himmelblau")
+    with db.session() as session:  # a spec whose problem starts off any critical point
+        session.get(Job, job_id).spec = {
+            **session.get(Job, job_id).spec,
+            "problem": "tests.problems:off_critical",
+        }
+    with pytest.raises(StartError, match="not a critical point"):
+        run_job(db, store, job_id)
+    with db.session(readonly=True) as session:
+        job = session.get(Job, job_id)
+        assert job.status == "failed" and "not a critical point" in job.error
