@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/eigsh.py
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/storage.py
+	$(BIN)/python bench/workers.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import tomllib
 from enum import StrEnum
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, NoReturn
 
 import torch
@@ -34,7 +36,7 @@ from storage.artifacts import ARTIFACTS_ENV, LocalArtifactStore
 from storage.database import DATABASE_URL_ENV, Database
 from storage.export import export
 from storage.filters import FilterError
-from storage.jobs import JobNotFoundError, create_job, get_job
+from storage.jobs import JobNotFoundError, cancel_job, counts, create_job, get_job
 from storage.models import Job
 from storage.queries import (
     MAX_PAGE,
@@ -55,6 +57,7 @@ from storage.schema import upgrade as upgrade_schema
 from storage.selection import diverse_top_k, pareto_front, parse_objectives
 from storage.solutions import ensemble_metrics
 from workers.local import run_job
+from workers.settings import BROKER_URL_ENV, DEFAULT_BROKER_URL
 from workers.steps import StartError
 
 app = typer.Typer(help="Ridge Rider: find many genuinely different minima of a loss.")
@@ -172,7 +175,16 @@ ArtifactsOption = Annotated[
         file_okay=False,
     ),
 ]
+BrokerOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar=BROKER_URL_ENV,
+        help="Redis broker URL of the worker pool, e.g. redis://host:6379/0.",
+        show_envvar=True,
+    ),
+]
 JobArgument = Annotated[int, typer.Argument(min=1, help="The job id.")]
+WAIT_POLL_SECONDS = 0.5
 FilterOption = Annotated[
     str | None,
     typer.Option("--filter", help="e.g. 'test_accuracy > 0.95 and sharpness < 20'."),
@@ -207,8 +219,13 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     db_url: DbOption = None,
     artifacts: ArtifactsOption = None,
+    broker: BrokerOption = None,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="With --broker: print the job id and return.")
+    ] = False,
 ) -> None:
-    """Run a Ridge Rider search in-process, store it, and report the distinct minima found."""
+    """Run a Ridge Rider search, store it, and report the distinct minima found: in-process,
+    or on the worker pool when a broker is given (--broker or RIDGERIDER_BROKER_URL)."""
     fields = _read_spec(spec) if spec else {}
     if problem is not None:
         fields["problem"] = problem
@@ -222,8 +239,23 @@ def run(
     db, store = _open(db_url, artifacts)
     with db.session() as session:
         job_id = create_job(session, search_spec.model_dump()).id
-    errors.print(f"job {job_id}: {search_spec.problem}, stored in {_where(db)}", highlight=False)
-    _run_and_report(db, store, job_id, as_json)
+    where = f"on the pool at {broker}" if broker else "in-process"
+    errors.print(
+        f"job {job_id}: {search_spec.problem}, {where}, stored in {_where(db)}", highlight=False
+    )
+    if not broker:
+        _run_in_process(db, store, job_id)
+    else:
+        tasks = _pool(broker)
+        try:
+            tasks.submit(db, job_id)
+        except Exception as error:
+            _fail(f"cannot reach the broker at {broker}: {error}")
+        if no_wait:
+            print(job_id)
+            return
+        _wait(db, job_id)
+    _report(db, store, job_id, as_json)
 
 
 @app.command()
@@ -239,31 +271,62 @@ def resume(
         status = _job(session, job).status
     if status in ("finished", "failed", "cancelled"):
         _fail(f"job {job} is {status}; there is nothing to resume")
-    _run_and_report(db, store, job, as_json)
+    _run_in_process(db, store, job)
+    _report(db, store, job, as_json)
 
 
-def _run_and_report(db: Database, store: LocalArtifactStore, job_id: int, as_json: bool) -> None:
-    with Progress(
+def _progress() -> Progress:
+    return Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
         console=errors,
         transient=True,
-        disable=as_json,
-    ) as progress:
+    )
+
+
+def _describe_progress(job_id: int, counts: dict[str, int]) -> str:
+    return (
+        f"job {job_id}: {counts['rides']} rides, {counts['minima']} minima, "
+        f"{counts['outstanding']} to go, {counts['hvps']:,} HVPs"
+    )
+
+
+def _run_in_process(db: Database, store: LocalArtifactStore, job_id: int) -> None:
+    with _progress() as progress:
         task = progress.add_task(f"job {job_id}", total=None)
 
         def on_progress(counts: dict[str, int]) -> None:
-            progress.update(
-                task,
-                description=f"job {job_id}: {counts['rides']} rides, {counts['minima']} minima, "
-                f"{counts['outstanding']} to go, {counts['hvps']:,} HVPs",
-            )
+            progress.update(task, description=_describe_progress(job_id, counts))
 
         try:
             run_job(db, store, job_id, on_progress=on_progress)
         except (StartError, UnknownProblemError, ValueError) as error:
             _fail(str(error))
+
+
+def _wait(db: Database, job_id: int) -> None:
+    """Follow a pool job in the database until it ends (Ctrl-C stops watching, not the job)."""
+    try:
+        with _progress() as progress:
+            task = progress.add_task(f"job {job_id}: queued", total=None)
+            while True:
+                with db.session(readonly=True) as session:
+                    job = get_job(session, job_id)
+                    progress.update(
+                        task, description=_describe_progress(job_id, counts(session, job_id))
+                    )
+                if job.status in ("finished", "failed", "cancelled"):
+                    break
+                time.sleep(WAIT_POLL_SECONDS)
+    except KeyboardInterrupt:
+        errors.print(f"job {job_id} goes on in the pool: `ridgerider status {job_id}`")
+        raise typer.Exit(130) from None
+    if job.status == "failed":
+        _fail(f"job {job_id} failed: {job.error}")
+
+
+def _report(db: Database, store: LocalArtifactStore, job_id: int, as_json: bool) -> None:
     with db.session(readonly=True) as session:
         document = job_document(session, store, job_id)
         rows = solutions_page(session, job_id, limit=MAX_PAGE).items
@@ -432,6 +495,89 @@ def _print_rows(
         console.print(solutions_table(rows, title))
         if next_cursor:
             console.print(f"more: --cursor {next_cursor}", soft_wrap=True)
+
+
+def _pool(broker: str) -> ModuleType:
+    """The pool's task module, configured for `broker` (Celery reads it when first imported)."""
+    os.environ[BROKER_URL_ENV] = broker
+    from workers import tasks
+
+    return tasks
+
+
+@app.command()
+def worker(
+    queues: Annotated[
+        str, typer.Option(help="Comma-separated queues to take tasks from (ridgerider, gpu).")
+    ] = "ridgerider",
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=256, help="Worker processes [default: CPU cores].")
+    ] = os.cpu_count() or 1,
+    loglevel: Annotated[str, typer.Option(help="Celery's log level.")] = "INFO",
+    hostname: Annotated[
+        str, typer.Option(help="The worker's name in the pool (%h is this host's name).")
+    ] = "ridgerider@%h",
+    db_url: DbOption = None,
+    artifacts: ArtifactsOption = None,
+    broker: BrokerOption = None,
+) -> None:
+    """Start a worker of the pool: Celery with late acknowledgement, one message at a time per
+    process, JSON only, and a sweep that recovers lost work."""
+    db, _ = _open(db_url, artifacts)
+    os.environ[DATABASE_URL_ENV] = db.url.render_as_string(hide_password=False)
+    if artifacts is not None:
+        os.environ[ARTIFACTS_ENV] = str(artifacts.resolve())
+    tasks = _pool(broker or DEFAULT_BROKER_URL)
+    tasks.app.worker_main(
+        [
+            "worker",
+            f"--queues={queues}",
+            f"--concurrency={concurrency}",
+            f"--loglevel={loglevel}",
+            f"--hostname={hostname}",
+            "--prefetch-multiplier=1",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+@app.command()
+def cancel(job: JobArgument, db_url: DbOption = None, broker: BrokerOption = None) -> None:
+    """Cancel a job: nothing more is started, what it found so far is kept."""
+    db, _ = _open(db_url, None)
+    with db.session(readonly=True) as session:
+        pooled = _job(session, job).enqueued_at is not None
+    if pooled:
+        _pool(broker or DEFAULT_BROKER_URL).cancel(db, job)
+    else:
+        with db.session() as session:
+            cancel_job(session, job)
+    console.print(f"job {job}: cancel requested")
+
+
+@app.command()
+def status(
+    job: JobArgument,
+    output: Annotated[Format, typer.Option("--format", help="table or json.")] = Format.table,
+    db_url: DbOption = None,
+) -> None:
+    """A job's status and progress."""
+    db, _ = _open(db_url, None)
+    with db.session(readonly=True) as session:
+        summary = job_summary(_job(session, job)) | {"progress": counts(session, job)}
+    if output is Format.json:
+        print(json.dumps(summary))
+    else:
+        progress = summary["progress"]
+        console.print(
+            f"job {job} ({summary['problem']}): {summary['status']}; "
+            f"{progress['nodes']} critical points, {progress['minima']} minima, "
+            f"{progress['rides']} rides ({progress['failed_rides']} failed), "
+            f"{progress['outstanding']} units to go, {summary['hvps']:,} HVPs, "
+            f"{summary['seconds']:.1f} s"
+            + (f"; error: {summary['error']}" if summary["error"] else "")
+        )
 
 
 db_app = typer.Typer(help="The database's schema.")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import Job, Metric, Node, PairMetric, Ride, Solution, utcnow
@@ -158,6 +158,7 @@ def claim(session: Session, kind: UnitKind, unit_id: int, token: str) -> bool:
             state="claimed",
             claim_token=token,
             attempts=table.attempts + 1,
+            claimed_at=utcnow(),
             heartbeat_at=utcnow(),
         )
         .execution_options(synchronize_session=False)
@@ -212,12 +213,15 @@ def record_expansion(
     hvps: int,
 ) -> list[int] | None:
     """The saddle's eigenpairs are stored and its rides, (eigen index, sign, eigenvalue), are
-    queued. Returns the new rides' ids, or None if the claim was lost."""
+    queued (or skipped, in a cancelled job). Returns the ids of the new pending rides, or None
+    if the claim was lost."""
     job_id = _job_of(session, "node", node_id)
     lock_job(session, job_id)
     if not _settle_unit(session, "node", node_id, token, "done", spectrum_sha256=spectrum_sha256):
         return None
     node = session.get(Node, node_id, populate_existing=True)
+    job = session.get(Job, job_id, populate_existing=True)
+    state = "skipped" if job.cancel_requested else "pending"
     created = [
         Ride(
             job_id=job_id,
@@ -226,16 +230,16 @@ def record_expansion(
             sign=sign,
             eigenvalue=value,
             depth=node.depth,
+            state=state,
         )
         for index, sign, value in rides
     ]
     session.add_all(created)
-    job = session.get(Job, job_id, populate_existing=True)
-    job.outstanding += len(created) - 1
+    job.outstanding += (len(created) if state == "pending" else 0) - 1
     job.hvps += hvps
     _touch(job)
     session.flush()
-    return [ride.id for ride in created]
+    return [ride.id for ride in created if ride.state == "pending"]
 
 
 @dataclass(frozen=True)
@@ -297,6 +301,8 @@ def record_ride(
             fingerprint = lineage(parent.fingerprint, ride.eigen_index, ride.sign)
             work = work_of(result.point, parent.depth + 1)
             node = _add_node(session, job.id, fingerprint, parent.depth + 1, result.point, work)
+            if work != "none" and job.cancel_requested:
+                node.state, work = "skipped", "none"
             job.outstanding += int(work != "none")
             record = RideRecord(node.id, True, work)
         else:
@@ -374,6 +380,112 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)
 
 
+def cancel_job(session: Session, job_id: int) -> list[str]:
+    """Set the job's cancel flag: no unit can be claimed after this commits, pending units are
+    skipped (what was found is kept), and units in flight finish. Returns the task ids of the
+    skipped units, to revoke their messages."""
+    lock_job(session, job_id)
+    job = session.get(Job, job_id, populate_existing=True)
+    if job.status in ("finished", "failed", "cancelled") or job.cancel_requested:
+        return []
+    job.cancel_requested = True
+    job.cancelled_at = utcnow()
+    job.stopped = "cancelled"
+    task_ids: list[str] = []
+    for table in (Node, Ride):
+        pending = session.execute(
+            select(table.id, table.task_id).where(table.job_id == job_id, table.state == "pending")
+        ).all()
+        session.execute(
+            update(table)
+            .where(table.job_id == job_id, table.state == "pending")
+            .values(state="skipped")
+            .execution_options(synchronize_session=False)
+        )
+        job.outstanding -= len(pending)
+        task_ids += [task_id for _, task_id in pending if task_id]
+    if job.status == "queued":
+        job.status = "running"  # nothing will start it now: it goes straight to finalising
+    return task_ids
+
+
+def mark_enqueued(
+    session: Session, kind: UnitKind | Literal["job"], unit_id: int, task_id: str
+) -> None:
+    """Note that a message for the unit (or the job's start or finalisation) was sent."""
+    table = {"node": Node, "ride": Ride, "job": Job}[kind]
+    values: dict[str, Any] = {"enqueued_at": utcnow()}
+    if kind != "job":
+        values["task_id"] = task_id
+    session.execute(
+        update(table)
+        .where(table.id == unit_id)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+@dataclass(frozen=True)
+class Message:
+    """A unit of work as a task message names it."""
+
+    job_id: int
+    kind: UnitKind
+    unit_id: int
+    work: str  # "expand" | "evaluate" for nodes, "ride" for rides
+
+
+@dataclass(frozen=True)
+class LostWork:
+    """What a sweep found: units to send again, jobs to start or finalise again."""
+
+    units: list[Message]
+    jobs_to_start: list[int]
+    jobs_to_finalise: list[int]
+
+
+def lost_work(session: Session, stale_after: timedelta, requeue_after: timedelta) -> LostWork:
+    """In jobs sent to the worker pool: put units whose worker stopped beating (`stale_after`)
+    back to pending, and list the pending units, queued jobs and finalising jobs whose message
+    was sent more than `requeue_after` ago (or never): their messages may be lost (a restarted
+    broker). Sending one twice is harmless: claims are compare-and-set."""
+    now = utcnow()
+    pool = Job.enqueued_at.is_not(None)  # jobs run in-process never were
+    running = select(Job.id).where(Job.status == "running", Job.cancel_requested.is_(False), pool)
+    for table in (Node, Ride):
+        session.execute(
+            update(table)
+            .where(
+                table.job_id.in_(running),
+                table.state == "claimed",
+                table.heartbeat_at < now - stale_after,
+            )
+            .values(state="pending", claim_token=None)
+            .execution_options(synchronize_session=False)
+        )
+    old = now - requeue_after
+    nodes = session.execute(
+        select(Node.job_id, Node.id, Node.work).where(
+            Node.job_id.in_(running),
+            Node.state == "pending",
+            or_(Node.enqueued_at.is_(None), Node.enqueued_at < old),
+        )
+    ).all()
+    rides = session.execute(
+        select(Ride.job_id, Ride.id).where(
+            Ride.job_id.in_(running),
+            Ride.state == "pending",
+            or_(Ride.enqueued_at.is_(None), Ride.enqueued_at < old),
+        )
+    ).all()
+    units = [Message(job_id, "node", i, work) for job_id, i, work in nodes]
+    units += [Message(job_id, "ride", i, "ride") for job_id, i in rides]
+    unsent = Job.enqueued_at < old
+    to_start = session.scalars(select(Job.id).where(Job.status == "queued", unsent)).all()
+    to_finalise = session.scalars(select(Job.id).where(Job.status == "finalising", unsent)).all()
+    return LostWork(units, list(to_start), list(to_finalise))
+
+
 def claim_finalisation(session: Session, job_id: int) -> bool:
     """Whether the caller is the one to finalise the job: a compare-and-set of a running job
     with nothing outstanding to `finalising`, so exactly one caller gets True."""
@@ -392,9 +504,12 @@ def record_finalisation(
     pairs: dict[tuple[int, int], dict[str, float]],
     stats: dict[str, Any],
 ) -> None:
-    """Store the pairwise metrics (keyed by solution ids) and the job's statistics; finished."""
+    """Store the pairwise metrics (keyed by solution ids) and the job's statistics; the job is
+    finished, or cancelled if that was asked. Only a finalising job is changed."""
     lock_job(session, job_id)
     job = session.get(Job, job_id, populate_existing=True)
+    if job.status != "finalising":
+        return  # a duplicate finalisation: the first one recorded it
     session.execute(delete(PairMetric).where(PairMetric.job_id == job_id))
     session.add_all(
         PairMetric(a_id=a, b_id=b, name=name, value=value, job_id=job_id)

@@ -69,6 +69,8 @@ class Job(Base):
     outstanding: Mapped[int] = mapped_column(Integer, default=0)
     hvps: Mapped[int] = mapped_column(BigInteger, default=0)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    cancelled_at: Mapped[datetime | None]
+    enqueued_at: Mapped[datetime | None]
     merge_lock: Mapped[int] = mapped_column(BigInteger, default=0)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
 
@@ -97,7 +99,10 @@ class Node(Base):
     state: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claim_token: Mapped[str | None] = mapped_column(String(64))
+    claimed_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
+    enqueued_at: Mapped[datetime | None]
+    task_id: Mapped[str | None] = mapped_column(String(155))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     error: Mapped[str | None] = mapped_column(Text)
 
@@ -127,7 +132,10 @@ class Ride(Base):
     failure: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claim_token: Mapped[str | None] = mapped_column(String(64))
+    claimed_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]
+    enqueued_at: Mapped[datetime | None]
+    task_id: Mapped[str | None] = mapped_column(String(155))
 
     __table_args__ = (
         UniqueConstraint("from_node_id", "eigen_index", "sign"),

@@ -3,12 +3,15 @@ is on the path: pytest's rootdir in-process, PYTHONPATH for subprocesses)."""
 
 from __future__ import annotations
 
+import time
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ridgerider.problems.base import Problem, module_problem
 from ridgerider.problems.classic import himmelblau
+from ridgerider.problems.registry import load
 
 
 def tiny_net(hidden: int = 3) -> Problem:
@@ -42,3 +45,16 @@ def off_critical() -> Problem:
     """Himmelblau started where its gradient is not zero."""
     base = himmelblau()
     return Problem("off-critical", base.loss, 2, torch.tensor([1.0, 1.0], dtype=torch.float64))
+
+
+def slow(name: str = "himmelblau", dim: int = 0, delay: float = 0.003) -> Problem:
+    """A built-in problem (`dim` for those that take one) whose loss takes `delay` seconds more
+    per call, so that rides last long enough to be interrupted (by a killed worker, a stopped
+    broker, a cancel)."""
+    base = load(f"{name}:dim={dim}" if dim else name)
+
+    def loss(theta: torch.Tensor) -> torch.Tensor:
+        time.sleep(delay)
+        return base.loss(theta)
+
+    return Problem(f"slow-{base.name}", loss, base.dim, base.start)

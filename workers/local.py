@@ -15,7 +15,6 @@ from storage.jobs import (
     claim,
     claim_finalisation,
     counts,
-    end_unit,
     get_job,
     new_token,
     pending_units,
@@ -74,7 +73,7 @@ def run_job(
         with db.session() as session:
             if not claim(session, unit.kind, unit.id, token):
                 continue
-        _do(ctx, unit, token)
+        steps.do_unit(ctx, unit.kind, unit.id, unit.work, token)
         if on_progress is not None:
             with db.session(readonly=True) as session:
                 on_progress(counts(session, job_id))
@@ -90,21 +89,3 @@ def run_job(
 def _pending(db: Database, job_id: int) -> list[Unit]:
     with db.session(readonly=True) as session:
         return pending_units(session, job_id)
-
-
-def _do(ctx: steps.JobContext, unit: Unit, token: str) -> None:
-    """One claimed unit: skipped if a budget ran out (evaluations never are), else done; an
-    exception fails that unit only."""
-    if unit.work != "evaluate" and (reason := steps.budget_exceeded(ctx)):
-        with ctx.db.session() as session:
-            end_unit(session, unit.kind, unit.id, token, "skipped", reason)
-        return
-    try:
-        if unit.kind == "ride":
-            steps.ride(ctx, unit.id, token)
-        elif unit.work == "expand":
-            steps.expand(ctx, unit.id, token)
-        else:
-            steps.evaluate(ctx, unit.id, token)
-    except (ArithmeticError, ValueError, RuntimeError) as error:
-        steps.fail(ctx, unit.kind, unit.id, token, error)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from torch import Tensor
 
 from ridgerider.critical import CriticalPoint, classify
@@ -31,9 +32,11 @@ from storage.artifacts import ArtifactStore, get_tensors, put_tensors
 from storage.database import Database
 from storage.jobs import (
     ROOT_FINGERPRINT,
+    Message,
     PointRecord,
     RideRecord,
     RideResult,
+    UnitKind,
     Work,
     counts,
     end_unit,
@@ -226,10 +229,39 @@ def predictions(problem: Problem, point: CriticalPoint) -> bytes | None:
     return labels.cpu().numpy().astype(np.int16).tobytes()
 
 
-def fail(ctx: JobContext, kind: str, unit_id: int, token: str, error: BaseException) -> None:
-    """Mark a unit failed with the error that stopped it; the job goes on."""
-    with ctx.db.session() as session:
-        end_unit(session, kind, unit_id, token, "failed", f"{type(error).__name__}: {error}")
+def do_unit(ctx: JobContext, kind: UnitKind, unit_id: int, work: str, token: str) -> list[Message]:
+    """One claimed unit: skipped if a budget ran out (evaluations never are), else done; an
+    exception fails that unit only, and the job goes on. Returns the units it created (rides of
+    an expanded saddle, the work of a new node), for a worker pool to send out."""
+    if work != "evaluate" and (reason := budget_exceeded(ctx)):
+        with ctx.db.session() as session:
+            end_unit(session, kind, unit_id, token, "skipped", reason)
+        return []
+    try:
+        if kind == "ride":
+            record = ride(ctx, unit_id, token)
+            if record is not None and record.new and record.work != "none":
+                return [Message(ctx.job_id, "node", record.node_id, record.work)]
+        elif work == "expand":
+            rides = expand(ctx, unit_id, token) or []
+            return [Message(ctx.job_id, "ride", ride_id, "ride") for ride_id in rides]
+        else:
+            evaluate(ctx, unit_id, token)
+    except (ArithmeticError, ValueError, RuntimeError) as error:
+        with ctx.db.session() as session:
+            reason = f"{type(error).__name__}: {error}"
+            end_unit(session, kind, unit_id, token, "failed", reason)
+    return []
+
+
+def root_message(session: Session, job_id: int) -> Message | None:
+    """The root's unit, if it has one pending (a saddle to expand or a minimum to evaluate)."""
+    root = session.scalar(
+        select(Node).where(Node.job_id == job_id, Node.fingerprint == ROOT_FINGERPRINT)
+    )
+    if root is None or root.state != "pending":
+        return None
+    return Message(job_id, "node", root.id, root.work)
 
 
 def budget_exceeded(ctx: JobContext) -> str | None:

@@ -112,8 +112,8 @@ def test_export_folder_and_archive(folder):
 
 def test_db_upgrade_and_an_outdated_schema(tmp_path):
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
-    assert "schema empty -> 0001" in cli(tmp_path, "db", "upgrade", "--db", url)
-    assert "schema 0001 -> 0001" in cli(tmp_path, "db", "upgrade", "--db", url)
+    assert "schema empty -> 0002" in cli(tmp_path, "db", "upgrade", "--db", url)
+    assert "schema 0002 -> 0002" in cli(tmp_path, "db", "upgrade", "--db", url)
     with Database(url).engine.begin() as connection:
         connection.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '0000'"))
     result = ridgerider("jobs", "--db", url, cwd=tmp_path)

@@ -1,0 +1,123 @@
+"""Benchmark: the worker pool against the in-process runner, on one digits-mlp job.
+
+The default spec on digits-mlp (64-8-10, from the zero point: 16 rides, 7 distinct minima) runs
+in-process (the peer, torch with 2 threads), then on 1 and on 2 Celery worker processes (one
+torch thread each, a Redis and a PostgreSQL of their own). Then the pool's per-task overhead:
+200 probe messages, each sent once the last has started, timed from send to start.
+
+Target: 2 workers at least 1.7x faster than 1; overhead under 20 ms at p50.
+Run: `python bench/workers.py` (about 6 minutes on 2 CPU cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import redis
+from celery import Celery
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ridgerider.search import SearchSpec
+from storage.artifacts import LocalArtifactStore
+from storage.database import Database
+from storage.jobs import create_job, mark_enqueued
+from storage.models import Job
+from storage.schema import ensure_schema
+from tests.workers.pool import pool
+from workers.celery_app import make_app
+from workers.local import run_job
+from workers.settings import PoolSettings
+
+
+def in_process(folder: Path, problem: str) -> tuple[float, dict]:
+    db = Database(folder / "local.db")
+    ensure_schema(db)
+    with db.session() as session:
+        job_id = create_job(session, SearchSpec(problem=problem).model_dump()).id
+    started = time.perf_counter()
+    job = run_job(db, LocalArtifactStore(folder / "local-artifacts"), job_id)
+    return time.perf_counter() - started, job.stats
+
+
+def on_pool(folder: Path, problem: str, workers: int, probes: int) -> tuple[float, dict, list]:
+    """Wall time from sending the job's start to its end, on a pool that is already running."""
+    with pool(folder, workers=workers) as (running, db):
+        app = make_app(PoolSettings.from_env(running.broker_url))
+        with db.session() as session:
+            job_id = create_job(session, SearchSpec(problem=problem).model_dump()).id
+        started = time.perf_counter()
+        sent = app.send_task("ridgerider.start", args=[job_id])
+        with db.session() as session:
+            mark_enqueued(session, "job", job_id, sent.id)
+        while True:
+            with db.session(readonly=True) as session:
+                job = session.get(Job, job_id)
+                if job.status in ("finished", "failed", "cancelled"):
+                    break
+            time.sleep(0.05)
+        seconds = time.perf_counter() - started
+        latencies = overhead(app, running.broker_url, probes) if probes else []
+    return seconds, job.stats, latencies
+
+
+def overhead(app: Celery, broker_url: str, count: int) -> list[float]:
+    """Send-to-start latency of `count` probe tasks, one at a time, in milliseconds (after as
+    many to warm up)."""
+    client = redis.Redis.from_url(broker_url)
+    key = "ridgerider:bench:probe"
+    for _ in range(count):
+        app.send_task("ridgerider.probe", args=[key, time.time()])
+        client.blpop([key], timeout=30)
+    samples = []
+    for _ in range(count):
+        app.send_task("ridgerider.probe", args=[key, time.time()])
+        _, value = client.blpop([key], timeout=30)
+        samples.append(float(value) * 1000)
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problem", default="digits-mlp")
+    parser.add_argument("--probes", type=int, default=200)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        local_seconds, local_stats = in_process(root, args.problem)
+        print(f"in-process: {local_seconds:.1f} s", file=sys.stderr)
+        (root / "one").mkdir()
+        one_seconds, one_stats, _ = on_pool(root / "one", args.problem, 1, 0)
+        print(f"1 worker: {one_seconds:.1f} s", file=sys.stderr)
+        (root / "two").mkdir()
+        two_seconds, two_stats, latencies = on_pool(root / "two", args.problem, 2, args.probes)
+        print(f"2 workers: {two_seconds:.1f} s", file=sys.stderr)
+    for stats in (one_stats, two_stats):
+        assert stats["solutions"] == local_stats["solutions"], "the pool found other minima"
+        assert stats["rides"] == local_stats["rides"]
+    print(
+        f"\n{args.problem}, default spec: {local_stats['rides']} rides, "
+        f"{local_stats['solutions']} distinct minima (the same in every row)\n"
+    )
+    print("| runner | wall s | speedup over 1 worker |")
+    print("|---|---:|---:|")
+    print(
+        f"| in-process (peer, 2 torch threads) | {local_seconds:.1f} | "
+        f"{one_seconds / local_seconds:.2f}x |"
+    )
+    print(f"| pool, 1 worker process | {one_seconds:.1f} | 1.00x |")
+    print(f"| pool, 2 worker processes | {two_seconds:.1f} | {one_seconds / two_seconds:.2f}x |")
+    print(
+        f"\nper-task overhead, send to start, {len(latencies)} probes on an idle pool: "
+        f"p50 {statistics.median(latencies):.1f} ms, p99 {np.percentile(latencies, 99):.1f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""The worker pool with real processes: Celery workers on a Redis of their own, PostgreSQL.
+
+The same job on the pool and in-process gives the same DAG; a worker killed in the middle of a
+ride, or a broker restarted empty, loses nothing and repeats nothing recorded; a cancel stops
+all further work; a NaN ride fails alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from ridgerider.search import SearchSpec
+from storage.artifacts import LocalArtifactStore, get_tensors
+from storage.database import Database
+from storage.jobs import create_job
+from storage.models import Job, Node, Ride, Solution
+from storage.schema import ensure_schema
+from tests.workers.pool import Pool, pool
+from workers.local import run_job
+
+ENDED = ("finished", "failed", "cancelled")
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    with pool(tmp_path_factory.mktemp("pool")) as running:
+        yield running
+
+
+def reference(tmp_path, problem: str) -> tuple[Database, LocalArtifactStore, int]:
+    """The same job run in-process on SQLite."""
+    db = Database(tmp_path / "reference.db")
+    ensure_schema(db)
+    store = LocalArtifactStore(tmp_path / "reference-artifacts")
+    with db.session() as session:
+        job_id = create_job(session, SearchSpec(problem=problem).model_dump()).id
+    run_job(db, store, job_id)
+    return db, store, job_id
+
+
+def dag(db: Database, store: LocalArtifactStore, job_id: int) -> tuple[list, list]:
+    """Nodes as (kind, theta) and rides as (from, eigen index, sign, to, state), indices into
+    the node list: comparable across databases whatever the ids and the order of work."""
+    with db.session(readonly=True) as session:
+        nodes = session.scalars(select(Node).where(Node.job_id == job_id).order_by(Node.id)).all()
+        rides = session.scalars(select(Ride).where(Ride.job_id == job_id)).all()
+    points = [(n.kind, get_tensors(store, n.theta_sha256)["theta"]) for n in nodes]
+    index = {n.id: i for i, n in enumerate(nodes)}
+    edges = [
+        (index[r.from_node_id], r.eigen_index, r.sign, index.get(r.to_node_id), r.state)
+        for r in rides
+    ]
+    return points, edges
+
+
+def assert_same_dag(left: tuple[list, list], right: tuple[list, list]) -> None:
+    (left_points, left_edges), (right_points, right_edges) = left, right
+    assert len(left_points) == len(right_points)
+    match = {}
+    for i, (kind, theta) in enumerate(left_points):
+        distances = [(t - theta).norm().item() for _, t in right_points]
+        j = min(range(len(distances)), key=distances.__getitem__)
+        assert distances[j] < 1e-5 and right_points[j][0] == kind
+        match[i] = j
+    assert len(set(match.values())) == len(right_points)
+    mapped = sorted(
+        (match[a], k, s, None if b is None else match[b], state) for a, k, s, b, state in left_edges
+    )
+    assert mapped == sorted(right_edges, key=lambda e: (e[0], e[1], e[2], e[3] or -1, e[4]))
+
+
+def wait_for(db: Database, job_id: int, condition, timeout: float = 120) -> Job:
+    deadline = time.monotonic() + timeout
+    while True:
+        with db.session(readonly=True) as session:
+            job = session.get(Job, job_id)
+            if condition(session, job):
+                return job
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"job {job_id} stuck: {job.status}, {job.outstanding} to go")
+        time.sleep(0.02)
+
+
+def rides_done(count: int):
+    def condition(session, job) -> bool:
+        done = session.scalar(
+            select(func.count()).where(Ride.job_id == job.id, Ride.state == "done")
+        )
+        return done >= count or job.status in ENDED
+
+    return condition
+
+
+def ended(session, job) -> bool:
+    return job.status in ENDED
+
+
+def submit(running: Pool, problem: str) -> int:
+    result = running.cli("run", "--problem", problem, "--no-wait")
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout.strip())
+
+
+def test_the_pool_finds_the_dag_the_in_process_run_finds(shared, tmp_path):
+    running, db = shared
+    result = running.cli("run", "--problem", "styblinski-tang:dim=3", "--json")
+    assert result.returncode == 0, result.stderr + running.logs()
+    document = json.loads(result.stdout)
+    assert document["job"]["status"] == "finished" and len(document["minima"]) == 8
+    local = reference(tmp_path, "styblinski-tang:dim=3")
+    pooled = dag(db, LocalArtifactStore(running.folder / "artifacts"), document["job"]["id"])
+    assert_same_dag(pooled, dag(*local))
+    with local[0].session(readonly=True) as session:
+        assert document["job"]["hvps"] == session.get(Job, local[2]).hvps
+
+
+def test_a_nan_ride_fails_alone_on_the_pool(shared):
+    running, db = shared
+    job_id = submit(running, "tests.problems:western_nan")
+    job = wait_for(db, job_id, ended)
+    assert job.status == "finished", running.logs()
+    with db.session(readonly=True) as session:
+        failures = session.scalars(
+            select(Ride.failure).where(Ride.job_id == job_id, Ride.state == "failed")
+        ).all()
+        solutions = session.scalar(select(func.count()).where(Solution.job_id == job_id))
+    assert failures and all("NaN" in f or "settling failed" in f for f in failures)
+    assert solutions == 2
+
+
+def test_a_cancel_stops_all_further_work_and_keeps_what_was_found(shared):
+    running, db = shared
+    job_id = submit(running, "tests.problems:slow:name=styblinski-tang,dim=3")
+    assert wait_for(db, job_id, rides_done(4)).status == "running"
+    result = running.cli("cancel", str(job_id))
+    assert result.returncode == 0, result.stderr
+    job = wait_for(db, job_id, ended, timeout=60)
+    assert job.status == "cancelled" and job.stopped == "cancelled"
+    with db.session(readonly=True) as session:
+        late = [
+            *session.scalars(select(Node.claimed_at).where(Node.job_id == job_id)),
+            *session.scalars(select(Ride.claimed_at).where(Ride.job_id == job_id)),
+        ]
+        states = dict(
+            session.execute(
+                select(Ride.state, func.count()).where(Ride.job_id == job_id).group_by(Ride.state)
+            ).all()
+        )
+    cancelled_at = job.cancelled_at.replace(tzinfo=None)
+    assert all(c is None or c.replace(tzinfo=None) <= cancelled_at for c in late)
+    assert states.get("skipped", 0) > 0 and states.get("done", 0) >= 4
+    assert "pending" not in states and "claimed" not in states
+    assert job.stats["rides"] == states["done"]
+
+
+def test_a_worker_killed_in_the_middle_of_a_ride_loses_and_repeats_nothing(tmp_path):
+    with pool(tmp_path) as (running, db):
+        job_id = submit(running, "tests.problems:slow")
+
+        def a_ride_in_flight(session, job) -> bool:
+            return (
+                session.scalar(
+                    select(Ride.claim_token).where(Ride.job_id == job.id, Ride.state == "claimed")
+                )
+                is not None
+                or job.status in ENDED
+            )
+
+        assert wait_for(db, job_id, a_ride_in_flight).status == "running"
+        with db.session(readonly=True) as session:
+            ride_id, token = session.execute(
+                select(Ride.id, Ride.claim_token).where(
+                    Ride.job_id == job_id, Ride.state == "claimed"
+                )
+            ).first()
+        os.kill(int(token.split(":")[0]), signal.SIGKILL)  # the pool process riding it
+        job = wait_for(db, job_id, ended)
+        assert job.status == "finished", running.logs()
+        with db.session(readonly=True) as session:
+            killed = session.get(Ride, ride_id)
+            node_attempts = session.scalars(
+                select(Node.attempts).where(Node.job_id == job_id, Node.work != "none")
+            ).all()
+            ride_attempts = session.scalars(
+                select(Ride.attempts).where(Ride.job_id == job_id, Ride.id != ride_id)
+            ).all()
+            minima = session.scalar(
+                select(func.count()).where(Node.job_id == job_id, Node.kind == "minimum")
+            )
+            solutions = session.scalar(select(func.count()).where(Solution.job_id == job_id))
+        assert killed.state == "done" and killed.attempts == 2  # redone once, by the sweep
+        assert set(node_attempts) == {1} and set(ride_attempts) == {1}
+        assert minima == solutions == 4
+        pooled = dag(db, LocalArtifactStore(running.folder / "artifacts"), job_id)
+        assert_same_dag(pooled, dag(*reference(tmp_path, "himmelblau")))
+
+
+def test_a_broker_restarted_empty_in_the_middle_of_a_job_loses_nothing(tmp_path):
+    with pool(tmp_path) as (running, db):
+        job_id = submit(running, "tests.problems:slow:name=styblinski-tang,dim=3")
+        assert wait_for(db, job_id, rides_done(3)).status == "running"
+        running.stop_redis()
+        time.sleep(2)
+        running.start_redis()
+        job = wait_for(db, job_id, ended, timeout=180)
+        assert job.status == "finished", running.logs()
+        pooled = dag(db, LocalArtifactStore(running.folder / "artifacts"), job_id)
+        assert_same_dag(pooled, dag(*reference(tmp_path, "styblinski-tang:dim=3")))
+        with db.session(readonly=True) as session:
+            assert session.scalar(select(func.count()).where(Solution.job_id == job_id)) == 8

@@ -1,0 +1,262 @@
+"""The Celery tasks: start a job, do one unit (expand, ride, evaluate), finalise; and the sweep
+that recovers work whose worker died or whose message a restarted broker lost.
+
+Every task is idempotent: it claims its unit with a compare-and-set first and does nothing if
+that fails, so a redelivered or duplicated message costs one UPDATE. No task waits on another;
+a job ends when its counter of outstanding units reaches zero, and the task that sees that
+sends the finalisation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import ClassVar
+
+import redis
+import torch
+from celery import signals
+from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy.exc import OperationalError as DatabaseError
+
+from storage.artifacts import LocalArtifactStore
+from storage.database import Database
+from storage.jobs import (
+    Message,
+    UnitKind,
+    cancel_job,
+    claim,
+    claim_finalisation,
+    get_job,
+    heartbeat,
+    lost_work,
+    mark_enqueued,
+    new_token,
+)
+from workers import steps
+from workers.celery_app import DEFAULT_QUEUE, GPU_QUEUE, app
+
+log = logging.getLogger(__name__)
+CONTEXTS_PER_PROCESS = 8
+TRANSIENT = (DatabaseError, BrokerError, ConnectionError)
+RETRY = {"autoretry_for": TRANSIENT, "retry_backoff": True, "max_retries": 5}
+
+
+class _Process:
+    """What one worker process keeps: its database engine, store and loaded problems. Reset
+    after a fork, so that a child never uses its parent's connections."""
+
+    db: ClassVar[Database | None] = None
+    store: ClassVar[LocalArtifactStore | None] = None
+    contexts: ClassVar[OrderedDict[int, steps.JobContext]] = OrderedDict()
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.db, cls.store, cls.contexts = None, None, OrderedDict()
+
+    @classmethod
+    def resources(cls) -> tuple[Database, LocalArtifactStore]:
+        if cls.db is None:
+            cls.db, cls.store = Database(), LocalArtifactStore()
+        return cls.db, cls.store
+
+    @classmethod
+    def context(cls, job_id: int) -> steps.JobContext:
+        if job_id not in cls.contexts:
+            db, store = cls.resources()
+            cls.contexts[job_id] = steps.JobContext.load(db, store, job_id)
+            while len(cls.contexts) > CONTEXTS_PER_PROCESS:
+                cls.contexts.popitem(last=False)
+        cls.contexts.move_to_end(job_id)
+        return cls.contexts[job_id]
+
+
+@signals.worker_process_init.connect
+def _child_started(**_: object) -> None:
+    """A fresh pool process: its own connections; one torch thread per process by default
+    (the pool's concurrency is the parallelism), and CUDA is first touched here, never before
+    the fork."""
+    _Process.reset()
+    torch.set_num_threads(1)
+
+
+@signals.worker_ready.connect
+def _start_sweeping(**_: object) -> None:
+    settings = app.ridgerider_settings
+    thread = threading.Thread(target=_sweep_forever, args=(settings.sweep_every,), daemon=True)
+    thread.start()
+
+
+def _sweep_forever(every: float) -> None:
+    db = Database()
+    stop = threading.Event()
+    while not stop.wait(every):
+        try:
+            sweep(db)
+        except Exception:  # a sweep must never stop the worker; the next one tries again
+            log.exception("sweep failed")
+
+
+def queue_for(work: str) -> str:
+    if app.ridgerider_settings.gpu_queue and work in ("expand", "ride"):
+        return GPU_QUEUE
+    return DEFAULT_QUEUE
+
+
+def send(db: Database, message: Message) -> None:
+    """Send a unit's task and note when (a broker that is down is logged: the sweep resends)."""
+    try:
+        result = do_unit.apply_async(
+            args=[message.job_id, message.kind, message.unit_id, message.work],
+            queue=queue_for(message.work),
+        )
+    except BrokerError:
+        log.warning("broker unreachable; %s %s will be resent", message.kind, message.unit_id)
+        return
+    with db.session() as session:
+        mark_enqueued(session, message.kind, message.unit_id, result.id)
+
+
+def submit(db: Database, job_id: int) -> None:
+    """Send a stored, queued job to the pool."""
+    result = start.apply_async(args=[job_id])
+    with db.session() as session:
+        mark_enqueued(session, "job", job_id, result.id)
+
+
+def _finalise_if_done(db: Database, job_id: int) -> None:
+    with db.session() as session:
+        won = claim_finalisation(session, job_id)
+    if won:
+        result = finalise.apply_async(args=[job_id])
+        with db.session() as session:
+            mark_enqueued(session, "job", job_id, result.id)
+
+
+@contextlib.contextmanager
+def _heartbeat(db: Database, kind: UnitKind, unit_id: int, token: str) -> Iterator[None]:
+    """Beat for a claimed unit while it is worked on, so the sweep leaves it alone."""
+    stop = threading.Event()
+    every = app.ridgerider_settings.stale_after / 4
+
+    def beat() -> None:
+        while not stop.wait(every):
+            with db.session() as session:
+                if not heartbeat(session, kind, unit_id, token):
+                    return
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@app.task(name="ridgerider.start", **RETRY)
+def start(job_id: int) -> str:
+    """Classify the start and send the root's unit (or finalise at once)."""
+    db, _ = _Process.resources()
+    with db.session(readonly=True) as session:
+        if get_job(session, job_id).status != "queued":
+            return "already started"
+    ctx = _Process.context(job_id)
+    try:
+        steps.start(ctx)
+    except steps.StartError as error:
+        return f"failed: {error}"
+    with db.session(readonly=True) as session:
+        root = steps.root_message(session, job_id)
+    if root is not None:
+        send(db, root)
+    _finalise_if_done(db, job_id)
+    return "started"
+
+
+@app.task(name="ridgerider.unit", **RETRY)
+def do_unit(job_id: int, kind: UnitKind, unit_id: int, work: str) -> str:
+    """Claim one unit and do it; send the units it creates; finalise if it was the last."""
+    db, _ = _Process.resources()
+    token = f"{os.getpid()}:{new_token()[:16]}"  # says which process holds a claimed unit
+    with db.session() as session:
+        if not claim(session, kind, unit_id, token):
+            return "not claimed"  # done, in flight elsewhere, or the job is cancelled
+    ctx = _Process.context(job_id)
+    with _heartbeat(db, kind, unit_id, token):
+        created = steps.do_unit(ctx, kind, unit_id, work, token)
+    for message in created:
+        send(db, message)
+    _finalise_if_done(db, job_id)
+    return "done"
+
+
+@app.task(name="ridgerider.finalise", **RETRY)
+def finalise(job_id: int) -> str:
+    """Pairwise and set-level metrics; the job ends finished (or cancelled)."""
+    db, _ = _Process.resources()
+    with db.session(readonly=True) as session:
+        if get_job(session, job_id).status != "finalising":
+            return "not finalising"
+    steps.finalise(_Process.context(job_id))
+    return "finalised"
+
+
+@app.task(name="ridgerider.probe")
+def probe(key: str, sent_at: float) -> None:
+    """Push to Redis list `key` how long this message took from send to start: the pool's
+    per-task overhead, as `bench/workers.py` measures it."""
+    client = redis.Redis.from_url(app.ridgerider_settings.broker_url)
+    try:
+        client.rpush(key, time.time() - sent_at)
+    finally:
+        client.close()
+
+
+def cancel(db: Database, job_id: int) -> None:
+    """Cancel a job: no unit is claimed after this; its queued messages are revoked."""
+    with db.session() as session:
+        task_ids = cancel_job(session, job_id)
+    if task_ids:
+        app.control.revoke(task_ids)
+    _finalise_if_done(db, job_id)
+
+
+def _broker_idle() -> bool:
+    """Whether no message waits in any of our queues (so a pending unit's message is lost)."""
+    client = redis.Redis.from_url(app.ridgerider_settings.broker_url)
+    try:
+        return all(client.llen(queue) == 0 for queue in (DEFAULT_QUEUE, GPU_QUEUE))
+    finally:
+        client.close()
+
+
+def sweep(db: Database) -> int:
+    """Give back units whose worker died; resend units, starts and finalisations whose message
+    was lost. Returns how many messages were sent."""
+    settings = app.ridgerider_settings
+    with db.session() as session:
+        lost = lost_work(
+            session,
+            timedelta(seconds=settings.stale_after),
+            timedelta(seconds=settings.requeue_after),
+        )
+    if not (lost.units or lost.jobs_to_start or lost.jobs_to_finalise) or not _broker_idle():
+        return 0
+    for message in lost.units:
+        send(db, message)
+    for job_id in lost.jobs_to_start:
+        submit(db, job_id)
+    for job_id in lost.jobs_to_finalise:
+        result = finalise.apply_async(args=[job_id])
+        with db.session() as session:
+            mark_enqueued(session, "job", job_id, result.id)
+    sent = len(lost.units) + len(lost.jobs_to_start) + len(lost.jobs_to_finalise)
+    log.info("sweep resent %d messages", sent)
+    return sent
