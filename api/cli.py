@@ -5,22 +5,47 @@ from __future__ import annotations
 import json
 import os
 import time
-import tomllib
 from enum import StrEnum
 from pathlib import Path
-from types import ModuleType
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import torch
 import typer
 from pydantic import ValidationError
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
-from api.render import cell, jobs_table, print_report, solutions_csv, solutions_table
+from api.cli_common import (
+    ArtifactsOption,
+    BrokerOption,
+    DbOption,
+    FilterOption,
+    Format,
+    JobArgument,
+    KeyOption,
+    ServerOption,
+    console,
+    describe,
+    describe_progress,
+    errors,
+    fail,
+    job_or_fail,
+    open_database,
+    pool,
+    progress_bar,
+    read_spec,
+    where,
+)
+from api.cli_server import (
+    call,
+    client,
+    commands,
+    keys_app,
+    remote_export,
+    remote_select,
+    remote_solutions,
+)
+from api.render import cell, jobs_table, print_report, print_rows, print_status
 from ridgerider import __version__
 from ridgerider.linalg import HessianOperator, eigsh
 from ridgerider.problems.digits import (
@@ -36,33 +61,28 @@ from storage.artifacts import ARTIFACTS_ENV, LocalArtifactStore
 from storage.database import DATABASE_URL_ENV, Database
 from storage.export import export
 from storage.filters import FilterError
-from storage.jobs import JobNotFoundError, cancel_job, counts, create_job, get_job
-from storage.models import Job
+from storage.jobs import cancel_job, counts, create_job, get_job
 from storage.queries import (
     MAX_PAGE,
     QueryError,
-    SolutionRow,
     list_jobs,
-    metric_matrix,
+    solution_rows,
     solutions_page,
 )
 from storage.report import job_document, job_summary
 from storage.schema import (
-    SchemaOutdatedError,
     current_revision,
-    ensure_schema,
     head_revision,
 )
 from storage.schema import upgrade as upgrade_schema
-from storage.selection import diverse_top_k, pareto_front, parse_objectives
+from storage.selection import choose, parse_objectives
 from storage.solutions import ensemble_metrics
 from workers.local import run_job
-from workers.settings import BROKER_URL_ENV, DEFAULT_BROKER_URL
+from workers.settings import DEFAULT_BROKER_URL
 from workers.steps import StartError
 
 app = typer.Typer(help="Ridge Rider: find many genuinely different minima of a loss.")
-console = Console()
-errors = Console(stderr=True)
+WAIT_POLL_SECONDS = 0.5
 
 
 class Point(StrEnum):
@@ -157,56 +177,6 @@ def _groups(
     return groups
 
 
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        envvar=DATABASE_URL_ENV,
-        help="Database URL or SQLite path [default: ./ridgerider.db].",
-        show_envvar=True,
-    ),
-]
-ArtifactsOption = Annotated[
-    Path | None,
-    typer.Option(
-        envvar=ARTIFACTS_ENV,
-        help="Artifact folder [default: ./ridgerider-artifacts].",
-        show_envvar=True,
-        file_okay=False,
-    ),
-]
-BrokerOption = Annotated[
-    str | None,
-    typer.Option(
-        envvar=BROKER_URL_ENV,
-        help="Redis broker URL of the worker pool, e.g. redis://host:6379/0.",
-        show_envvar=True,
-    ),
-]
-JobArgument = Annotated[int, typer.Argument(min=1, help="The job id.")]
-WAIT_POLL_SECONDS = 0.5
-FilterOption = Annotated[
-    str | None,
-    typer.Option("--filter", help="e.g. 'test_accuracy > 0.95 and sharpness < 20'."),
-]
-
-
-class Format(StrEnum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-
-
-def _open(db_url: str | None, artifacts: Path | None) -> tuple[Database, LocalArtifactStore]:
-    """The database (created if empty, checked against this version's schema) and the store."""
-    try:
-        db = Database(db_url)
-        ensure_schema(db)
-    except (SchemaOutdatedError, SQLAlchemyError, ValueError) as error:
-        _fail(str(error).splitlines()[0] if isinstance(error, SQLAlchemyError) else str(error))
-    return db, LocalArtifactStore(artifacts)
-
-
 @app.command()
 def run(
     problem: Annotated[
@@ -226,31 +196,31 @@ def run(
 ) -> None:
     """Run a Ridge Rider search, store it, and report the distinct minima found: in-process,
     or on the worker pool when a broker is given (--broker or RIDGERIDER_BROKER_URL)."""
-    fields = _read_spec(spec) if spec else {}
+    fields = read_spec(spec) if spec else {}
     if problem is not None:
         fields["problem"] = problem
     try:
         search_spec = SearchSpec(**fields)
         load(search_spec.problem)
     except ValidationError as error:
-        _fail("invalid search spec:\n" + _describe(error))
+        fail("invalid search spec:\n" + describe(error))
     except (UnknownProblemError, ValueError, TypeError) as error:
-        _fail(str(error))
-    db, store = _open(db_url, artifacts)
+        fail(str(error))
+    db, store = open_database(db_url, artifacts)
     with db.session() as session:
         job_id = create_job(session, search_spec.model_dump()).id
-    where = f"on the pool at {broker}" if broker else "in-process"
+    runner = f"on the pool at {broker}" if broker else "in-process"
     errors.print(
-        f"job {job_id}: {search_spec.problem}, {where}, stored in {_where(db)}", highlight=False
+        f"job {job_id}: {search_spec.problem}, {runner}, stored in {where(db)}", highlight=False
     )
     if not broker:
         _run_in_process(db, store, job_id)
     else:
-        tasks = _pool(broker)
+        tasks = pool(broker)
         try:
             tasks.submit(db, job_id)
-        except Exception as error:
-            _fail(f"cannot reach the broker at {broker}: {error}")
+        except Exception as error:  # whatever the broker raises: say so, exit 2
+            fail(f"cannot reach the broker at {broker}: {error}")
         if no_wait:
             print(job_id)
             return
@@ -266,55 +236,38 @@ def resume(
     artifacts: ArtifactsOption = None,
 ) -> None:
     """Go on with an interrupted in-process job: nothing it recorded is lost or redone."""
-    db, store = _open(db_url, artifacts)
+    db, store = open_database(db_url, artifacts)
     with db.session(readonly=True) as session:
-        status = _job(session, job).status
+        status = job_or_fail(session, job).status
     if status in ("finished", "failed", "cancelled"):
-        _fail(f"job {job} is {status}; there is nothing to resume")
+        fail(f"job {job} is {status}; there is nothing to resume")
     _run_in_process(db, store, job)
     _report(db, store, job, as_json)
 
 
-def _progress() -> Progress:
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=errors,
-        transient=True,
-    )
-
-
-def _describe_progress(job_id: int, counts: dict[str, int]) -> str:
-    return (
-        f"job {job_id}: {counts['rides']} rides, {counts['minima']} minima, "
-        f"{counts['outstanding']} to go, {counts['hvps']:,} HVPs"
-    )
-
-
 def _run_in_process(db: Database, store: LocalArtifactStore, job_id: int) -> None:
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task(f"job {job_id}", total=None)
 
         def on_progress(counts: dict[str, int]) -> None:
-            progress.update(task, description=_describe_progress(job_id, counts))
+            progress.update(task, description=describe_progress(job_id, counts))
 
         try:
             run_job(db, store, job_id, on_progress=on_progress)
         except (StartError, UnknownProblemError, ValueError) as error:
-            _fail(str(error))
+            fail(str(error))
 
 
 def _wait(db: Database, job_id: int) -> None:
     """Follow a pool job in the database until it ends (Ctrl-C stops watching, not the job)."""
     try:
-        with _progress() as progress:
+        with progress_bar() as progress:
             task = progress.add_task(f"job {job_id}: queued", total=None)
             while True:
                 with db.session(readonly=True) as session:
                     job = get_job(session, job_id)
                     progress.update(
-                        task, description=_describe_progress(job_id, counts(session, job_id))
+                        task, description=describe_progress(job_id, counts(session, job_id))
                     )
                 if job.status in ("finished", "failed", "cancelled"):
                     break
@@ -323,7 +276,7 @@ def _wait(db: Database, job_id: int) -> None:
         errors.print(f"job {job_id} goes on in the pool: `ridgerider status {job_id}`")
         raise typer.Exit(130) from None
     if job.status == "failed":
-        _fail(f"job {job_id} failed: {job.error}")
+        fail(f"job {job_id} failed: {job.error}")
 
 
 def _report(db: Database, store: LocalArtifactStore, job_id: int, as_json: bool) -> None:
@@ -344,7 +297,7 @@ def jobs(
     db_url: DbOption = None,
 ) -> None:
     """The stored jobs, newest first."""
-    db, _ = _open(db_url, None)
+    db, _ = open_database(db_url, None)
     with db.session(readonly=True) as session:
         listed = [
             job_summary(job) | {"minima": (job.stats or {}).get("solutions", "-")}
@@ -365,18 +318,24 @@ def solutions(
     cursor: Annotated[str | None, typer.Option(help="The next page, from the last page.")] = None,
     output: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
     db_url: DbOption = None,
+    server: ServerOption = None,
+    key: KeyOption = None,
 ) -> None:
     """A job's solutions: filtered, sorted, one page at a time."""
-    db, _ = _open(db_url, None)
+    if server:
+        query = {"filter": filter, "sort": sort, "limit": limit, "cursor": cursor}
+        remote_solutions(client(server, key), job, output, **query)
+        return
+    db, _ = open_database(db_url, None)
     with db.session(readonly=True) as session:
-        _job(session, job)
+        job_or_fail(session, job)
         try:
             page = solutions_page(
                 session, job, filter=filter, sort=sort, limit=limit, cursor=cursor
             )
         except (FilterError, QueryError) as error:
-            _fail(str(error))
-    _print_rows(page.items, output, f"solutions of job {job}", page.next_cursor)
+            fail(str(error))
+    print_rows(console, page.items, output, f"solutions of job {job}", page.next_cursor)
 
 
 @app.command()
@@ -392,14 +351,26 @@ def select(
     output: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
     db_url: DbOption = None,
     artifacts: ArtifactsOption = None,
+    server: ServerOption = None,
+    key: KeyOption = None,
 ) -> None:
     """Choose solutions: the Pareto front over objectives, or a diverse top-k; with the chosen
-    set's ensemble metrics."""
-    db, store = _open(db_url, artifacts)
+    set's ensemble metrics (locally; a server does no model evaluation in a request)."""
+    if server:
+        body = {"diverse": diverse, "filter": filter}
+        if pareto:
+            try:
+                objectives = parse_objectives(pareto)
+            except QueryError as error:
+                fail(str(error))
+            body["pareto"] = [{"name": o.name, "direction": o.direction} for o in objectives]
+        remote_select(client(server, key), job, body, output)
+        return
+    db, store = open_database(db_url, artifacts)
     ids, how = _choose(db, job, pareto, diverse, filter)
     with db.session(readonly=True) as session:
-        rows = _rows(session, job, ids)
-        problem_name = _job(session, job).problem
+        rows = solution_rows(session, ids)
+        problem_name = job_or_fail(session, job).problem
     ensemble = ensemble_metrics(db, store, job, ids, load(problem_name)) if ids else {}
     if output is Format.json:
         print(
@@ -412,7 +383,7 @@ def select(
             )
         )
         return
-    _print_rows(rows, output, f"{how} of job {job}", None)
+    print_rows(console, rows, output, f"{how} of job {job}", None)
     if output is Format.table and ensemble:
         console.print(
             "set: " + ", ".join(f"{k.replace('_', ' ')} {cell(v)}" for k, v in ensemble.items())
@@ -432,13 +403,19 @@ def export_command(
     filter: FilterOption = None,
     db_url: DbOption = None,
     artifacts: ArtifactsOption = None,
+    server: ServerOption = None,
+    key: KeyOption = None,
 ) -> None:
     """Export a job's solutions as an MLOps artifact: model card, metrics CSV, lineage GraphML
     and JSON, weights with hashes, plots."""
-    db, store = _open(db_url, artifacts)
+    if server:
+        query = {"pareto": pareto, "diverse": diverse, "filter": filter}
+        remote_export(client(server, key), job, destination, **query)
+        return
+    db, store = open_database(db_url, artifacts)
     ids, how = _choose(db, job, pareto, diverse, filter)
     with db.session(readonly=True) as session:
-        problem = load(_job(session, job).problem)
+        problem = load(job_or_fail(session, job).problem)
     objectives = None
     if pareto and len(parse_objectives(pareto)) >= 2:
         objectives = tuple(o.name for o in parse_objectives(pareto)[:2])
@@ -447,7 +424,7 @@ def export_command(
             db, store, job, destination, problem, ids=ids, selection=how, objectives=objectives
         )
     except FileExistsError as error:
-        _fail(str(error))
+        fail(str(error))
     console.print(f"exported {len(ids)} solutions of job {job} to {written}")
 
 
@@ -455,54 +432,12 @@ def _choose(
     db: Database, job: int, pareto: str | None, diverse: int | None, filter: str | None
 ) -> tuple[list[int], str]:
     """The ids a selection picks, and how it was made (for tables and the model card)."""
-    if pareto and diverse:
-        _fail("give --pareto or --diverse, not both")
     with db.session(readonly=True) as session:
-        _job(session, job)
-        passing = f" among those with {filter}" if filter else ""
+        job_or_fail(session, job)
         try:
-            if pareto:
-                objectives = parse_objectives(pareto)
-                ids = pareto_front(session, job, objectives, filter)
-                names = ", ".join(f"{o.name} ({o.direction})" for o in objectives)
-                return ids, f"the Pareto front over {names}{passing}"
-            if diverse:
-                ids = diverse_top_k(session, job, diverse, filter)
-                return ids, f"{len(ids)} most mutually disagreeing (greedy max-min){passing}"
-            ids = metric_matrix(session, job, [], filter)[0] if filter else None
-            if ids is None:
-                ids = [row.id for row in solutions_page(session, job, limit=MAX_PAGE).items]
-            return ids, f"every solution{passing}"
+            return choose(session, job, pareto, diverse, filter)
         except (FilterError, QueryError) as error:
-            _fail(str(error))
-
-
-def _rows(session: Session, job: int, ids: list[int]) -> list[SolutionRow]:
-    rows = {row.id: row for row in solutions_page(session, job, limit=MAX_PAGE).items}
-    return [rows[i] for i in ids if i in rows]
-
-
-def _print_rows(
-    rows: list[SolutionRow], output: Format, title: str, next_cursor: str | None
-) -> None:
-    if output is Format.json:
-        print(
-            json.dumps({"solutions": [row.to_json() for row in rows], "next_cursor": next_cursor})
-        )
-    elif output is Format.csv:
-        print(solutions_csv(rows), end="")
-    else:
-        console.print(solutions_table(rows, title))
-        if next_cursor:
-            console.print(f"more: --cursor {next_cursor}", soft_wrap=True)
-
-
-def _pool(broker: str) -> ModuleType:
-    """The pool's task module, configured for `broker` (Celery reads it when first imported)."""
-    os.environ[BROKER_URL_ENV] = broker
-    from workers import tasks
-
-    return tasks
+            fail(str(error))
 
 
 @app.command()
@@ -523,11 +458,11 @@ def worker(
 ) -> None:
     """Start a worker of the pool: Celery with late acknowledgement, one message at a time per
     process, JSON only, and a sweep that recovers lost work."""
-    db, _ = _open(db_url, artifacts)
+    db, _ = open_database(db_url, artifacts)
     os.environ[DATABASE_URL_ENV] = db.url.render_as_string(hide_password=False)
     if artifacts is not None:
         os.environ[ARTIFACTS_ENV] = str(artifacts.resolve())
-    tasks = _pool(broker or DEFAULT_BROKER_URL)
+    tasks = pool(broker or DEFAULT_BROKER_URL)
     tasks.app.worker_main(
         [
             "worker",
@@ -543,13 +478,23 @@ def worker(
 
 
 @app.command()
-def cancel(job: JobArgument, db_url: DbOption = None, broker: BrokerOption = None) -> None:
+def cancel(
+    job: JobArgument,
+    db_url: DbOption = None,
+    broker: BrokerOption = None,
+    server: ServerOption = None,
+    key: KeyOption = None,
+) -> None:
     """Cancel a job: nothing more is started, what it found so far is kept."""
-    db, _ = _open(db_url, None)
+    if server:
+        call(client(server, key).cancel, job)
+        console.print(f"job {job}: cancel requested")
+        return
+    db, _ = open_database(db_url, None)
     with db.session(readonly=True) as session:
-        pooled = _job(session, job).enqueued_at is not None
+        pooled = job_or_fail(session, job).enqueued_at is not None
     if pooled:
-        _pool(broker or DEFAULT_BROKER_URL).cancel(db, job)
+        pool(broker or DEFAULT_BROKER_URL).cancel(db, job)
     else:
         with db.session() as session:
             cancel_job(session, job)
@@ -561,27 +506,23 @@ def status(
     job: JobArgument,
     output: Annotated[Format, typer.Option("--format", help="table or json.")] = Format.table,
     db_url: DbOption = None,
+    server: ServerOption = None,
+    key: KeyOption = None,
 ) -> None:
     """A job's status and progress."""
-    db, _ = _open(db_url, None)
-    with db.session(readonly=True) as session:
-        summary = job_summary(_job(session, job)) | {"progress": counts(session, job)}
-    if output is Format.json:
-        print(json.dumps(summary))
+    if server:
+        data = call(client(server, key).job, job)
     else:
-        progress = summary["progress"]
-        console.print(
-            f"job {job} ({summary['problem']}): {summary['status']}; "
-            f"{progress['nodes']} critical points, {progress['minima']} minima, "
-            f"{progress['rides']} rides ({progress['failed_rides']} failed), "
-            f"{progress['outstanding']} units to go, {summary['hvps']:,} HVPs, "
-            f"{summary['seconds']:.1f} s"
-            + (f"; error: {summary['error']}" if summary["error"] else "")
-        )
+        db, _ = open_database(db_url, None)
+        with db.session(readonly=True) as session:
+            data = job_summary(job_or_fail(session, job)) | {"progress": counts(session, job)}
+    print_status(console, data, output)
 
 
 db_app = typer.Typer(help="The database's schema.")
 app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+app.registered_commands += commands.registered_commands
 
 
 @db_app.command()
@@ -592,37 +533,5 @@ def upgrade(db_url: DbOption = None) -> None:
         before = current_revision(database)
         upgrade_schema(database)
     except (SQLAlchemyError, ValueError) as error:
-        _fail(str(error).splitlines()[0])
-    console.print(f"{_where(database)}: schema {before or 'empty'} -> {head_revision()}")
-
-
-def _job(session: Session, job_id: int) -> Job:
-    try:
-        return get_job(session, job_id)
-    except JobNotFoundError as error:
-        _fail(str(error))
-
-
-def _where(db: Database) -> str:
-    return db.url.render_as_string(hide_password=True)
-
-
-def _read_spec(path: Path) -> dict:
-    text = path.read_text()
-    try:
-        return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
-        _fail(f"cannot read {path}: {error}")
-
-
-def _describe(error: ValidationError) -> str:
-    lines = []
-    for problem in error.errors():
-        field = ".".join(str(part) for part in problem["loc"]) or "spec"
-        lines.append(f"  {field}: {problem['msg']} (got {problem.get('input')!r})")
-    return "\n".join(lines)
-
-
-def _fail(message: str) -> NoReturn:
-    errors.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+        fail(str(error).splitlines()[0])
+    console.print(f"{where(database)}: schema {before or 'empty'} -> {head_revision()}")

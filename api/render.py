@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -92,4 +93,34 @@ def print_report(console: Console, rows: Sequence[SolutionRow], document: dict[s
     console.print(
         f"job {job['id']} ({job['status']}) is stored; query it with "
         f"`ridgerider solutions {job['id']}`"
+    )
+
+
+def print_rows(
+    console: Console, rows: Sequence[SolutionRow], output: str, title: str, next_cursor: str | None
+) -> None:
+    """Solutions as a table (with the next page's cursor), JSON or CSV."""
+    if output == "json":
+        data = {"solutions": [row.to_json() for row in rows], "next_cursor": next_cursor}
+        print(json.dumps(data))
+    elif output == "csv":
+        print(solutions_csv(rows), end="")
+    else:
+        console.print(solutions_table(rows, title))
+        if next_cursor:
+            console.print(f"more: --cursor {next_cursor}", soft_wrap=True)
+
+
+def print_status(console: Console, data: dict[str, Any], output: str) -> None:
+    """A job's summary with its progress (from the database or a server), as text or JSON."""
+    if output == "json":
+        print(json.dumps(data))
+        return
+    progress = data["progress"]
+    error = f"; error: {data['error']}" if data.get("error") else ""
+    console.print(
+        f"job {data['id']} ({data['problem']}): {data['status']}; {progress['nodes']} critical "
+        f"points, {progress['minima']} minima, {progress['rides']} rides "
+        f"({progress['failed_rides']} failed), {progress['outstanding']} units to go, "
+        f"{data['hvps']:,} HVPs, {data['seconds']:.1f} s{error}"
     )

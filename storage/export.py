@@ -32,7 +32,7 @@ def export(
     store: ArtifactStore,
     job_id: int,
     destination: Path,
-    problem: Problem,
+    problem: Problem | None = None,
     *,
     ids: Sequence[int] | None = None,
     selection: str = "every distinct minimum the search found",
@@ -40,7 +40,9 @@ def export(
 ) -> Path:
     """Write the export of the job's solutions `ids` (default: all) to `destination`: a folder,
     or an archive when it ends in `.tar.gz`. `selection` says in the card how they were chosen;
-    `objectives` picks the scatter's two metrics. Returns the path written.
+    `objectives` picks the scatter's two metrics. With the `problem`, the card gives the chosen
+    set's ensemble metrics (model evaluations); without it, the job's own set metrics when every
+    solution is exported. Returns the path written.
 
     Raises:
         FileExistsError: `destination` exists and is not an empty folder.
@@ -81,7 +83,10 @@ def export(
         json.dumps(nx.node_link_data(graph, edges="edges"), indent=1) + "\n"
     )
     figures = _plots(rows, solutions, graph, folder / "plots", objectives)
-    set_metrics = ensemble_metrics(db, store, job_id, ids, problem) if ids else {}
+    if problem is not None and ids:
+        set_metrics = ensemble_metrics(db, store, job_id, ids, problem)
+    else:
+        set_metrics = (job.stats or {}).get("set_metrics", {}) if ids == list(all_ids) else {}
     card = _card(job, problem, rows, selection, set_metrics, figures)
     (folder / "MODEL_CARD.md").write_text(card)
     if archive:
@@ -161,7 +166,7 @@ def _plots(
 
 def _card(
     job: Job,
-    problem: Problem,
+    problem: Problem | None,
     rows: list[SolutionRow],
     selection: str,
     set_metrics: dict[str, float],
@@ -170,14 +175,14 @@ def _card(
     stats = job.stats or {}
     present = [c for c in CARD_COLUMNS if any(c in row.metrics for row in rows)]
     lines = [
-        f"# Model card: ridgerider job {job.id}, {problem.name}",
+        f"# Model card: ridgerider job {job.id}, {problem.name if problem else job.problem}",
         "",
         f"{len(rows)} solutions: {selection}. They are distinct minima of the training loss found "
         "by Ridge Rider (riding negative-curvature eigenvectors of the Hessian from a saddle).",
         "",
         "## The problem and the search",
         "",
-        f"- problem: `{job.problem}` ({problem.dim} parameters)",
+        f"- problem: `{job.problem}`" + (f" ({problem.dim} parameters)" if problem else ""),
         f"- job status: {job.status}; created {job.created_at:%Y-%m-%d %H:%M} UTC",
         f"- search: {stats.get('nodes', '?')} critical points, {stats.get('rides', '?')} rides "
         f"({stats.get('failed_rides', 0)} failed), {stats.get('hvps', job.hvps):,} "

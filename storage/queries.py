@@ -183,6 +183,25 @@ def _read_cursor(cursor: str, sort: str, expression: str | None) -> tuple[float,
     return value, last_id
 
 
+def solution_rows(session: Session, ids: Sequence[int]) -> list[SolutionRow]:
+    """The solutions `ids` with their metrics, in that order (unknown ids are left out)."""
+    found = {
+        solution.id: (solution, depth)
+        for solution, depth in session.execute(
+            select(Solution, Node.depth)
+            .join(Node, Node.id == Solution.node_id)
+            .where(Solution.id.in_(ids))
+        )
+    }
+    metrics = solution_metrics(session, list(found))
+    return [
+        SolutionRow(i, s.job_id, s.node_id, depth, s.weights_sha256, metrics[i])
+        for i in ids
+        if i in found
+        for s, depth in [found[i]]
+    ]
+
+
 def solution_metrics(session: Session, ids: Sequence[int]) -> dict[int, dict[str, float]]:
     """The metrics of each of the solutions `ids`."""
     metrics: dict[int, dict[str, float]] = {i: {} for i in ids}

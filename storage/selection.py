@@ -3,6 +3,7 @@ top-k (greedy max-min prediction disagreement), and the ensemble metrics of a ch
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -12,9 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.models import Solution
-from storage.queries import QueryError, has_metric, metric_matrix
+from storage.queries import QueryError, filtered_solutions, has_metric, metric_matrix
 
 Direction = Literal["max", "min"]
+METRIC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,99}$")
 
 
 @dataclass(frozen=True)
@@ -32,10 +34,12 @@ def parse_objectives(text: str) -> list[Objective]:
     objectives = []
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, _, direction = item.partition(":")
-        direction = direction.strip() or "max"
+        name, direction = name.strip(), direction.strip() or "max"
         if direction not in ("max", "min"):
             raise QueryError(f"objective {item!r}: the direction must be max or min")
-        objectives.append(Objective(name.strip(), direction))
+        if not METRIC_NAME.match(name):
+            raise QueryError(f"objective {item!r}: {name!r} is not a metric name")
+        objectives.append(Objective(name, direction))
     if not objectives:
         raise QueryError("pareto: give at least one objective, e.g. test_accuracy:max")
     return objectives
@@ -114,3 +118,33 @@ def stored_predictions(session: Session, ids: Sequence[int]) -> np.ndarray:
     if any(rows[i] is None for i in ids):
         raise QueryError("diverse: these solutions have no stored predictions (not a classifier)")
     return np.stack([np.frombuffer(rows[i], dtype=np.int16) for i in ids])
+
+
+def choose(
+    session: Session,
+    job_id: int,
+    pareto: str | None = None,
+    diverse: int | None = None,
+    filter: str | None = None,
+) -> tuple[list[int], str]:
+    """The ids a selection picks (a Pareto front given as `name:max,name:min`, a diverse
+    top-k, or every solution passing `filter`), and how it was made, in words.
+
+    Raises:
+        QueryError, FilterError: a bad selection or filter.
+    """
+    if pareto and diverse:
+        raise QueryError("give pareto or diverse, not both")
+    passing = f" among those with {filter}" if filter else ""
+    if pareto:
+        objectives = parse_objectives(pareto)
+        names = ", ".join(f"{o.name} ({o.direction})" for o in objectives)
+        return pareto_front(session, job_id, objectives, filter), (
+            f"the Pareto front over {names}{passing}"
+        )
+    if diverse:
+        ids = diverse_top_k(session, job_id, diverse, filter)
+        return ids, f"{len(ids)} most mutually disagreeing (greedy max-min){passing}"
+    query, _ = filtered_solutions(session, job_id, filter)
+    ids = list(session.scalars(query.with_only_columns(Solution.id).order_by(Solution.id)))
+    return ids, f"every solution{passing}"

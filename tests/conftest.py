@@ -42,7 +42,7 @@ def postgres_database() -> Iterator[str]:
     try:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as error:
+    except Exception as error:  # any connection failure: say what is needed
         admin.dispose()
         raise RuntimeError(
             f"PostgreSQL is needed at {POSTGRES_ADMIN_URL} (set RIDGERIDER_TEST_POSTGRES): {error}"

@@ -51,8 +51,9 @@ def parse(text: str) -> tuple[str, dict[str, object]]:
     return name, kwargs
 
 
-def load(text: str, *, allow_import: bool = True) -> Problem:
-    """The problem `text` names: `name[:key=value,...]` or, if allowed, `module:factory`.
+def resolve(text: str, *, allow_import: bool = True) -> tuple[Callable[..., Problem], dict]:
+    """The factory `text` names and its keyword arguments, checked against its signature but
+    not called (cheap: for validating a request before any work).
 
     Raises:
         UnknownProblemError: the name is not registered (and is no importable factory).
@@ -75,9 +76,20 @@ def load(text: str, *, allow_import: bool = True) -> Problem:
         inspect.signature(factory).bind(**kwargs)
     except TypeError as error:
         raise ValueError(f"problem {name!r}: {error}") from error
+    return factory, kwargs
+
+
+def load(text: str, *, allow_import: bool = True) -> Problem:
+    """The problem `text` names: `name[:key=value,...]` or, if allowed, `module:factory`.
+
+    Raises:
+        UnknownProblemError: the name is not registered (and is no importable factory).
+        ValueError: the keyword arguments do not fit the factory.
+    """
+    factory, kwargs = resolve(text, allow_import=allow_import)
     problem = factory(**kwargs)
     if not isinstance(problem, Problem):
-        raise TypeError(f"{name!r} returned {type(problem).__name__}, not a Problem")
+        raise TypeError(f"{text!r} returned {type(problem).__name__}, not a Problem")
     return problem
 
 

@@ -45,7 +45,9 @@ def test_run_stores_every_job_and_prints_json(tmp_path):
     assert len(data["minima"]) == 4
     assert data["stats"]["nodes"] == 9
     assert data["job"]["id"] == 1 and data["job"]["status"] == "finished"
-    assert "job 1: styblinski-tang:dim=2, stored in sqlite:///ridgerider.db" in result.stderr
+    assert "job 1: styblinski-tang:dim=2, in-process, stored in sqlite:///ridgerider.db" in (
+        result.stderr
+    )
     assert (tmp_path / "ridgerider.db").exists() and (tmp_path / "ridgerider-artifacts").is_dir()
 
     again = ridgerider("run", "--problem", "himmelblau", "--json", cwd=tmp_path)

@@ -173,7 +173,7 @@ def test_racing_workers_that_reach_one_point_make_one_node_and_an_edge_each(db):
                         evaluate_minima,
                     )
                 )
-        except Exception as error:
+        except Exception as error:  # reported by the assert below
             errors.append(error)
 
     threads = [

@@ -1,0 +1,84 @@
+"""The FastAPI application: routers by resource, problem+json errors, a body-size limit."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import problems_json
+from api.deps import Services
+from api.routes import health, jobs, problems, solutions
+from api.schemas import ERRORS
+from ridgerider import __version__
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes with 413 problem+json, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise _TooLargeError
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLargeError:
+            await self._refuse(scope, send)
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        body = (
+            '{"type":"about:blank","title":"Content Too Large","status":413,'
+            f'"detail":"the request body is over {self.limit} bytes",'
+            f'"instance":"{scope["path"]}"}}'
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", problems_json.MEDIA_TYPE.encode()),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLargeError(Exception):
+    pass
+
+
+def create_app(services: Services) -> FastAPI:
+    """The API over `services` (database, artifact store, the pool to enqueue on)."""
+    app = FastAPI(
+        title="ridgerider",
+        version=__version__,
+        description="Solution-diversity search with Ridge Rider: submit searches, watch them, "
+        "query and select the distinct minima they found. Every endpoint but /healthz needs an "
+        "API key (`Authorization: Bearer KEY`); errors are RFC 9457 problem details.",
+    )
+    app.state.services = services
+    problems_json.install(app)
+    for router in (jobs.router, solutions.router, problems.router):
+        app.include_router(router, responses=ERRORS)
+    app.include_router(health.router)
+    app.add_middleware(BodyLimit)
+    return app

@@ -1,0 +1,150 @@
+"""What the command line's modules share: consoles, options, errors, opening the database."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from types import ModuleType
+from typing import Annotated, NoReturn
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from api.client import API_KEY_ENV, SERVER_ENV
+from storage.artifacts import ARTIFACTS_ENV, LocalArtifactStore
+from storage.database import DATABASE_URL_ENV, Database
+from storage.jobs import JobNotFoundError, get_job
+from storage.models import Job
+from storage.schema import SchemaOutdatedError, ensure_schema
+from workers.settings import BROKER_URL_ENV
+
+console = Console()
+errors = Console(stderr=True)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        envvar=DATABASE_URL_ENV,
+        help="Database URL or SQLite path [default: ./ridgerider.db].",
+        show_envvar=True,
+    ),
+]
+ArtifactsOption = Annotated[
+    Path | None,
+    typer.Option(
+        envvar=ARTIFACTS_ENV,
+        help="Artifact folder [default: ./ridgerider-artifacts].",
+        show_envvar=True,
+        file_okay=False,
+    ),
+]
+BrokerOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar=BROKER_URL_ENV,
+        help="Redis broker URL of the worker pool, e.g. redis://host:6379/0.",
+        show_envvar=True,
+    ),
+]
+JobArgument = Annotated[int, typer.Argument(min=1, help="The job id.")]
+FilterOption = Annotated[
+    str | None,
+    typer.Option("--filter", help="e.g. 'test_accuracy > 0.95 and sharpness < 20'."),
+]
+
+
+class Format(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def open_database(
+    db_url: str | None, artifacts: Path | None
+) -> tuple[Database, LocalArtifactStore]:
+    """The database (created if empty, checked against this version's schema) and the store."""
+    try:
+        db = Database(db_url)
+        ensure_schema(db)
+    except (SchemaOutdatedError, SQLAlchemyError, ValueError) as error:
+        fail(str(error).splitlines()[0] if isinstance(error, SQLAlchemyError) else str(error))
+    return db, LocalArtifactStore(artifacts)
+
+
+ServerOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar=SERVER_ENV,
+        help="A ridgerider server's URL: work against it instead of the local database.",
+        show_envvar=True,
+    ),
+]
+KeyOption = Annotated[
+    str | None,
+    typer.Option("--key", envvar=API_KEY_ENV, help="The API key for --server.", show_envvar=True),
+]
+
+
+def pool(broker: str) -> ModuleType:
+    """The pool's task module, configured for `broker` (Celery reads it when first imported)."""
+    os.environ[BROKER_URL_ENV] = broker
+    from workers import tasks
+
+    return tasks
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=errors,
+        transient=True,
+    )
+
+
+def describe_progress(job_id: int, counts: dict[str, int]) -> str:
+    return (
+        f"job {job_id}: {counts['rides']} rides, {counts['minima']} minima, "
+        f"{counts['outstanding']} to go, {counts['hvps']:,} HVPs"
+    )
+
+
+def job_or_fail(session: Session, job_id: int) -> Job:
+    try:
+        return get_job(session, job_id)
+    except JobNotFoundError as error:
+        fail(str(error))
+
+
+def where(db: Database) -> str:
+    return db.url.render_as_string(hide_password=True)
+
+
+def read_spec(path: Path) -> dict:
+    text = path.read_text()
+    try:
+        return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+        fail(f"cannot read {path}: {error}")
+
+
+def describe(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        field = ".".join(str(part) for part in problem["loc"]) or "spec"
+        lines.append(f"  {field}: {problem['msg']} (got {problem.get('input')!r})")
+    return "\n".join(lines)
+
+
+def fail(message: str) -> NoReturn:
+    errors.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)

@@ -1,0 +1,199 @@
+"""The command line's server side: `serve` the HTTP API, make API `keys`, `submit` to a server
+and follow it, and the `--server` forms of status, cancel, solutions, select and export."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import uvicorn
+
+from api.app import create_app
+from api.cli_common import (
+    ArtifactsOption,
+    BrokerOption,
+    DbOption,
+    Format,
+    KeyOption,
+    ServerOption,
+    console,
+    describe_progress,
+    errors,
+    fail,
+    open_database,
+    pool,
+    progress_bar,
+    read_spec,
+)
+from api.client import Client, ClientError
+from api.deps import Services
+from api.render import print_report, print_rows
+from storage.keys import KeyNameError, create_key, has_keys
+from storage.queries import SolutionRow
+from workers.settings import DEFAULT_BROKER_URL
+
+commands = typer.Typer()
+keys_app = typer.Typer(help="API keys for the HTTP API.")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@commands.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    db_url: DbOption = None,
+    artifacts: ArtifactsOption = None,
+    broker: BrokerOption = None,
+) -> None:
+    """Serve the HTTP API (uvicorn). Beyond loopback only once API keys exist."""
+    db, store = open_database(db_url, artifacts)
+    with db.session(readonly=True) as session:
+        keyed = has_keys(session)
+    if not _loopback(host) and not keyed:
+        fail(f"refusing to listen on {host} with no API keys: `ridgerider keys create NAME` first")
+    broker = broker or DEFAULT_BROKER_URL
+    app = create_app(Services(db, store, pool(broker), broker))
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+@keys_app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="Who the key is for; it owns the key's jobs.")],
+    db_url: DbOption = None,
+) -> None:
+    """Make an API key and print it, once: only its hash is stored."""
+    db, _ = open_database(db_url, None)
+    try:
+        with db.session() as session:
+            key = create_key(session, name)
+    except KeyNameError as error:
+        fail(str(error))
+    print(key)
+    errors.print(f"key for {name!r}: shown once, stored as its sha256 only")
+
+
+def client(server: str | None, key: str | None) -> Client:
+    if not server:
+        fail("give --server (or RIDGERIDER_SERVER)")
+    if not key:
+        fail("give --key (or RIDGERIDER_API_KEY): the server needs an API key")
+    return Client(server, key)
+
+
+def call(function: Any, *args: Any, **kwargs: Any) -> Any:
+    """A client call whose refusal becomes a clear error and exit code 2."""
+    try:
+        return function(*args, **kwargs)
+    except ClientError as error:
+        fail(str(error))
+
+
+@commands.command()
+def submit(
+    spec: Annotated[
+        Path, typer.Argument(help="A search spec, TOML or JSON.", exists=True, dir_okay=False)
+    ],
+    problem: Annotated[str | None, typer.Option(help="Override the spec's problem.")] = None,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Print the job id and return.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object at the end.")
+    ] = False,
+    server: ServerOption = None,
+    key: KeyOption = None,
+) -> None:
+    """Submit a search to a server; follow its events with a progress bar, then report."""
+    fields = read_spec(spec)
+    if problem is not None:
+        fields["problem"] = problem
+    remote = client(server, key)
+    job = call(remote.submit, fields)
+    if no_wait:
+        print(job["id"])
+        return
+    errors.print(f"job {job['id']}: {job['problem']}, on {server}", highlight=False)
+    with progress_bar() as progress:
+        task = progress.add_task(f"job {job['id']}: queued", total=None)
+        try:
+            for event, data in remote.events(job["id"]):
+                if event == "progress":
+                    progress.update(task, description=describe_progress(job["id"], data))
+        except ClientError as error:
+            fail(str(error))
+    report(remote, job["id"], as_json)
+
+
+def report(remote: Client, job_id: int, as_json: bool) -> None:
+    """The same end-of-run report as an in-process run, from the server."""
+    job = call(remote.job, job_id)
+    rows = [_row(s) for s in call(remote.solutions, job_id, limit=1000)["solutions"]]
+    stats = dict(job["stats"])
+    document = {"job": job, "set_metrics": stats.pop("set_metrics", {}), "stats": stats}
+    if as_json:
+        print(json.dumps(document | {"minima": [r.to_json() for r in rows]}))
+    else:
+        print_report(console, rows, document)
+    if job["status"] == "failed":
+        fail(f"job {job_id} failed: {job['error']}")
+
+
+def _row(data: dict[str, Any]) -> SolutionRow:
+    return SolutionRow(
+        data["id"],
+        data["job_id"],
+        data["node_id"],
+        data["depth"],
+        data["weights_sha256"],
+        data["metrics"],
+    )
+
+
+def remote_solutions(remote: Client, job: int, output: Format, **query: Any) -> None:
+    page = call(remote.solutions, job, **query)
+    print_rows(
+        console,
+        [_row(s) for s in page["solutions"]],
+        output,
+        f"solutions of job {job}",
+        page["next_cursor"],
+    )
+
+
+def remote_select(remote: Client, job: int, body: dict[str, Any], output: Format) -> None:
+    chosen = call(remote.select, job, body)
+    rows = [_row(s) for s in chosen["solutions"]]
+    if output is Format.json:
+        print(json.dumps(chosen))
+    else:
+        print_rows(console, rows, output, f"{chosen['selection']} of job {job}", None)
+
+
+def remote_export(remote: Client, job: int, destination: Path, **query: Any) -> None:
+    """Download the archive; a destination not ending in .tar.gz is a folder to unpack into."""
+    if destination.exists() and (destination.is_file() or any(destination.iterdir())):
+        fail(f"{destination} exists and is not empty; choose a new path")
+    if destination.name.endswith(".tar.gz"):
+        call(remote.export, job, destination, **query)
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            archive = call(remote.export, job, Path(folder) / "export.tar.gz", **query)
+            with tarfile.open(archive) as tar:
+                tar.extractall(folder, filter="data")
+            (unpacked,) = [p for p in Path(folder).iterdir() if p.is_dir()]
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            unpacked.rename(destination)
+    console.print(f"exported job {job} to {destination}")

@@ -1,0 +1,84 @@
+"""The command line's HTTP client: the same operations as the embedded database, on a server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+SERVER_ENV = "RIDGERIDER_SERVER"
+API_KEY_ENV = "RIDGERIDER_API_KEY"
+
+
+class ClientError(RuntimeError):
+    """The server refused a request (its problem details' detail), or could not be reached."""
+
+
+class Client:
+    """A ridgerider server at `server`, called with API key `key`."""
+
+    def __init__(self, server: str, key: str | None, timeout: float = 60) -> None:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.http = httpx.Client(base_url=server.rstrip("/"), headers=headers, timeout=timeout)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as error:
+            raise ClientError(f"cannot reach {self.http.base_url}: {error}") from None
+        if response.status_code >= 400:
+            raise ClientError(_detail(response))
+        return response
+
+    def submit(self, spec: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self.request("POST", "/jobs", json=spec, headers=headers).json()
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        return self.request("GET", f"/jobs/{job_id}").json()
+
+    def cancel(self, job_id: int) -> dict[str, Any]:
+        return self.request("POST", f"/jobs/{job_id}/cancel").json()
+
+    def solutions(self, job_id: int, **query: Any) -> dict[str, Any]:
+        params = {k: v for k, v in query.items() if v is not None}
+        return self.request("GET", f"/jobs/{job_id}/solutions", params=params).json()
+
+    def select(self, job_id: int, body: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", f"/jobs/{job_id}/select", json=body).json()
+
+    def export(self, job_id: int, path: Path, **query: Any) -> Path:
+        params = {k: v for k, v in query.items() if v is not None}
+        response = self.request("GET", f"/jobs/{job_id}/export", params=params)
+        path.write_bytes(response.content)
+        return path
+
+    def events(self, job_id: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The job's server-sent events as (event, data) until the stream ends."""
+        try:
+            with self.http.stream("GET", f"/jobs/{job_id}/events", timeout=None) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ClientError(_detail(response))
+                event, data = "message", []
+                for line in response.iter_lines():
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data.append(line[5:].strip())
+                    elif not line and data:
+                        yield event, json.loads("\n".join(data))
+                        event, data = "message", []
+        except httpx.HTTPError as error:
+            raise ClientError(f"lost the event stream: {error}") from None
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}: {response.text[:200]}"
+    return f"HTTP {response.status_code}: {body.get('detail', body)}"

@@ -1,0 +1,354 @@
+"""`/jobs`: submit, list, watch (status and server-sent events), cancel, the tree, solutions,
+selection and export."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import networkx as nx
+from fastapi import APIRouter, BackgroundTasks, Header, Query, Request, Response
+from fastapi.responses import FileResponse, StreamingResponse
+from sqlalchemy import select as sql_select
+from sqlalchemy.exc import IntegrityError
+
+from api.deps import OwnerDep, Services, ServicesDep
+from api.problems_json import ProblemError
+from api.schemas import (
+    MAX_ID,
+    MAX_PAGE,
+    OBJECTIVES_PATTERN,
+    SORT_PATTERN,
+    JobId,
+    JobOut,
+    JobPage,
+    JobSubmission,
+    Progress,
+    Selection,
+    SelectRequest,
+    SolutionOut,
+    SolutionPage,
+)
+from storage.export import export
+from storage.filters import FilterError
+from storage.jobs import JobNotFoundError, counts, create_job, get_job
+from storage.models import Job, Node, Ride, Solution
+from storage.queries import (
+    QueryError,
+    lineage_graph,
+    list_jobs,
+    solution_metrics,
+    solution_rows,
+    solutions_page,
+)
+from storage.report import job_summary
+from storage.selection import Objective, choose, diverse_top_k, pareto_front
+
+router = APIRouter(tags=["jobs"])
+ENDED = ("finished", "failed", "cancelled")
+EVENT_POLL_SECONDS = 0.5
+RETRY_AFTER_SECONDS = "2"
+GRAPHML = "application/graphml+xml"
+
+
+def job_out(services: Services, job: Job) -> JobOut:
+    with services.db.session(readonly=True) as session:
+        progress = counts(session, job.id)
+    return JobOut(
+        **{k: v for k, v in job_summary(job).items() if k != "owner"},
+        spec=job.spec,
+        progress=Progress(**{k: progress[k] for k in Progress.model_fields}),
+        stats=job.stats or {},
+    )
+
+
+def own_job(services: Services, owner: str, job_id: int) -> Job:
+    """The caller's job; another owner's job answers 404, as a missing one does."""
+    with services.db.session(readonly=True) as session:
+        try:
+            return get_job(session, job_id, owner)
+        except JobNotFoundError:
+            raise ProblemError(404, "Not Found", f"no job {job_id}") from None
+
+
+@router.post("/jobs", status_code=202, response_model=JobOut)
+def submit(
+    spec: JobSubmission,
+    response: Response,
+    services: ServicesDep,
+    owner: OwnerDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JobOut:
+    """Queue a search on the worker pool. A retried request with the same `Idempotency-Key`
+    returns the job the first one made."""
+    fields = spec.model_dump()
+    try:
+        with services.db.session() as session:
+            job = create_job(session, fields, owner=owner, idempotency_key=idempotency_key)
+            new = job.enqueued_at is None
+    except IntegrityError:  # two retries raced: the other one made it
+        with services.db.session(readonly=True) as session:
+            job = create_job(session, fields, owner=owner, idempotency_key=idempotency_key)
+            new = False
+    if new:
+        services.pool.submit(services.db, job.id)
+    with services.db.session(readonly=True) as session:
+        job = get_job(session, job.id)
+    response.headers["Location"] = f"/jobs/{job.id}"
+    return job_out(services, job)
+
+
+@router.get("/jobs", response_model=JobPage)
+def jobs(
+    services: ServicesDep,
+    owner: OwnerDep,
+    status: Annotated[
+        str | None, Query(pattern="^(queued|running|finalising|finished|failed|cancelled)$")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="the last id of the previous page")
+    ] = None,
+) -> JobPage:
+    """The caller's jobs, newest first."""
+    with services.db.session(readonly=True) as session:
+        listed = list_jobs(session, owner=owner, status=status, limit=limit + 1, after=cursor)
+    page = [job_out(services, job) for job in listed[:limit]]
+    return JobPage(jobs=page, next_cursor=listed[limit - 1].id if len(listed) > limit else None)
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut)
+def job(job_id: JobId, response: Response, services: ServicesDep, owner: OwnerDep) -> JobOut:
+    """Status and progress (`Retry-After` while the job runs)."""
+    found = own_job(services, owner, job_id)
+    if found.status not in ENDED:
+        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    return job_out(services, found)
+
+
+@router.post("/jobs/{job_id}/cancel", status_code=202, response_model=JobOut)
+def cancel(job_id: JobId, services: ServicesDep, owner: OwnerDep) -> JobOut:
+    """Stop the job: nothing more starts; what it found is kept."""
+    own_job(services, owner, job_id)
+    services.pool.cancel(services.db, job_id)
+    return job_out(services, own_job(services, owner, job_id))
+
+
+@router.get(
+    "/jobs/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def events(
+    job_id: JobId, request: Request, services: ServicesDep, owner: OwnerDep
+) -> StreamingResponse:
+    """Server-sent events: `node` (a critical point found), `ride` (a ride ended), `minimum`
+    (a solution stored, with its metrics), `progress`, and `finished` (then the stream ends)."""
+    own_job(services, owner, job_id)
+    return StreamingResponse(
+        _event_stream(services, job_id, request),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+async def _event_stream(services: Services, job_id: JobId, request: Request) -> AsyncIterator[str]:
+    seen = {"node": 0, "ride": 0, "minimum": 0}
+    while not await request.is_disconnected():
+        batch, job = await asyncio.to_thread(_new_events, services, job_id, seen)
+        for kind, data in batch:
+            yield f"event: {kind}\ndata: {json.dumps(data)}\n\n"
+        if job["status"] in ENDED:
+            yield f"event: finished\ndata: {json.dumps(job)}\n\n"
+            return
+        await asyncio.sleep(EVENT_POLL_SECONDS)
+
+
+def _new_events(
+    services: Services, job_id: JobId, seen: dict[str, int]
+) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, Any]]:
+    """Events since the ids in `seen` (which it advances), and the job's summary."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    with services.db.session(readonly=True) as session:
+        job = get_job(session, job_id)
+        nodes = session.scalars(
+            sql_select(Node).where(Node.job_id == job_id, Node.id > seen["node"]).order_by(Node.id)
+        ).all()
+        rides = session.scalars(
+            sql_select(Ride).where(Ride.job_id == job_id, Ride.id > seen["ride"]).order_by(Ride.id)
+        ).all()
+        solutions = session.scalars(
+            sql_select(Solution)
+            .where(Solution.job_id == job_id, Solution.id > seen["minimum"])
+            .order_by(Solution.id)
+        ).all()
+        metrics = solution_metrics(session, [s.id for s in solutions])
+        progress = counts(session, job_id)
+        summary = job_summary(job)
+    for node in nodes:
+        out.append(
+            (
+                "node",
+                {
+                    "id": node.id,
+                    "kind": node.kind,
+                    "index": node.index,
+                    "loss": node.loss,
+                    "depth": node.depth,
+                },
+            )
+        )
+        seen["node"] = node.id
+    for ride in rides:  # in id order, up to the first still under way (reported later)
+        if ride.state in ("pending", "claimed"):
+            break
+        out.append(
+            (
+                "ride",
+                {
+                    "id": ride.id,
+                    "from": ride.from_node_id,
+                    "to": ride.to_node_id,
+                    "state": ride.state,
+                    "end_reason": ride.end_reason,
+                    "failure": ride.failure,
+                },
+            )
+        )
+        seen["ride"] = ride.id
+    for solution in solutions:
+        out.append(
+            (
+                "minimum",
+                {"id": solution.id, "node_id": solution.node_id, "metrics": metrics[solution.id]},
+            )
+        )
+        seen["minimum"] = solution.id
+    out.append(("progress", progress))
+    return out, summary
+
+
+@router.get(
+    "/jobs/{job_id}/graph",
+    responses={200: {"content": {"application/json": {}, GRAPHML: {}}}},
+)
+def graph(job_id: JobId, request: Request, services: ServicesDep, owner: OwnerDep) -> Response:
+    """The DAG of critical points and rides: networkx node-link JSON, or GraphML with
+    `Accept: application/graphml+xml`."""
+    own_job(services, owner, job_id)
+    with services.db.session(readonly=True) as session:
+        dag = lineage_graph(session, job_id)
+    if GRAPHML in request.headers.get("accept", ""):
+        return Response("\n".join(nx.generate_graphml(dag)), media_type=GRAPHML)
+    return Response(
+        json.dumps(nx.node_link_data(dag, edges="edges")), media_type="application/json"
+    )
+
+
+@router.get("/jobs/{job_id}/solutions", response_model=SolutionPage)
+def solutions(
+    job_id: JobId,
+    services: ServicesDep,
+    owner: OwnerDep,
+    filter: Annotated[str | None, Query(max_length=2000)] = None,
+    sort: Annotated[str, Query(pattern=SORT_PATTERN, description="-name descends")] = "id",
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+) -> SolutionPage:
+    """The job's solutions passing `filter`, sorted by `sort` (`-name` descends), a page at a
+    time (`cursor` from the previous page's `next_cursor`)."""
+    own_job(services, owner, job_id)
+    with services.db.session(readonly=True) as session:
+        try:
+            page = solutions_page(
+                session, job_id, filter=filter, sort=sort, limit=limit, cursor=cursor
+            )
+        except FilterError as error:
+            raise ProblemError(
+                422,
+                "Invalid filter",
+                str(error),
+                [{"field": "filter", "message": error.message, "position": error.position}],
+            ) from None
+        except QueryError as error:
+            field = str(error).split(":")[0] if ":" in str(error) else "query"
+            raise ProblemError(
+                422, "Invalid query", str(error), [{"field": field, "message": str(error)}]
+            ) from None
+    return SolutionPage(
+        solutions=[SolutionOut(**row.to_json()) for row in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.post("/jobs/{job_id}/select", response_model=Selection)
+def select(
+    job_id: JobId, request: SelectRequest, services: ServicesDep, owner: OwnerDep
+) -> Selection:
+    """The Pareto front of `pareto` objectives, or the `diverse` most mutually disagreeing
+    solutions (greedy max-min), among those passing `filter`."""
+    if (request.pareto is None) == (request.diverse is None):
+        raise ProblemError(
+            422,
+            "Invalid selection",
+            "give exactly one of pareto and diverse",
+            [{"field": "pareto", "message": "exactly one of pareto, diverse"}],
+        )
+    own_job(services, owner, job_id)
+    with services.db.session(readonly=True) as session:
+        try:
+            if request.pareto is not None:
+                objectives = [Objective(o.name, o.direction) for o in request.pareto]
+                ids = pareto_front(session, job_id, objectives, request.filter)
+                how = "pareto front over " + ", ".join(
+                    f"{o.name} ({o.direction})" for o in objectives
+                )
+            else:
+                ids = diverse_top_k(session, job_id, request.diverse, request.filter)
+                how = f"{len(ids)} most mutually disagreeing (greedy max-min)"
+        except (FilterError, QueryError) as error:
+            raise ProblemError(422, "Invalid selection", str(error)) from None
+        chosen = [SolutionOut(**row.to_json()) for row in solution_rows(session, ids)]
+    return Selection(selection=how, solutions=chosen)
+
+
+@router.get(
+    "/jobs/{job_id}/export",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/gzip": {}}}},
+)
+def export_archive(
+    job_id: JobId,
+    background: BackgroundTasks,
+    services: ServicesDep,
+    owner: OwnerDep,
+    pareto: Annotated[
+        str | None, Query(max_length=1000, pattern=OBJECTIVES_PATTERN, description="a:max,b:min")
+    ] = None,
+    diverse: Annotated[int | None, Query(ge=1, le=MAX_PAGE)] = None,
+    filter: Annotated[str | None, Query(max_length=2000)] = None,
+) -> FileResponse:
+    """The job's solutions (all, or a Pareto front, or a diverse top-k, among those passing
+    `filter`) as an archive: model card, metrics CSV, lineage GraphML and JSON, weights with
+    their hashes, plots."""
+    own_job(services, owner, job_id)
+    with services.db.session(readonly=True) as session:
+        try:
+            ids, how = choose(session, job_id, pareto, diverse, filter)
+        except (FilterError, QueryError) as error:
+            raise ProblemError(422, "Invalid selection", str(error)) from None
+    folder = Path(tempfile.mkdtemp())
+    path = export(
+        services.db,
+        services.store,
+        job_id,
+        folder / f"ridgerider-job-{job_id}.tar.gz",
+        ids=ids,
+        selection=how,
+    )
+    background.add_task(shutil.rmtree, folder, True)
+    return FileResponse(path, media_type="application/gzip", filename=path.name)

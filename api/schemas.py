@@ -1,0 +1,153 @@
+"""What the HTTP API accepts and returns (separate from the ORM models)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import Path
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ridgerider.problems.registry import UnknownProblemError, resolve
+from ridgerider.search import SearchSpec
+
+MAX_PAGE = 1000
+MAX_ID = 2**31 - 1  # ids are 32-bit integers in the database
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]{0,99}$"
+SORT_PATTERN = r"^[-+]?[A-Za-z_][A-Za-z0-9_.]{0,99}$"
+_OBJECTIVE = r"[A-Za-z_][A-Za-z0-9_.]{0,99}(:(max|min))?"
+OBJECTIVES_PATTERN = rf"^{_OBJECTIVE}(,{_OBJECTIVE}){{0,9}}$"
+JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="a job id")]
+SolutionId = Annotated[int, Path(ge=1, le=MAX_ID, description="a solution id")]
+
+
+class ProblemDetails(BaseModel):
+    """An RFC 9457 error: `errors` name the fields at fault and, where known, what is allowed."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: list[dict[str, Any]] | None = None
+
+
+def _problem(description: str) -> dict[str, Any]:
+    schema = ProblemDetails.model_json_schema()
+    return {"description": description, "content": {"application/problem+json": {"schema": schema}}}
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _problem("the body is not JSON"),
+    401: _problem("no API key, or not a valid one"),
+    404: _problem("no such resource (or another key's)"),
+    413: _problem("the request body is too large"),
+    422: _problem("a field out of range, of the wrong type, or unknown"),
+}
+
+
+class JobSubmission(SearchSpec):
+    """A search spec as submitted over HTTP: a registered problem only (never an import path)
+    and tighter limits on what one request may cost."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_nodes: int = Field(100, ge=1, le=10_000, description="distinct critical points")
+    max_depth: int = Field(10, ge=1, le=50, description="saddles deeper are not expanded")
+    ridges_per_node: int = Field(8, ge=1, le=64, description="ridges ridden per saddle")
+    max_hvps: int | None = Field(None, ge=1, le=10**9, description="total HVP budget")
+    max_seconds: float | None = Field(None, gt=0, le=86_400, description="wall-time budget")
+    max_steps: int = Field(1000, ge=1, le=100_000, description="steps per ride")
+
+    @field_validator("problem")
+    @classmethod
+    def _registered(cls, text: str) -> str:
+        try:
+            resolve(text, allow_import=False)
+        except (UnknownProblemError, ValueError) as error:
+            raise ValueError(str(error)) from None
+        return text
+
+
+class Progress(BaseModel):
+    nodes: int
+    minima: int
+    saddles: int
+    rides: int
+    failed_rides: int
+    skipped_rides: int
+    solutions: int
+    hvps: int
+    outstanding: int
+
+
+class JobOut(BaseModel):
+    id: int
+    problem: str
+    status: str
+    created_at: str
+    finished_at: str | None
+    error: str | None
+    hvps: int
+    seconds: float
+    spec: dict[str, Any]
+    progress: Progress | None = None
+    stats: dict[str, Any] = {}
+
+
+class JobPage(BaseModel):
+    jobs: list[JobOut]
+    next_cursor: int | None
+
+
+class SolutionOut(BaseModel):
+    id: int
+    job_id: int
+    node_id: int
+    depth: int
+    weights_sha256: str
+    metrics: dict[str, float]
+
+
+class SolutionDetail(SolutionOut):
+    lineage: list[dict[str, Any]] = Field(
+        description="the rides from the start to this solution: from, to, eigen index, sign"
+    )
+
+
+class SolutionPage(BaseModel):
+    solutions: list[SolutionOut]
+    next_cursor: str | None
+
+
+class ObjectiveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    direction: Literal["max", "min"] = "max"
+
+
+class SelectRequest(BaseModel):
+    """Either a Pareto front over objectives or a diverse top-k, among solutions passing
+    `filter`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pareto: list[ObjectiveIn] | None = Field(None, min_length=1, max_length=10)
+    diverse: int | None = Field(None, ge=1, le=MAX_PAGE)
+    filter: str | None = Field(None, max_length=2000)
+
+
+class Selection(BaseModel):
+    selection: str
+    solutions: list[SolutionOut]
+
+
+class ProblemInfo(BaseModel):
+    name: str
+    parameters: dict[str, Any]
+    doc: str
+
+
+class Health(BaseModel):
+    database: str
+    broker: str

@@ -1,0 +1,58 @@
+"""A real `ridgerider serve` (uvicorn on a free port) over a real pool, for HTTP tests."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+
+from tests.api.test_cli import RIDGERIDER
+from tests.workers.pool import Pool, free_port
+
+
+@dataclass
+class Server:
+    url: str
+    keys: dict[str, str]
+
+    def client(self, who: str | None = "alice") -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.keys[who]}"} if who else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+
+@contextmanager
+def serve(pool: Pool, owners: tuple[str, ...] = ("alice", "bob")) -> Iterator[Server]:
+    """Keys for `owners`, then the API on a free port; stopped after."""
+    keys = {}
+    for owner in owners:
+        made = pool.cli("keys", "create", owner)
+        assert made.returncode == 0, made.stderr
+        keys[owner] = made.stdout.strip()
+    port = free_port()
+    log = (pool.folder / "serve.log").open("w")
+    process = subprocess.Popen(
+        [str(RIDGERIDER), "serve", "--port", str(port)],
+        env=pool.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError((pool.folder / "serve.log").read_text())
+        time.sleep(0.2)
+    try:
+        yield Server(url, keys)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

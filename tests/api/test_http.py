@@ -1,0 +1,258 @@
+"""The HTTP API end to end, through real HTTP (uvicorn) with a real worker, Redis and
+PostgreSQL: submit, events, solutions, selection, weights, export; auth; bad input; a
+schemathesis fuzz of every endpoint from the OpenAPI document."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load as load_safetensors
+
+from ridgerider.problems.registry import load
+from tests.api.server import serve
+from tests.workers.pool import pool
+
+PROBLEM_JSON = "application/problem+json"
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("http")
+    with pool(folder, workers=1) as (running, _), serve(running) as server:
+        yield server, running
+
+
+@pytest.fixture(scope="module")
+def finished_job(api):
+    """A himmelblau job submitted over HTTP and followed by its events to the end."""
+    server, _ = api
+    with server.client() as http:
+        response = http.post("/jobs", json={"problem": "himmelblau"})
+        assert response.status_code == 202, response.text
+        job = response.json()
+        assert response.headers["location"] == f"/jobs/{job['id']}"
+        events = []
+        with http.stream("GET", f"/jobs/{job['id']}/events", timeout=120) as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            kind = None
+            for line in stream.iter_lines():
+                if line.startswith("event:"):
+                    kind = line[6:].strip()
+                elif line.startswith("data:"):
+                    events.append((kind, json.loads(line[5:])))
+    return job["id"], events
+
+
+def test_submit_events_and_the_finished_job(api, finished_job):
+    server, running = api
+    job_id, events = finished_job
+    kinds = [kind for kind, _ in events]
+    assert kinds[-1] == "finished" and events[-1][1]["status"] == "finished", running.logs()
+    assert kinds.count("node") == 7 and kinds.count("ride") == 8 and kinds.count("minimum") == 4
+    with server.client() as http:
+        response = http.get(f"/jobs/{job_id}")
+    assert response.status_code == 200 and "retry-after" not in response.headers
+    body = response.json()
+    assert body["progress"]["minima"] == 4 and body["stats"]["solutions"] == 4
+
+
+def test_solutions_selection_weights_and_lineage(api, finished_job):
+    server, _ = api
+    job_id, _ = finished_job
+    with server.client() as http:
+        page = http.get(f"/jobs/{job_id}/solutions", params={"sort": "sharpness", "limit": 3})
+        assert page.status_code == 200
+        first = page.json()
+        rest = http.get(
+            f"/jobs/{job_id}/solutions",
+            params={"sort": "sharpness", "limit": 3, "cursor": first["next_cursor"]},
+        ).json()
+        solutions = first["solutions"] + rest["solutions"]
+        sharpness = [s["metrics"]["sharpness"] for s in solutions]
+        assert len(solutions) == 4 and sharpness == sorted(sharpness)
+        chosen = http.post(
+            f"/jobs/{job_id}/select",
+            json={"pareto": [{"name": "sharpness", "direction": "min"}]},
+        ).json()
+        assert [s["id"] for s in chosen["solutions"]] == [solutions[0]["id"]]
+        best = solutions[0]
+        weights = http.get(f"/solutions/{best['id']}/weights")
+        assert weights.status_code == 200
+        assert weights.headers["etag"] == f'"{best["weights_sha256"]}"'
+        assert hashlib.sha256(weights.content).hexdigest() == best["weights_sha256"]
+        theta = load_safetensors(weights.content)["theta"]
+        assert load("himmelblau").loss(theta).item() == pytest.approx(best["metrics"]["loss"])
+        unchanged = http.get(
+            f"/solutions/{best['id']}/weights", headers={"If-None-Match": weights.headers["etag"]}
+        )
+        assert unchanged.status_code == 304
+        detail = http.get(f"/solutions/{best['id']}").json()
+        assert detail["lineage"] and detail["lineage"][-1]["to"] == best["node_id"]
+        graph = http.get(f"/jobs/{job_id}/graph").json()
+        assert len(graph["nodes"]) == 7 and len(graph["edges"]) == 8
+        graphml = http.get(f"/jobs/{job_id}/graph", headers={"Accept": "application/graphml+xml"})
+        assert graphml.headers["content-type"].startswith("application/graphml+xml")
+        assert b"<graphml" in graphml.content
+    assert torch.isfinite(theta).all()
+
+
+def test_export_downloads_an_archive_that_opens(api, finished_job, tmp_path):
+    server, running = api
+    job_id, _ = finished_job
+    with server.client() as http:
+        response = http.get(f"/jobs/{job_id}/export", params={"pareto": "sharpness:min,loss:min"})
+    assert response.status_code == 200, response.text
+    with tarfile.open(fileobj=io.BytesIO(response.content)) as archive:
+        names = archive.getnames()
+        card = archive.extractfile(f"ridgerider-job-{job_id}/MODEL_CARD.md").read().decode()
+    assert "Pareto front over sharpness (min), loss (min)" in card
+    assert any(n.endswith("plots/ride_tree.png") for n in names)
+    result = running.cli(
+        "export",
+        str(job_id),
+        str(tmp_path / "via-cli"),
+        "--server",
+        server.url,
+        "--key",
+        server.keys["alice"],
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "via-cli" / "weights" / "SHA256SUMS").read_text().count("\n") == 4
+
+
+def test_the_cli_works_against_the_server(api, finished_job, tmp_path):
+    server, running = api
+    job_id, _ = finished_job
+    remote = ("--server", server.url, "--key", server.keys["alice"])
+    status = running.cli("status", str(job_id), "--format", "json", *remote)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["status"] == "finished"
+    listed = running.cli("solutions", str(job_id), "--format", "json", *remote)
+    assert len(json.loads(listed.stdout)["solutions"]) == 4
+    spec = tmp_path / "spec.json"
+    spec.write_text('{"problem": "styblinski-tang:dim=2"}')
+    submitted = running.cli("submit", str(spec), *remote)
+    assert submitted.returncode == 0, submitted.stderr
+    assert "4 distinct minima of styblinski-tang:dim=2" in submitted.stdout
+    refused = running.cli("status", str(job_id), "--server", server.url, "--key", "rr_wrong")
+    assert refused.returncode == 2 and "HTTP 401" in refused.stderr
+
+
+def test_keys_are_required_and_scope_what_is_seen(api, finished_job):
+    server, _ = api
+    job_id, _ = finished_job
+    with server.client(None) as anonymous:
+        assert anonymous.get("/healthz").status_code == 200
+        response = anonymous.get(f"/jobs/{job_id}")
+        assert response.status_code == 401
+        assert response.headers["content-type"] == PROBLEM_JSON
+        assert response.headers["www-authenticate"].startswith("Bearer")
+        wrong = anonymous.get(f"/jobs/{job_id}", headers={"Authorization": "Bearer rr_nope"})
+        assert wrong.status_code == 401
+    with server.client("bob") as bob:
+        for path in (f"/jobs/{job_id}", f"/jobs/{job_id}/solutions", f"/jobs/{job_id}/graph"):
+            assert bob.get(path).status_code == 404
+        assert bob.get("/jobs").json()["jobs"] == []
+        with server.client() as alice:
+            solution = alice.get(f"/jobs/{job_id}/solutions").json()["solutions"][0]["id"]
+        assert bob.get(f"/solutions/{solution}").status_code == 404
+        assert bob.get(f"/solutions/{solution}/weights").status_code == 404
+        assert bob.post(f"/jobs/{job_id}/cancel").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "allowed"),
+    [
+        ({"problem": "himmelblau", "max_depth": 51}, "max_depth", {"le": "50"}),
+        ({"problem": "himmelblau", "ridges_per_node": 0}, "ridges_per_node", {"ge": "1"}),
+        ({"problem": "himmelblau", "max_nodes": "many"}, "max_nodes", None),
+        ({"problem": "rosenbrock"}, "problem", None),
+        ({"problem": "os:system"}, "problem", None),
+        ({"problem": "tests.problems:tiny_net"}, "problem", None),
+        ({"problem": "himmelblau", "colour": "red"}, "colour", None),
+    ],
+)
+def test_bad_submissions_are_problem_json_naming_the_field(api, body, field, allowed):
+    server, _ = api
+    with server.client() as http:
+        response = http.post("/jobs", json=body)
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == PROBLEM_JSON
+    errors = response.json()["errors"]
+    assert [e["field"] for e in errors] == [field]
+    if allowed:
+        assert errors[0]["allowed"] == allowed
+
+
+def test_malformed_and_oversized_requests_are_4xx(api, finished_job):
+    server, _ = api
+    job_id, _ = finished_job
+    with server.client() as http:
+        malformed = http.post(
+            "/jobs", content=b'{"problem": ', headers={"content-type": "application/json"}
+        )
+        assert malformed.status_code == 422 and malformed.headers["content-type"] == PROBLEM_JSON
+        huge = http.post(
+            "/jobs",
+            content=b"{" + b" " * 100_000 + b"}",
+            headers={"content-type": "application/json"},
+        )
+        assert huge.status_code == 413 and huge.json()["status"] == 413
+        bad_filter = http.get(f"/jobs/{job_id}/solutions", params={"filter": "loss < "})
+        assert bad_filter.status_code == 422
+        assert bad_filter.json()["errors"][0] == {
+            "field": "filter",
+            "message": "expected a number, got 'the end'",
+            "position": 7,
+        }
+        for params in ({"limit": 0}, {"limit": 1001}, {"cursor": "garbage"}, {"sort": "nope"}):
+            response = http.get(f"/jobs/{job_id}/solutions", params=params)
+            assert response.status_code == 422, params
+        assert http.get("/jobs/999999").status_code == 404
+        assert http.post(f"/jobs/{job_id}/select", json={}).status_code == 422
+
+
+def test_a_retried_submission_returns_the_same_job(api):
+    server, _ = api
+    with server.client() as http:
+        headers = {"Idempotency-Key": "retry-1"}
+        first = http.post("/jobs", json={"problem": "himmelblau", "seed": 7}, headers=headers)
+        second = http.post("/jobs", json={"problem": "himmelblau", "seed": 7}, headers=headers)
+        other = http.post("/jobs", json={"problem": "himmelblau", "seed": 7})
+    assert first.status_code == second.status_code == 202
+    assert first.json()["id"] == second.json()["id"] != other.json()["id"]
+
+
+def test_a_fuzz_of_every_endpoint_finds_no_5xx_and_no_schema_breach(api, finished_job):
+    server, _ = api
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "st"),
+            "run",
+            f"{server.url}/openapi.json",
+            "--header",
+            f"Authorization: Bearer {server.keys['alice']}",
+            "--checks",
+            "not_a_server_error,response_schema_conformance,status_code_conformance",
+            "--max-examples",
+            "25",
+            "--exclude-path-regex",
+            "/events$",
+            "--request-timeout",
+            "60",
+            "--seed",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
