@@ -98,21 +98,18 @@ def main() -> None:
         (root / "two").mkdir()
         two_seconds, two_stats, latencies = on_pool(root / "two", args.problem, 2, args.probes)
         print(f"2 workers: {two_seconds:.1f} s", file=sys.stderr)
-    for stats in (one_stats, two_stats):
-        assert stats["solutions"] == local_stats["solutions"], "the pool found other minima"
-        assert stats["rides"] == local_stats["rides"]
-    print(
-        f"\n{args.problem}, default spec: {local_stats['rides']} rides, "
-        f"{local_stats['solutions']} distinct minima (the same in every row)\n"
-    )
-    print("| runner | wall s | speedup over 1 worker |")
-    print("|---|---:|---:|")
-    print(
-        f"| in-process (peer, 2 torch threads) | {local_seconds:.1f} | "
-        f"{one_seconds / local_seconds:.2f}x |"
-    )
-    print(f"| pool, 1 worker process | {one_seconds:.1f} | 1.00x |")
-    print(f"| pool, 2 worker processes | {two_seconds:.1f} | {one_seconds / two_seconds:.2f}x |")
+    print(f"\n{args.problem}, default spec\n")
+    print("| runner | wall s | speedup over 1 worker | rides | distinct minima |")
+    print("|---|---:|---:|---:|---:|")
+    for name, seconds, stats in (
+        ("in-process (peer, 2 torch threads)", local_seconds, local_stats),
+        ("pool, 1 worker process (1 torch thread)", one_seconds, one_stats),
+        ("pool, 2 worker processes (1 torch thread each)", two_seconds, two_stats),
+    ):
+        speedup = one_seconds / seconds
+        print(
+            f"| {name} | {seconds:.1f} | {speedup:.2f}x | {stats['rides']} | {stats['solutions']} |"
+        )
     print(
         f"\nper-task overhead, send to start, {len(latencies)} probes on an idle pool: "
         f"p50 {statistics.median(latencies):.1f} ms, p99 {np.percentile(latencies, 99):.1f} ms"

@@ -119,3 +119,12 @@ def test_db_upgrade_and_an_outdated_schema(tmp_path):
     result = ridgerider("jobs", "--db", url, cwd=tmp_path)
     assert result.returncode == 2
     assert f"run `ridgerider db upgrade --db {url}`" in result.stderr
+
+
+def test_serve_refuses_to_listen_beyond_loopback_without_keys(tmp_path):
+    result = ridgerider("serve", "--host", "0.0.0.0", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "refusing to listen on 0.0.0.0 with no API keys" in result.stderr
+    assert ridgerider("keys", "create", "carol", cwd=tmp_path).stdout.startswith("rr_")
+    again = ridgerider("keys", "create", "carol", cwd=tmp_path)
+    assert again.returncode == 2 and "key name 'carol' is taken" in again.stderr
