@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import Job, Metric, Node, PairMetric, Ride, Solution, utcnow
@@ -24,6 +24,7 @@ from storage.models import Job, Metric, Node, PairMetric, Ride, Solution, utcnow
 UnitKind = Literal["node", "ride"]
 Work = Literal["expand", "evaluate", "none"]
 ACTIVE = ("pending", "claimed")
+MAX_ATTEMPTS = 3
 
 
 class JobNotFoundError(LookupError):
@@ -445,24 +446,18 @@ class LostWork:
 
 
 def lost_work(session: Session, stale_after: timedelta, requeue_after: timedelta) -> LostWork:
-    """In jobs sent to the worker pool: put units whose worker stopped beating (`stale_after`)
-    back to pending, and list the pending units, queued jobs and finalising jobs whose message
-    was sent more than `requeue_after` ago (or never): their messages may be lost (a restarted
-    broker). Sending one twice is harmless: claims are compare-and-set."""
+    """In jobs sent to the worker pool: give back units whose worker stopped beating
+    (`stale_after`; see `_give_back_stale`), and list the pending units, queued jobs and
+    finalising jobs whose message was sent more than `requeue_after` ago (or never): their
+    messages may be lost (a restarted broker). Sending one twice is harmless: claims are
+    compare-and-set."""
     now = utcnow()
     pool = Job.enqueued_at.is_not(None)  # jobs run in-process never were
     running = select(Job.id).where(Job.status == "running", Job.cancel_requested.is_(False), pool)
-    for table in (Node, Ride):
-        session.execute(
-            update(table)
-            .where(
-                table.job_id.in_(running),
-                table.state == "claimed",
-                table.heartbeat_at < now - stale_after,
-            )
-            .values(state="pending", claim_token=None)
-            .execution_options(synchronize_session=False)
-        )
+    finalise_now = []
+    for job_id in _give_back_stale(session, pool, now - stale_after):
+        if claim_finalisation(session, job_id):
+            finalise_now.append(job_id)
     old = now - requeue_after
     nodes = session.execute(
         select(Node.job_id, Node.id, Node.work).where(
@@ -483,7 +478,38 @@ def lost_work(session: Session, stale_after: timedelta, requeue_after: timedelta
     unsent = Job.enqueued_at < old
     to_start = session.scalars(select(Job.id).where(Job.status == "queued", unsent)).all()
     to_finalise = session.scalars(select(Job.id).where(Job.status == "finalising", unsent)).all()
-    return LostWork(units, list(to_start), list(to_finalise))
+    return LostWork(units, list(to_start), sorted({*to_finalise, *finalise_now}))
+
+
+def _give_back_stale(session: Session, pool: ColumnElement[bool], before: datetime) -> set[int]:
+    """Claimed units whose heartbeat stopped before `before`: back to pending; skipped in a
+    cancelled job; failed after MAX_ATTEMPTS tries (a unit that kills its worker or outlives
+    the time limit every time must not loop forever). Returns the jobs touched."""
+    jobs = select(Job.id).where(Job.status == "running", pool)
+    touched = set()
+    for table, kind in ((Node, "node"), (Ride, "ride")):
+        stale = session.execute(
+            select(table.id, table.job_id, table.attempts, Job.cancel_requested)
+            .join(Job, Job.id == table.job_id)
+            .where(table.job_id.in_(jobs), table.state == "claimed", table.heartbeat_at < before)
+        ).all()
+        for unit_id, job_id, attempts, cancelled in stale:
+            touched.add(job_id)
+            if cancelled:
+                end_unit(session, kind, unit_id, None, "skipped", "cancelled")
+            elif attempts >= MAX_ATTEMPTS:
+                reason = (
+                    f"gave up after {attempts} attempts: its worker died or timed out each time"
+                )
+                end_unit(session, kind, unit_id, None, "failed", reason)
+            else:
+                session.execute(
+                    update(table)
+                    .where(table.id == unit_id, table.state == "claimed")
+                    .values(state="pending", claim_token=None)
+                    .execution_options(synchronize_session=False)
+                )
+    return touched
 
 
 def claim_finalisation(session: Session, job_id: int) -> bool:

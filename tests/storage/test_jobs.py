@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 from sqlalchemy import func, select
 
 from storage.jobs import (
+    MAX_ATTEMPTS,
     PointRecord,
     RideResult,
+    cancel_job,
     claim,
     claim_finalisation,
     create_job,
     end_unit,
     get_job,
+    lost_work,
+    mark_enqueued,
     new_token,
     pending_units,
     reclaim,
@@ -24,7 +29,7 @@ from storage.jobs import (
     record_ride,
     start_job,
 )
-from storage.models import Job, Node, Ride
+from storage.models import Job, Node, Ride, utcnow
 
 SADDLE = PointRecord("saddle", 1, True, 1.0, 0.0, [-1.0, 2.0], "a" * 64)
 
@@ -196,3 +201,38 @@ def test_racing_workers_that_reach_one_point_make_one_node_and_an_edge_each(db):
         assert nodes == 1
         assert len(targets) == workers and len(set(targets)) == 1
         assert job.outstanding == 1  # one evaluation, not eight
+
+
+def test_the_sweep_gives_back_stale_units_and_gives_up_on_poison_ones(db):
+    job_id, (poison, lost) = job_with_rides(db, 2)
+    with db.session() as session:
+        mark_enqueued(session, "job", job_id, "start-task")  # a pool job
+        for ride_id in (poison, lost):
+            assert claim(session, "ride", ride_id, new_token())
+        session.get(Ride, poison).attempts = MAX_ATTEMPTS
+        for ride_id in (poison, lost):
+            session.get(Ride, ride_id).heartbeat_at = utcnow() - timedelta(minutes=5)
+    with db.session() as session:
+        found = lost_work(session, timedelta(seconds=60), timedelta(seconds=60))
+    assert [(m.kind, m.unit_id) for m in found.units] == [("ride", lost)]
+    with db.session(readonly=True) as session:
+        assert session.get(Ride, poison).state == "failed"
+        assert "gave up after 3 attempts" in session.get(Ride, poison).failure
+        assert session.get(Ride, lost).state == "pending"
+        assert session.get(Job, job_id).outstanding == 1
+
+
+def test_a_stale_unit_of_a_cancelled_job_is_skipped_and_the_job_finalised(db):
+    job_id, (ride_id,) = job_with_rides(db, 1)
+    with db.session() as session:
+        mark_enqueued(session, "job", job_id, "start-task")
+        assert claim(session, "ride", ride_id, new_token())
+        session.get(Ride, ride_id).heartbeat_at = utcnow() - timedelta(minutes=5)
+    with db.session() as session:
+        assert cancel_job(session, job_id) == []  # nothing pending: the ride is in flight
+    with db.session() as session:
+        found = lost_work(session, timedelta(seconds=60), timedelta(seconds=60))
+    assert found.jobs_to_finalise == [job_id]
+    with db.session(readonly=True) as session:
+        assert session.get(Ride, ride_id).state == "skipped"
+        assert session.get(Job, job_id).status == "finalising"
