@@ -79,9 +79,8 @@ class _Process:
 
 @signals.worker_process_init.connect
 def _child_started(**_: object) -> None:
-    """A fresh pool process: its own connections; one torch thread per process by default
-    (the pool's concurrency is the parallelism), and CUDA is first touched here, never before
-    the fork."""
+    """A fresh pool process: its own connections and one torch thread (the pool's concurrency
+    is the parallelism); CUDA is first touched in such a process, never before the fork."""
     _Process.reset()
     torch.set_num_threads(1)
 
@@ -95,8 +94,8 @@ def _start_sweeping(**_: object) -> None:
 
 def _sweep_forever(every: float) -> None:
     db = Database()
-    stop = threading.Event()
-    while not stop.wait(every):
+    while True:
+        time.sleep(every)
         try:
             sweep(db)
         except Exception:  # a sweep must never stop the worker; the next one tries again
