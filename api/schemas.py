@@ -36,6 +36,7 @@ def _problem(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/problem+json": {"schema": schema}}}
 
 
+ERRORS_503 = _problem("the broker is unreachable; the request may be retried")
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: _problem("the body is not JSON"),
     401: _problem("no API key, or not a valid one"),

@@ -219,12 +219,16 @@ def probe(key: str, sent_at: float) -> None:
 
 
 def cancel(db: Database, job_id: int) -> None:
-    """Cancel a job: no unit is claimed after this; its queued messages are revoked."""
+    """Cancel a job: no unit is claimed after this; its queued messages are revoked (when the
+    broker answers: their claims would fail anyway)."""
     with db.session() as session:
         task_ids = cancel_job(session, job_id)
-    if task_ids:
-        app.control.revoke(task_ids)
-    _finalise_if_done(db, job_id)
+    try:
+        if task_ids:
+            app.control.revoke(task_ids)
+        _finalise_if_done(db, job_id)
+    except BrokerError:  # the flag already stops every claim; the sweep sends finalisation
+        log.warning("broker unreachable while cancelling job %s", job_id)
 
 
 def _broker_idle() -> bool:

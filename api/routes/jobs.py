@@ -14,12 +14,14 @@ from typing import Annotated, Any
 import networkx as nx
 from fastapi import APIRouter, BackgroundTasks, Header, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
+from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy import select as sql_select
 from sqlalchemy.exc import IntegrityError
 
 from api.deps import OwnerDep, Services, ServicesDep
 from api.problems_json import ProblemError
 from api.schemas import (
+    ERRORS_503,
     MAX_ID,
     MAX_PAGE,
     OBJECTIVES_PATTERN,
@@ -76,7 +78,12 @@ def own_job(services: Services, owner: str, job_id: int) -> Job:
             raise ProblemError(404, "Not Found", f"no job {job_id}") from None
 
 
-@router.post("/jobs", status_code=202, response_model=JobOut)
+@router.post(
+    "/jobs",
+    status_code=202,
+    response_model=JobOut,
+    responses={503: ERRORS_503},
+)
 def submit(
     spec: JobSubmission,
     response: Response,
@@ -96,7 +103,14 @@ def submit(
             job = create_job(session, fields, owner=owner, idempotency_key=idempotency_key)
             new = False
     if new:
-        services.pool.submit(services.db, job.id)
+        try:
+            services.pool.submit(services.db, job.id)
+        except BrokerError:
+            detail = (
+                f"job {job.id} is stored but the broker is unreachable: retry with the same "
+                "Idempotency-Key to send it"
+            )
+            raise ProblemError(503, "Service Unavailable", detail) from None
     with services.db.session(readonly=True) as session:
         job = get_job(session, job.id)
     response.headers["Location"] = f"/jobs/{job.id}"
