@@ -211,9 +211,10 @@ def _group_size(point: CriticalPoint) -> int:
     return int(((values - values[0]).abs() <= 1e-6 * values.abs().max()).sum())
 
 
-def needs_expansion(point: CriticalPoint, depth: int, spec: SearchSpec) -> bool:
-    """Whether the search rides on from this point: a saddle (or maximum) above `max_depth`."""
-    return point.index > 0 and depth < spec.max_depth
+def needs_expansion(index: int, depth: int, spec: SearchSpec) -> bool:
+    """Whether the search rides on from a point of this Morse `index` at this `depth`: a saddle
+    (or maximum) above `max_depth`."""
+    return index > 0 and depth < spec.max_depth
 
 
 def follow(
@@ -275,7 +276,7 @@ def search(
     emit("node", {"node": 0, "point": root})
     hvps = root.hvps
     failures: list[Outcome] = []
-    frontier: deque[int] = deque([0] if needs_expansion(root, 0, spec) else [])
+    frontier: deque[int] = deque([0] if needs_expansion(root.index, 0, spec) else [])
     stopped = "frontier exhausted"
     while frontier:
         if graph.number_of_nodes() >= spec.max_nodes:
@@ -306,7 +307,7 @@ def search(
                 target = graph.number_of_nodes()
                 graph.add_node(target, point=outcome.point, depth=depth + 1)
                 emit("node", {"node": target, "point": outcome.point})
-                if needs_expansion(outcome.point, depth + 1, spec):
+                if needs_expansion(outcome.point.index, depth + 1, spec):
                     frontier.append(target)
             graph.add_edge(
                 node,

@@ -20,8 +20,8 @@ from storage.artifacts import ArtifactStore
 from storage.database import Database
 from storage.jobs import get_job
 from storage.models import Job, Solution
-from storage.queries import SolutionRow, lineage_graph, solution_metrics
-from storage.selection import pareto_indices
+from storage.queries import QueryError, SolutionRow, lineage_graph, solution_rows
+from storage.selection import pareto_indices, stored_predictions
 from storage.solutions import ensemble_metrics
 
 CARD_COLUMNS = ("loss", "train_accuracy", "test_accuracy", "ood_accuracy", "sharpness")
@@ -60,20 +60,12 @@ def export(
         unknown = set(ids) - set(all_ids)
         if unknown:
             raise LookupError(f"solutions {sorted(unknown)} are not in job {job_id}")
-        metrics = solution_metrics(session, ids)
-        solutions = {s.id: s for s in session.scalars(select(Solution).where(Solution.id.in_(ids)))}
+        rows = solution_rows(session, ids)
+        try:
+            predictions = stored_predictions(session, ids) if ids else None
+        except QueryError:  # not a classifier: no disagreement to plot
+            predictions = None
         graph = lineage_graph(session, job_id)
-    rows = [
-        SolutionRow(
-            i,
-            job_id,
-            solutions[i].node_id,
-            graph.nodes[solutions[i].node_id]["depth"],
-            solutions[i].weights_sha256,
-            metrics[i],
-        )
-        for i in ids
-    ]
     folder.mkdir(parents=True)
     (folder / "spec.json").write_text(json.dumps(job.spec, indent=2) + "\n")
     _write_metrics_csv(rows, folder / "metrics.csv")
@@ -82,7 +74,7 @@ def export(
     (folder / "lineage.json").write_text(
         json.dumps(nx.node_link_data(graph, edges="edges"), indent=1) + "\n"
     )
-    figures = _plots(rows, solutions, graph, folder / "plots", objectives)
+    figures = _plots(rows, predictions, graph, folder / "plots", objectives)
     if problem is not None and ids:
         set_metrics = ensemble_metrics(db, store, job_id, ids, problem)
     else:
@@ -124,7 +116,7 @@ def _write_weights(store: ArtifactStore, rows: list[SolutionRow], folder: Path) 
 
 def _plots(
     rows: list[SolutionRow],
-    solutions: dict[int, Solution],
+    predictions: np.ndarray | None,
     graph: nx.MultiDiGraph,
     folder: Path,
     objectives: tuple[str, str] | None,
@@ -147,9 +139,8 @@ def _plots(
         on_front = np.isin(np.arange(len(rows)), pareto_indices(values * maximise))
         plots.pareto_scatter(values, on_front, pair, ids, folder / "pareto.png")
         made.append("pareto.png")
-    if rows and all(solutions[i].predictions is not None for i in ids):
-        labels = np.stack([np.frombuffer(solutions[i].predictions, np.int16) for i in ids])
-        matrix = (labels[:, None, :] != labels[None, :, :]).mean(2)
+    if predictions is not None:
+        matrix = (predictions[:, None, :] != predictions[None, :, :]).mean(2)
         plots.disagreement_heatmap(matrix, ids, folder / "disagreement.png")
         made.append("disagreement.png")
     classes = sorted(

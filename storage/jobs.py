@@ -373,12 +373,18 @@ def end_unit(
 
 def _touch(job: Job) -> None:
     if job.started_at is not None:
-        job.run_seconds = (utcnow() - _aware(job.started_at)).total_seconds()
+        job.run_seconds = elapsed_seconds(job)
 
 
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; they were stored in UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)
+def elapsed_seconds(job: Job) -> float:
+    """Wall seconds since the job's clock started (0 before it started). SQLite hands back
+    naive datetimes; they were stored in UTC."""
+    started = job.started_at
+    if started is None:
+        return 0.0
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=utcnow().tzinfo)
+    return (utcnow() - started).total_seconds()
 
 
 def cancel_job(session: Session, job_id: int) -> list[str]:

@@ -282,7 +282,3 @@ def lineage_graph(session: Session, job_id: int) -> nx.MultiDiGraph:
             end_reason=ride.end_reason,
         )
     return graph
-
-
-def failed_rides(session: Session, job_id: int) -> list[Ride]:
-    return list(session.scalars(select(Ride).where(Ride.job_id == job_id, Ride.state == "failed")))

@@ -39,6 +39,7 @@ from storage.jobs import (
     UnitKind,
     Work,
     counts,
+    elapsed_seconds,
     end_unit,
     fail_job,
     get_job,
@@ -48,7 +49,7 @@ from storage.jobs import (
     record_ride,
     start_job,
 )
-from storage.models import Job, Node, Ride, Solution, utcnow
+from storage.models import Job, Node, Ride, Solution
 
 THETA_CACHE_SIZE = 4096
 
@@ -115,10 +116,7 @@ class JobContext:
         """A saddle above the depth limit is expanded, a minimum evaluated, the rest kept."""
         if point.kind == "minimum":
             return "evaluate"
-        index_only = CriticalPoint(
-            torch.empty(0), 0.0, 0.0, point.kind, point.index, torch.empty(0), 0
-        )
-        return "expand" if needs_expansion(index_only, depth, self.spec) else "none"
+        return "expand" if needs_expansion(point.index, depth, self.spec) else "none"
 
 
 def start(ctx: JobContext) -> None:
@@ -274,18 +272,9 @@ def budget_exceeded(ctx: JobContext) -> str | None:
         return "node budget"
     if spec.max_hvps is not None and job.hvps >= spec.max_hvps:
         return "HVP budget"
-    if spec.max_seconds is not None and _elapsed(job) > spec.max_seconds:
+    if spec.max_seconds is not None and elapsed_seconds(job) > spec.max_seconds:
         return "time budget"
     return None
-
-
-def _elapsed(job: Job) -> float:
-    started = job.started_at
-    if started is None:
-        return 0.0
-    if started.tzinfo is None:
-        started = started.replace(tzinfo=utcnow().tzinfo)
-    return (utcnow() - started).total_seconds()
 
 
 def finalise(ctx: JobContext) -> None:

@@ -49,7 +49,7 @@ from storage.queries import (
     solutions_page,
 )
 from storage.report import job_summary
-from storage.selection import Objective, choose, diverse_top_k, pareto_front
+from storage.selection import choose
 
 router = APIRouter(tags=["jobs"])
 ENDED = ("finished", "failed", "cancelled")
@@ -314,16 +314,9 @@ def select(
         )
     own_job(services, owner, job_id)
     with services.db.session(readonly=True) as session:
+        pareto = request.pareto and ",".join(f"{o.name}:{o.direction}" for o in request.pareto)
         try:
-            if request.pareto is not None:
-                objectives = [Objective(o.name, o.direction) for o in request.pareto]
-                ids = pareto_front(session, job_id, objectives, request.filter)
-                how = "pareto front over " + ", ".join(
-                    f"{o.name} ({o.direction})" for o in objectives
-                )
-            else:
-                ids = diverse_top_k(session, job_id, request.diverse, request.filter)
-                how = f"{len(ids)} most mutually disagreeing (greedy max-min)"
+            ids, how = choose(session, job_id, pareto, request.diverse, request.filter)
         except (FilterError, QueryError) as error:
             raise ProblemError(422, "Invalid selection", str(error)) from None
         chosen = [SolutionOut(**row.to_json()) for row in solution_rows(session, ids)]
