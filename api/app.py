@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -10,8 +15,12 @@ from api.deps import Services
 from api.routes import health, jobs, problems, solutions
 from api.schemas import ERRORS
 from ridgerider import __version__
+from storage.artifacts import LocalArtifactStore
+from storage.database import Database
 
 MAX_BODY_BYTES = 64 * 1024
+THREADS_ENV = "RIDGERIDER_SERVER_THREADS"
+DEFAULT_THREADS = 2
 
 
 class BodyLimit:
@@ -66,9 +75,20 @@ class _TooLargeError(Exception):
     pass
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Run at most `RIDGERIDER_SERVER_THREADS` sync endpoints at once: their work is mostly
+    Python holding the GIL, so more threads mostly add switching; requests beyond them wait in
+    the event loop."""
+    threads = int(os.environ.get(THREADS_ENV, DEFAULT_THREADS))
+    anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+    yield
+
+
 def create_app(services: Services) -> FastAPI:
     """The API over `services` (database, artifact store, the pool to enqueue on)."""
     app = FastAPI(
+        lifespan=_lifespan,
         title="ridgerider",
         version=__version__,
         description="Solution-diversity search with Ridge Rider: submit searches, watch them, "
@@ -82,3 +102,15 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(health.router)
     app.add_middleware(BodyLimit)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The API over the database, artifact store and broker that `RIDGERIDER_DATABASE_URL`,
+    `RIDGERIDER_ARTIFACTS` and `RIDGERIDER_BROKER_URL` name: what each process of `ridgerider
+    serve --workers N` builds. PostgreSQL plans its statements once per connection."""
+    from workers import tasks  # reads the broker's URL from the environment
+
+    db = Database(generic_plans=True)
+    return create_app(
+        Services(db, LocalArtifactStore(), tasks, tasks.app.ridgerider_settings.broker_url)
+    )

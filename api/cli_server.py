@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import tarfile
 import tempfile
 from pathlib import Path
@@ -12,8 +13,9 @@ from typing import Annotated, Any
 
 import typer
 import uvicorn
+from rich.table import Table
 
-from api.app import create_app
+from api.app import DEFAULT_THREADS, THREADS_ENV
 from api.cli_common import (
     ArtifactsOption,
     BrokerOption,
@@ -26,16 +28,17 @@ from api.cli_common import (
     errors,
     fail,
     open_database,
-    pool,
     progress_bar,
     read_spec,
 )
 from api.client import Client, ClientError
-from api.deps import Services
+from api.deps import KEY_CACHE_SECONDS
 from api.render import print_report, print_rows
-from storage.keys import KeyNameError, create_key, has_keys
+from storage.artifacts import ARTIFACTS_ENV
+from storage.database import DATABASE_URL_ENV
+from storage.keys import KeyNameError, create_key, has_keys, list_keys, revoke_key
 from storage.queries import SolutionRow
-from workers.settings import DEFAULT_BROKER_URL
+from workers.settings import BROKER_URL_ENV, DEFAULT_BROKER_URL
 
 commands = typer.Typer()
 keys_app = typer.Typer(help="API keys for the HTTP API.")
@@ -54,6 +57,12 @@ def _loopback(host: str) -> bool:
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Server processes (one per core is right).")
+    ] = 1,
+    threads: Annotated[
+        int, typer.Option(min=1, max=256, help="Requests each process works on at once.")
+    ] = DEFAULT_THREADS,
     db_url: DbOption = None,
     artifacts: ArtifactsOption = None,
     broker: BrokerOption = None,
@@ -64,9 +73,19 @@ def serve(
         keyed = has_keys(session)
     if not _loopback(host) and not keyed:
         fail(f"refusing to listen on {host} with no API keys: `ridgerider keys create NAME` first")
-    broker = broker or DEFAULT_BROKER_URL
-    app = create_app(Services(db, store, pool(broker), broker))
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    os.environ[DATABASE_URL_ENV] = db.url.render_as_string(hide_password=False)
+    os.environ[ARTIFACTS_ENV] = str(store.root.resolve())
+    os.environ[BROKER_URL_ENV] = broker or DEFAULT_BROKER_URL
+    os.environ[THREADS_ENV] = str(threads)
+    db.dispose()
+    uvicorn.run(
+        "api.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+    )
 
 
 @keys_app.command("create")
@@ -83,6 +102,34 @@ def create(
         fail(str(error))
     print(key)
     errors.print(f"key for {name!r}: shown once, stored as its sha256 only")
+
+
+@keys_app.command("revoke")
+def revoke(
+    name: Annotated[str, typer.Argument(help="Whose key to revoke.")],
+    db_url: DbOption = None,
+) -> None:
+    """Revoke a key: servers refuse it within their key cache's lifetime. `keys create NAME`
+    then makes a new key for the same name, which keeps its jobs."""
+    db, _ = open_database(db_url, None)
+    with db.session() as session:
+        revoked = revoke_key(session, name)
+    if not revoked:
+        fail(f"no valid key named {name!r}")
+    errors.print(f"revoked {name!r}'s key; servers refuse it within {KEY_CACHE_SECONDS:.0f} s")
+
+
+@keys_app.command("list")
+def list_(db_url: DbOption = None) -> None:
+    """The keys: name, first characters, when made, whether revoked (never the keys)."""
+    db, _ = open_database(db_url, None)
+    table = Table("name", "starts with", "created (UTC)", "revoked", title="API keys")
+    with db.session(readonly=True) as session:
+        for key in list_keys(session):
+            table.add_row(
+                key.name, key.prefix, f"{key.created_at:%Y-%m-%d %H:%M}", str(key.revoked)
+            )
+    console.print(table)
 
 
 def client(server: str | None, key: str | None) -> Client:

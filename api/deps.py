@@ -1,21 +1,56 @@
-"""Dependencies of the routes: the services the app was made with, and the caller's identity."""
+"""Dependencies of the routes: the services the app was made with, and the caller's identity.
+
+Both are async and, once a key is known, touch no database and no thread: a sync dependency
+costs a hop to the thread pool on every request."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
+from api.caches import LruCache, page_cache, progress_cache
 from api.problems_json import ProblemError
 from storage.artifacts import ArtifactStore
 from storage.database import Database
-from storage.keys import owner_of
+from storage.keys import key_digest, owner_of_digest
 
 BEARER = HTTPBearer(auto_error=False, description="an API key: `ridgerider keys create NAME`")
 API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False)
+KEY_CACHE_SECONDS = 10.0
+KEY_CACHE_SIZE = 1024
+
+
+class KeyCache:
+    """Owners of the keys seen in the last `seconds` (by sha256), so that a request costs no key
+    lookup; a revoked key stops working within `seconds`. Unknown keys are not remembered."""
+
+    def __init__(self, seconds: float = KEY_CACHE_SECONDS, size: int = KEY_CACHE_SIZE) -> None:
+        self.seconds, self.size = seconds, size
+        self._owners: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> str | None:
+        with self._lock:
+            found = self._owners.get(digest)
+            if found is None or found[1] < time.monotonic():
+                return None
+            self._owners.move_to_end(digest)
+            return found[0]
+
+    def put(self, digest: str, owner: str) -> None:
+        with self._lock:
+            self._owners[digest] = (owner, time.monotonic() + self.seconds)
+            self._owners.move_to_end(digest)
+            while len(self._owners) > self.size:
+                self._owners.popitem(last=False)
 
 
 @dataclass(frozen=True)
@@ -27,13 +62,16 @@ class Services:
     store: ArtifactStore
     pool: ModuleType
     broker_url: str
+    keys: KeyCache = field(default_factory=KeyCache)
+    pages: LruCache[bytes] = field(default_factory=page_cache)
+    progress: LruCache[dict[str, int]] = field(default_factory=progress_cache)
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     return request.app.state.services
 
 
-def owner(
+async def owner(
     services: Annotated[Services, Depends(services)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
     api_key: Annotated[str | None, Depends(API_KEY)],
@@ -43,11 +81,19 @@ def owner(
     challenge = {"WWW-Authenticate": 'Bearer realm="ridgerider"'}
     if not key:
         raise ProblemError(401, "Unauthorized", "an API key is required", headers=challenge)
-    with services.db.session(readonly=True) as session:
-        name = owner_of(session, key)
+    digest = key_digest(key)
+    name = services.keys.get(digest)
     if name is None:
-        raise ProblemError(401, "Unauthorized", "the API key is not valid", headers=challenge)
+        name = await run_in_threadpool(_look_up, services.db, digest)
+        if name is None:
+            raise ProblemError(401, "Unauthorized", "the API key is not valid", headers=challenge)
+        services.keys.put(digest, name)
     return name
+
+
+def _look_up(db: Database, digest: str) -> str | None:
+    with db.session(readonly=True) as session:
+        return owner_of_digest(session, digest)
 
 
 ServicesDep = Annotated[Services, Depends(services)]

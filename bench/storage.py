@@ -27,8 +27,9 @@ from sqlalchemy import select
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from storage.database import Database
-from storage.models import Metric, Solution
-from storage.queries import filtered_solutions, solutions_page
+from storage.filters import SOLUTIONS
+from storage.models import Metric
+from storage.queries import filtered_solutions, parse_job_filter, solutions_page
 from storage.schema import ensure_schema
 from storage.selection import Objective, diverse_top_k, pareto_front
 from tests.conftest import postgres_database
@@ -53,8 +54,9 @@ def timed(function: Callable[[], object], repeats: int) -> tuple[float, float]:
 def offset_page(db: Database, job_id: int, offset: int) -> list[int]:
     """The peer: the same filtered, sorted page by LIMIT/OFFSET."""
     with db.session(readonly=True) as session:
-        query, key = filtered_solutions(session, job_id, FILTER, sort_metric=SORT.lstrip("-"))
-        query = query.order_by(key.desc(), Solution.id).offset(offset).limit(PAGE)
+        parsed = parse_job_filter(session, job_id, FILTER)
+        query, key = filtered_solutions(job_id, parsed, sort_metric=SORT.lstrip("-"))
+        query = query.order_by(key.desc(), SOLUTIONS.c.id).offset(offset).limit(PAGE)
         return [row.id for row in session.execute(query)]
 
 

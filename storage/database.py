@@ -15,6 +15,8 @@ DATABASE_URL_ENV = "RIDGERIDER_DATABASE_URL"
 DEFAULT_URL = "sqlite:///ridgerider.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READONLY_OPTION = "ridgerider_readonly"
+POSTGRES_POOL_SIZE = 10  # connections kept: an API process serves this many requests at once
+POSTGRES_OVERFLOW = 30  # and opens up to this many more under a burst
 
 
 def database_url(url: str | os.PathLike[str] | None = None) -> str:
@@ -29,13 +31,26 @@ def database_url(url: str | os.PathLike[str] | None = None) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def make_engine(url: str | os.PathLike[str] | None = None) -> Engine:
+def make_engine(
+    url: str | os.PathLike[str] | None = None, *, generic_plans: bool = False
+) -> Engine:
     """An engine for `url` (see `database_url`). SQLite gets WAL, a busy timeout, foreign keys
     and real transactions: BEGIN IMMEDIATE (the write lock, waited for) unless the connection is
-    read-only, so that a transaction never fails by upgrading a stale read to a write."""
+    read-only, so that a transaction never fails by upgrading a stale read to a write.
+
+    `generic_plans` makes PostgreSQL plan each prepared statement once, not at every execution:
+    for a server, whose few statement shapes run many times (planning the solutions page costs
+    ~3 ms, executing it ~0.6 ms)."""
     url = database_url(url)
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        options = "-c plan_cache_mode=force_generic_plan" if generic_plans else ""
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=POSTGRES_POOL_SIZE,
+            max_overflow=POSTGRES_OVERFLOW,
+            connect_args={"options": options} if options else {},
+        )
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
@@ -59,11 +74,15 @@ def make_engine(url: str | os.PathLike[str] | None = None) -> Engine:
 class Database:
     """An engine and its session factory; `session()` is one transaction."""
 
-    def __init__(self, url: str | os.PathLike[str] | None = None) -> None:
-        self.engine = make_engine(url)
+    def __init__(
+        self, url: str | os.PathLike[str] | None = None, *, generic_plans: bool = False
+    ) -> None:
+        self.engine = make_engine(url, generic_plans=generic_plans)
         self.url = self.engine.url
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         readonly = self.engine.execution_options(**{READONLY_OPTION: True})
+        if not self.is_sqlite:  # reads need no BEGIN and COMMIT round trips
+            readonly = readonly.execution_options(isolation_level="AUTOCOMMIT")
         self._readonly_sessions = sessionmaker(readonly, expire_on_commit=False)
 
     @property
@@ -74,7 +93,8 @@ class Database:
     def session(self, *, readonly: bool = False) -> Iterator[Session]:
         """A session whose transaction commits at the end of the block, or rolls back.
 
-        `readonly` sessions do not take SQLite's write lock (WAL readers run beside a writer).
+        `readonly` sessions do not take SQLite's write lock (WAL readers run beside a writer);
+        on PostgreSQL they run in autocommit, each statement on its own snapshot.
         """
         factory = self._readonly_sessions if readonly else self._sessions
         with factory() as session, session.begin():

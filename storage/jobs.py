@@ -19,7 +19,16 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from storage.models import Job, Metric, Node, PairMetric, Ride, Solution, utcnow
+from storage.models import (
+    Job,
+    Metric,
+    Node,
+    PairMetric,
+    Ride,
+    Solution,
+    metrics_json,
+    utcnow,
+)
 
 UnitKind = Literal["node", "ride"]
 Work = Literal["expand", "evaluate", "none"]
@@ -101,8 +110,19 @@ def get_job(session: Session, job_id: int, owner: str | None = None) -> Job:
     return job
 
 
+def job_version(session: Session, job_id: int, owner: str) -> int | None:
+    """The job's record counter, if the job exists and belongs to `owner` (else None): every
+    record bumps it under the job's lock, so it versions all that the job has stored. One index
+    lookup, no ORM load."""
+    jobs = Job.__table__
+    found = select(jobs.c.merge_lock).where(jobs.c.id == job_id, jobs.c.owner == owner)
+    return session.connection().execute(found).scalar()
+
+
 def lock_job(session: Session, job_id: int) -> None:
-    """Take the job's lock for the rest of the transaction."""
+    """Take the job's lock for the rest of the transaction. It bumps the job's record counter,
+    so every change to what the job has stored must go through here: the API's caches of pages
+    and progress are keyed by that counter (`job_version`)."""
     session.execute(update(Job).where(Job.id == job_id).values(merge_lock=Job.merge_lock + 1))
 
 
@@ -336,7 +356,11 @@ def record_evaluation(
     if not _settle_unit(session, "node", node_id, token, "done"):
         return None
     solution = Solution(
-        job_id=job_id, node_id=node_id, weights_sha256=weights_sha256, predictions=predictions
+        job_id=job_id,
+        node_id=node_id,
+        weights_sha256=weights_sha256,
+        predictions=predictions,
+        metrics_json=metrics_json(metrics),
     )
     session.add(solution)
     session.flush()

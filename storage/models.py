@@ -8,6 +8,7 @@ brings it to zero is the one that finalises the job.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -71,6 +72,7 @@ class Job(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     cancelled_at: Mapped[datetime | None]
     enqueued_at: Mapped[datetime | None]
+    # Bumped by every change to what the job has stored (`lock_job`): its lock, and its version.
     merge_lock: Mapped[int] = mapped_column(BigInteger, default=0)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
 
@@ -144,8 +146,9 @@ class Ride(Base):
 
 
 class Solution(Base):
-    """A distinct minimum kept for model selection: its weights, and predictions on the
-    evaluation split (int16 class labels, for disagreement without loading the model)."""
+    """A distinct minimum kept for model selection: its weights, predictions on the evaluation
+    split (int16 class labels, for disagreement without loading the model), and its metrics as
+    one JSON object (a read copy of its `Metric` rows, written with them, never changed)."""
 
     __tablename__ = "solutions"
 
@@ -154,7 +157,13 @@ class Solution(Base):
     node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), unique=True)
     weights_sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
     predictions: Mapped[bytes | None] = mapped_column(LargeBinary)
+    metrics_json: Mapped[str] = mapped_column(Text, server_default="{}")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def metrics_json(metrics: dict[str, float]) -> str:
+    """`Solution.metrics_json` for `metrics` (floats written exactly, keys sorted)."""
+    return json.dumps({name: float(value) for name, value in metrics.items()}, sort_keys=True)
 
 
 class Metric(Base):

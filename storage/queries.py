@@ -5,20 +5,33 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
 import numpy as np
-from sqlalchemy import ColumnElement, Select, and_, exists, or_, select
-from sqlalchemy.orm import Session, aliased
+from pydantic_core import from_json
+from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, or_, select
+from sqlalchemy.orm import Session
 
-from storage.filters import ATTRIBUTES, Expression, compile_filter, parse_filter
+from storage.filters import (
+    ATTRIBUTES,
+    METRICS,
+    NODES,
+    SOLUTIONS,
+    Expression,
+    check_names,
+    compile_filter,
+    metric_names_of,
+    parse_filter,
+)
 from storage.models import Job, Metric, Node, Ride, Solution
 
 MAX_PAGE = 1000
+SORT_KEY = METRICS.alias("sort_key")  # made once: an alias builds its columns when made
 
 
 class QueryError(ValueError):
@@ -72,47 +85,78 @@ def list_jobs(
 
 
 def metric_names(session: Session, job_id: int) -> list[str]:
-    """The names of the metrics the job's solutions have."""
+    """The names of the metrics the job's solutions have (a scan: for error messages)."""
     return sorted(session.scalars(select(Metric.name).where(Metric.job_id == job_id).distinct()))
 
 
-def has_metric(session: Session, job_id: int, name: str) -> bool:
-    """Whether any solution of the job has the metric `name` (one index lookup)."""
-    return session.scalar(select(exists().where(Metric.job_id == job_id, Metric.name == name)))
+def present_metrics(session: Session, job_id: int, names: Collection[str]) -> set[str]:
+    """Which of `names` some solution of the job has: one statement, one index probe a name."""
+    names = sorted(set(names))
+    if not names:
+        return set()
+    values = {"job_id": job_id} | {f"n{i}": name for i, name in enumerate(names)}
+    row = session.connection().execute(_presence_probe(len(names)), values).one()
+    return {name for name, present in zip(names, row, strict=True) if present}
 
 
-def parse_job_filter(session: Session, job_id: int, expression: str) -> Expression:
-    """Parse a filter over the job's metrics (see `storage.filters`)."""
-    return parse_filter(
-        expression,
-        lambda name: has_metric(session, job_id, name),
-        lambda: metric_names(session, job_id),
+@functools.lru_cache(maxsize=32)
+def _presence_probe(count: int) -> Select:
+    """The statement for `present_metrics` with `count` names, built once."""
+    job_id = bindparam("job_id")
+    return select(
+        *(
+            exists().where(METRICS.c.job_id == job_id, METRICS.c.name == bindparam(f"n{i}"))
+            for i in range(count)
+        )
     )
 
 
+def has_metric(session: Session, job_id: int, name: str) -> bool:
+    """Whether any solution of the job has the metric `name`."""
+    return name in present_metrics(session, job_id, [name])
+
+
+def parse_job_filter(session: Session, job_id: int, expression: str) -> Expression:
+    """Parse a filter over the job's metrics (see `storage.filters`).
+
+    Raises:
+        FilterError: the filter does not parse or names an unknown metric.
+    """
+    parsed = parse_filter(expression)
+    present = present_metrics(session, job_id, metric_names_of(parsed))
+    check_names(expression, parsed, present, lambda: metric_names(session, job_id))
+    return parsed
+
+
 def filtered_solutions(
-    session: Session, job_id: int, expression: str | None, sort_metric: str | None = None
+    job_id: int, expression: Expression | None, sort_metric: str | None = None
 ) -> tuple[Select, ColumnElement]:
-    """The job's solutions passing `expression`, and the sort key's column. Sorting by a metric
-    drives the query from that metric's (job, name, value) index, already in order; the
-    solutions table is then only joined, so no planner prefers a scan of the job's solutions
-    followed by a sort."""
-    columns = (Solution.id, Solution.node_id, Node.depth, Solution.weights_sha256)
+    """The job's solutions passing the parsed `expression` (id, node_id, depth, weights_sha256,
+    metrics_json), and the sort key's column. Sorting by a metric drives the query from that
+    metric's (job, name, value) index, already in order; the solutions table is then only
+    joined, so no planner prefers a scan of the job's solutions followed by a sort."""
+    columns = (
+        SOLUTIONS.c.id,
+        SOLUTIONS.c.node_id,
+        NODES.c.depth,
+        SOLUTIONS.c.weights_sha256,
+        SOLUTIONS.c.metrics_json,
+    )
     if sort_metric is None:
-        query = select(*columns).where(Solution.job_id == job_id)
-        key = Solution.id
+        query = select(*columns).where(SOLUTIONS.c.job_id == job_id)
+        key = SOLUTIONS.c.id
     else:
-        key_row = aliased(Metric)
-        key = key_row.value
+        key_row = SORT_KEY
+        key = key_row.c.value
         query = (
             select(*columns)
             .select_from(key_row)
-            .join(Solution, Solution.id == key_row.solution_id)
-            .where(key_row.job_id == job_id, key_row.name == sort_metric)
+            .join(SOLUTIONS, SOLUTIONS.c.id == key_row.c.solution_id)
+            .where(key_row.c.job_id == job_id, key_row.c.name == sort_metric)
         )
-    query = query.join(Node, Node.id == Solution.node_id)
-    if expression:
-        query = query.where(compile_filter(parse_job_filter(session, job_id, expression)))
+    query = query.join(NODES, NODES.c.id == SOLUTIONS.c.node_id)
+    if expression is not None:
+        query = query.where(compile_filter(expression))
     return query, key
 
 
@@ -129,7 +173,8 @@ def solutions_page(
     `-name` for descending; ties broken by id), after the opaque `cursor` of the previous page.
 
     Keyset pagination: a page starts strictly after the previous page's last (value, id), so it
-    is stable under inserts. Solutions lacking the sort metric are left out.
+    is stable under inserts. Solutions lacking the sort metric are left out. Two statements:
+    the names' existence, and the page with its metrics.
 
     Raises:
         FilterError: the filter does not parse or names an unknown metric.
@@ -139,26 +184,34 @@ def solutions_page(
         raise QueryError(f"limit must be in [1, {MAX_PAGE}], got {limit}")
     descending = sort.startswith("-")
     name = sort.lstrip("-+")
-    if name in ATTRIBUTES:
-        query, _ = filtered_solutions(session, job_id, filter)
-        key = ATTRIBUTES[name]
-    elif has_metric(session, job_id, name):
-        query, key = filtered_solutions(session, job_id, filter, sort_metric=name)
-    else:
+    parsed = parse_filter(filter) if filter else None
+    wanted = metric_names_of(parsed) if parsed is not None else set()
+    if name not in ATTRIBUTES:
+        wanted.add(name)
+    present = present_metrics(session, job_id, wanted)
+    if name not in ATTRIBUTES and name not in present:
         known = ", ".join(sorted([*ATTRIBUTES, *metric_names(session, job_id)]))
         raise QueryError(f"sort: unknown metric {name!r}; known: {known}")
+    if parsed is not None:
+        check_names(filter, parsed, present, lambda: metric_names(session, job_id))
+    if name in ATTRIBUTES:
+        query, _ = filtered_solutions(job_id, parsed)
+        key = ATTRIBUTES[name]
+    else:
+        query, key = filtered_solutions(job_id, parsed, sort_metric=name)
     query = query.add_columns(key.label("sort_value"))
     if cursor is not None:
         value, last_id = _read_cursor(cursor, sort, filter)
         beyond = key < value if descending else key > value
-        query = query.where(or_(beyond, and_(key == value, Solution.id > last_id)))
-    query = query.order_by(key.desc() if descending else key.asc(), Solution.id.asc())
-    rows = session.execute(query.limit(limit + 1)).all()
+        query = query.where(or_(beyond, and_(key == value, SOLUTIONS.c.id > last_id)))
+    query = query.order_by(key.desc() if descending else key.asc(), SOLUTIONS.c.id.asc())
+    rows = session.connection().execute(query.limit(limit + 1)).all()
     more = len(rows) > limit
     rows = rows[:limit]
-    metrics = solution_metrics(session, [row.id for row in rows])
     items = [
-        SolutionRow(row.id, job_id, row.node_id, row.depth, row.weights_sha256, metrics[row.id])
+        SolutionRow(
+            row.id, job_id, row.node_id, row.depth, row.weights_sha256, from_json(row.metrics_json)
+        )
         for row in rows
     ]
     next_cursor = _make_cursor(rows[-1].sort_value, rows[-1].id, sort, filter) if more else None
@@ -206,11 +259,9 @@ def solution_metrics(session: Session, ids: Sequence[int]) -> dict[int, dict[str
     """The metrics of each of the solutions `ids`."""
     metrics: dict[int, dict[str, float]] = {i: {} for i in ids}
     if ids:
-        rows = session.execute(
-            select(Metric.solution_id, Metric.name, Metric.value).where(Metric.solution_id.in_(ids))
-        )
-        for solution_id, name, value in rows:
-            metrics[solution_id][name] = value
+        found = select(SOLUTIONS.c.id, SOLUTIONS.c.metrics_json).where(SOLUTIONS.c.id.in_(ids))
+        for solution_id, text in session.connection().execute(found).all():
+            metrics[solution_id] = from_json(text)
     return metrics
 
 
@@ -223,13 +274,13 @@ def metric_matrix(
     Raises:
         QueryError: a name is not a metric of the job.
     """
+    present = present_metrics(session, job_id, names)
     for name in names:
-        if not has_metric(session, job_id, name):
+        if name not in present:
             known = ", ".join(metric_names(session, job_id)) or "none"
             raise QueryError(f"unknown metric {name!r}; known: {known}")
-    passing = (
-        filtered_solutions(session, job_id, filter)[0].with_only_columns(Solution.id).subquery()
-    )
+    parsed = parse_job_filter(session, job_id, filter) if filter else None
+    passing = filtered_solutions(job_id, parsed)[0].with_only_columns(SOLUTIONS.c.id).subquery()
     rows = session.execute(
         select(Metric.solution_id, Metric.name, Metric.value).where(
             Metric.job_id == job_id,

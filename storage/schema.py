@@ -3,6 +3,7 @@ own name so that the database can be shared with other tools."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -42,10 +43,30 @@ def current_revision(db: Database) -> str | None:
 
 def upgrade(db: Database, revision: str = "head") -> None:
     """Apply every migration up to `revision` (idempotent)."""
+    _migrate(db, command.upgrade, revision)
+
+
+def downgrade(db: Database, revision: str) -> None:
+    """Undo the migrations after `revision`."""
+    _migrate(db, command.downgrade, revision)
+
+
+def _migrate(db: Database, step: Callable[[Config, str], None], revision: str) -> None:
+    """Run an Alembic command in one transaction. SQLite's foreign keys are off meanwhile: batch
+    mode rebuilds a table by dropping it, and that must not cascade into the rows that refer to
+    it (the pragma only takes effect outside a transaction)."""
     config = alembic_config()
-    with db.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    with db.engine.connect() as connection:
+        driver = connection.connection.driver_connection
+        if db.is_sqlite:
+            driver.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                step(config, revision)
+        finally:
+            if db.is_sqlite:
+                driver.execute("PRAGMA foreign_keys=ON")
 
 
 def ensure_schema(db: Database, *, create: bool = True) -> None:

@@ -12,8 +12,15 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from storage.filters import SOLUTIONS
 from storage.models import Solution
-from storage.queries import QueryError, filtered_solutions, has_metric, metric_matrix
+from storage.queries import (
+    QueryError,
+    filtered_solutions,
+    has_metric,
+    metric_matrix,
+    parse_job_filter,
+)
 
 Direction = Literal["max", "min"]
 METRIC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,99}$")
@@ -145,6 +152,7 @@ def choose(
     if diverse:
         ids = diverse_top_k(session, job_id, diverse, filter)
         return ids, f"{len(ids)} most mutually disagreeing (greedy max-min){passing}"
-    query, _ = filtered_solutions(session, job_id, filter)
-    ids = list(session.scalars(query.with_only_columns(Solution.id).order_by(Solution.id)))
+    parsed = parse_job_filter(session, job_id, filter) if filter else None
+    query, _ = filtered_solutions(job_id, parsed)
+    ids = list(session.scalars(query.with_only_columns(SOLUTIONS.c.id).order_by(SOLUTIONS.c.id)))
     return ids, f"every solution{passing}"

@@ -15,9 +15,12 @@ import networkx as nx
 from fastapi import APIRouter, BackgroundTasks, Header, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from kombu.exceptions import OperationalError as BrokerError
+from pydantic import TypeAdapter
 from sqlalchemy import select as sql_select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
+from api.caches import etag
 from api.deps import OwnerDep, Services, ServicesDep
 from api.problems_json import ProblemError
 from api.schemas import (
@@ -38,7 +41,7 @@ from api.schemas import (
 )
 from storage.export import export
 from storage.filters import FilterError
-from storage.jobs import JobNotFoundError, counts, create_job, get_job
+from storage.jobs import JobNotFoundError, counts, create_job, get_job, job_version
 from storage.models import Job, Node, Ride, Solution
 from storage.queries import (
     QueryError,
@@ -56,11 +59,16 @@ ENDED = ("finished", "failed", "cancelled")
 EVENT_POLL_SECONDS = 0.5
 RETRY_AFTER_SECONDS = "2"
 GRAPHML = "application/graphml+xml"
+ANY_JSON = TypeAdapter(Any)
 
 
-def job_out(services: Services, job: Job) -> JobOut:
-    with services.db.session(readonly=True) as session:
+def job_out(services: Services, session: Session, job: Job) -> JobOut:
+    """The job and its progress; the counts are computed once per version of the job."""
+    key = (job.id, job.merge_lock)
+    progress = services.progress.get(key)
+    if progress is None:
         progress = counts(session, job.id)
+        services.progress.put(key, progress)
     return JobOut(
         **{k: v for k, v in job_summary(job).items() if k != "owner"},
         spec=job.spec,
@@ -69,13 +77,21 @@ def job_out(services: Services, job: Job) -> JobOut:
     )
 
 
-def own_job(services: Services, owner: str, job_id: int) -> Job:
+def check_owner(session: Session, owner: str, job_id: int) -> int:
+    """The job's version (its record counter); another owner's job answers 404, as a missing
+    one does."""
+    version = job_version(session, job_id, owner)
+    if version is None:
+        raise ProblemError(404, "Not Found", f"no job {job_id}")
+    return version
+
+
+def own_job(session: Session, owner: str, job_id: int) -> Job:
     """The caller's job; another owner's job answers 404, as a missing one does."""
-    with services.db.session(readonly=True) as session:
-        try:
-            return get_job(session, job_id, owner)
-        except JobNotFoundError:
-            raise ProblemError(404, "Not Found", f"no job {job_id}") from None
+    try:
+        return get_job(session, job_id, owner)
+    except JobNotFoundError:
+        raise ProblemError(404, "Not Found", f"no job {job_id}") from None
 
 
 @router.post(
@@ -111,10 +127,9 @@ def submit(
                 "Idempotency-Key to send it"
             )
             raise ProblemError(503, "Service Unavailable", detail) from None
-    with services.db.session(readonly=True) as session:
-        job = get_job(session, job.id)
     response.headers["Location"] = f"/jobs/{job.id}"
-    return job_out(services, job)
+    with services.db.session(readonly=True) as session:
+        return job_out(services, session, get_job(session, job.id))
 
 
 @router.get("/jobs", response_model=JobPage)
@@ -132,25 +147,28 @@ def jobs(
     """The caller's jobs, newest first."""
     with services.db.session(readonly=True) as session:
         listed = list_jobs(session, owner=owner, status=status, limit=limit + 1, after=cursor)
-    page = [job_out(services, job) for job in listed[:limit]]
+        page = [job_out(services, session, job) for job in listed[:limit]]
     return JobPage(jobs=page, next_cursor=listed[limit - 1].id if len(listed) > limit else None)
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
 def job(job_id: JobId, response: Response, services: ServicesDep, owner: OwnerDep) -> JobOut:
     """Status and progress (`Retry-After` while the job runs)."""
-    found = own_job(services, owner, job_id)
-    if found.status not in ENDED:
-        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
-    return job_out(services, found)
+    with services.db.session(readonly=True) as session:
+        found = own_job(session, owner, job_id)
+        if found.status not in ENDED:
+            response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+        return job_out(services, session, found)
 
 
 @router.post("/jobs/{job_id}/cancel", status_code=202, response_model=JobOut)
 def cancel(job_id: JobId, services: ServicesDep, owner: OwnerDep) -> JobOut:
     """Stop the job: nothing more starts; what it found is kept."""
-    own_job(services, owner, job_id)
+    with services.db.session(readonly=True) as session:
+        check_owner(session, owner, job_id)
     services.pool.cancel(services.db, job_id)
-    return job_out(services, own_job(services, owner, job_id))
+    with services.db.session(readonly=True) as session:
+        return job_out(services, session, own_job(session, owner, job_id))
 
 
 @router.get(
@@ -163,7 +181,8 @@ async def events(
 ) -> StreamingResponse:
     """Server-sent events: `node` (a critical point found), `ride` (a ride ended), `minimum`
     (a solution stored, with its metrics), `progress`, and `finished` (then the stream ends)."""
-    own_job(services, owner, job_id)
+    with services.db.session(readonly=True) as session:
+        check_owner(session, owner, job_id)
     return StreamingResponse(
         _event_stream(services, job_id, request),
         media_type="text/event-stream",
@@ -254,8 +273,8 @@ def _new_events(
 def graph(job_id: JobId, request: Request, services: ServicesDep, owner: OwnerDep) -> Response:
     """The DAG of critical points and rides: networkx node-link JSON, or GraphML with
     `Accept: application/graphml+xml`."""
-    own_job(services, owner, job_id)
     with services.db.session(readonly=True) as session:
+        check_owner(session, owner, job_id)
         dag = lineage_graph(session, job_id)
     if GRAPHML in request.headers.get("accept", ""):
         return Response("\n".join(nx.generate_graphml(dag)), media_type=GRAPHML)
@@ -264,7 +283,11 @@ def graph(job_id: JobId, request: Request, services: ServicesDep, owner: OwnerDe
     )
 
 
-@router.get("/jobs/{job_id}/solutions", response_model=SolutionPage)
+@router.get(
+    "/jobs/{job_id}/solutions",
+    response_model=SolutionPage,
+    responses={304: {"description": "not modified since the ETag in If-None-Match"}},
+)
 def solutions(
     job_id: JobId,
     services: ServicesDep,
@@ -273,29 +296,44 @@ def solutions(
     sort: Annotated[str, Query(pattern=SORT_PATTERN, description="-name descends")] = "id",
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
-) -> SolutionPage:
+    if_none_match: Annotated[str | None, Header(max_length=200)] = None,
+) -> Response:
     """The job's solutions passing `filter`, sorted by `sort` (`-name` descends), a page at a
-    time (`cursor` from the previous page's `next_cursor`)."""
-    own_job(services, owner, job_id)
+    time (`cursor` from the previous page's `next_cursor`). The ETag changes when the job
+    records anything; a page unchanged since is served from memory, or 304 to `If-None-Match`."""
     with services.db.session(readonly=True) as session:
-        try:
-            page = solutions_page(
-                session, job_id, filter=filter, sort=sort, limit=limit, cursor=cursor
-            )
-        except FilterError as error:
-            raise ProblemError(
-                422,
-                "Invalid filter",
-                str(error),
-                [{"field": "filter", "message": error.message, "position": error.position}],
-            ) from None
-        except QueryError as error:
-            field = str(error).split(":")[0] if ":" in str(error) else "query"
-            raise ProblemError(
-                422, "Invalid query", str(error), [{"field": field, "message": str(error)}]
-            ) from None
-    return SolutionPage(
-        solutions=[SolutionOut(**row.to_json()) for row in page.items], next_cursor=page.next_cursor
+        key = (job_id, check_owner(session, owner, job_id), filter, sort, limit, cursor)
+        tag = etag(key)
+        if if_none_match == tag:
+            return Response(status_code=304, headers={"ETag": tag})
+        body = services.pages.get(key)
+        if body is None:
+            body = _solutions_body(session, job_id, filter, sort, limit, cursor)
+            services.pages.put(key, body)
+    return Response(body, media_type="application/json", headers={"ETag": tag})
+
+
+def _solutions_body(
+    session: Session, job_id: int, filter: str | None, sort: str, limit: int, cursor: str | None
+) -> bytes:
+    try:
+        page = solutions_page(session, job_id, filter=filter, sort=sort, limit=limit, cursor=cursor)
+    except FilterError as error:
+        raise ProblemError(
+            422,
+            "Invalid filter",
+            str(error),
+            [{"field": "filter", "message": error.message, "position": error.position}],
+        ) from None
+    except QueryError as error:
+        field = str(error).split(":")[0] if ":" in str(error) else "query"
+        raise ProblemError(
+            422, "Invalid query", str(error), [{"field": field, "message": str(error)}]
+        ) from None
+    # Plain data serialised once, with no validation pass (the route still declares
+    # SolutionPage, and the schema fuzz test holds it to it); non-finite floats become null.
+    return ANY_JSON.dump_json(
+        {"solutions": [row.to_json() for row in page.items], "next_cursor": page.next_cursor}
     )
 
 
@@ -312,8 +350,8 @@ def select(
             "give exactly one of pareto and diverse",
             [{"field": "pareto", "message": "exactly one of pareto, diverse"}],
         )
-    own_job(services, owner, job_id)
     with services.db.session(readonly=True) as session:
+        check_owner(session, owner, job_id)
         pareto = request.pareto and ",".join(f"{o.name}:{o.direction}" for o in request.pareto)
         try:
             ids, how = choose(session, job_id, pareto, request.diverse, request.filter)
@@ -342,8 +380,8 @@ def export_archive(
     """The job's solutions (all, or a Pareto front, or a diverse top-k, among those passing
     `filter`) as an archive: model card, metrics CSV, lineage GraphML and JSON, weights with
     their hashes, plots."""
-    own_job(services, owner, job_id)
     with services.db.session(readonly=True) as session:
+        check_owner(session, owner, job_id)
         try:
             ids, how = choose(session, job_id, pareto, diverse, filter)
         except (FilterError, QueryError) as error:

@@ -8,8 +8,9 @@ from typing import Annotated
 import networkx as nx
 from fastapi import APIRouter, Header, Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from api.deps import OwnerDep, Services, ServicesDep
+from api.deps import OwnerDep, ServicesDep
 from api.problems_json import ProblemError
 from api.schemas import SolutionDetail, SolutionId
 from storage.jobs import ROOT_FINGERPRINT, get_job
@@ -20,20 +21,19 @@ router = APIRouter(tags=["solutions"])
 SAFETENSORS = "application/octet-stream"
 
 
-def own_solution(services: Services, owner: str, solution_id: int) -> Solution:
+def own_solution(session: Session, owner: str, solution_id: int) -> Solution:
     """The caller's solution; another owner's answers 404, as a missing one does."""
-    with services.db.session(readonly=True) as session:
-        solution = session.get(Solution, solution_id)
-        if solution is None or get_job(session, solution.job_id).owner != owner:
-            raise ProblemError(404, "Not Found", f"no solution {solution_id}")
-        return solution
+    solution = session.get(Solution, solution_id)
+    if solution is None or get_job(session, solution.job_id).owner != owner:
+        raise ProblemError(404, "Not Found", f"no solution {solution_id}")
+    return solution
 
 
 @router.get("/solutions/{solution_id}", response_model=SolutionDetail)
 def solution(solution_id: SolutionId, services: ServicesDep, owner: OwnerDep) -> SolutionDetail:
     """Metrics, and the lineage: the rides from the start to this minimum."""
-    found = own_solution(services, owner, solution_id)
     with services.db.session(readonly=True) as session:
+        found = own_solution(session, owner, solution_id)
         (row,) = solution_rows(session, [solution_id])
         graph = lineage_graph(session, found.job_id)
         root = session.scalar(
@@ -67,7 +67,8 @@ def weights(
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The flat parameters as safetensors (tensor `theta`); the ETag is their sha256."""
-    found = own_solution(services, owner, solution_id)
+    with services.db.session(readonly=True) as session:
+        found = own_solution(session, owner, solution_id)
     etag = f'"{found.weights_sha256}"'
     if if_none_match == etag:
         return Response(status_code=304, headers={"ETag": etag})

@@ -25,8 +25,11 @@ class Server:
 
 
 @contextmanager
-def serve(pool: Pool, owners: tuple[str, ...] = ("alice", "bob")) -> Iterator[Server]:
-    """Keys for `owners`, then the API on a free port; stopped after."""
+def serve(
+    pool: Pool, owners: tuple[str, ...] = ("alice", "bob"), args: tuple[str, ...] = ()
+) -> Iterator[Server]:
+    """Keys for `owners`, then the API on a free port (`args` go to `ridgerider serve`); stopped
+    after."""
     keys = {}
     for owner in owners:
         made = pool.cli("keys", "create", owner)
@@ -35,7 +38,7 @@ def serve(pool: Pool, owners: tuple[str, ...] = ("alice", "bob")) -> Iterator[Se
     port = free_port()
     log = (pool.folder / "serve.log").open("w")
     process = subprocess.Popen(
-        [str(RIDGERIDER), "serve", "--port", str(port)],
+        [str(RIDGERIDER), "serve", "--port", str(port), *args],
         env=pool.env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -6,14 +6,21 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import subprocess
 import tarfile
+import time
 
+import httpx
 import pytest
 from sqlalchemy import text
 
 from storage.database import Database
-from storage.schema import VERSION_TABLE
-from tests.api.test_cli import ridgerider
+from storage.keys import key_digest, owner_of_digest
+from storage.schema import VERSION_TABLE, head_revision
+from tests.api.test_cli import RIDGERIDER, ridgerider
+from tests.conftest import REPOSITORY
+from tests.workers.pool import free_port
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +119,9 @@ def test_export_folder_and_archive(folder):
 
 def test_db_upgrade_and_an_outdated_schema(tmp_path):
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
-    assert "schema empty -> 0002" in cli(tmp_path, "db", "upgrade", "--db", url)
-    assert "schema 0002 -> 0002" in cli(tmp_path, "db", "upgrade", "--db", url)
+    head = head_revision()
+    assert f"schema empty -> {head}" in cli(tmp_path, "db", "upgrade", "--db", url)
+    assert f"schema {head} -> {head}" in cli(tmp_path, "db", "upgrade", "--db", url)
     with Database(url).engine.begin() as connection:
         connection.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = '0000'"))
     result = ridgerider("jobs", "--db", url, cwd=tmp_path)
@@ -128,3 +136,47 @@ def test_serve_refuses_to_listen_beyond_loopback_without_keys(tmp_path):
     assert ridgerider("keys", "create", "carol", cwd=tmp_path).stdout.startswith("rr_")
     again = ridgerider("keys", "create", "carol", cwd=tmp_path)
     assert again.returncode == 2 and "key name 'carol' is taken" in again.stderr
+
+
+def test_keys_are_listed_without_the_key_revoked_and_made_again(tmp_path):
+    first = ridgerider("keys", "create", "dave", cwd=tmp_path).stdout.strip()
+    listed = ridgerider("keys", "list", cwd=tmp_path).stdout
+    assert "dave" in listed and first[:8] in listed and first not in listed
+    revoked = ridgerider("keys", "revoke", "dave", cwd=tmp_path)
+    assert revoked.returncode == 0 and "servers refuse it within 10 s" in revoked.stderr
+    assert "True" in ridgerider("keys", "list", cwd=tmp_path).stdout
+    again = ridgerider("keys", "revoke", "dave", cwd=tmp_path)
+    assert again.returncode == 2 and "no valid key named 'dave'" in again.stderr
+    second = ridgerider("keys", "create", "dave", cwd=tmp_path).stdout.strip()
+    assert second.startswith("rr_") and second != first
+    with Database(tmp_path / "ridgerider.db").session(readonly=True) as session:
+        assert owner_of_digest(session, key_digest(second)) == "dave"
+        assert owner_of_digest(session, key_digest(first)) is None
+
+
+def test_serve_with_several_workers_starts_each_and_answers(tmp_path):
+    key = ridgerider("keys", "create", "erin", cwd=tmp_path).stdout.strip()
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [str(RIDGERIDER), "serve", "--port", str(port), "--workers", "2", "--threads", "3"],
+            cwd=tmp_path,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPOSITORY)},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while log.read_text().count("Application startup complete") < 2:
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers) as http:
+            answers = [http.get("/problems") for _ in range(20)]
+        assert all(answer.status_code == 200 for answer in answers)
+        assert "himmelblau" in {problem["name"] for problem in answers[0].json()}
+        assert len(set(re.findall(r"Started server process \[(\d+)\]", log.read_text()))) == 2
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -10,14 +10,19 @@ import json
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import torch
 from safetensors.torch import load as load_safetensors
 
+from api.deps import KEY_CACHE_SECONDS
 from ridgerider.problems.registry import load
+from storage.database import Database
 from tests.api.server import serve
+from tests.storage.synthetic import record_solution
 from tests.workers.pool import pool
 
 PROBLEM_JSON = "application/problem+json"
@@ -257,3 +262,53 @@ def test_a_fuzz_of_every_endpoint_finds_no_5xx_and_no_schema_breach(api, finishe
         cwd=tmp_path,  # schemathesis keeps a cache in its working folder
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+def test_pages_and_progress_are_kept_until_the_job_records_something(api, finished_job):
+    server, running = api
+    job_id, _ = finished_job
+    query = {"sort": "-loss", "limit": 100}
+    with server.client() as http:
+        solutions = http.get(f"/jobs/{job_id}").json()["progress"]["solutions"]
+        first = http.get(f"/jobs/{job_id}/solutions", params=query)
+        tag = first.headers["etag"]
+        again = http.get(f"/jobs/{job_id}/solutions", params=query)
+        assert (again.headers["etag"], again.json()) == (tag, first.json())
+        unchanged = http.get(
+            f"/jobs/{job_id}/solutions", params=query, headers={"If-None-Match": tag}
+        )
+        assert (unchanged.status_code, unchanged.headers["etag"], unchanged.content) == (
+            304,
+            tag,
+            b"",
+        )
+        metrics = dict(first.json()["solutions"][0]["metrics"], loss=1e6)  # sorts first
+        db = Database(running.db_url)
+        try:
+            added = record_solution(db, job_id, metrics)
+        finally:
+            db.dispose()
+        after = http.get(f"/jobs/{job_id}/solutions", params=query, headers={"If-None-Match": tag})
+        assert after.status_code == 200 and after.headers["etag"] != tag
+        rows = after.json()["solutions"]
+        assert [row["id"] for row in rows] == [added] + [
+            row["id"] for row in first.json()["solutions"]
+        ]
+        assert rows[0]["metrics"] == metrics
+        assert http.get(f"/jobs/{job_id}").json()["progress"]["solutions"] == solutions + 1
+
+
+def test_a_revoked_key_is_refused_within_the_key_cache_time(api):
+    server, running = api
+    made = running.cli("keys", "create", "carol")
+    assert made.returncode == 0, made.stderr
+    headers = {"Authorization": f"Bearer {made.stdout.strip()}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=30) as carol:
+        assert carol.get("/jobs").status_code == 200  # now the server has it cached
+        revoked = running.cli("keys", "revoke", "carol")
+        assert revoked.returncode == 0, revoked.stderr
+        started = time.monotonic()
+        while carol.get("/jobs").status_code == 200:
+            assert time.monotonic() - started < KEY_CACHE_SECONDS + 5, "still accepted"
+            time.sleep(0.5)
+        assert carol.get("/jobs").status_code == 401

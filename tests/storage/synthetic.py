@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
+
 import numpy as np
 from sqlalchemy import insert
 
 from storage.database import Database
-from storage.jobs import create_job
-from storage.models import Metric, Node, Solution
+from storage.jobs import create_job, lock_job
+from storage.models import Metric, Node, Solution, metrics_json
 
 METRICS = (
     "loss",
@@ -61,27 +63,29 @@ def synthetic_job(db: Database, solutions: int, seed: int = 0) -> tuple[int, dic
                     for i in range(count)
                 ],
             ).all()
-            rows = []
+            rows, values_of = [], []
             for node_id in node_ids:
                 prototype = prototypes[int(rng.integers(0, len(prototypes)))]
                 flips = rng.random(EVALUATION_SIZE) < rng.uniform(0.0, 0.1)
                 predicted = np.where(flips, rng.integers(0, 10, EVALUATION_SIZE), prototype)
+                values = {name: float(rng.random()) for name in METRICS}
+                values["sharpness"] = float(rng.uniform(1, 100))
+                values["index"] = float(rng.integers(0, 3))  # many ties, for sorting
+                values_of.append(values)
                 rows.append(
                     {
                         "job_id": job_id,
                         "node_id": node_id,
                         "weights_sha256": "0" * 64,
                         "predictions": predicted.astype(np.int16).tobytes(),
+                        "metrics_json": metrics_json(values),
                     }
                 )
             solution_ids = session.scalars(
                 insert(Solution).returning(Solution.id, sort_by_parameter_order=True), rows
             ).all()
             metric_rows = []
-            for solution_id in solution_ids:
-                values = {name: float(rng.random()) for name in METRICS}
-                values["sharpness"] = float(rng.uniform(1, 100))
-                values["index"] = float(rng.integers(0, 3))  # many ties, for sorting
+            for solution_id, values in zip(solution_ids, values_of, strict=True):
                 by_id[solution_id] = values
                 metric_rows += [
                     {"solution_id": solution_id, "job_id": job_id, "name": k, "value": v}
@@ -89,3 +93,41 @@ def synthetic_job(db: Database, solutions: int, seed: int = 0) -> tuple[int, dic
                 ]
             session.execute(insert(Metric), metric_rows)
     return job_id, by_id
+
+
+def record_solution(db: Database, job_id: int, metrics: dict[str, float]) -> int:
+    """Add one solution (and its minimum) to a job the way a worker's record does, under the
+    job's lock; its id."""
+    with db.session() as session:
+        lock_job(session, job_id)
+        fingerprint = secrets.token_hex(32)
+        node = Node(
+            job_id=job_id,
+            fingerprint=fingerprint,
+            depth=1,
+            kind="minimum",
+            index=0,
+            index_is_exact=True,
+            loss=metrics.get("loss", 0.0),
+            grad_norm=0.0,
+            eigenvalues=[],
+            theta_sha256=fingerprint,
+            work="evaluate",
+            state="done",
+        )
+        session.add(node)
+        session.flush()
+        solution = Solution(
+            job_id=job_id,
+            node_id=node.id,
+            weights_sha256="0" * 64,
+            metrics_json=metrics_json(metrics),
+        )
+        session.add(solution)
+        session.flush()
+        session.add_all(
+            Metric(solution_id=solution.id, job_id=job_id, name=k, value=v)
+            for k, v in metrics.items()
+        )
+        session.flush()
+        return solution.id

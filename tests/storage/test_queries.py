@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from storage.filters import FilterError, parse_filter
+from storage.filters import FilterError, check_names, parse_filter
 from storage.queries import QueryError, metric_matrix, solutions_page
 from tests.storage.synthetic import synthetic_job
 
@@ -89,7 +89,7 @@ def test_bad_filters_point_at_the_token(db, job):
     }
     for expression, (position, message) in cases.items():
         with pytest.raises(FilterError) as raised:
-            parse_filter(expression, names.__contains__, lambda: names)
+            check_names(expression, parse_filter(expression), names, lambda: names)
         assert raised.value.position == position, expression
         assert message in str(raised.value)
         assert str(raised.value).endswith(" " * (position + 2) + "^")

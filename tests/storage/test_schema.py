@@ -3,6 +3,8 @@ table, and a clear error (naming the command) against an old schema."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -14,11 +16,13 @@ from storage.schema import (
     VERSION_TABLE,
     SchemaOutdatedError,
     current_revision,
+    downgrade,
     ensure_schema,
     head_revision,
     upgrade,
 )
 from tests.conftest import ENGINES, postgres_database
+from tests.storage.synthetic import synthetic_job
 
 
 @pytest.fixture(params=ENGINES)
@@ -63,3 +67,16 @@ def test_a_foreign_database_is_not_touched(empty_db):
     with pytest.raises(SchemaOutdatedError, match="has tables but no ridgerider schema"):
         ensure_schema(empty_db)
     assert set(inspect(empty_db.engine).get_table_names()) == {"someone_elses"}
+
+
+def test_upgrade_to_0003_fills_each_solutions_metrics_json_from_the_metrics_table(empty_db):
+    upgrade(empty_db)
+    _, metrics = synthetic_job(empty_db, 5)
+    downgrade(empty_db, "0002")
+    assert "metrics_json" not in {
+        c["name"] for c in inspect(empty_db.engine).get_columns("solutions")
+    }
+    upgrade(empty_db)
+    with empty_db.engine.connect() as connection:
+        rows = connection.execute(text("SELECT id, metrics_json FROM solutions")).all()
+    assert {i: json.loads(text_) for i, text_ in rows} == metrics  # every float exact
