@@ -39,6 +39,7 @@ from api.schemas import (
     SolutionOut,
     SolutionPage,
 )
+from ridgerider import __version__
 from storage.export import export
 from storage.filters import FilterError
 from storage.jobs import JobNotFoundError, counts, create_job, get_job, job_version
@@ -181,13 +182,17 @@ async def events(
 ) -> StreamingResponse:
     """Server-sent events: `node` (a critical point found), `ride` (a ride ended), `minimum`
     (a solution stored, with its metrics), `progress`, and `finished` (then the stream ends)."""
-    with services.db.session(readonly=True) as session:
-        check_owner(session, owner, job_id)
+    await asyncio.to_thread(_check_owner_in_session, services, owner, job_id)
     return StreamingResponse(
         _event_stream(services, job_id, request),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache"},
     )
+
+
+def _check_owner_in_session(services: Services, owner: str, job_id: int) -> None:
+    with services.db.session(readonly=True) as session:
+        check_owner(session, owner, job_id)
 
 
 async def _event_stream(services: Services, job_id: JobId, request: Request) -> AsyncIterator[str]:
@@ -302,7 +307,8 @@ def solutions(
     time (`cursor` from the previous page's `next_cursor`). The ETag changes when the job
     records anything; a page unchanged since is served from memory, or 304 to `If-None-Match`."""
     with services.db.session(readonly=True) as session:
-        key = (job_id, check_owner(session, owner, job_id), filter, sort, limit, cursor)
+        version = check_owner(session, owner, job_id)
+        key = (__version__, job_id, version, filter, sort, limit, cursor)
         tag = etag(key)
         if if_none_match == tag:
             return Response(status_code=304, headers={"ETag": tag})
