@@ -5,9 +5,7 @@ costs a hop to the thread pool on every request."""
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Annotated
@@ -33,24 +31,15 @@ class KeyCache:
     lookup; a revoked key stops working within `seconds`. Unknown keys are not remembered."""
 
     def __init__(self, seconds: float = KEY_CACHE_SECONDS, size: int = KEY_CACHE_SIZE) -> None:
-        self.seconds, self.size = seconds, size
-        self._owners: OrderedDict[str, tuple[str, float]] = OrderedDict()
-        self._lock = threading.Lock()
+        self.seconds = seconds
+        self._owners: LruCache[tuple[str, float]] = LruCache(size)
 
     def get(self, digest: str) -> str | None:
-        with self._lock:
-            found = self._owners.get(digest)
-            if found is None or found[1] < time.monotonic():
-                return None
-            self._owners.move_to_end(digest)
-            return found[0]
+        found = self._owners.get(digest)
+        return found[0] if found is not None and found[1] >= time.monotonic() else None
 
     def put(self, digest: str, owner: str) -> None:
-        with self._lock:
-            self._owners[digest] = (owner, time.monotonic() + self.seconds)
-            self._owners.move_to_end(digest)
-            while len(self._owners) > self.size:
-                self._owners.popitem(last=False)
+        self._owners.put(digest, (owner, time.monotonic() + self.seconds))
 
 
 @dataclass(frozen=True)
