@@ -79,7 +79,20 @@ class Job(Base):
     __table_args__ = (UniqueConstraint("owner", "idempotency_key"),)
 
 
-class Node(Base):
+class WorkUnit:
+    """The columns of a unit of tree work (a node to expand or evaluate, a ride to ride): its
+    state, and the claim that a worker holds on it while it runs."""
+
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claim_token: Mapped[str | None] = mapped_column(String(64))
+    claimed_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    enqueued_at: Mapped[datetime | None]
+    task_id: Mapped[str | None] = mapped_column(String(155))
+
+
+class Node(WorkUnit, Base):
     """A critical point of a job's loss; its work unit expands it (a saddle) or evaluates it (a
     minimum). `fingerprint` names the lineage of the ride that first reached it."""
 
@@ -98,13 +111,6 @@ class Node(Base):
     theta_sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
     spectrum_sha256: Mapped[str | None] = mapped_column(String(SHA256_HEX))
     work: Mapped[str] = mapped_column(String(16))
-    state: Mapped[str] = mapped_column(String(16), default="pending")
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    claim_token: Mapped[str | None] = mapped_column(String(64))
-    claimed_at: Mapped[datetime | None]
-    heartbeat_at: Mapped[datetime | None]
-    enqueued_at: Mapped[datetime | None]
-    task_id: Mapped[str | None] = mapped_column(String(155))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     error: Mapped[str | None] = mapped_column(Text)
 
@@ -114,7 +120,7 @@ class Node(Base):
     )
 
 
-class Ride(Base):
+class Ride(WorkUnit, Base):
     """An edge: the ride from a saddle along eigenvector `eigen_index` with `sign`."""
 
     __tablename__ = "rides"
@@ -127,17 +133,10 @@ class Ride(Base):
     sign: Mapped[int] = mapped_column(Integer)
     eigenvalue: Mapped[float] = mapped_column(Float)
     depth: Mapped[int] = mapped_column(Integer)
-    state: Mapped[str] = mapped_column(String(16), default="pending")
     steps: Mapped[int | None] = mapped_column(Integer)
     hvps: Mapped[int | None] = mapped_column(BigInteger)
     end_reason: Mapped[str | None] = mapped_column(String(32))
     failure: Mapped[str | None] = mapped_column(Text)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    claim_token: Mapped[str | None] = mapped_column(String(64))
-    claimed_at: Mapped[datetime | None]
-    heartbeat_at: Mapped[datetime | None]
-    enqueued_at: Mapped[datetime | None]
-    task_id: Mapped[str | None] = mapped_column(String(155))
 
     __table_args__ = (
         UniqueConstraint("from_node_id", "eigen_index", "sign"),

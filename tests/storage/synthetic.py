@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import numpy as np
 from sqlalchemy import insert
@@ -27,6 +28,24 @@ METRICS = (
 EVALUATION_SIZE = 450
 
 
+def minimum_row(job_id: int, fingerprint: str, depth: int) -> dict[str, Any]:
+    """The columns of an evaluated minimum (its theta hash is its fingerprint)."""
+    return {
+        "job_id": job_id,
+        "fingerprint": fingerprint,
+        "depth": depth,
+        "kind": "minimum",
+        "index": 0,
+        "index_is_exact": True,
+        "loss": 0.0,
+        "grad_norm": 0.0,
+        "eigenvalues": [],
+        "theta_sha256": fingerprint,
+        "work": "evaluate",
+        "state": "done",
+    }
+
+
 def synthetic_job(db: Database, solutions: int, seed: int = 0) -> tuple[int, dict[int, dict]]:
     """A finished job with `solutions` solutions of 20 random metrics each and random
     predictions (groups of similar models); returns the job id and {solution id: metrics}."""
@@ -46,20 +65,7 @@ def synthetic_job(db: Database, solutions: int, seed: int = 0) -> tuple[int, dic
             node_ids = session.scalars(
                 insert(Node).returning(Node.id, sort_by_parameter_order=True),
                 [
-                    {
-                        "job_id": job_id,
-                        "fingerprint": f"{start + i:064x}",
-                        "depth": int(rng.integers(1, 6)),
-                        "kind": "minimum",
-                        "index": 0,
-                        "index_is_exact": True,
-                        "loss": 0.0,
-                        "grad_norm": 0.0,
-                        "eigenvalues": [],
-                        "theta_sha256": f"{start + i:064x}",
-                        "work": "evaluate",
-                        "state": "done",
-                    }
+                    minimum_row(job_id, f"{start + i:064x}", int(rng.integers(1, 6)))
                     for i in range(count)
                 ],
             ).all()
@@ -100,21 +106,7 @@ def record_solution(db: Database, job_id: int, metrics: dict[str, float]) -> int
     job's lock; its id."""
     with db.session() as session:
         lock_job(session, job_id)
-        fingerprint = secrets.token_hex(32)
-        node = Node(
-            job_id=job_id,
-            fingerprint=fingerprint,
-            depth=1,
-            kind="minimum",
-            index=0,
-            index_is_exact=True,
-            loss=metrics.get("loss", 0.0),
-            grad_norm=0.0,
-            eigenvalues=[],
-            theta_sha256=fingerprint,
-            work="evaluate",
-            state="done",
-        )
+        node = Node(**minimum_row(job_id, secrets.token_hex(32), depth=1))
         session.add(node)
         session.flush()
         solution = Solution(
