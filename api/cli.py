@@ -52,9 +52,9 @@ from ridgerider.problems.digits import (
     digits_loss,
     digits_mlp,
     digits_split,
-    symmetric_saddle,
     zero_point,
 )
+from ridgerider.problems.invariant import maximally_invariant_point
 from ridgerider.problems.registry import UnknownProblemError, load
 from ridgerider.search import SearchSpec
 from storage.artifacts import ARTIFACTS_ENV, LocalArtifactStore
@@ -133,7 +133,7 @@ def spectrum(
     if point is Point.zero:
         theta = zero_point(model, data)
     elif point is Point.saddle:
-        theta = symmetric_saddle(loss, hidden, seed=seed)
+        theta = maximally_invariant_point(model, loss, seed=seed)
     else:
         generator = torch.Generator().manual_seed(seed)
         theta = 0.5 * torch.randn(sum(p.numel() for p in model.parameters()), generator=generator)

@@ -29,7 +29,8 @@ from torch.nn import functional as F
 
 from ridgerider.flat import module_loss
 from ridgerider.linalg import HessianOperator, eigsh
-from ridgerider.problems.digits import digits_loss, digits_mlp, digits_split, symmetric_saddle
+from ridgerider.problems.digits import digits_loss, digits_mlp, digits_split
+from ridgerider.problems.invariant import maximally_invariant_point
 
 RESIDUAL_TOL = 1e-6  # relative to ||H||, for every solver
 DENSE_MAX_N = 3000
@@ -53,7 +54,8 @@ def _problems(device: torch.device, quick: bool):
     on_device = data.to(device)
     widths = [16] if quick else [16, 32]
     for hidden in widths:
-        saddle = symmetric_saddle(digits_loss(digits_mlp(hidden), data), hidden)
+        model = digits_mlp(hidden)
+        saddle = maximally_invariant_point(model, digits_loss(model, data))
         loss = digits_loss(digits_mlp(hidden).to(device), on_device)
         yield f"digits 64-{hidden}-10 symmetric saddle", loss, saddle.to(device)
     for hidden in [widths[-1]] if quick else [widths[-1], 1333]:  # 1333: 99,985 parameters

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from ridgerider.flat import FlatLayout, eval_mode, module_loss
+from ridgerider.problems.invariant import maximally_invariant_point
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def module_problem(
     *,
     test: tuple[Tensor, Tensor] | None = None,
     ood: tuple[Tensor, Tensor] | None = None,
-    start: Tensor | None = None,
+    start: Tensor | str | None = None,
     zero_modes: int = 0,
     weight_decay: float = 0.0,
 ) -> Problem:
@@ -77,13 +78,20 @@ def module_problem(
         train: (inputs, targets) the loss is measured on.
         test: an optional held-out split.
         ood: an optional out-of-distribution split.
-        start: the starting point (a saddle of the loss), flat.
+        start: the starting point (a saddle of the loss), flat; or "mis": the maximally
+            invariant saddle of `module`, an MLP (`maximally_invariant_point`), float64.
         zero_modes: exactly flat directions of the loss (e.g. 1 for the softmax shift of a
             classifier's output bias), so minima with them are not called degenerate.
         weight_decay: adds `weight_decay * ||w||^2` over the weights (parameters whose name
             ends in "weight"; biases are not decayed) to the loss; without any, networks tend
             to have flat directions, and their minima are degenerate.
+
+    Raises:
+        ValueError: a negative `weight_decay`, a `start` string other than "mis", or (for
+            "mis") a module that is no float64 MLP of Linear layers and activations.
     """
+    if isinstance(start, str) and start != "mis":
+        raise ValueError(f'start must be a flat tensor, None or "mis", got {start!r}')
     if weight_decay < 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
     data_loss, theta = module_loss(module, loss_fn, [train])
@@ -102,6 +110,8 @@ def module_problem(
         with eval_mode(module):
             return functional_call(module, layout.unflatten(flat), (inputs,))
 
+    if isinstance(start, str):
+        start = maximally_invariant_point(module, loss)
     splits = {"train": train} | ({"test": test} if test else {}) | ({"ood": ood} if ood else {})
     return Problem(
         name,

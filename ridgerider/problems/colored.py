@@ -49,9 +49,10 @@ def colored_digits_problem(
     seed: int = 0,
     agreement: float = 0.9,
     strength: float = 1.0,
-    start: str = "zero",
+    start: str | None = None,
+    layers: int = 1,
 ) -> Problem:
-    """The `colored-digits` problem: a 74-hidden-10 MLP; see the module doc.
+    """The `colored-digits` problem: an MLP with 74 inputs; see the module doc.
 
     Args:
         agreement: how often the colour equals the label in training, in [0.1, 1].
@@ -63,5 +64,6 @@ def colored_digits_problem(
     if not strength > 0:
         raise ValueError(f"strength must be > 0, got {strength!r}")
     data, ood = colored_split(seed, agreement, strength)
-    name = f"colored-digits-74-{hidden}-10-{activation}"
-    return mlp_problem(name, data, hidden, activation, weight_decay, start, ood=ood)
+    return mlp_problem(
+        "colored-digits", data, hidden, activation, weight_decay, start, ood=ood, layers=layers
+    )

@@ -1,4 +1,4 @@
-"""Hidden-unit symmetries of a one-hidden-layer MLP: permutations, sign flips, softmax shift.
+"""Hidden-unit symmetries of an MLP: permutations, sign flips, softmax shift.
 
 Two parameter vectors related by these transformations compute the same function, so the
 search must see them as one minimum. `align` maps one onto the other as closely as it can.
@@ -6,22 +6,26 @@ search must see them as one minimum. `align` maps one onto the other as closely 
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
+
 import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 
-def _units(theta: Tensor, inputs: int, hidden: int, outputs: int) -> tuple[Tensor, Tensor]:
-    """Per-hidden-unit rows [incoming weights, bias, outgoing weights], and the output bias."""
-    w1, b1, w2, b2 = torch.split(theta, [hidden * inputs, hidden, outputs * hidden, outputs])
-    rows = torch.cat([w1.view(hidden, inputs), b1[:, None], w2.view(outputs, hidden).T], 1)
-    return rows, b2
+def _layers(theta: Tensor, widths: Sequence[int]) -> tuple[list[Tensor], list[Tensor]]:
+    """The weight matrices (out x in) and biases of a flat `[W1, b1, W2, b2, ...]` vector."""
+    shapes = list(itertools.pairwise(widths))
+    pieces = torch.split(theta, [size for i, o in shapes for size in (o * i, o)])
+    weights = [w.view(o, i) for w, (i, o) in zip(pieces[::2], shapes, strict=True)]
+    return weights, list(pieces[1::2])
 
 
-def _flat(rows: Tensor, b2: Tensor, inputs: int) -> Tensor:
-    return torch.cat(
-        [rows[:, :inputs].reshape(-1), rows[:, inputs], rows[:, inputs + 1 :].T.reshape(-1), b2]
-    )
+def _rows(weights: list[Tensor], biases: list[Tensor], layer: int, *, outgoing: bool) -> Tensor:
+    """Hidden layer `layer`'s units as rows: [incoming weights, bias(, outgoing weights)]."""
+    parts = [weights[layer], biases[layer][:, None]]
+    return torch.cat([*parts, weights[layer + 1].T] if outgoing else parts, 1)
 
 
 def align(
@@ -29,23 +33,43 @@ def align(
     theta: Tensor,
     *,
     inputs: int,
-    hidden: int,
+    hidden: int | Sequence[int],
     outputs: int,
     odd_activation: bool,
 ) -> Tensor:
     """`theta` with its hidden units permuted (and, for an odd activation such as tanh, sign
     flipped) to match `reference` as closely as possible, and its output bias shifted to the
-    same mean (softmax ignores a constant shift). The matching is an optimal assignment."""
-    ref_rows, ref_b2 = _units(reference, inputs, hidden, outputs)
-    rows, b2 = _units(theta, inputs, hidden, outputs)
-    cost = torch.cdist(ref_rows, rows)
-    signs = torch.ones(hidden, hidden, dtype=theta.dtype)
-    if odd_activation:
-        flipped = torch.cdist(ref_rows, -rows)
-        signs = torch.where(flipped < cost, -1.0, 1.0).to(theta.dtype)
-        cost = torch.minimum(cost, flipped)
-    rows_index, cols_index = linear_sum_assignment(cost.cpu().numpy())
-    order = torch.as_tensor(cols_index)
-    matched = rows[order] * signs[torch.as_tensor(rows_index), order][:, None]
-    shifted = b2 - b2.mean() + ref_b2.mean()
-    return _flat(matched, shifted, inputs)
+    same mean (softmax ignores a constant shift).
+
+    The layers are matched in order, each by an optimal assignment of its units' rows
+    [incoming weights, bias], plus outgoing weights for the last hidden layer (the outputs are
+    never permuted); each layer's permutation and signs are carried into the next layer's
+    incoming columns before it is matched, so an exact copy is recovered exactly.
+
+    Args:
+        reference, theta: flat `[W1, b1, ..., W_out, b_out]` vectors (`nn.Sequential` order).
+        inputs, outputs: the network's input and output widths.
+        hidden: the width of each hidden layer (an int for one hidden layer).
+        odd_activation: whether flipping a unit's signs is a symmetry too.
+    """
+    widths = [inputs, *([hidden] if isinstance(hidden, int) else hidden), outputs]
+    ref_weights, ref_biases = _layers(reference, widths)
+    weights, biases = _layers(theta, widths)
+    last = len(widths) - 3
+    for layer in range(len(widths) - 2):
+        ref_rows = _rows(ref_weights, ref_biases, layer, outgoing=layer == last)
+        rows = _rows(weights, biases, layer, outgoing=layer == last)
+        cost = torch.cdist(ref_rows, rows)
+        signs = torch.ones_like(cost)
+        if odd_activation:
+            flipped = torch.cdist(ref_rows, -rows)
+            signs = torch.where(flipped < cost, -1.0, 1.0).to(theta.dtype)
+            cost = torch.minimum(cost, flipped)
+        rows_index, cols_index = linear_sum_assignment(cost.cpu().numpy())
+        order = torch.as_tensor(cols_index, device=theta.device)
+        sign = signs[torch.as_tensor(rows_index, device=theta.device), order]
+        weights[layer] = weights[layer][order] * sign[:, None]
+        biases[layer] = biases[layer][order] * sign
+        weights[layer + 1] = weights[layer + 1][:, order] * sign
+    biases[-1] = biases[-1] - biases[-1].mean() + ref_biases[-1].mean()
+    return torch.cat([t.reshape(-1) for pair in zip(weights, biases, strict=True) for t in pair])

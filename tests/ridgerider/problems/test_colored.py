@@ -24,6 +24,7 @@ def test_colour_agrees_with_the_label_in_training_and_not_out_of_distribution():
 
 def test_problem_starts_at_a_critical_point_and_measures_ood():
     problem = colored_digits_problem(hidden=4)
+    assert problem.name == "colored-digits-74-4-10-tanh"
     assert problem.dim == 75 * 4 + 10 + 40
     assert torch.func.grad(problem.loss)(problem.start).norm() < 1e-12
     assert set(problem.splits) == {"train", "test", "ood"}

@@ -1,4 +1,4 @@
-"""The digits MLP's special points against KNOWN-ANSWERS.md."""
+"""The digits MLP's special points against KNOWN-ANSWERS.md, with one and two hidden layers."""
 
 from __future__ import annotations
 
@@ -6,15 +6,17 @@ import pytest
 import torch
 
 from ridgerider.flat import FlatLayout
+from ridgerider.linalg import HessianOperator, eigsh
+from ridgerider.problems.colored import colored_digits_problem
 from ridgerider.problems.digits import (
     digits_loss,
     digits_mlp,
     digits_mlp_problem,
     digits_split,
     symmetric_point,
-    symmetric_saddle,
     zero_point,
 )
+from tests.ridgerider.problems.units import permute_units
 
 
 @pytest.fixture(scope="module")
@@ -52,17 +54,75 @@ def test_zero_point_is_critical_with_the_known_spectrum(digits):
     assert torch.allclose(negative.view(9, 8), torch.tensor(known)[:, None].double(), atol=1e-4)
 
 
-def test_symmetric_saddle_is_the_known_critical_point(digits):
-    model = digits_mlp(8)
-    loss = digits_loss(model, digits)
-    theta = symmetric_saddle(loss, 8)
-    assert loss(theta).item() == pytest.approx(1.3696, abs=1e-4)
-    assert torch.func.grad(loss)(theta).norm() < 1e-8
-    spectrum = torch.linalg.eigvalsh(torch.func.hessian(loss)(theta))
+@pytest.fixture(scope="module")
+def one_layer_saddle():
+    return digits_mlp_problem(hidden=8, start="saddle")
+
+
+@pytest.fixture(scope="module")
+def two_layers():
+    return digits_mlp_problem(hidden=8, layers=2)
+
+
+def test_the_one_layer_mis_is_the_known_saddle(one_layer_saddle):
+    problem = one_layer_saddle
+    assert problem.name == "digits-mlp-64-8-10-tanh"
+    assert problem.loss(problem.start).item() == pytest.approx(1.3696, abs=1e-4)
+    assert torch.func.grad(problem.loss)(problem.start).norm() < 1e-8
+    spectrum = torch.linalg.eigvalsh(torch.func.hessian(problem.loss)(problem.start))
     assert spectrum[-1].item() == pytest.approx(12.87, abs=0.01)
     negative = spectrum[spectrum < -1e-9]
     assert negative.numel() == 140  # 20 distinct values x 7 (H - 1)
     assert torch.allclose(negative.view(20, 7), negative.view(20, 7)[:, :1], atol=1e-9)
+    assert negative[0].item() == pytest.approx(-0.2117, abs=1e-4)
+    assert negative[7].item() > negative[0].item() + 0.01
+
+
+def test_two_hidden_layers_start_at_their_mis_with_sevenfold_negative_curvature(two_layers):
+    problem = two_layers
+    assert problem.name == "digits-mlp-64-8-8-10-tanh"
+    assert problem.dim == (64 + 1) * 8 + (8 + 1) * 8 + (8 + 1) * 10
+    gradient, value = torch.func.grad_and_value(problem.loss)(problem.start)
+    assert gradient.norm() <= 1e-8 * max(1.0, value.item())
+    assert value.item() == pytest.approx(1.3676158, abs=1e-6)
+    params = FlatLayout.of(digits_mlp(8, layers=2)).unflatten(problem.start)
+    assert torch.equal(params["2.weight"], params["2.weight"][0, 0].expand(8, 8))
+    values, _, _ = eigsh(HessianOperator(problem.loss, problem.start), 14, block_size=7)
+    # the two most negative eigenvalues, each once per standard representation's dimension
+    assert torch.allclose(values.view(2, 7), values.view(2, 7)[:, :1], atol=1e-9)
+    assert torch.allclose(values[::7], torch.tensor([-0.216654, -0.043277]).double(), atol=1e-6)
+
+
+def test_between_identical_layers_the_curvature_is_the_weight_decay_alone(two_layers):
+    """W2 + t a b^T with a, b orthogonal to ones leaves every pre-activation unchanged when the
+    first layer's units are identical, so only the penalty curves: H v = 2 * weight_decay * v."""
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, 8, generator=generator, dtype=torch.float64)
+    direction = torch.zeros(two_layers.dim, dtype=torch.float64)
+    FlatLayout.of(digits_mlp(8, layers=2)).unflatten(direction)["2.weight"].copy_(
+        torch.outer(a - a.mean(), b - b.mean())
+    )
+    product = HessianOperator(two_layers.loss, two_layers.start).matvec(direction)
+    assert torch.allclose(product, 2 * 0.5e-3 * direction, atol=1e-12)
+
+
+def test_two_layer_copies_are_merged_by_the_problems_align(two_layers):
+    generator = torch.Generator().manual_seed(5)
+    theta = torch.randn(two_layers.dim, generator=generator, dtype=torch.float64)
+    orders = [torch.randperm(8, generator=generator) for _ in range(2)]
+    signs = [torch.tensor([1.0, -1.0] * 4).double(), torch.tensor([-1.0] * 8).double()]
+    copy = permute_units(theta, [64, 8, 8, 10], orders, signs)
+    assert (two_layers.align(theta, copy) - theta).norm() < 1e-12
+
+
+def test_depth_is_checked_and_the_zero_start_needs_one_hidden_layer():
+    with pytest.raises(ValueError, match=r"start='zero' needs layers=1: .* use start='mis'"):
+        digits_mlp_problem(layers=2, start="zero")
+    for layers in (0, 5, 1.5):
+        with pytest.raises(ValueError, match=r"layers must be an integer in \[1, 4\]"):
+            digits_mlp_problem(layers=layers)
+    with pytest.raises(ValueError, match=r"layers must be an integer in \[1, 4\]"):
+        colored_digits_problem(layers=5)
 
 
 def test_bad_model_arguments_are_named():

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from ridgerider.flat import FlatLayout
 from ridgerider.problems.digits import digits_loss, digits_mlp, digits_split
 from ridgerider.problems.symmetry import align
+from tests.ridgerider.problems.units import permute_units
 
 
 def scrambled(theta: torch.Tensor, hidden: int, generator: torch.Generator) -> torch.Tensor:
@@ -41,3 +43,31 @@ def test_without_odd_symmetry_sign_flips_are_not_undone():
     copy = scrambled(theta, hidden, generator)
     aligned = align(theta, copy, inputs=64, hidden=hidden, outputs=10, odd_activation=False)
     assert (aligned - theta).norm() > 1.0
+
+
+@pytest.mark.parametrize("layers", [2, 3])
+def test_align_undoes_the_symmetries_of_every_hidden_layer(layers):
+    hidden = 6
+    widths = [64, *[hidden] * layers, 10]
+    generator = torch.Generator().manual_seed(layers)
+    theta = torch.randn(
+        FlatLayout.of(digits_mlp(hidden, layers=layers)).numel,
+        generator=generator,
+        dtype=torch.float64,
+    )
+    orders = [torch.randperm(hidden, generator=generator) for _ in range(layers)]
+    signs = [
+        torch.where(torch.rand(hidden, generator=generator) < 0.5, -1.0, 1.0).double()
+        for _ in range(layers)
+    ]
+    copy = permute_units(theta, widths, orders, signs)
+    copy[-10:] += 0.7
+    loss = digits_loss(digits_mlp(hidden, layers=layers), digits_split())
+    assert abs(loss(copy).item() - loss(theta).item()) < 1e-12  # the same function
+    assert (copy - theta).norm() > 1.0
+    hiddens = [hidden] * layers
+    aligned = align(theta, copy, inputs=64, hidden=hiddens, outputs=10, odd_activation=True)
+    assert (aligned - theta).norm() < 1e-12
+    unsigned = permute_units(theta, widths, orders)
+    aligned = align(theta, unsigned, inputs=64, hidden=hiddens, outputs=10, odd_activation=False)
+    assert (aligned - theta).norm() < 1e-12
