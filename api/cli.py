@@ -82,6 +82,16 @@ from workers.settings import DEFAULT_BROKER_URL
 from workers.steps import StartError
 
 app = typer.Typer(help="Ridge Rider: find many genuinely different minima of a loss.")
+ThreadsOption = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        max=256,
+        help="torch threads for the in-process search. One is the default: the built-in "
+        "problems are small, and two threads on cores that are busy with anything else made "
+        "a search 12x slower (idle threads spin).",
+    ),
+]
 WAIT_POLL_SECONDS = 0.5
 
 
@@ -193,9 +203,11 @@ def run(
     no_wait: Annotated[
         bool, typer.Option("--no-wait", help="With --broker: print the job id and return.")
     ] = False,
+    threads: ThreadsOption = 1,
 ) -> None:
     """Run a Ridge Rider search, store it, and report the distinct minima found: in-process,
     or on the worker pool when a broker is given (--broker or RIDGERIDER_BROKER_URL)."""
+    torch.set_num_threads(threads)
     fields = read_spec(spec) if spec else {}
     if problem is not None:
         fields["problem"] = problem
@@ -234,8 +246,10 @@ def resume(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     db_url: DbOption = None,
     artifacts: ArtifactsOption = None,
+    threads: ThreadsOption = 1,
 ) -> None:
     """Go on with an interrupted in-process job: nothing it recorded is lost or redone."""
+    torch.set_num_threads(threads)
     db, store = open_database(db_url, artifacts)
     with db.session(readonly=True) as session:
         status = job_or_fail(session, job).status

@@ -113,7 +113,8 @@ def progress_bar() -> Progress:
 
 def describe_progress(job_id: int, counts: dict[str, int]) -> str:
     return (
-        f"job {job_id}: {counts['rides']} rides, {counts['minima']} minima, "
+        f"job {job_id}: {counts['rides']} rides, {counts.get('branch_points', 0)} branch "
+        f"points, {counts['minima']} minima, "
         f"{counts['outstanding']} to go, {counts['hvps']:,} HVPs"
     )
 

@@ -204,6 +204,7 @@ def _row(data: dict[str, Any]) -> SolutionRow:
         data["job_id"],
         data["node_id"],
         data["depth"],
+        data["fingerprint"],
         data["weights_sha256"],
         data["metrics"],
     )

@@ -39,10 +39,12 @@ def solutions_table(rows: Sequence[SolutionRow], title: str) -> Table:
     table = Table(title=title)
     table.add_column("id", justify="right")
     table.add_column("depth", justify="right")
+    table.add_column("fingerprint")
     for column in present:
         table.add_column(column.replace("_", " "), justify="right")
     for row in rows:
-        table.add_row(str(row.id), str(row.depth), *[cell(row.metrics.get(c)) for c in present])
+        metrics = [cell(row.metrics.get(c)) for c in present]
+        table.add_row(str(row.id), str(row.depth), row.fingerprint or "(start)", *metrics)
     return table
 
 
@@ -50,10 +52,12 @@ def solutions_csv(rows: Sequence[SolutionRow]) -> str:
     names = sorted({name for row in rows for name in row.metrics})
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["id", "node_id", "depth", "weights_sha256", *names])
+    writer.writerow(["id", "node_id", "depth", "fingerprint", "weights_sha256", *names])
     for row in rows:
         metrics = [row.metrics.get(name, "") for name in names]
-        writer.writerow([row.id, row.node_id, row.depth, row.weights_sha256, *metrics])
+        writer.writerow(
+            [row.id, row.node_id, row.depth, row.fingerprint, row.weights_sha256, *metrics]
+        )
     return out.getvalue()
 
 
@@ -85,7 +89,8 @@ def print_report(console: Console, rows: Sequence[SolutionRow], document: dict[s
     if summary:
         console.print(f"set: {summary}")
     console.print(
-        f"{stats.get('nodes', 0)} critical points ({stats.get('saddles', 0)} saddles, "
+        f"{stats.get('nodes', 0)} points ({stats.get('saddles', 0)} saddles, "
+        f"{stats.get('branch_points', 0)} branch points, "
         f"{stats.get('degenerate', 0)} degenerate), {stats.get('rides', 0)} rides, "
         f"{stats.get('failed_rides', 0)} failed, {job['hvps']:,} HVPs, {job['seconds']:.1f} s; "
         f"stopped: {stats.get('stopped', '-')}"

@@ -52,9 +52,9 @@ class JobSubmission(SearchSpec):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_nodes: int = Field(100, ge=1, le=10_000, description="distinct critical points")
-    max_depth: int = Field(10, ge=1, le=50, description="saddles deeper are not expanded")
-    ridges_per_node: int = Field(8, ge=1, le=64, description="ridges ridden per saddle")
+    max_nodes: int = Field(100, ge=1, le=10_000, description="distinct points in the tree")
+    max_depth: int = Field(10, ge=1, le=50, description="rides from the start to the deepest point")
+    ridges_per_node: int = Field(8, ge=1, le=64, description="ridges ridden per branch point")
     max_hvps: int | None = Field(None, ge=1, le=10**9, description="total HVP budget")
     max_seconds: float | None = Field(None, gt=0, le=86_400, description="wall-time budget")
     max_steps: int = Field(1000, ge=1, le=100_000, description="steps per ride")
@@ -73,6 +73,7 @@ class Progress(BaseModel):
     nodes: int
     minima: int
     saddles: int
+    branch_points: int = Field(0, description="rides' ends with negative curvature left")
     rides: int
     failed_rides: int
     skipped_rides: int
@@ -105,6 +106,7 @@ class SolutionOut(BaseModel):
     job_id: int
     node_id: int
     depth: int
+    fingerprint: str = Field(description="the rides from the start, e.g. 0+.8-")
     weights_sha256: str
     metrics: dict[str, float]
 

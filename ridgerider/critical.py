@@ -18,7 +18,9 @@ from torch.func import grad
 
 from ridgerider.linalg import HessianOperator, eigsh
 
-Kind = Literal["minimum", "saddle", "maximum", "degenerate"]
+Kind = Literal["minimum", "saddle", "maximum", "degenerate", "branch", "ride-end"]
+SOLUTION_KINDS = ("minimum", "ride-end")
+ZERO_RTOL = 1e-6  # an eigenvalue is zero when |lambda| <= ZERO_RTOL * max(||H||, 1)
 
 
 @dataclass(frozen=True)
@@ -32,10 +34,6 @@ class SettleConfig:
             fraction of the full gradient's norm at the start.
         newton_steps: at most this many Newton steps (MINRES on HVPs) to polish.
         probe: how many of the smallest eigenpairs are computed to guide and classify.
-        target: "saddle" settles on the critical point beneath with `settle` (holding the
-            negative-curvature directions, which must all fit in `probe`); "minimum" descends
-            to a minimum with `settle_to_minimum` (L-BFGS, then Newton). A search spec's
-            "auto" is resolved to one of them by `SearchSpec.settle_config`.
     """
 
     grad_tol: float = 1e-9
@@ -43,16 +41,17 @@ class SettleConfig:
     descent_tol: float = 1e-3
     newton_steps: int = 30
     probe: int = 8
-    target: Literal["saddle", "minimum"] = "minimum"
 
 
 @dataclass(frozen=True)
 class CriticalPoint:
-    """A point, its loss and gradient norm, and what its spectrum says it is.
+    """A point of the tree, its loss and gradient norm, and what its spectrum says it is.
 
-    `index` is the number of negative eigenvalues among the `probe` smallest, a lower bound when
-    all of them are negative (`index_is_exact` is then False); `eigenvalues` are those smallest
-    ones, ascending.
+    Most are critical points; a Ridge Rider tree also keeps the ends of rides, which are not:
+    a "branch" point (negative curvature left: the tree branches there) and a "ride-end" leaf
+    (none left, kept as the ride left it). `index` is the number of negative eigenvalues among
+    the `probe` smallest, a lower bound when all of them are negative (`index_is_exact` is then
+    False); `eigenvalues` are those smallest ones, ascending; `norm_estimate` estimates ||H||.
     """
 
     theta: Tensor
@@ -63,6 +62,7 @@ class CriticalPoint:
     eigenvalues: Tensor
     hvps: int
     index_is_exact: bool = True
+    norm_estimate: float = 0.0
 
 
 def classify(
@@ -70,21 +70,38 @@ def classify(
     theta: Tensor,
     *,
     probe: int = 8,
-    zero_tol: float = 1e-6,
+    zero_tol: float = ZERO_RTOL,
     zero_modes: int = 0,
+    v0: Tensor | None = None,
 ) -> CriticalPoint:
-    """Kind and index of `theta` from the smallest eigenvalues of the Hessian there.
+    """Kind and index of `theta` from the smallest eigenvalues of the Hessian there (warm
+    started from `v0`, e.g. the vectors a ride tracked, where given).
 
     An eigenvalue is zero when |lambda| <= zero_tol * max(||H||, 1). A point with no negative
     eigenvalue but more zero ones than the problem's declared `zero_modes` is `degenerate`:
     second order cannot certify it is a minimum (x^2 + y^3, the monkey saddle).
     """
     op = HessianOperator(loss, theta)
-    n = theta.numel()
-    low = eigsh(op, min(probe, n), "SA", seed=0)
+    low = eigsh(op, min(probe, theta.numel()), "SA", v0=v0, seed=0)
     top = eigsh(op, 1, "LA", seed=0)
-    scale = max(abs(top.eigenvalues[0].item()), low.eigenvalues.abs().max().item(), 1.0)
-    values = low.eigenvalues.cpu()
+    norm_estimate = max(abs(top.eigenvalues[0].item()), low.eigenvalues.abs().max().item())
+    hvps = low.info.matvecs + top.info.matvecs
+    return point_of(loss, theta, low.eigenvalues.cpu(), norm_estimate, hvps, zero_tol, zero_modes)
+
+
+def point_of(
+    loss: Callable[[Tensor], Tensor],
+    theta: Tensor,
+    values: Tensor,
+    norm_estimate: float,
+    hvps: int,
+    zero_tol: float = ZERO_RTOL,
+    zero_modes: int = 0,
+) -> CriticalPoint:
+    """`theta` classified (see `classify`) from the smallest eigenvalues of its Hessian,
+    `values` (ascending), computed for `hvps` products."""
+    n = theta.numel()
+    scale = max(norm_estimate, 1.0)
     negative = int((values < -zero_tol * scale).sum())
     zeros = int((values.abs() <= zero_tol * scale).sum())
     if negative == 0:
@@ -100,8 +117,9 @@ def classify(
         kind=kind,
         index=negative,
         eigenvalues=values,
-        hvps=low.info.matvecs + top.info.matvecs,
+        hvps=hvps,
         index_is_exact=negative < values.numel() or values.numel() == n,
+        norm_estimate=norm_estimate,
     )
 
 

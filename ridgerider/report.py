@@ -1,4 +1,5 @@
-"""One call from a spec to a report: search, then the behavioural metrics of every minimum."""
+"""One call from a spec to a report: search, then the metrics of the set; and the report's JSON
+shape, shared with the stored job's document (`storage.report`)."""
 
 from __future__ import annotations
 
@@ -6,18 +7,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ridgerider.critical import CriticalPoint
-from ridgerider.metrics import minimum_metrics, pairwise_metrics, set_metrics
+from torch import Tensor
+
+from ridgerider.critical import SOLUTION_KINDS, CriticalPoint
+from ridgerider.metrics import pairwise_metrics, set_metrics
 from ridgerider.problems.base import Problem
 from ridgerider.problems.registry import load
 from ridgerider.search import SearchResult, SearchSpec, search
+from ridgerider.search.budget import Progress
+from ridgerider.search.fingerprint import to_text
 
 THETA_IN_JSON_MAX_DIM = 100
 
 
 @dataclass(frozen=True)
 class Minimum:
-    """A distinct minimum: its node id in the DAG, the point, and its metrics."""
+    """A distinct solution (a minimum, or a ride's end kept as a leaf): its node id in the DAG,
+    the point, and its metrics."""
 
     id: int
     point: CriticalPoint
@@ -26,7 +32,7 @@ class Minimum:
 
 @dataclass(frozen=True)
 class SearchReport:
-    """A finished search with the metrics of its minima, pairs and set."""
+    """A finished search with the metrics of its solutions, pairs and set."""
 
     spec: SearchSpec
     problem: Problem
@@ -38,28 +44,12 @@ class SearchReport:
     def to_json(self) -> dict[str, Any]:
         """`minima`, `graph` (nodes and edges), `stats` and `set_metrics`, as plain JSON."""
         graph = self.result.graph
-        include_theta = self.problem.dim <= THETA_IN_JSON_MAX_DIM
-        minima = []
-        for minimum in self.minima:
-            entry: dict[str, Any] = {
-                "id": minimum.id,
-                "loss": minimum.point.loss,
-                "grad_norm": minimum.point.grad_norm,
-                "index": minimum.point.index,
-                "metrics": minimum.metrics,
-            }
-            if include_theta:
-                entry["theta"] = minimum.point.theta.tolist()
-            minima.append(entry)
+        minima = [
+            solution_json(m.id, m.point, m.metrics, graph.nodes[m.id]["fingerprint"])
+            for m in self.minima
+        ]
         nodes = [
-            {
-                "id": node,
-                "kind": data["point"].kind,
-                "index": data["point"].index,
-                "loss": data["point"].loss,
-                "grad_norm": data["point"].grad_norm,
-                "depth": data["depth"],
-            }
+            node_json(node, data["point"], data["depth"], data["fingerprint"])
             for node, data in graph.nodes(data=True)
         ]
         edges = [{"from": a, "to": b, **labels} for a, b, labels in graph.edges(data=True)]
@@ -80,23 +70,60 @@ class SearchReport:
                 "nodes": graph.number_of_nodes(),
                 "seconds": self.result.seconds,
                 "stopped": self.result.stopped,
+                "open": self.result.open,
             },
         }
+
+
+def node_json(node_id: int, point: CriticalPoint, depth: int, fingerprint: tuple) -> dict:
+    """A node of the DAG as JSON."""
+    return {
+        "id": node_id,
+        "kind": point.kind,
+        "index": point.index,
+        "loss": point.loss,
+        "grad_norm": point.grad_norm,
+        "depth": depth,
+        "fingerprint": to_text(fingerprint),
+    }
+
+
+def solution_json(
+    node_id: int, point: CriticalPoint, metrics: dict[str, float], fingerprint: tuple
+) -> dict[str, Any]:
+    """A solution as JSON: its node, loss, gradient norm, index, fingerprint and metrics, and
+    `theta` for problems of at most THETA_IN_JSON_MAX_DIM parameters."""
+    entry: dict[str, Any] = {
+        "node": node_id,
+        "loss": point.loss,
+        "grad_norm": point.grad_norm,
+        "index": point.index,
+        "fingerprint": to_text(fingerprint),
+        "metrics": metrics,
+    }
+    if (theta := theta_json(point.theta)) is not None:
+        entry["theta"] = theta
+    return entry
+
+
+def theta_json(theta: Tensor) -> list[float] | None:
+    """The parameters as a list, for problems small enough to print them."""
+    return theta.tolist() if theta.numel() <= THETA_IN_JSON_MAX_DIM else None
 
 
 def run(
     spec: SearchSpec | None = None,
     problem: Problem | None = None,
-    on_event: Callable[[str, dict], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
 ) -> SearchReport:
     """Search `problem` (default: the one `spec.problem` names) and measure what it found."""
     spec = spec or SearchSpec()
     problem = problem or load(spec.problem)
-    result = search(problem, spec, on_event)
+    result = search(problem, spec, on_progress)
     minima = [
-        Minimum(node, data["point"], minimum_metrics(problem, data["point"]))
+        Minimum(node, data["point"], data["metrics"])
         for node, data in result.graph.nodes(data=True)
-        if data["point"].kind == "minimum"
+        if data["point"].kind in SOLUTION_KINDS and "metrics" in data
     ]
     points = [m.point for m in minima]
     pairs = pairwise_metrics(problem, points)

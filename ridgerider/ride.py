@@ -26,25 +26,33 @@ class RideConfig:
         curvature_tol: the ride ends once the tracked eigenvalue is >= -curvature_tol.
         track: the ridge and its neighbours: how many eigenvectors each step starts from (the
             ridge is the Ritz vector that overlaps most with the previous step's).
-        tracking_tol: the residual tolerance of tracking (relative to ||H||).
+        tracking_tol: the residual tolerance of tracking (relative to ||H||). Tight, so that a
+            ride does not depend on rounding: stopped early, the tracked vector depends on
+            how many products the solve took, which rounding decides, and a ride then drifts
+            with the thread count or the CPU (1e-3 let two threads' ride end 0.01 away from
+            one thread's; 1e-10 keeps them within 1e-8).
+        tracking_matvecs: the product budget of one step's tracking.
     """
 
     step_size: float = 0.05
     max_steps: int = 1000
     curvature_tol: float = 1e-8
     track: int = 3
-    tracking_tol: float = 1e-3
+    tracking_tol: float = 1e-10
+    tracking_matvecs: int = 100
 
 
 @dataclass(frozen=True)
 class RideEnd:
-    """Where a ride stopped, why, and what it cost."""
+    """Where a ride stopped, why, and what it cost; `vectors` are the ridge and its neighbours
+    as last tracked (n x track), a warm start for the eigenpairs at the end."""
 
     theta: Tensor
     steps: int
     hvps: int
     reason: EndReason
     eigenvalue: float
+    vectors: Tensor | None = None
 
 
 def ride(
@@ -81,17 +89,24 @@ def ride(
         if not math.isfinite(value):
             return RideEnd(theta, step, hvps, "non-finite-loss", eigenvalue)
         if value > previous:
-            return RideEnd(theta, step, hvps, "loss-rose", eigenvalue)
+            return RideEnd(theta, step, hvps, "loss-rose", eigenvalue, _vectors(d, neighbours))
         previous = value
         tracked = track_eigenvector(
             HessianOperator(loss, theta),
             d,
             neighbours,
             tol=config.tracking_tol,
+            max_matvecs=config.tracking_matvecs,
             norm_estimate=norm_estimate,
         )
         hvps += tracked.matvecs
         d, eigenvalue, neighbours = tracked.vector, tracked.eigenvalue, tracked.neighbours
         if eigenvalue >= -config.curvature_tol:
-            return RideEnd(theta, step, hvps, "curvature-nonnegative", eigenvalue)
-    return RideEnd(theta, config.max_steps, hvps, "step-budget", eigenvalue)
+            vectors = _vectors(d, neighbours)
+            return RideEnd(theta, step, hvps, "curvature-nonnegative", eigenvalue, vectors)
+    vectors = _vectors(d, neighbours)
+    return RideEnd(theta, config.max_steps, hvps, "step-budget", eigenvalue, vectors)
+
+
+def _vectors(direction: Tensor, neighbours: Tensor) -> Tensor:
+    return torch.cat([direction[:, None], neighbours], 1)

@@ -98,10 +98,14 @@ def _write_metrics_csv(rows: list[SolutionRow], path: Path) -> None:
     names = sorted({name for row in rows for name in row.metrics})
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["solution_id", "node_id", "depth", "weights_sha256", *names])
+        writer.writerow(
+            ["solution_id", "node_id", "depth", "fingerprint", "weights_sha256", *names]
+        )
         for row in rows:
             values = [row.metrics.get(name, "") for name in names]
-            writer.writerow([row.id, row.node_id, row.depth, row.weights_sha256, *values])
+            writer.writerow(
+                [row.id, row.node_id, row.depth, row.fingerprint, row.weights_sha256, *values]
+            )
 
 
 def _write_weights(store: ArtifactStore, rows: list[SolutionRow], folder: Path) -> None:
@@ -175,7 +179,7 @@ def _card(
         "",
         f"- problem: `{job.problem}`" + (f" ({problem.dim} parameters)" if problem else ""),
         f"- job status: {job.status}; created {job.created_at:%Y-%m-%d %H:%M} UTC",
-        f"- search: {stats.get('nodes', '?')} critical points, {stats.get('rides', '?')} rides "
+        f"- search: {stats.get('nodes', '?')} points, {stats.get('rides', '?')} rides "
         f"({stats.get('failed_rides', 0)} failed), {stats.get('hvps', job.hvps):,} "
         f"Hessian-vector products, {stats.get('seconds', job.run_seconds):.1f} s; stopped: "
         f"{stats.get('stopped', job.stopped or '-')}",
@@ -188,13 +192,16 @@ def _card(
         "",
         "## Metrics",
         "",
-        "| solution | depth | " + " | ".join(c.replace("_", " ") for c in present) + " | sha256 |",
-        "|---:|---:|" + "---:|" * len(present) + "---|",
+        "| solution | depth | fingerprint | "
+        + " | ".join(c.replace("_", " ") for c in present)
+        + " | sha256 |",
+        "|---:|---:|---|" + "---:|" * len(present) + "---|",
     ]
     for row in rows:
         cells = [_cell(row.metrics.get(c)) for c in present]
         lines.append(
-            f"| {row.id} | {row.depth} | {' | '.join(cells)} | `{row.weights_sha256[:12]}` |"
+            f"| {row.id} | {row.depth} | `{row.fingerprint or '(start)'}` | {' | '.join(cells)} "
+            f"| `{row.weights_sha256[:12]}` |"
         )
     lines += ["", "Every metric of every solution is in `metrics.csv`.", ""]
     if set_metrics:

@@ -19,6 +19,10 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from ridgerider.search.budget import Progress
+from ridgerider.search.fingerprint import Fingerprint, extend, from_text, to_text
+from ridgerider.search.frontier import Unit
+from storage.database import Database
 from storage.models import (
     Job,
     Metric,
@@ -42,7 +46,8 @@ class JobNotFoundError(LookupError):
 
 @dataclass(frozen=True)
 class PointRecord:
-    """What the database keeps of a critical point (its parameters are an artifact)."""
+    """What the database keeps of a point of the tree (its parameters, and the spectrum of a
+    branch point found when a ride reached it, are artifacts)."""
 
     kind: str
     index: int
@@ -51,18 +56,17 @@ class PointRecord:
     grad_norm: float
     eigenvalues: list[float]
     theta_sha256: str
+    function_key: float | None = None
+    spectrum_sha256: str | None = None
 
 
 @dataclass(frozen=True)
-class Unit:
-    """A pending unit of work, with what a frontier orders by."""
+class MergeWindow:
+    """The ranges of loss (and of function key, when merging by function) that hold every copy
+    of a new point: only the nodes inside are compared with it."""
 
-    kind: UnitKind
-    id: int
-    work: str
-    depth: int
-    node_id: int
-    eigenvalue: float
+    loss: tuple[float, float]
+    function: tuple[float, float] | None = None
 
 
 def new_token() -> str:
@@ -126,31 +130,43 @@ def lock_job(session: Session, job_id: int) -> None:
     session.execute(update(Job).where(Job.id == job_id).values(merge_lock=Job.merge_lock + 1))
 
 
+def root_node(session: Session, job_id: int) -> Node | None:
+    """The job's root node (its start), if it has started."""
+    return session.scalar(
+        select(Node).where(Node.job_id == job_id, Node.fingerprint == ROOT_FINGERPRINT)
+    )
+
+
 def start_job(session: Session, job_id: int, root: PointRecord, work: Work, hvps: int) -> Node:
     """Mark the job running with its root node, which cost `hvps` to classify (idempotent: a
     started job keeps its root)."""
     lock_job(session, job_id)
     job = session.get(Job, job_id, populate_existing=True)
-    root_node = session.scalar(
-        select(Node).where(Node.job_id == job_id, Node.fingerprint == ROOT_FINGERPRINT)
-    )
-    if root_node is not None:
-        return root_node
-    root_node = _add_node(session, job_id, ROOT_FINGERPRINT, 0, root, work)
+    existing = root_node(session, job_id)
+    if existing is not None:
+        return existing
+    root_node_ = _add_node(session, job_id, ROOT_FINGERPRINT, (), 0, root, work)
     job.status = "running"
     job.started_at = utcnow()
     job.outstanding = int(work != "none")
     job.hvps += hvps
     session.flush()
-    return root_node
+    return root_node_
 
 
 def _add_node(
-    session: Session, job_id: int, fingerprint: str, depth: int, point: PointRecord, work: Work
+    session: Session,
+    job_id: int,
+    lineage_hash: str,
+    path: Fingerprint,
+    depth: int,
+    point: PointRecord,
+    work: Work,
 ) -> Node:
     node = Node(
         job_id=job_id,
-        fingerprint=fingerprint,
+        fingerprint=lineage_hash,
+        path=to_text(path),
         depth=depth,
         kind=point.kind,
         index=point.index,
@@ -158,7 +174,9 @@ def _add_node(
         loss=point.loss,
         grad_norm=point.grad_norm,
         eigenvalues=point.eigenvalues,
+        function_key=point.function_key,
         theta_sha256=point.theta_sha256,
+        spectrum_sha256=point.spectrum_sha256,
         work=work,
         state="pending" if work != "none" else "done",
     )
@@ -288,14 +306,15 @@ def record_ride(
     ride_id: int,
     token: str,
     result: RideResult,
+    window: MergeWindow,
     find_copy: Callable[[list[tuple[int, str]]], int | None],
     work_of: Callable[[PointRecord, int], Work],
 ) -> RideRecord | None:
-    """Record a ride's outcome, merging its critical point into the job's DAG.
+    """Record a ride's outcome, merging the point it reached into the job's DAG.
 
-    Under the job's lock, `find_copy` gets the (node id, theta sha256) of every node of the job
-    and returns the one the new point copies, if any; a new node gets the work `work_of(point,
-    depth)` says. Returns None if the claim was lost.
+    Under the job's lock, `find_copy` gets the (node id, theta sha256) of the job's nodes inside
+    `window` (by id) and returns the one the new point copies, if any; a new node gets the work
+    `work_of(point, depth)` says. Returns None if the claim was lost.
     """
     ride = session.get(Ride, ride_id)
     if ride is None:
@@ -312,16 +331,16 @@ def record_ride(
     else:
         if not _settle_unit(session, "ride", ride_id, token, "done", **stats):
             return None
-        known = session.execute(
-            select(Node.id, Node.theta_sha256).where(Node.job_id == job.id).order_by(Node.id)
-        ).all()
-        target = find_copy([(node_id, sha) for node_id, sha in known])
+        target = find_copy(_candidates(session, job.id, window))
         work: Work = "none"
         if target is None:
             parent = session.get(Node, ride.from_node_id)
-            fingerprint = lineage(parent.fingerprint, ride.eigen_index, ride.sign)
+            path = extend(from_text(parent.path), ride.eigen_index, ride.sign)
+            lineage_hash = lineage(parent.fingerprint, ride.eigen_index, ride.sign)
             work = work_of(result.point, parent.depth + 1)
-            node = _add_node(session, job.id, fingerprint, parent.depth + 1, result.point, work)
+            node = _add_node(
+                session, job.id, lineage_hash, path, parent.depth + 1, result.point, work
+            )
             if work != "none" and job.cancel_requested:
                 node.state, work = "skipped", "none"
             job.outstanding += int(work != "none")
@@ -339,6 +358,18 @@ def record_ride(
     _touch(job)
     session.flush()
     return record
+
+
+def _candidates(session: Session, job_id: int, window: MergeWindow) -> list[tuple[int, str]]:
+    """(id, theta sha256) of the job's nodes inside `window`, by id: range scans of the
+    (job, loss) and (job, function key) indexes."""
+    inside = Node.loss.between(*window.loss)
+    if window.function is not None:
+        inside = or_(inside, Node.function_key.between(*window.function))
+    found = session.execute(
+        select(Node.id, Node.theta_sha256).where(Node.job_id == job_id, inside).order_by(Node.id)
+    ).all()
+    return [(node_id, sha) for node_id, sha in found]
 
 
 def record_evaluation(
@@ -610,24 +641,53 @@ def resume_clock(session: Session, job_id: int) -> None:
     job.started_at = utcnow() - timedelta(seconds=job.run_seconds)
 
 
-def pending_units(session: Session, job_id: int) -> list[Unit]:
-    """Every pending unit of the job, with the depth and eigenvalue a frontier orders by."""
-    nodes = session.execute(
-        select(Node.id, Node.work, Node.depth, Node.eigenvalues).where(
-            Node.job_id == job_id, Node.state == "pending"
-        )
-    ).all()
-    rides = session.execute(
-        select(Ride.id, Ride.depth, Ride.from_node_id, Ride.eigenvalue).where(
-            Ride.job_id == job_id, Ride.state == "pending"
-        )
-    ).all()
-    units = [
-        Unit("node", i, work, depth, i, values[0] if values else 0.0)
-        for i, work, depth, values in nodes
-    ]
-    units += [Unit("ride", i, "ride", depth, node, value) for i, depth, node, value in rides]
+def pending_units(
+    session: Session, job_id: int, works: Sequence[str] = ("expand", "evaluate", "ride")
+) -> list[Unit]:
+    """The job's pending units whose work is one of `works`, with what a frontier orders by."""
+    units = []
+    node_works = [work for work in works if work != "ride"]
+    if node_works:
+        nodes = session.execute(
+            select(Node.id, Node.work, Node.depth, Node.path, Node.eigenvalues).where(
+                Node.job_id == job_id, Node.state == "pending", Node.work.in_(node_works)
+            )
+        ).all()
+        units += [
+            Unit("node", i, work, i, depth, from_text(path), values[0] if values else 0.0)
+            for i, work, depth, path, values in nodes
+        ]
+    if "ride" in works:
+        rides = session.execute(
+            select(Ride.id, Ride.from_node_id, Ride.depth, Node.path, Ride.eigen_index)
+            .add_columns(Ride.sign, Ride.eigenvalue)
+            .join(Node, Node.id == Ride.from_node_id)
+            .where(Ride.job_id == job_id, Ride.state == "pending")
+        ).all()
+        units += [
+            Unit("ride", i, "ride", node, depth, extend(from_text(path), index, sign), value)
+            for i, node, depth, path, index, sign, value in rides
+        ]
     return units
+
+
+def claim_next(
+    db: Database,
+    job_id: int,
+    key: Callable[[Unit], tuple],
+    token: str,
+    works: Sequence[str] = ("expand", "evaluate", "ride"),
+) -> Unit | None:
+    """Claim the job's pending unit (of `works`) that comes first by the frontier's `key`, or
+    the next if another worker took it first; None when none is left. Each claim is its own
+    transaction."""
+    with db.session(readonly=True) as session:
+        units = sorted(pending_units(session, job_id, works), key=key)
+    for unit in units:
+        with db.session() as session:
+            if claim(session, unit.kind, unit.id, token):
+                return unit
+    return None
 
 
 def counts(session: Session, job_id: int) -> dict[str, int]:
@@ -652,6 +712,8 @@ def counts(session: Session, job_id: int) -> dict[str, int]:
         "nodes": sum(kinds.values()),
         "minima": kinds.get("minimum", 0),
         "saddles": kinds.get("saddle", 0),
+        "branch_points": kinds.get("branch", 0),
+        "ride_ends": kinds.get("ride-end", 0),
         "degenerate": kinds.get("degenerate", 0),
         "rides": rides.get("done", 0),
         "failed_rides": rides.get("failed", 0),
@@ -661,3 +723,11 @@ def counts(session: Session, job_id: int) -> dict[str, int]:
         "hvps": job.hvps,
         "outstanding": job.outstanding,
     }
+
+
+def progress(session: Session, job_id: int) -> Progress:
+    """What the job has spent and found, for its budgets: nodes, solutions, HVPs, seconds."""
+    job = session.get(Job, job_id, populate_existing=True)
+    nodes = session.scalar(select(func.count()).where(Node.job_id == job_id))
+    solutions = session.scalar(select(func.count()).where(Solution.job_id == job_id))
+    return Progress(nodes, solutions, job.hvps, elapsed_seconds(job))

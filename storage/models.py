@@ -93,14 +93,18 @@ class WorkUnit:
 
 
 class Node(WorkUnit, Base):
-    """A critical point of a job's loss; its work unit expands it (a saddle) or evaluates it (a
-    minimum). `fingerprint` names the lineage of the ride that first reached it."""
+    """A point of a job's tree (a critical point, or a ride's end); its work unit expands it (a
+    branch point) or evaluates it (a solution). `path` is its fingerprint, the rides from the
+    start that first reached it (`0+.8-`); `fingerprint` is a hash of that lineage, unique in
+    the job. `loss` and `function_key` are the archive's indexes (see
+    `ridgerider.search.archive`)."""
 
     __tablename__ = "nodes"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     fingerprint: Mapped[str] = mapped_column(String(SHA256_HEX))
+    path: Mapped[str] = mapped_column(Text, server_default="")
     depth: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(16))
     index: Mapped[int] = mapped_column(Integer)
@@ -108,6 +112,7 @@ class Node(WorkUnit, Base):
     loss: Mapped[float] = mapped_column(Float)
     grad_norm: Mapped[float] = mapped_column(Float)
     eigenvalues: Mapped[list[float]] = mapped_column(JSON)
+    function_key: Mapped[float | None] = mapped_column(Float)
     theta_sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
     spectrum_sha256: Mapped[str | None] = mapped_column(String(SHA256_HEX))
     work: Mapped[str] = mapped_column(String(16))
@@ -117,6 +122,8 @@ class Node(WorkUnit, Base):
     __table_args__ = (
         UniqueConstraint("job_id", "fingerprint"),
         Index(None, "job_id", "state"),
+        Index(None, "job_id", "loss"),
+        Index(None, "job_id", "function_key"),
     )
 
 

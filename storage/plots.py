@@ -11,6 +11,8 @@ from matplotlib.figure import Figure
 
 KIND_COLOURS = {
     "minimum": "tab:green",
+    "ride-end": "tab:olive",
+    "branch": "tab:blue",
     "saddle": "tab:orange",
     "maximum": "tab:red",
     "degenerate": "tab:gray",
@@ -18,7 +20,9 @@ KIND_COLOURS = {
 
 
 def ride_tree(graph: nx.MultiDiGraph, path: Path) -> None:
-    """Critical points by depth (colour: kind), rides as arrows labelled eigen index and sign."""
+    """Points by depth (colour: kind; branch points are where rides ended with negative
+    curvature left), rides as arrows labelled eigen index and sign (a point's fingerprint is
+    the labels on its way from the top)."""
     figure = Figure(figsize=(max(6, graph.number_of_nodes() * 0.5), 6))
     axes = figure.subplots()
     for node, data in graph.nodes(data=True):
@@ -33,8 +37,10 @@ def ride_tree(graph: nx.MultiDiGraph, path: Path) -> None:
         for a, b, d in graph.edges(data=True)
     }
     nx.draw_networkx_edge_labels(graph, position, edge_labels=labels, font_size=6, ax=axes)
+    present = {d["kind"] for _, d in graph.nodes(data=True)}
     for kind, colour in KIND_COLOURS.items():
-        axes.scatter([], [], color=colour, label=kind)
+        if kind in present:
+            axes.scatter([], [], color=colour, label=kind)
     axes.legend(loc="upper right", fontsize=8)
     axes.set_title("ride tree (top: the start; label: eigen index and sign)")
     axes.axis("off")

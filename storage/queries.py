@@ -44,6 +44,7 @@ class SolutionRow:
     job_id: int
     node_id: int
     depth: int
+    fingerprint: str
     weights_sha256: str
     metrics: dict[str, float]
 
@@ -53,6 +54,7 @@ class SolutionRow:
             "job_id": self.job_id,
             "node_id": self.node_id,
             "depth": self.depth,
+            "fingerprint": self.fingerprint,
             "weights_sha256": self.weights_sha256,
             "metrics": self.metrics,
         }
@@ -131,14 +133,15 @@ def parse_job_filter(session: Session, job_id: int, expression: str) -> Expressi
 def filtered_solutions(
     job_id: int, expression: Expression | None, sort_metric: str | None = None
 ) -> tuple[Select, ColumnElement]:
-    """The job's solutions passing the parsed `expression` (id, node_id, depth, weights_sha256,
-    metrics_json), and the sort key's column. Sorting by a metric drives the query from that
-    metric's (job, name, value) index, already in order; the solutions table is then only
-    joined, so no planner prefers a scan of the job's solutions followed by a sort."""
+    """The job's solutions passing the parsed `expression` (id, node_id, depth, path,
+    weights_sha256, metrics_json), and the sort key's column. Sorting by a metric drives the
+    query from that metric's (job, name, value) index, already in order; the solutions table is
+    then only joined, so no planner prefers a scan of the job's solutions followed by a sort."""
     columns = (
         SOLUTIONS.c.id,
         SOLUTIONS.c.node_id,
         NODES.c.depth,
+        NODES.c.path,
         SOLUTIONS.c.weights_sha256,
         SOLUTIONS.c.metrics_json,
     )
@@ -210,7 +213,13 @@ def solutions_page(
     rows = rows[:limit]
     items = [
         SolutionRow(
-            row.id, job_id, row.node_id, row.depth, row.weights_sha256, from_json(row.metrics_json)
+            row.id,
+            job_id,
+            row.node_id,
+            row.depth,
+            row.path,
+            row.weights_sha256,
+            from_json(row.metrics_json),
         )
         for row in rows
     ]
@@ -239,19 +248,19 @@ def _read_cursor(cursor: str, sort: str, expression: str | None) -> tuple[float,
 def solution_rows(session: Session, ids: Sequence[int]) -> list[SolutionRow]:
     """The solutions `ids` with their metrics, in that order (unknown ids are left out)."""
     found = {
-        solution.id: (solution, depth)
-        for solution, depth in session.execute(
-            select(Solution, Node.depth)
+        solution.id: (solution, depth, path)
+        for solution, depth, path in session.execute(
+            select(Solution, Node.depth, Node.path)
             .join(Node, Node.id == Solution.node_id)
             .where(Solution.id.in_(ids))
         )
     }
     metrics = solution_metrics(session, list(found))
     return [
-        SolutionRow(i, s.job_id, s.node_id, depth, s.weights_sha256, metrics[i])
+        SolutionRow(i, s.job_id, s.node_id, depth, path, s.weights_sha256, metrics[i])
         for i in ids
         if i in found
-        for s, depth in [found[i]]
+        for s, depth, path in [found[i]]
     ]
 
 
@@ -298,7 +307,7 @@ def metric_matrix(
 
 
 def lineage_graph(session: Session, job_id: int) -> nx.MultiDiGraph:
-    """The job's DAG: nodes are critical points (kind, index, loss, grad_norm, depth, state,
+    """The job's DAG: nodes are points (kind, index, loss, grad_norm, depth, fingerprint, state,
     solution id), edges are rides (eigen index, sign, eigenvalue, steps, HVPs, end reason);
     failed rides are left out."""
     graph = nx.MultiDiGraph(job_id=job_id)
@@ -316,7 +325,7 @@ def lineage_graph(session: Session, job_id: int) -> nx.MultiDiGraph:
             grad_norm=node.grad_norm,
             depth=node.depth,
             state=node.state,
-            fingerprint=node.fingerprint,
+            fingerprint=node.path,
             solution_id=solutions.get(node.id, -1),
         )
     rides = select(Ride).where(Ride.job_id == job_id, Ride.state == "done").order_by(Ride.id)

@@ -8,12 +8,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ridgerider.report import theta_json
 from storage.artifacts import ArtifactStore, get_tensors
 from storage.jobs import get_job
 from storage.models import Job, Node, PairMetric, Ride, Solution
 from storage.queries import solution_metrics
-
-THETA_IN_JSON_MAX_DIM = 100
 
 
 def job_summary(job: Job) -> dict[str, Any]:
@@ -31,9 +30,9 @@ def job_summary(job: Job) -> dict[str, Any]:
 
 
 def job_document(session: Session, store: ArtifactStore, job_id: int) -> dict[str, Any]:
-    """`job`, `spec`, `minima` (id, node, loss, grad_norm, index, metrics, sha256 and, up to
-    100 parameters, `theta`), `graph` (nodes, edges), `failures`, `pairs`, `set_metrics`,
-    `stats`."""
+    """`job`, `spec`, `minima` (id, node, loss, grad_norm, index, fingerprint, metrics, sha256
+    and, for small problems, `theta`), `graph` (nodes, edges), `failures`, `pairs`,
+    `set_metrics`, `stats`."""
     job = get_job(session, job_id)
     rows = session.execute(
         select(Solution, Node)
@@ -50,12 +49,13 @@ def job_document(session: Session, store: ArtifactStore, job_id: int) -> dict[st
             "loss": node.loss,
             "grad_norm": node.grad_norm,
             "index": node.index,
+            "fingerprint": node.path,
             "weights_sha256": solution.weights_sha256,
             "metrics": metrics[solution.id],
         }
-        theta = get_tensors(store, solution.weights_sha256)["theta"]
-        if theta.numel() <= THETA_IN_JSON_MAX_DIM:
-            entry["theta"] = theta.tolist()
+        theta = theta_json(get_tensors(store, solution.weights_sha256)["theta"])
+        if theta is not None:
+            entry["theta"] = theta
         minima.append(entry)
     nodes = [
         {
@@ -65,6 +65,7 @@ def job_document(session: Session, store: ArtifactStore, job_id: int) -> dict[st
             "loss": node.loss,
             "grad_norm": node.grad_norm,
             "depth": node.depth,
+            "fingerprint": node.path,
             "state": node.state,
         }
         for node in session.scalars(select(Node).where(Node.job_id == job_id).order_by(Node.id))

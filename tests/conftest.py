@@ -28,6 +28,13 @@ ENGINES = ("sqlite", "postgresql")
 REPOSITORY = Path(__file__).parent.parent
 
 
+def pytest_configure() -> None:
+    """One torch thread in the test process: its models are small, and the worker processes
+    and servers some tests start share the cores (two threads spinning on busy cores made a
+    search 20x slower). The determinism tests set two threads themselves."""
+    torch.set_num_threads(1)
+
+
 def pytest_report_header() -> str:
     if CUDA:
         return f"CUDA: {torch.cuda.get_device_name()} (CUDA tests collected)"

@@ -1,4 +1,4 @@
-"""The in-process runner: claim the next unit by the frontier policy, do it, record it, repeat.
+"""The in-process runner: the engine's one loop over the job's tree in the database.
 
 It works off the database alone, so a run that was killed is resumed by running the job again:
 units it had claimed go back to pending and nothing recorded is redone.
@@ -8,40 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ridgerider.search.loop import run
 from storage.artifacts import ArtifactStore
 from storage.database import Database
-from storage.jobs import (
-    Unit,
-    claim,
-    claim_finalisation,
-    counts,
-    get_job,
-    new_token,
-    pending_units,
-    reclaim,
-    resume_clock,
-)
+from storage.jobs import claim_finalisation, counts, get_job, reclaim, resume_clock
 from storage.models import Job
 from workers import steps
 
 Progress = Callable[[dict[str, int]], None]
-
-
-def frontier_key(policy: str) -> Callable[[Unit], tuple]:
-    """How units are ordered: evaluations first (they only measure), then by the frontier:
-    shallowest, deepest, or most negative eigenvalue first; a node's expansion before its
-    rides, rides in the order they were queued."""
-
-    def key(unit: Unit) -> tuple:
-        evaluate = unit.work != "evaluate"
-        kind = unit.kind == "ride"
-        if policy == "depth-first":
-            return (evaluate, -unit.depth, -unit.node_id, kind, unit.id)
-        if policy == "most-negative-first":
-            return (evaluate, unit.eigenvalue, unit.node_id, kind, unit.id)
-        return (evaluate, unit.depth, unit.node_id, kind, unit.id)
-
-    return key
 
 
 def run_job(
@@ -55,7 +29,7 @@ def run_job(
     """Run (or resume) job `job_id` in this process until it ends; returns the job.
 
     Raises:
-        steps.StartError: the job cannot start (it is marked failed).
+        StartError: the job cannot start (it is marked failed).
         JobNotFoundError: there is no such job.
     """
     ctx = steps.JobContext.load(db, store, job_id, allow_import=allow_import)
@@ -66,17 +40,13 @@ def run_job(
             resume_clock(session, job_id)
     if status == "queued":
         steps.start(ctx)
-    key = frontier_key(ctx.spec.frontier)
-    while units := _pending(db, job_id):
-        unit = min(units, key=key)
-        token = new_token()
-        with db.session() as session:
-            if not claim(session, unit.kind, unit.id, token):
-                continue
-        steps.do_unit(ctx, unit.kind, unit.id, unit.work, token)
+
+    def progressed(_: object) -> None:
         if on_progress is not None:
             with db.session(readonly=True) as session:
                 on_progress(counts(session, job_id))
+
+    run(ctx.tree, ctx.problem, ctx.spec, progressed)
     with db.session() as session:
         finalise = claim_finalisation(session, job_id)
         finalise = finalise or get_job(session, job_id).status == "finalising"
@@ -84,8 +54,3 @@ def run_job(
         steps.finalise(ctx)
     with db.session(readonly=True) as session:
         return get_job(session, job_id)
-
-
-def _pending(db: Database, job_id: int) -> list[Unit]:
-    with db.session(readonly=True) as session:
-        return pending_units(session, job_id)

@@ -1,10 +1,13 @@
-"""The Celery tasks: start a job, do one unit (expand, ride, evaluate), finalise; and the sweep
-that recovers work whose worker died or whose message a restarted broker lost.
+"""The Celery tasks: start a job, work on one unit of it, finalise; and the sweep that
+recovers work whose worker died or whose message a restarted broker lost.
 
-Every task is idempotent: it claims its unit with a compare-and-set first and does nothing if
-that fails, so a redelivered or duplicated message costs one UPDATE. No task waits on another;
-a job ends when its counter of outstanding units reaches zero, and the task that sees that
-sends the finalisation.
+A unit's message is a ticket to do one unit of its job, not a particular one: the task claims
+the job's best pending unit by the frontier (an evaluation for an evaluation's ticket, an
+expansion or a ride for the others) with a compare-and-set, so the pool expands a tree in the
+same order as the in-process runner, up to what runs concurrently. A job holds a ticket per
+pending unit; a redelivered or duplicated ticket finds nothing to claim and costs one query. No
+task waits on another; a job ends when its counter of outstanding units reaches zero, and the
+task that sees that sends the finalisation.
 """
 
 from __future__ import annotations
@@ -25,19 +28,20 @@ from celery import signals
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import OperationalError as DatabaseError
 
+from ridgerider.search.frontier import Unit, frontier_key
+from ridgerider.search.loop import work_on
 from storage.artifacts import LocalArtifactStore
 from storage.database import Database
 from storage.jobs import (
     Message,
     UnitKind,
     cancel_job,
-    claim,
     claim_finalisation,
     get_job,
     heartbeat,
     lost_work,
     mark_enqueued,
-    new_token,
+    root_node,
 )
 from workers import steps
 from workers.celery_app import DEFAULT_QUEUE, GPU_QUEUE, app
@@ -70,7 +74,8 @@ class _Process:
     def context(cls, job_id: int) -> steps.JobContext:
         if job_id not in cls.contexts:
             db, store = cls.resources()
-            cls.contexts[job_id] = steps.JobContext.load(db, store, job_id)
+            prefix = f"{os.getpid()}:"  # says which process holds a claimed unit
+            cls.contexts[job_id] = steps.JobContext.load(db, store, job_id, token_prefix=prefix)
             while len(cls.contexts) > CONTEXTS_PER_PROCESS:
                 cls.contexts.popitem(last=False)
         cls.contexts.move_to_end(job_id)
@@ -109,9 +114,10 @@ def queue_for(work: str) -> str:
 
 
 def send(db: Database, message: Message) -> None:
-    """Send a unit's task and note when (a broker that is down is logged: the sweep resends)."""
+    """Send the ticket issued for a pending unit and note when on the unit (a broker that is down
+    is logged: the sweep resends)."""
     try:
-        result = do_unit.apply_async(
+        result = ticket.apply_async(
             args=[message.job_id, message.kind, message.unit_id, message.work],
             queue=queue_for(message.work),
         )
@@ -161,7 +167,7 @@ def _heartbeat(db: Database, kind: UnitKind, unit_id: int, token: str) -> Iterat
 
 @app.task(name="ridgerider.start", **RETRY)
 def start(job_id: int) -> str:
-    """Classify the start and send the root's unit (or finalise at once)."""
+    """Classify the start and send the root's ticket (or finalise at once)."""
     db, _ = _Process.resources()
     with db.session(readonly=True) as session:
         if get_job(session, job_id).status != "queued":
@@ -172,28 +178,37 @@ def start(job_id: int) -> str:
     except steps.StartError as error:
         return f"failed: {error}"
     with db.session(readonly=True) as session:
-        root = steps.root_message(session, job_id)
-    if root is not None:
-        send(db, root)
+        root = root_node(session, job_id)
+        if root is not None and root.state == "pending":
+            send(db, Message(job_id, "node", root.id, root.work))
     _finalise_if_done(db, job_id)
     return "started"
 
 
 @app.task(name="ridgerider.unit", **RETRY)
-def do_unit(job_id: int, kind: UnitKind, unit_id: int, work: str) -> str:
-    """Claim one unit and do it; send the units it creates; finalise if it was the last."""
-    db, _ = _Process.resources()
-    token = f"{os.getpid()}:{new_token()[:16]}"  # says which process holds a claimed unit
-    with db.session() as session:
-        if not claim(session, kind, unit_id, token):
-            return "not claimed"  # done, in flight elsewhere, or the job is cancelled
+def ticket(job_id: int, kind: UnitKind, unit_id: int, work: str) -> str:
+    """A ticket issued for unit (`kind`, `unit_id`) of a job: claim the job's best pending unit
+    by the frontier, do it, send a ticket per unit it created; finalise the job if it was the
+    last. Where expansions and rides go to the GPU queue, a ticket claims within its class
+    (evaluations, or expansions and rides), so that each runs where it was sent."""
     ctx = _Process.context(job_id)
-    with _heartbeat(db, kind, unit_id, token):
-        created = steps.do_unit(ctx, kind, unit_id, work, token)
-    for message in created:
-        send(db, message)
-    _finalise_if_done(db, job_id)
-    return "done"
+    works = ("expand", "evaluate", "ride")
+    if app.ridgerider_settings.gpu_queue:
+        works = ("evaluate",) if work == "evaluate" else ("expand", "ride")
+    unit = ctx.tree.claim(frontier_key(ctx.spec.frontier), works)
+    if unit is None:
+        return "nothing to claim"  # done, in flight elsewhere, or the job is cancelled
+    token = ctx.tree.tokens[unit.kind, unit.id]
+    with _heartbeat(ctx.db, unit.kind, unit.id, token):
+        created = work_on(ctx.tree, ctx.problem, ctx.spec, unit)
+    for new in created:
+        send(ctx.db, _message(job_id, new))
+    _finalise_if_done(ctx.db, job_id)
+    return f"did {unit.kind} {unit.id}"
+
+
+def _message(job_id: int, unit: Unit) -> Message:
+    return Message(job_id, unit.kind, unit.id, unit.work)
 
 
 @app.task(name="ridgerider.finalise", **RETRY)

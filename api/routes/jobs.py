@@ -238,6 +238,7 @@ def _new_events(
                     "index": node.index,
                     "loss": node.loss,
                     "depth": node.depth,
+                    "fingerprint": node.path,
                 },
             )
         )

@@ -27,7 +27,10 @@ from tests.workers.pool import free_port
 def folder(tmp_path_factory):
     """A folder whose embedded database holds job 1: the tiny net, searched to the end."""
     path = tmp_path_factory.mktemp("cli")
-    result = ridgerider("run", "--problem", "tests.problems:tiny_net", cwd=path)
+    (path / "spec.toml").write_text("max_nodes = 30\nmax_depth = 4\n")
+    result = ridgerider(
+        "run", "--problem", "tests.problems:tiny_net", "--spec", "spec.toml", cwd=path
+    )
     assert result.returncode == 0, result.stderr
     return path
 
@@ -40,7 +43,12 @@ def cli(folder, *args):
 
 def test_solutions_in_every_format_agree(folder):
     rows = json.loads(cli(folder, "solutions", "1", "--format", "json"))["solutions"]
-    assert len(rows) == 4 and all(r["metrics"]["grad_norm"] < 1e-6 for r in rows)
+    status = json.loads(cli(folder, "status", "1", "--format", "json"))
+    assert len(rows) == status["progress"]["solutions"] >= 2
+    assert all(r["metrics"]["grad_norm"] < 1e-6 for r in rows)
+    assert rows[0]["fingerprint"] and all(
+        r["depth"] == r["fingerprint"].count(".") + 1 for r in rows
+    )
     table = list(csv.DictReader(io.StringIO(cli(folder, "solutions", "1", "--format", "csv"))))
     assert [int(r["id"]) for r in table] == [r["id"] for r in rows]
     assert float(table[0]["test_accuracy"]) == rows[0]["metrics"]["test_accuracy"]
@@ -58,22 +66,14 @@ def test_solutions_filter_sort_and_page(folder):
         cli(folder, "solutions", "1", "--filter", f"test_accuracy >= {best}", "--format", "json")
     )["solutions"]
     assert passing and all(r["metrics"]["test_accuracy"] == best for r in passing)
-    first = json.loads(cli(folder, "solutions", "1", "--limit", "3", "--format", "json"))
-    rest = json.loads(
-        cli(
-            folder,
-            "solutions",
-            "1",
-            "--limit",
-            "3",
-            "--cursor",
-            first["next_cursor"],
-            "--format",
-            "json",
-        )
-    )
-    assert [r["id"] for r in first["solutions"] + rest["solutions"]] == [1, 2, 3, 4]
-    assert rest["next_cursor"] is None
+    pages = [json.loads(cli(folder, "solutions", "1", "--limit", "3", "--format", "json"))]
+    while pages[-1]["next_cursor"] is not None:
+        cursor = pages[-1]["next_cursor"]
+        more = cli(folder, "solutions", "1", "--limit", "3", "--cursor", cursor, "--format", "json")
+        pages.append(json.loads(more))
+    ids = [r["id"] for page in pages for r in page["solutions"]]
+    solutions = json.loads(cli(folder, "status", "1", "--format", "json"))["progress"]["solutions"]
+    assert len(pages) > 1 and ids == list(range(1, solutions + 1))
 
 
 def test_bad_queries_exit_2_and_point_at_the_problem(folder):
@@ -112,7 +112,9 @@ def test_export_folder_and_archive(folder):
     with tarfile.open(folder / "exported.tar.gz") as archive:
         names = archive.getnames()
     assert "exported/MODEL_CARD.md" in names and "exported/weights/SHA256SUMS" in names
-    assert sum(n.startswith("exported/weights/solution-") for n in names) == 4
+    status = json.loads(cli(folder, "status", "1", "--format", "json"))
+    weights = sum(n.startswith("exported/weights/solution-") for n in names)
+    assert weights == status["progress"]["solutions"]
     again = ridgerider("export", "1", "exported", cwd=folder)
     assert again.returncode == 2 and "exists and is not empty" in again.stderr
 

@@ -14,7 +14,8 @@ from ridgerider.search import SearchSpec
 
 @pytest.fixture(scope="module")
 def digits_report():
-    return run(SearchSpec(problem="digits-mlp:hidden=8", ridges_per_node=6))
+    """One ride deep (each ride's end descends to a minimum): the minima and their metrics."""
+    return run(SearchSpec(problem="digits-mlp:hidden=8", ridges_per_node=6, settle="minimum"))
 
 
 def test_digits_mlp_from_the_zero_point_finds_distinct_accurate_minima(digits_report):
@@ -75,7 +76,10 @@ def test_hessian_trace_metric_matches_the_dense_trace():
 
 def test_digits_mlp_from_the_symmetric_saddle_finds_distinct_accurate_minima():
     """The all-units-equal saddle (KNOWN-ANSWERS.md: loss 1.3696, 20 values x 7 negative)."""
-    report = run(SearchSpec(problem="digits-mlp:hidden=8,start=saddle", ridges_per_node=4))
+    spec = SearchSpec(
+        problem="digits-mlp:hidden=8,start=saddle", ridges_per_node=4, settle="minimum"
+    )
+    report = run(spec)
     root = report.result.graph.nodes[0]["point"]
     assert root.loss == pytest.approx(1.3696, abs=1e-4)
     assert torch.allclose(root.eigenvalues[:7], torch.full((7,), -0.2117).double(), atol=1e-4)

@@ -13,14 +13,14 @@ import pytest
 import torch
 from matplotlib import image
 from safetensors.torch import load_file
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ridgerider.problems.registry import load
 from ridgerider.search import SearchSpec
 from storage.artifacts import CorruptArtifactError
 from storage.export import export
 from storage.jobs import create_job
-from storage.models import Solution
+from storage.models import Node, Ride, Solution
 from storage.queries import solutions_page
 from storage.solutions import SolutionNotFoundError, load_model, load_theta
 from workers.local import run_job
@@ -31,7 +31,8 @@ PROBLEM = "tests.problems:tiny_net"
 @pytest.fixture
 def job(db, store):
     with db.session() as session:
-        job_id = create_job(session, SearchSpec(problem=PROBLEM).model_dump()).id
+        spec = SearchSpec(problem=PROBLEM, max_nodes=30, max_depth=4)
+        job_id = create_job(session, spec.model_dump()).id
     run_job(db, store, job_id)
     return job_id
 
@@ -67,23 +68,31 @@ def test_a_corrupted_weight_file_is_refused_when_loaded(db, store, job):
 
 def test_the_export_opens_everywhere(db, store, job, tmp_path):
     problem = load(PROBLEM)
+    with db.session(readonly=True) as session:
+        nodes = session.scalar(select(func.count()).where(Node.job_id == job))
+        rides = session.scalar(select(func.count()).where(Ride.job_id == job, Ride.state == "done"))
+        solutions = session.scalar(select(func.count()).where(Solution.job_id == job))
+    assert solutions >= 2
     destination = export(db, store, job, tmp_path / "set", problem)
     graph = nx.read_graphml(destination / "lineage.graphml")
-    assert graph.number_of_nodes() == 7 and graph.number_of_edges() == 6
+    assert graph.number_of_nodes() == nodes and graph.number_of_edges() == rides
     kinds = nx.get_node_attributes(graph, "kind")
-    assert sorted(kinds.values()).count("minimum") == 4
+    assert sorted(kinds.values()).count("minimum") == solutions
+    fingerprints = nx.get_node_attributes(graph, "fingerprint")
+    assert sorted(fingerprints.values())[:2] == ["", "0+"]  # the start, and its first ride
     sums = (destination / "weights" / "SHA256SUMS").read_text().splitlines()
-    assert len(sums) == 4
+    assert len(sums) == solutions
     for line in sums:
         digest, name = line.split("  ")
         path = destination / "weights" / name
         assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
         assert load_file(path)["theta"].shape == (problem.dim,)
     csv_lines = (destination / "metrics.csv").read_text().splitlines()
-    assert len(csv_lines) == 5 and "test_accuracy" in csv_lines[0]
+    assert len(csv_lines) == solutions + 1 and "test_accuracy" in csv_lines[0]
+    assert "fingerprint" in csv_lines[0]
     card = (destination / "MODEL_CARD.md").read_text()
     assert card.startswith(f"# Model card: ridgerider job {job}, tiny-net")
-    assert card.count("\n| ") == 5  # the metrics table: header and four solutions
+    assert card.count("\n| ") == solutions + 1  # the metrics table: header and solutions
     assert "ensemble test accuracy" in card and '"problem": "tests.problems:tiny_net"' in card
     for name in ("ride_tree", "pareto", "disagreement", "per_class_accuracy"):
         png = destination / "plots" / f"{name}.png"
@@ -92,4 +101,4 @@ def test_the_export_opens_everywhere(db, store, job, tmp_path):
         pixels = image.imread(png)
         assert pixels.shape[0] > 300 and pixels.std() > 0.05  # drawn, not blank
     lineage = json.loads((destination / "lineage.json").read_text())
-    assert nx.node_link_graph(lineage, edges="edges").number_of_edges() == 6
+    assert nx.node_link_graph(lineage, edges="edges").number_of_edges() == rides

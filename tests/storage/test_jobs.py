@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from storage.jobs import (
     MAX_ATTEMPTS,
+    MergeWindow,
     PointRecord,
     RideResult,
     cancel_job,
@@ -32,6 +33,7 @@ from storage.jobs import (
 from storage.models import Job, Node, Ride, utcnow
 
 SADDLE = PointRecord("saddle", 1, True, 1.0, 0.0, [-1.0, 2.0], "a" * 64)
+EVERYWHERE = MergeWindow((-1e300, 1e300))  # every node is a candidate
 
 
 def minimum(sha: str) -> PointRecord:
@@ -76,16 +78,22 @@ def test_a_claim_is_won_once_and_a_lost_claim_records_nothing(db):
     result = RideResult(5, 20, "curvature-nonnegative", point=minimum("c" * 64))
     with db.session() as session:
         assert (
-            record_ride(session, ride_id, second, result, same_sha("c" * 64), evaluate_minima)
+            record_ride(
+                session, ride_id, second, result, EVERYWHERE, same_sha("c" * 64), evaluate_minima
+            )
             is None
         )
     with db.session() as session:
-        record = record_ride(session, ride_id, first, result, same_sha("c" * 64), evaluate_minima)
+        record = record_ride(
+            session, ride_id, first, result, EVERYWHERE, same_sha("c" * 64), evaluate_minima
+        )
     assert record.new and record.work == "evaluate"
     with db.session() as session:  # a redelivered message finds the ride done
         assert not claim(session, "ride", ride_id, second)
         assert (
-            record_ride(session, ride_id, first, result, same_sha("c" * 64), evaluate_minima)
+            record_ride(
+                session, ride_id, first, result, EVERYWHERE, same_sha("c" * 64), evaluate_minima
+            )
             is None
         )
         job = session.get(Job, job_id)
@@ -106,8 +114,14 @@ def test_a_reclaimed_unit_goes_back_to_pending_and_its_old_claim_is_dead(db):
         assert claim(session, "ride", ride_id, new)
     failed = RideResult(3, 9, "non-finite-loss", failure="NaN")
     with db.session() as session:
-        assert record_ride(session, ride_id, old, failed, same_sha(""), evaluate_minima) is None
-        assert record_ride(session, ride_id, new, failed, same_sha(""), evaluate_minima) is not None
+        assert (
+            record_ride(session, ride_id, old, failed, EVERYWHERE, same_sha(""), evaluate_minima)
+            is None
+        )
+        assert (
+            record_ride(session, ride_id, new, failed, EVERYWHERE, same_sha(""), evaluate_minima)
+            is not None
+        )
         ride = session.get(Ride, ride_id)
         assert (ride.state, ride.failure, ride.attempts) == ("failed", "NaN", 2)
 
@@ -123,7 +137,7 @@ def test_the_job_is_finalised_exactly_once_when_its_counters_reach_zero(db):
             if end == "done":
                 result = RideResult(1, 1, "curvature-nonnegative", point=minimum("d" * 64))
                 record = record_ride(
-                    session, ride_id, token, result, same_sha("-"), evaluate_minima
+                    session, ride_id, token, result, EVERYWHERE, same_sha("-"), evaluate_minima
                 )
                 evaluate = record.node_id
             else:
@@ -174,6 +188,7 @@ def test_racing_workers_that_reach_one_point_make_one_node_and_an_edge_each(db):
                         ride_id,
                         token,
                         result,
+                        EVERYWHERE,
                         same_sha(point.theta_sha256, 0.05),
                         evaluate_minima,
                     )
@@ -236,3 +251,34 @@ def test_a_stale_unit_of_a_cancelled_job_is_skipped_and_the_job_finalised(db):
     with db.session(readonly=True) as session:
         assert session.get(Ride, ride_id).state == "skipped"
         assert session.get(Job, job_id).status == "finalising"
+
+
+def test_only_the_nodes_in_the_merge_window_are_compared(db):
+    job_id, ride_ids = job_with_rides(db, 3)
+    losses = (0.1, 0.5, 0.9)
+    seen: list[list[int]] = []
+
+    def find(known: list[tuple[int, str]]) -> int | None:
+        seen.append([node_id for node_id, _ in known])
+        return None
+
+    for ride_id, loss in zip(ride_ids, losses, strict=True):
+        token = new_token()
+        point = PointRecord("minimum", 0, True, loss, 0.0, [1.0], f"{ride_id:064d}")
+        with db.session() as session:
+            assert claim(session, "ride", ride_id, token)
+        with db.session() as session:
+            window = MergeWindow((loss - 0.45, loss + 0.05))
+            record_ride(
+                session,
+                ride_id,
+                token,
+                RideResult(1, 1, "x", point=point),
+                window,
+                find,
+                evaluate_minima,
+            )
+    with db.session(readonly=True) as session:
+        nodes = dict(session.execute(select(Node.loss, Node.id).where(Node.job_id == job_id)).all())
+    # the root's loss is 1.0: outside every window; each new node sees the one before it only
+    assert seen == [[], [nodes[0.1]], [nodes[0.5]]]

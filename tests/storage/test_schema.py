@@ -10,7 +10,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+from ridgerider.search import SearchSpec
+from storage.artifacts import LocalArtifactStore
 from storage.database import Database
+from storage.jobs import create_job
 from storage.models import Base
 from storage.schema import (
     VERSION_TABLE,
@@ -23,6 +26,7 @@ from storage.schema import (
 )
 from tests.conftest import ENGINES, postgres_database
 from tests.storage.synthetic import synthetic_job
+from workers.local import run_job
 
 
 @pytest.fixture(params=ENGINES)
@@ -80,3 +84,20 @@ def test_upgrade_to_0003_fills_each_solutions_metrics_json_from_the_metrics_tabl
     with empty_db.engine.connect() as connection:
         rows = connection.execute(text("SELECT id, metrics_json FROM solutions")).all()
     assert {i: json.loads(text_) for i, text_ in rows} == metrics  # every float exact
+
+
+def test_upgrade_to_0004_gives_every_node_its_path_from_the_rides(empty_db, tmp_path):
+    upgrade(empty_db)
+    store = LocalArtifactStore(tmp_path / "artifacts")
+    with empty_db.session() as session:
+        job_id = create_job(session, SearchSpec(problem="styblinski-tang:dim=2").model_dump()).id
+    run_job(empty_db, store, job_id)
+    query = text("SELECT id, path FROM nodes ORDER BY id")
+    with empty_db.engine.connect() as connection:
+        paths = dict(connection.execute(query).all())
+    assert len(paths) == 9 and sorted(paths.values())[:2] == ["", "0+"]
+    downgrade(empty_db, "0003")
+    assert "path" not in {c["name"] for c in inspect(empty_db.engine).get_columns("nodes")}
+    upgrade(empty_db)
+    with empty_db.engine.connect() as connection:
+        assert dict(connection.execute(query).all()) == paths

@@ -13,14 +13,19 @@ import signal
 import time
 
 import pytest
+import torch
 from sqlalchemy import func, select
 
+from ridgerider.problems.registry import load
+from ridgerider.report import run
 from ridgerider.search import SearchSpec
+from ridgerider.search.fingerprint import extend, from_text, to_text
 from storage.artifacts import LocalArtifactStore, get_tensors
 from storage.database import Database
 from storage.jobs import create_job
 from storage.models import Job, Node, Ride, Solution
 from storage.schema import ensure_schema
+from tests.api.test_cli import ridgerider
 from tests.workers.pool import Pool, pool
 from workers.local import run_job
 
@@ -107,17 +112,65 @@ def submit(running: Pool, problem: str) -> int:
     return int(result.stdout.strip())
 
 
-def test_the_pool_finds_the_dag_the_in_process_run_finds(shared, tmp_path):
+def memory_dag(problem: str) -> tuple[list, list]:
+    """The DAG of the same search in memory (`report.run`), in `dag`'s shape."""
+    graph = run(SearchSpec(problem=problem)).result.graph
+    points = [(data["point"].kind, data["point"].theta) for _, data in graph.nodes(data=True)]
+    edges = [(a, d["eigen_index"], d["sign"], b, "done") for a, b, d in graph.edges(data=True)]
+    return points, edges
+
+
+@pytest.mark.parametrize(("problem", "minima"), [("styblinski-tang:dim=3", 8), ("himmelblau", 4)])
+def test_the_pool_the_in_process_runner_and_the_library_find_one_dag(
+    shared, tmp_path, problem, minima
+):
     running, db = shared
-    result = running.cli("run", "--problem", "styblinski-tang:dim=3", "--json")
+    result = running.cli("run", "--problem", problem, "--json")
     assert result.returncode == 0, result.stderr + running.logs()
     document = json.loads(result.stdout)
-    assert document["job"]["status"] == "finished" and len(document["minima"]) == 8
-    local = reference(tmp_path, "styblinski-tang:dim=3")
+    assert document["job"]["status"] == "finished" and len(document["minima"]) == minima
+    local = reference(tmp_path, problem)
     pooled = dag(db, LocalArtifactStore(running.folder / "artifacts"), document["job"]["id"])
     assert_same_dag(pooled, dag(*local))
+    assert_same_dag(memory_dag(problem), dag(*local))
     with local[0].session(readonly=True) as session:
         assert document["job"]["hvps"] == session.get(Job, local[2]).hvps
+
+
+def claim_order(db: Database, job_id: int) -> list[tuple[str, str]]:
+    """The job's units in the order they were claimed: ("node", its fingerprint) or ("ride",
+    the fingerprint of the point it rides to)."""
+    with db.session(readonly=True) as session:
+        nodes = session.execute(
+            select(Node.claimed_at, Node.path).where(
+                Node.job_id == job_id, Node.claimed_at.is_not(None)
+            )
+        ).all()
+        rides = session.execute(
+            select(Ride.claimed_at, Node.path, Ride.eigen_index, Ride.sign)
+            .join(Node, Node.id == Ride.from_node_id)
+            .where(Ride.job_id == job_id)
+        ).all()
+    units = [(at, ("node", path)) for at, path in nodes]
+    units += [
+        (at, ("ride", to_text(extend(from_text(path), index, sign))))
+        for at, path, index, sign in rides
+    ]
+    return [unit for _, unit in sorted(units)]
+
+
+def test_one_worker_takes_the_units_in_the_in_process_runner_s_order(tmp_path):
+    """A ticket claims the job's best pending unit by the frontier, not the unit it was sent
+    for: done one at a time, the pool expands the tree in the in-process order."""
+    problem = "styblinski-tang:dim=3"
+    local = reference(tmp_path, problem)
+    (tmp_path / "one").mkdir()
+    with pool(tmp_path / "one", workers=1) as (running, db):
+        job_id = submit(running, problem)
+        assert wait_for(db, job_id, ended).status == "finished", running.logs()
+        order = claim_order(db, job_id)
+    assert order == claim_order(local[0], local[2])
+    assert order[:3] == [("node", ""), ("ride", "0+"), ("node", "0+")]  # a dive
 
 
 def test_a_nan_ride_fails_alone_on_the_pool(shared):
@@ -217,3 +270,48 @@ def test_a_broker_restarted_empty_in_the_middle_of_a_job_loses_nothing(tmp_path)
         assert_same_dag(pooled, dag(*reference(tmp_path, "styblinski-tang:dim=3")))
         with db.session(readonly=True) as session:
             assert session.scalar(select(func.count()).where(Solution.job_id == job_id)) == 8
+
+
+def minima_of(document: dict, store: LocalArtifactStore) -> list[torch.Tensor]:
+    return [get_tensors(store, m["weights_sha256"])["theta"] for m in document["minima"]]
+
+
+@pytest.mark.parametrize("problem", ["digits-mlp:hidden=3", "colored-digits:hidden=3"])
+def test_the_same_minima_with_one_and_two_threads_and_on_the_pool(shared, tmp_path, problem):
+    """Canonical ridges make the answer independent of rounding: the same spec gives the same
+    minima (after aligning symmetric copies) in process with 1 and 2 torch threads and on the
+    pool (1 thread a process, units interleaved by two workers)."""
+    running, _ = shared
+    spec = tmp_path / "spec.toml"
+    spec.write_text("max_depth = 2\nridges_per_node = 1\n")  # a complete tree: no budget binds
+    documents, stores = [], []
+    for threads in ("1", "2"):  # in-process (no broker), in a folder of its own
+        folder = tmp_path / f"threads-{threads}"
+        folder.mkdir()
+        result = ridgerider(
+            "run",
+            "--problem",
+            problem,
+            "--spec",
+            str(spec),
+            "--threads",
+            threads,
+            "--json",
+            cwd=folder,
+        )
+        assert result.returncode == 0, result.stderr
+        documents.append(json.loads(result.stdout))
+        stores.append(LocalArtifactStore(folder / "ridgerider-artifacts"))
+    result = running.cli("run", "--problem", problem, "--spec", str(spec), "--json")
+    assert result.returncode == 0, result.stderr + running.logs()
+    documents.append(json.loads(result.stdout))
+    stores.append(LocalArtifactStore(running.folder / "artifacts"))
+    loaded = load(problem)
+    reference = minima_of(documents[0], stores[0])
+    assert reference
+    for document, store in zip(documents[1:], stores[1:], strict=True):
+        other = minima_of(document, store)
+        assert len(other) == len(reference)
+        for theta in reference:
+            distances = [(loaded.align(theta, t) - theta).norm().item() for t in other]
+            assert min(distances) <= 1e-6 * (1 + theta.norm().item())

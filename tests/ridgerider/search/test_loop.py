@@ -1,9 +1,11 @@
-"""The Ridge Rider search on functions with known critical points (KNOWN-ANSWERS.md)."""
+"""The one search loop on functions with known critical points (KNOWN-ANSWERS.md), on small
+networks (branching at ride ends), and its budgets."""
 
 from __future__ import annotations
 
 import itertools
 
+import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -17,7 +19,7 @@ from ridgerider.problems.classic import (
     styblinski_tang,
 )
 from ridgerider.problems.registry import load
-from ridgerider.search import SearchSpec, find_copy, search
+from ridgerider.search import SearchSpec, StartError, find_copy, search
 
 HIMMELBLAU_MINIMA = torch.tensor(
     [[3.0, 2.0], [-2.805118, 3.131313], [-3.779310, -3.283186], [3.584428, -1.848127]],
@@ -48,7 +50,7 @@ def test_himmelblau_from_its_maximum_finds_all_four_minima():
 
 
 def test_styblinski_tang_reaches_all_minima_and_expands_each_point_once():
-    for dim in (2, 3):
+    for dim in (2, 3, 4):
         result = search(styblinski_tang(dim))
         expected = torch.tensor(list(itertools.product(STYBLINSKI_TANG_MINIMA, repeat=dim)))
         assert_same_points([p.theta for p in result.points("minimum")], expected.double())
@@ -88,12 +90,12 @@ def test_a_ride_whose_loss_turns_nan_is_marked_failed_and_the_search_goes_on():
 def test_auto_settles_on_saddles_only_where_every_negative_direction_is_held():
     spec = SearchSpec()
     small = himmelblau()
-    assert spec.settle_config(classify(small.loss, small.start)).target == "saddle"
+    assert spec.settle_target(classify(small.loss, small.start)) == "saddle"
     network = load("digits-mlp:hidden=4")
     root = classify(network.loss, network.start, zero_modes=network.zero_modes)
     assert not root.index_is_exact  # all 8 probed eigenvalues are negative: index >= 8
-    assert spec.settle_config(root).target == "minimum"
-    assert SearchSpec(settle="saddle").settle_config(root).target == "saddle"
+    assert spec.settle_target(root) == "branch"
+    assert SearchSpec(settle="saddle").settle_target(root) == "saddle"
 
 
 def test_merge_by_function_catches_copies_that_no_alignment_declares():
@@ -110,3 +112,67 @@ def test_merge_by_function_catches_copies_that_no_alignment_declares():
     assert find_copy(problem, swapped, known, SearchSpec()) is None
     assert find_copy(problem, swapped, known, SearchSpec(merge_by_function=True)) == 7
     assert find_copy(problem, theta + 0.5, known, SearchSpec(merge_by_function=True)) is None
+
+
+def test_a_start_that_is_not_critical_is_refused():
+    base = himmelblau()
+    off = Problem("off", base.loss, 2, torch.tensor([1.0, 1.0], dtype=torch.float64))
+    with pytest.raises(StartError, match="not a critical point"):
+        search(off)
+
+
+def test_a_node_budget_still_returns_minima_and_says_what_is_left_open():
+    """Breadth-first spends 100 nodes on the saddles of styblinski-tang in 6-D (729 critical
+    points, 64 minima) and finds none; the default frontier dives to minima first."""
+    problem = styblinski_tang(6)
+    result = search(problem, SearchSpec(max_nodes=100))
+    assert result.stopped == "node budget"
+    assert result.open["rides"] > 0
+    minima = result.points("minimum")
+    assert len(minima) >= 16
+    for point in minima:  # true minima: every coordinate at one of its two minimising values
+        distances = (point.theta[:, None] - torch.tensor(STYBLINSKI_TANG_MINIMA).double()).abs()
+        assert distances.min(1).values.max() < 1e-6
+        assert point.grad_norm < 1e-7
+
+
+def test_a_network_branches_at_the_ends_of_its_rides():
+    """Ridge Rider's Algorithm 1: where a ride ends with negative curvature left, the tree
+    branches there (a branch point, not a critical point), down to max_depth."""
+    problem = load("digits-mlp:hidden=4")
+    spec = SearchSpec(max_depth=3, max_nodes=12, ridges_per_node=2)
+    result = search(problem, spec)
+    graph = result.graph
+    branch = [n for n, d in graph.nodes(data=True) if d["point"].kind == "branch"]
+    assert branch and max(graph.nodes[n]["depth"] for n in branch) >= 2
+    for node in branch:
+        point = graph.nodes[node]["point"]
+        assert point.index > 0 and point.grad_norm > 1e-6  # a ride's end, not a saddle
+    minima = result.points("minimum")
+    assert minima and all(p.grad_norm < 1e-6 for p in minima)
+    assert all(graph.nodes[n]["depth"] <= 3 for n in graph.nodes)
+    # A dive: the first minimum was reached by always taking the first ridge, 0+.
+    first = min(
+        (n for n, d in graph.nodes(data=True) if d["point"].kind == "minimum"),
+    )
+    assert graph.nodes[first]["fingerprint"] == ((0, 1), (0, 1), (0, 1))
+
+
+def test_leaves_kept_as_rides_left_them_are_the_solutions():
+    problem = load("digits-mlp:hidden=4")
+    spec = SearchSpec(max_depth=2, max_nodes=6, ridges_per_node=2, leaf="ride-end")
+    result = search(problem, spec)
+    ends = result.points("ride-end")
+    assert ends and not result.points("minimum")
+    assert all(p.grad_norm > 1e-6 for p in ends)
+    assert all(
+        "metrics" in result.graph.nodes[n]
+        for n, d in result.graph.nodes(data=True)
+        if d["point"].kind == "ride-end"
+    )
+
+
+def test_a_solution_budget_stops_the_search():
+    result = search(styblinski_tang(3), SearchSpec(max_solutions=2))
+    assert result.stopped == "solution budget"
+    assert 2 <= len(result.points("minimum")) <= 3

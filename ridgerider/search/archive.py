@@ -1,0 +1,130 @@
+"""The archive of known points: is a new point a copy of one already in the tree?
+
+A copy is a symmetric image (relative distance below `merge_tol` once aligned), or, with
+`merge_by_function`, a model whose predicted probabilities agree to within 1e-4. Comparing a
+new point with every known one costs an alignment per node; instead both kinds of copy are
+looked up through a scalar invariant kept sorted (a range query in memory or in SQL):
+
+- the loss, which every symmetry of a problem keeps by definition, and which a point within
+  distance d of another differs from by at most d (|g| + ||H|| d), g and H at the new point
+  (a margin of MERGE_WINDOW_SAFETY covers the curvature's change along the way);
+- the mean predicted probability of the true class on the evaluation split, which two models
+  whose probabilities agree to within 1e-4 share to within 1e-4.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ridgerider.critical import CriticalPoint
+from ridgerider.problems.base import Problem
+from ridgerider.search.spec import SearchSpec
+
+FUNCTION_MERGE_TOL = 1e-4  # max probability difference of one function (measured: 18 minima)
+MERGE_WINDOW_SAFETY = 4.0
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Where a point sits in the archive's indexes: its loss, and its function key (None
+    unless the search merges by function)."""
+
+    loss: float
+    function: float | None
+
+
+@dataclass(frozen=True)
+class Window:
+    """The ranges of the indexes a copy of a point must fall in."""
+
+    loss: tuple[float, float]
+    function: tuple[float, float] | None
+
+
+def keys_of(problem: Problem, point: CriticalPoint, spec: SearchSpec) -> Keys:
+    """The archive keys of `point`."""
+    function = function_key(problem, point.theta) if spec.merge_by_function else None
+    return Keys(point.loss, function)
+
+
+def window_of(point: CriticalPoint, keys: Keys, spec: SearchSpec) -> Window:
+    """The index ranges that hold every copy of `point` (see the module doc)."""
+    distance = spec.merge_tol * (1 + point.theta.norm().item())
+    spread = MERGE_WINDOW_SAFETY * distance * (point.grad_norm + point.norm_estimate * distance)
+    spread = max(spread, 1e-12 * (1 + abs(point.loss)))
+    loss = (point.loss - spread, point.loss + spread)
+    if keys.function is None:
+        return Window(loss, None)
+    return Window(loss, (keys.function - FUNCTION_MERGE_TOL, keys.function + FUNCTION_MERGE_TOL))
+
+
+def function_key(problem: Problem, theta: Tensor) -> float | None:
+    """The mean probability of the true class on the evaluation split (None without one)."""
+    probabilities = evaluation_probabilities(problem, theta)
+    if probabilities is None:
+        return None
+    _, labels = _evaluation_split(problem)
+    return probabilities.gather(1, labels[:, None]).mean().item()
+
+
+def find_copy(
+    problem: Problem, theta: Tensor, candidates: Iterable[tuple[int, Tensor]], spec: SearchSpec
+) -> int | None:
+    """The id of the candidate that `theta` is a copy of, or None. `candidates` yields
+    (id, theta) pairs: the points in the window, or any others."""
+    probabilities = evaluation_probabilities(problem, theta) if spec.merge_by_function else None
+    for node, other in candidates:
+        candidate = problem.align(other, theta) if problem.align else theta
+        if (other - candidate).norm().item() <= spec.merge_tol * (1 + other.norm().item()):
+            return node
+        if probabilities is not None:
+            difference = (evaluation_probabilities(problem, other) - probabilities).abs().max()
+            if difference.item() < FUNCTION_MERGE_TOL:
+                return node
+    return None
+
+
+def evaluation_probabilities(problem: Problem, theta: Tensor) -> Tensor | None:
+    """Class probabilities on the test split (the train split if there is none), or None."""
+    if problem.predict is None or not problem.splits:
+        return None
+    inputs, _ = _evaluation_split(problem)
+    with torch.no_grad():
+        return problem.predict(theta, inputs).softmax(1)
+
+
+def _evaluation_split(problem: Problem) -> tuple[Tensor, Tensor]:
+    return problem.splits.get("test", problem.splits.get("train"))
+
+
+@dataclass
+class MemoryArchive:
+    """Known points in memory, indexed by their keys in sorted lists."""
+
+    thetas: dict[int, Tensor] = field(default_factory=dict)
+    by_loss: list[tuple[float, int]] = field(default_factory=list)
+    by_function: list[tuple[float, int]] = field(default_factory=list)
+
+    def add(self, node: int, theta: Tensor, keys: Keys) -> None:
+        self.thetas[node] = theta
+        bisect.insort(self.by_loss, (keys.loss, node))
+        if keys.function is not None:
+            bisect.insort(self.by_function, (keys.function, node))
+
+    def candidates(self, window: Window) -> list[tuple[int, Tensor]]:
+        """The known points inside `window`, by id."""
+        found = set(_in_range(self.by_loss, window.loss))
+        if window.function is not None:
+            found |= set(_in_range(self.by_function, window.function))
+        return [(node, self.thetas[node]) for node in sorted(found)]
+
+
+def _in_range(index: list[tuple[float, int]], bounds: tuple[float, float]) -> list[int]:
+    low = bisect.bisect_left(index, (bounds[0], -1))
+    high = bisect.bisect_right(index, (bounds[1], float("inf")))
+    return [node for _, node in index[low:high]]

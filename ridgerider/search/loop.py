@@ -1,0 +1,127 @@
+"""The one search loop: claim the frontier's next unit, do its pure step, record it, repeat.
+
+Where the tree lives is a `Tree`: in memory (`MemoryTree`: the library, tests, benchmarks) or in
+a database (the in-process runner and every worker of a pool run `work_on` on the same units,
+claimed by the same frontier). Parts swap as in pyribs' scheduler / emitters / archive: the
+frontier orders the units, the archive merges copies, the budget stops new work, and the steps
+(`ridgerider.search.steps`) do the numerical work without knowing where the tree is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from ridgerider.critical import CriticalPoint
+from ridgerider.problems.base import Problem
+from ridgerider.search.budget import Progress, exhausted
+from ridgerider.search.frontier import Unit, frontier_key
+from ridgerider.search.ridges import Spectrum, make_ridge
+from ridgerider.search.spec import SearchSpec
+from ridgerider.search.steps import (
+    NodeWork,
+    Outcome,
+    evaluate,
+    expand,
+    follow,
+    start_point,
+    work_of,
+)
+
+UNIT_ERRORS = (ArithmeticError, ValueError, RuntimeError)
+
+
+class Tree(Protocol):
+    """A search's tree where it is kept. Every `record_*` returns the units it created (a
+    worker pool sends work for each) and merges a new point into the tree's archive atomically
+    (two rides reaching one point give one node and two edges)."""
+
+    def has_root(self) -> bool: ...
+
+    def add_root(self, root: CriticalPoint, work: NodeWork) -> list[Unit]: ...
+
+    def root(self) -> CriticalPoint: ...
+
+    def claim(self, key: Callable[[Unit], tuple]) -> Unit | None: ...
+
+    def progress(self) -> Progress: ...
+
+    def point(self, node_id: int) -> CriticalPoint: ...
+
+    def spectrum(self, node_id: int) -> Spectrum | None: ...
+
+    def skip(self, unit: Unit, reason: str) -> None: ...
+
+    def fail(self, unit: Unit, reason: str) -> None: ...
+
+    def record_expansion(
+        self, unit: Unit, spectrum: Spectrum, rides: list[tuple[int, int]], hvps: int
+    ) -> list[Unit]: ...
+
+    def record_ride(self, unit: Unit, outcome: Outcome) -> list[Unit]: ...
+
+    def record_evaluation(self, unit: Unit, metrics: dict[str, float]) -> list[Unit]: ...
+
+
+def begin(tree: Tree, problem: Problem, spec: SearchSpec) -> list[Unit]:
+    """Classify the start and make it the tree's root (nothing if it has one already).
+
+    Raises:
+        StartError: the problem has no start, or the start is not a critical point.
+    """
+    if tree.has_root():
+        return []
+    root = start_point(problem, spec)
+    return tree.add_root(root, work_of(root, 0, spec))
+
+
+def work_on(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> list[Unit]:
+    """Do one claimed unit and record it; returns the units it created. A budget used up skips
+    the unit (evaluations are never skipped); an error fails that unit only."""
+    if unit.work != "evaluate" and (reason := exhausted(spec, tree.progress())):
+        tree.skip(unit, reason)
+        return []
+    try:
+        if unit.work == "expand":
+            point = tree.point(unit.node_id)
+            spectrum, rides, hvps = expand(problem, point, spec, tree.spectrum(unit.node_id))
+            return tree.record_expansion(unit, spectrum, rides, hvps)
+        if unit.work == "ride":
+            return tree.record_ride(unit, _ride(tree, problem, spec, unit))
+        metrics = evaluate(problem, tree.point(unit.node_id), spec)
+        return tree.record_evaluation(unit, metrics)
+    except UNIT_ERRORS as error:
+        tree.fail(unit, f"{type(error).__name__}: {error}")
+        return []
+
+
+def _ride(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> Outcome:
+    spectrum = tree.spectrum(unit.node_id)
+    if spectrum is None:
+        raise LookupError(f"node {unit.node_id} has no spectrum to ride from")
+    eigen_index, sign = unit.fingerprint[-1]
+    track = spec.ride_config().track
+    ridge = make_ridge(unit.node_id, spectrum, eigen_index, sign, track)
+    start = tree.point(unit.node_id)
+    target = spec.settle_target(tree.root())
+    last = unit.depth + 1 >= spec.max_depth or tree.progress().nodes + 1 >= spec.max_nodes
+    return follow(problem, start, ridge, spec, target, last)
+
+
+def run(
+    tree: Tree,
+    problem: Problem,
+    spec: SearchSpec,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> None:
+    """Start the tree (unless it has started) and work on it until no unit is left.
+
+    Raises:
+        StartError: the problem has no start, or the start is not a critical point.
+    """
+    begin(tree, problem, spec)
+    key = frontier_key(spec.frontier)
+    while (unit := tree.claim(key)) is not None:
+        work_on(tree, problem, spec, unit)
+        if on_progress is not None:
+            on_progress(tree.progress())

@@ -1,0 +1,212 @@
+"""The tree in memory: the search as a library call, returning a networkx DAG."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import networkx as nx
+import torch
+
+from ridgerider.critical import CriticalPoint
+from ridgerider.problems.base import Problem
+from ridgerider.search.archive import MemoryArchive, find_copy, keys_of, window_of
+from ridgerider.search.budget import Progress
+from ridgerider.search.fingerprint import ROOT, Fingerprint, extend
+from ridgerider.search.frontier import Unit
+from ridgerider.search.loop import run
+from ridgerider.search.ridges import Spectrum
+from ridgerider.search.spec import SearchSpec
+from ridgerider.search.steps import NodeWork, Outcome, work_of
+
+EXHAUSTED = "frontier exhausted"
+
+
+@dataclass
+class SearchResult:
+    """The DAG (node attributes: `point`, a CriticalPoint; `depth`; `fingerprint`; edge
+    attributes: the ride's labels), the failed rides, HVPs spent, seconds, why the search
+    stopped, and the units a budget left undone (`open`: expansions and rides)."""
+
+    graph: nx.MultiDiGraph
+    hvps: int
+    seconds: float
+    stopped: str
+    failures: list[Outcome] = field(default_factory=list)
+    open: dict[str, int] = field(default_factory=dict)
+
+    def points(self, kind: str | None = None) -> list[CriticalPoint]:
+        return [
+            data["point"]
+            for _, data in self.graph.nodes(data=True)
+            if kind is None or data["point"].kind == kind
+        ]
+
+
+@dataclass
+class _Ride:
+    node: int
+    eigen_index: int
+    sign: int
+    eigenvalue: float
+
+
+class MemoryTree:
+    """A `Tree` in memory. Nodes are numbered from 0 (the root) in the order they are found,
+    rides from 0 in the order they are queued."""
+
+    def __init__(self, problem: Problem, spec: SearchSpec) -> None:
+        self.problem, self.spec = problem, spec
+        self.graph = nx.MultiDiGraph()
+        self.archive = MemoryArchive()
+        self.spectra: dict[int, Spectrum] = {}
+        self.rides: dict[int, _Ride] = {}
+        self.pending: dict[tuple[str, int], Unit] = {}
+        self.claimed: dict[tuple[str, int], Unit] = {}
+        self.failures: list[Outcome] = []
+        self.open = {"expansions": 0, "rides": 0}
+        self.hvps = 0
+        self.solutions = 0
+        self.stopped = EXHAUSTED
+        self.started = time.perf_counter()
+
+    def has_root(self) -> bool:
+        return self.graph.number_of_nodes() > 0
+
+    def add_root(self, root: CriticalPoint, work: NodeWork) -> list[Unit]:
+        self.hvps += root.hvps
+        return self._add_node(root, 0, ROOT, work, None)
+
+    def root(self) -> CriticalPoint:
+        return self.graph.nodes[0]["point"]
+
+    def claim(self, key: Callable[[Unit], tuple]) -> Unit | None:
+        if not self.pending:
+            return None
+        unit = min(self.pending.values(), key=key)
+        self.claimed[unit.kind, unit.id] = self.pending.pop((unit.kind, unit.id))
+        return unit
+
+    def progress(self) -> Progress:
+        seconds = time.perf_counter() - self.started
+        return Progress(self.graph.number_of_nodes(), self.solutions, self.hvps, seconds)
+
+    def point(self, node_id: int) -> CriticalPoint:
+        return self.graph.nodes[node_id]["point"]
+
+    def spectrum(self, node_id: int) -> Spectrum | None:
+        return self.spectra.get(node_id)
+
+    def skip(self, unit: Unit, reason: str) -> None:
+        self._done(unit)
+        self.open["rides" if unit.kind == "ride" else "expansions"] += 1
+        if self.stopped == EXHAUSTED:
+            self.stopped = reason
+
+    def fail(self, unit: Unit, reason: str) -> None:
+        self._done(unit)
+        if unit.kind == "node":
+            self.graph.nodes[unit.id]["error"] = reason
+
+    def record_expansion(
+        self, unit: Unit, spectrum: Spectrum, rides: list[tuple[int, int]], hvps: int
+    ) -> list[Unit]:
+        self._done(unit)
+        self.spectra[unit.id] = spectrum
+        self.hvps += hvps
+        created = []
+        for eigen_index, sign in rides:
+            ride_id = len(self.rides)
+            value = spectrum.values[eigen_index].item()
+            self.rides[ride_id] = _Ride(unit.id, eigen_index, sign, value)
+            fingerprint = extend(unit.fingerprint, eigen_index, sign)
+            created.append(Unit("ride", ride_id, "ride", unit.id, unit.depth, fingerprint, value))
+        self.pending.update(((u.kind, u.id), u) for u in created)
+        return created
+
+    def record_ride(self, unit: Unit, outcome: Outcome) -> list[Unit]:
+        self._done(unit)
+        self.hvps += outcome.hvps
+        if outcome.point is None:
+            self.failures.append(outcome)
+            return []
+        point, ride = outcome.point, self.rides[unit.id]
+        keys = keys_of(self.problem, point, self.spec)
+        candidates = self.archive.candidates(window_of(point, keys, self.spec))
+        target = find_copy(self.problem, point.theta, candidates, self.spec)
+        created: list[Unit] = []
+        if target is None:
+            target = self.graph.number_of_nodes()
+            depth = unit.depth + 1
+            work = work_of(point, depth, self.spec)
+            created = self._add_node(point, depth, unit.fingerprint, work, outcome.spectrum)
+        self.graph.add_edge(
+            ride.node,
+            target,
+            eigen_index=ride.eigen_index,
+            sign=ride.sign,
+            eigenvalue=ride.eigenvalue,
+            steps=outcome.end.steps,
+            hvps=outcome.hvps,
+            end_reason=outcome.end.reason,
+        )
+        return created
+
+    def record_evaluation(self, unit: Unit, metrics: dict[str, float]) -> list[Unit]:
+        self._done(unit)
+        self.graph.nodes[unit.id]["metrics"] = metrics
+        self.solutions += 1
+        return []
+
+    def result(self) -> SearchResult:
+        seconds = time.perf_counter() - self.started
+        return SearchResult(
+            self.graph, self.hvps, seconds, self.stopped, self.failures, dict(self.open)
+        )
+
+    def _add_node(
+        self,
+        point: CriticalPoint,
+        depth: int,
+        fingerprint: Fingerprint,
+        work: NodeWork,
+        spectrum: Spectrum | None,
+    ) -> list[Unit]:
+        node = self.graph.number_of_nodes()
+        self.graph.add_node(node, point=point, depth=depth, fingerprint=fingerprint)
+        self.archive.add(node, point.theta, keys_of(self.problem, point, self.spec))
+        if spectrum is not None:
+            self.spectra[node] = spectrum
+        if work == "none":
+            return []
+        value = point.eigenvalues[0].item() if point.eigenvalues.numel() else 0.0
+        unit = Unit("node", node, work, node, depth, fingerprint, value)
+        self.pending[unit.kind, unit.id] = unit
+        return [unit]
+
+    def _done(self, unit: Unit) -> None:
+        self.claimed.pop((unit.kind, unit.id), None)
+
+
+def search(
+    problem: Problem,
+    spec: SearchSpec | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> SearchResult:
+    """Ride every ridge from the problem's start, recursively, until the frontier is empty or a
+    budget ends; the tree in memory.
+
+    Args:
+        problem: what to search.
+        spec: budgets and policies (its `problem` field is not used here).
+        on_progress: called after every unit of work.
+
+    Raises:
+        StartError: the problem has no start, or its start is not a critical point.
+    """
+    spec = spec or SearchSpec()
+    torch.manual_seed(spec.seed)
+    tree = MemoryTree(problem, spec)
+    run(tree, problem, spec, on_progress)
+    return tree.result()

@@ -1,0 +1,253 @@
+"""The pure steps of a search, each a function of (problem, spec, state): classify the start,
+expand a branch point, follow a ridge to the next point of the tree, evaluate a solution. The
+in-memory tree and the database-backed one call these same functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+from torch.func import grad
+
+from ridgerider.critical import (
+    SOLUTION_KINDS,
+    ZERO_RTOL,
+    CriticalPoint,
+    classify,
+    point_of,
+    settle,
+    settle_to_minimum,
+)
+from ridgerider.linalg import HessianOperator
+from ridgerider.metrics import minimum_metrics
+from ridgerider.problems.base import Problem
+from ridgerider.ride import RideEnd, ride
+from ridgerider.search.ridges import (
+    Ridge,
+    Spectrum,
+    choose_ridges,
+    equal_groups,
+    negative_spectrum,
+    node_spectrum,
+    orient,
+)
+from ridgerider.search.spec import SearchSpec, SettleTarget
+
+NodeWork = Literal["expand", "evaluate", "none"]
+START_GRAD_RTOL = 1e-5
+NUDGE = 1e-6  # relative size of the nudge before a descent to a minimum
+ORIENTATION_TOL = 1e-8  # slopes and third derivatives below this are rounding
+
+
+class StartError(ValueError):
+    """The search cannot start: the problem has no start, or it is not a critical point."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What following a ridge gave: the point it led to (with its spectrum where it is a branch
+    point, computed on the way), or the reason it failed."""
+
+    ridge: Ridge
+    end: RideEnd
+    hvps: int
+    point: CriticalPoint | None = None
+    spectrum: Spectrum | None = None
+    failure: str | None = None
+
+
+def start_point(problem: Problem, spec: SearchSpec) -> CriticalPoint:
+    """The problem's start, classified.
+
+    Raises:
+        StartError: the problem has no start, or its start is not a critical point.
+    """
+    if problem.start is None:
+        raise StartError(f"problem {problem.name!r} has no start point; give one")
+    torch.manual_seed(spec.seed)
+    root = classify(problem.loss, problem.start, zero_modes=problem.zero_modes)
+    if root.grad_norm > START_GRAD_RTOL * max(1.0, abs(root.loss)):
+        raise StartError(
+            f"the start of {problem.name!r} is not a critical point: gradient norm "
+            f"{root.grad_norm:.3g}"
+        )
+    return root
+
+
+def work_of(point: CriticalPoint, depth: int, spec: SearchSpec) -> NodeWork:
+    """A solution is evaluated; a point with negative curvature above `max_depth` is
+    expanded; anything else (a degenerate point, a saddle at the depth limit) is kept."""
+    if point.kind in SOLUTION_KINDS:
+        return "evaluate"
+    return "expand" if point.index > 0 and depth < spec.max_depth else "none"
+
+
+def expand(
+    problem: Problem, point: CriticalPoint, spec: SearchSpec, spectrum: Spectrum | None = None
+) -> tuple[Spectrum, list[tuple[int, int]], int]:
+    """The spectrum of a branch point (`spectrum`, if it was computed when the point was
+    reached), the (eigen index, sign) of each ride to take from it, and the HVPs spent."""
+    torch.manual_seed(spec.seed)
+    hvps = 0
+    if spectrum is None:
+        spectrum = node_spectrum(problem, point, spec)
+        hvps = spectrum.hvps
+    gradient = grad(problem.loss)(point.theta)
+    spectrum = orient(spectrum, gradient, spec.step_size)
+    return spectrum, choose_ridges(problem, spectrum, spec, ZERO_RTOL, gradient), hvps
+
+
+def follow(
+    problem: Problem,
+    start: CriticalPoint,
+    ridge: Ridge,
+    spec: SearchSpec,
+    target: SettleTarget,
+    last: bool = False,
+) -> Outcome:
+    """Ride `ridge` from `start` and say where it leads, by `target`:
+
+    - "saddle": the critical point beneath the ride's end (descent along positive curvature,
+      then Newton), classified;
+    - "minimum": the minimum L-BFGS reaches from the ride's end;
+    - "branch": the ride's end itself while negative curvature is left there (a branch point,
+      its spectrum computed); else a leaf, polished to a minimum (`leaf = "minimum"`) or kept
+      as it is (`leaf = "ride-end"`).
+
+    A `last` ride (its end could not be expanded: the depth limit, or the last point the node
+    budget allows) ends in a leaf whatever the target, so that a budget still returns minima.
+    """
+    torch.manual_seed(spec.seed)
+    end = ride(
+        problem.loss,
+        start.theta,
+        ridge.direction,
+        spec.ride_config(),
+        neighbours=ridge.neighbours,
+        norm_estimate=ridge.norm_estimate,
+    )
+    if end.reason == "non-finite-loss":
+        return Outcome(ridge, end, end.hvps, failure="the loss turned NaN or Inf during the ride")
+    try:
+        if target == "branch":
+            point, spectrum, hvps = _ride_end(problem, start, end, spec, last)
+        else:
+            settle_to = "minimum" if last else target
+            point, hvps = _settled(problem, end.theta, spec, settle_to, start)
+            spectrum = None
+    except FloatingPointError as error:
+        return Outcome(ridge, end, end.hvps, failure=f"settling failed: {error}")
+    hvps += end.hvps
+    if point.kind not in ("branch", "ride-end") and point.grad_norm > 1e3 * spec.grad_tol:
+        failure = f"settling ended at gradient norm {point.grad_norm:.3g}, not a critical point"
+        return Outcome(ridge, end, hvps, failure=failure)
+    return Outcome(ridge, end, hvps, point=point, spectrum=spectrum)
+
+
+def _settled(
+    problem: Problem,
+    theta: Tensor,
+    spec: SearchSpec,
+    target: SettleTarget,
+    sizing: CriticalPoint,
+    spectrum: Spectrum | None = None,
+) -> tuple[CriticalPoint, int]:
+    """The critical point `target` settles `theta` on, classified, and the HVPs spent.
+
+    A descent to a minimum starts from `theta` nudged within its negative-curvature subspace
+    (from `spectrum` at `theta`, grown to hold every negative eigenvalue; computed sized as
+    `sizing`'s where not given; see `_nudge`)."""
+    if target == "saddle":
+        settled, hvps = settle(problem.loss, theta, spec.settle_config())
+    else:
+        hvps = 0
+        if spectrum is None:
+            spectrum = node_spectrum(problem, sizing, spec, theta=theta)
+            hvps += spectrum.hvps
+        whole = negative_spectrum(problem, theta, spectrum, ZERO_RTOL, spec.seed)
+        nudge, nudge_hvps = _nudge(problem, theta, whole)
+        settled, polish_hvps = settle_to_minimum(problem.loss, theta + nudge, spec.settle_config())
+        hvps += whole.hvps - spectrum.hvps + nudge_hvps + polish_hvps
+    point = classify(problem.loss, settled, zero_modes=problem.zero_modes)
+    return point, hvps + point.hvps
+
+
+def _nudge(problem: Problem, theta: Tensor, spectrum: Spectrum) -> tuple[Tensor, int]:
+    """A nudge (NUDGE relative) that breaks every symmetry of `theta` a descent could break,
+    the same way on every machine and for every symmetric copy of `theta`; the HVPs spent.
+
+    A ride's end often keeps units exactly symmetric (a ride carried by one unit leaves the
+    others alone); descent from there breaks the symmetry one way or another by rounding,
+    which differs between CPUs, thread counts and processes, and the minimum reached with it.
+    The nudge is a sum of the canonical negative-curvature eigenvectors with distinct weights
+    (the canonical basis of a copy is the copy of the basis), each turned downhill: by the
+    slope, or where it vanishes (at a point of symmetry) by the third derivative along it, both
+    odd in the vector."""
+    scale = max(spectrum.norm_estimate, 1.0)
+    groups = equal_groups(spectrum.values, spectrum.norm_estimate)
+    if spectrum.truncated and len(groups) > 1:
+        groups = groups[:-1]  # not a canonical basis: the group may go on
+    chosen = [i for group in groups for i in group if spectrum.values[i] < -ZERO_RTOL * scale]
+    nudge = torch.zeros_like(theta)
+    if not chosen:
+        return nudge, 0
+    gradient = grad(problem.loss)(theta)
+    step = 1e-4 * (1 + theta.norm().item())
+    hvps = 0
+    for rank, index in enumerate(chosen):
+        vector = spectrum.vectors[:, index]
+        slope = (gradient @ vector).item()
+        if abs(slope) <= ORIENTATION_TOL:
+            ahead = HessianOperator(problem.loss, theta + step * vector).matvec(vector)
+            behind = HessianOperator(problem.loss, theta - step * vector).matvec(vector)
+            slope = ((ahead - behind) @ vector).item() / (2 * step)  # the third derivative
+            hvps += 2
+        sign = -1.0 if slope > ORIENTATION_TOL else 1.0
+        nudge += sign / (1 + rank) * vector
+    return NUDGE * (1 + theta.norm().item()) * nudge / nudge.norm(), hvps
+
+
+def _ride_end(
+    problem: Problem, start: CriticalPoint, end: RideEnd, spec: SearchSpec, last: bool
+) -> tuple[CriticalPoint, Spectrum | None, int]:
+    """The node a ride's end becomes under settle = "branch" (see `follow`). Its spectrum, sized
+    as the ride's start's (the symmetry a ride keeps, it keeps in its groups) and warm started
+    from the tracked vectors, is computed once: it classifies the end and, at a branch point,
+    gives its ridges."""
+    spectrum = node_spectrum(problem, start, spec, v0=end.vectors, theta=end.theta)
+    probe = point_of(
+        problem.loss,
+        end.theta,
+        spectrum.values,
+        spectrum.norm_estimate,
+        spectrum.hvps,
+        zero_modes=problem.zero_modes,
+    )
+    if probe.index > 0 and not last:
+        return _relabelled(probe, "branch"), spectrum, probe.hvps
+    if spec.leaf == "ride-end":
+        return _relabelled(probe, "ride-end"), None, probe.hvps
+    point, hvps = _settled(problem, end.theta, spec, "minimum", start, spectrum)
+    return point, None, probe.hvps + hvps
+
+
+def _relabelled(point: CriticalPoint, kind: str) -> CriticalPoint:
+    return CriticalPoint(
+        point.theta,
+        point.loss,
+        point.grad_norm,
+        kind,
+        point.index,
+        point.eigenvalues,
+        point.hvps,
+        point.index_is_exact,
+        point.norm_estimate,
+    )
+
+
+def evaluate(problem: Problem, point: CriticalPoint, spec: SearchSpec) -> dict[str, float]:
+    """The behavioural metrics of a solution."""
+    torch.manual_seed(spec.seed)
+    return minimum_metrics(problem, point)

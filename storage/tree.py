@@ -1,0 +1,243 @@
+"""The search's tree kept in the database: a `ridgerider.search.loop.Tree` for one job.
+
+The in-process runner and every worker of a pool run the engine's one loop over this tree: a
+unit is claimed by the frontier with a compare-and-set, its pure step runs outside any
+transaction, and its record (with the merge of a new point into the archive) runs under the
+job's lock. Tensors go to the artifact store; rows hold their sha256.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ridgerider.critical import CriticalPoint
+from ridgerider.problems.base import Problem
+from ridgerider.search.archive import evaluation_probabilities, find_copy, keys_of, window_of
+from ridgerider.search.budget import Progress
+from ridgerider.search.fingerprint import from_text
+from ridgerider.search.frontier import Unit
+from ridgerider.search.ridges import Spectrum
+from ridgerider.search.spec import SearchSpec
+from ridgerider.search.steps import NodeWork, Outcome, work_of
+from storage.artifacts import ArtifactStore, get_tensors, put_tensors
+from storage.database import Database
+from storage.jobs import (
+    MergeWindow,
+    PointRecord,
+    RideResult,
+    claim_next,
+    end_unit,
+    new_token,
+    progress,
+    record_evaluation,
+    record_expansion,
+    record_ride,
+    root_node,
+    start_job,
+)
+from storage.models import Node
+
+TENSOR_CACHE_SIZE = 4096
+ALL_WORK = ("expand", "evaluate", "ride")
+
+
+class JobTree:
+    """The tree of job `job_id` in `db`, its tensors in `store`.
+
+    Args:
+        token_prefix: put before every claim token (a pool worker names its process there).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        store: ArtifactStore,
+        job_id: int,
+        problem: Problem,
+        spec: SearchSpec,
+        token_prefix: str = "",
+    ) -> None:
+        self.db, self.store, self.job_id = db, store, job_id
+        self.problem, self.spec = problem, spec
+        self.token_prefix = token_prefix
+        self.tokens: dict[tuple[str, int], str] = {}
+        self._tensors: OrderedDict[str, dict[str, Tensor]] = OrderedDict()
+
+    def has_root(self) -> bool:
+        with self.db.session(readonly=True) as session:
+            return root_node(session, self.job_id) is not None
+
+    def add_root(self, root: CriticalPoint, work: NodeWork) -> list[Unit]:
+        record = self._save(root, None)
+        with self.db.session() as session:
+            node = start_job(session, self.job_id, record, work, root.hvps)
+            return [] if work == "none" else [_node_unit(node)]
+
+    def root(self) -> CriticalPoint:
+        with self.db.session(readonly=True) as session:
+            return self._point(root_node(session, self.job_id))
+
+    def claim(self, key: Callable[[Unit], tuple], works: tuple[str, ...] = ALL_WORK) -> Unit | None:
+        """The frontier's next pending unit, claimed (of `works` only, where given)."""
+        token = f"{self.token_prefix}{new_token()[:16]}"
+        unit = claim_next(self.db, self.job_id, key, token, works)
+        if unit is not None:
+            self.tokens[unit.kind, unit.id] = token
+        return unit
+
+    def progress(self) -> Progress:
+        with self.db.session(readonly=True) as session:
+            return progress(session, self.job_id)
+
+    def point(self, node_id: int) -> CriticalPoint:
+        with self.db.session(readonly=True) as session:
+            return self._point(session.get(Node, node_id))
+
+    def spectrum(self, node_id: int) -> Spectrum | None:
+        with self.db.session(readonly=True) as session:
+            sha256 = session.get(Node, node_id).spectrum_sha256
+        if sha256 is None:
+            return None
+        stored = self._tensors_of(sha256)
+        return Spectrum(
+            stored["values"],
+            stored["vectors"].to(self.problem.dtype),
+            stored["norm_estimate"].item(),
+            0,
+            bool(stored["truncated"].item()),
+        )
+
+    def skip(self, unit: Unit, reason: str) -> None:
+        with self.db.session() as session:
+            end_unit(session, unit.kind, unit.id, self._token(unit), "skipped", reason)
+
+    def fail(self, unit: Unit, reason: str) -> None:
+        with self.db.session() as session:
+            end_unit(session, unit.kind, unit.id, self._token(unit), "failed", reason)
+
+    def record_expansion(
+        self, unit: Unit, spectrum: Spectrum, rides: list[tuple[int, int]], hvps: int
+    ) -> list[Unit]:
+        sha256 = self._save_spectrum(spectrum)
+        labelled = [(index, sign, spectrum.values[index].item()) for index, sign in rides]
+        with self.db.session() as session:
+            ids = record_expansion(session, unit.id, self._token(unit), sha256, labelled, hvps)
+        return [
+            Unit("ride", ride_id, "ride", unit.id, unit.depth, (*unit.fingerprint, (i, s)), value)
+            for ride_id, (i, s, value) in zip(ids or [], labelled, strict=False)
+        ]
+
+    def record_ride(self, unit: Unit, outcome: Outcome) -> list[Unit]:
+        stats = {
+            "steps": outcome.end.steps,
+            "hvps": outcome.hvps,
+            "end_reason": outcome.end.reason,
+        }
+        if outcome.point is None:
+            result = RideResult(**stats, failure=outcome.failure)
+            window = MergeWindow((0.0, 0.0))
+        else:
+            keys = keys_of(self.problem, outcome.point, self.spec)
+            found = window_of(outcome.point, keys, self.spec)
+            window = MergeWindow(found.loss, found.function)
+            record = self._save(outcome.point, outcome.spectrum, keys.function)
+            result = RideResult(**stats, point=record)
+
+        def copy_of(candidates: list[tuple[int, str]]) -> int | None:
+            known = ((node_id, self._theta(sha256)) for node_id, sha256 in candidates)
+            return find_copy(self.problem, outcome.point.theta, known, self.spec)
+
+        def work(_: PointRecord, depth: int) -> NodeWork:
+            return work_of(outcome.point, depth, self.spec)
+
+        with self.db.session() as session:
+            recorded = record_ride(
+                session, unit.id, self._token(unit), result, window, copy_of, work
+            )
+            if recorded is None or not recorded.new or recorded.work == "none":
+                return []
+            return [_node_unit(session.get(Node, recorded.node_id))]
+
+    def record_evaluation(self, unit: Unit, metrics: dict[str, float]) -> list[Unit]:
+        point = self.point(unit.node_id)
+        with self.db.session(readonly=True) as session:
+            sha256 = session.get(Node, unit.node_id).theta_sha256
+        labels = predictions(self.problem, point.theta)
+        with self.db.session() as session:
+            record_evaluation(session, unit.id, self._token(unit), sha256, metrics, labels)
+        return []
+
+    def _token(self, unit: Unit) -> str | None:
+        return self.tokens.pop((unit.kind, unit.id), None)
+
+    def _point(self, node: Node) -> CriticalPoint:
+        return CriticalPoint(
+            self._theta(node.theta_sha256),
+            node.loss,
+            node.grad_norm,
+            node.kind,
+            node.index,
+            torch.tensor(node.eigenvalues, dtype=torch.float64),
+            0,
+            node.index_is_exact,
+        )
+
+    def _save(
+        self, point: CriticalPoint, spectrum: Spectrum | None, function_key: float | None = None
+    ) -> PointRecord:
+        sha256 = put_tensors(self.store, {"theta": point.theta})
+        self._keep(sha256, {"theta": point.theta})
+        return PointRecord(
+            point.kind,
+            point.index,
+            point.index_is_exact,
+            point.loss,
+            point.grad_norm,
+            point.eigenvalues.tolist(),
+            sha256,
+            function_key,
+            None if spectrum is None else self._save_spectrum(spectrum),
+        )
+
+    def _save_spectrum(self, spectrum: Spectrum) -> str:
+        tensors = {
+            "values": spectrum.values,
+            "vectors": spectrum.vectors,
+            "norm_estimate": torch.tensor([spectrum.norm_estimate], dtype=torch.float64),
+            "truncated": torch.tensor([spectrum.truncated]),
+        }
+        sha256 = put_tensors(self.store, tensors)
+        self._keep(sha256, tensors)
+        return sha256
+
+    def _theta(self, sha256: str) -> Tensor:
+        return self._tensors_of(sha256)["theta"].to(self.problem.dtype)
+
+    def _tensors_of(self, sha256: str) -> dict[str, Tensor]:
+        if sha256 not in self._tensors:
+            self._keep(sha256, get_tensors(self.store, sha256))
+        self._tensors.move_to_end(sha256)
+        return self._tensors[sha256]
+
+    def _keep(self, sha256: str, tensors: dict[str, Tensor]) -> None:
+        self._tensors[sha256] = tensors
+        while len(self._tensors) > TENSOR_CACHE_SIZE:
+            self._tensors.popitem(last=False)
+
+
+def _node_unit(node: Node) -> Unit:
+    value = node.eigenvalues[0] if node.eigenvalues else 0.0
+    return Unit("node", node.id, node.work, node.id, node.depth, from_text(node.path), value)
+
+
+def predictions(problem: Problem, theta: Tensor) -> bytes | None:
+    """Predicted classes on the evaluation split as int16 bytes; None for non-classifiers."""
+    probabilities = evaluation_probabilities(problem, theta)
+    if probabilities is None:
+        return None
+    return probabilities.argmax(1).cpu().numpy().astype(np.int16).tobytes()

@@ -1,0 +1,63 @@
+"""Frontier orders on hand-made units: what each policy takes next."""
+
+from __future__ import annotations
+
+import pytest
+
+from ridgerider.search.fingerprint import deviations, from_text, to_text
+from ridgerider.search.frontier import Unit, frontier_key
+
+
+def ride(unit_id: int, parent: int, depth: int, path: str, value: float = -1.0) -> Unit:
+    return Unit("ride", unit_id, "ride", parent, depth, from_text(path), value)
+
+
+def node(node_id: int, depth: int, path: str, work: str = "expand", value: float = -1.0) -> Unit:
+    return Unit("node", node_id, work, node_id, depth, from_text(path), value)
+
+
+@pytest.mark.parametrize("text", ["", "0+", "0+.8-.12+"])
+def test_fingerprints_round_trip(text):
+    assert to_text(from_text(text)) == text
+
+
+@pytest.mark.parametrize("text", ["0", "+0", "0+..1-", "a+", "0+.-1+"])
+def test_a_malformed_fingerprint_is_refused(text):
+    with pytest.raises(ValueError, match="fingerprint"):
+        from_text(text)
+
+
+def test_deviations_count_the_rides_below_the_start_that_were_not_first_choices():
+    assert deviations(from_text("3-.0+.0+")) == 0
+    assert deviations(from_text("0+.0-.1+.0+")) == 2
+
+
+def test_dive_follows_each_start_ridge_down_before_deviating():
+    units = [
+        ride(1, 0, 0, "0-"),  # the start's second ride
+        node(5, 2, "0+.0+"),  # the first dive, two rides down
+        ride(2, 3, 1, "0+.1+"),  # a deviation one ride down
+        ride(3, 4, 2, "0+.0+.0-"),  # a deviation two rides down
+        node(6, 1, "1+"),  # the dive of the start's third ridge
+        node(7, 3, "0+.0-.0+", work="evaluate"),  # a solution to evaluate
+    ]
+    key = frontier_key("dive")
+    order = [u.id for u in sorted(units, key=key)]
+    assert order == [7, 5, 1, 6, 3, 2]
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        ("breadth-first", [1, 2, 3]),
+        ("depth-first", [3, 2, 1]),
+        ("most-negative-first", [2, 3, 1]),
+    ],
+)
+def test_the_other_policies(policy, expected):
+    units = [
+        ride(1, 0, 0, "0+", value=-0.1),
+        ride(2, 1, 1, "0+.0+", value=-2.0),
+        ride(3, 2, 2, "0+.0+.0+", value=-1.0),
+    ]
+    assert [u.id for u in sorted(units, key=frontier_key(policy))] == expected

@@ -1,0 +1,118 @@
+"""Canonical ridges: the basis of a repeated eigenvalue's eigenspace that does not depend on the
+basis the eigensolver returned, and which ridges are ridden, in which directions."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from ridgerider.critical import ZERO_RTOL, classify
+from ridgerider.linalg import HessianOperator
+from ridgerider.linalg.tracking import track_eigenvector
+from ridgerider.problems.classic import styblinski_tang
+from ridgerider.problems.digits import digits_mlp_problem
+from ridgerider.search import SearchSpec
+from ridgerider.search.ridges import (
+    Spectrum,
+    canonical_basis,
+    choose_ridges,
+    equal_groups,
+    make_ridge,
+    node_spectrum,
+    orient,
+)
+
+HIDDEN = 8
+
+
+def rotated(vectors: torch.Tensor, seed: int) -> torch.Tensor:
+    """The same span in another orthonormal basis, as another CPU's rounding would give."""
+    generator = torch.Generator().manual_seed(seed)
+    size = vectors.shape[1]
+    q, _ = torch.linalg.qr(torch.randn(size, size, generator=generator, dtype=torch.float64))
+    return vectors @ q
+
+
+def unit_masses(vector: torch.Tensor) -> torch.Tensor:
+    """The squared norm of a 64-8-10 MLP direction on each hidden unit's weights."""
+    w1 = vector[: HIDDEN * 64].view(HIDDEN, 64)
+    w2 = vector[HIDDEN * 64 + HIDDEN : HIDDEN * 64 + HIDDEN + 10 * HIDDEN].view(10, HIDDEN)
+    return w1.square().sum(1) + w2.square().sum(0)
+
+
+def test_the_canonical_basis_depends_only_on_the_span():
+    generator = torch.Generator().manual_seed(1)
+    span = torch.linalg.qr(torch.randn(50, 4, generator=generator, dtype=torch.float64))
+    first = canonical_basis(span.Q)
+    for seed in range(5):
+        assert torch.allclose(canonical_basis(rotated(span.Q, seed)), first, atol=1e-12)
+    assert torch.allclose(first.T @ first, torch.eye(4, dtype=torch.float64), atol=1e-12)
+
+
+def test_a_fully_repeated_eigenvalue_rides_the_coordinate_axes():
+    """Styblinski-Tang's start: H = c I, so every basis is an eigenbasis; the canonical one is
+    the axes, the directions that continue as ridges of a separable function."""
+    problem = styblinski_tang(4)
+    root = classify(problem.loss, problem.start)
+    spectrum = node_spectrum(problem, root, SearchSpec())
+    assert torch.allclose(spectrum.vectors, torch.eye(4, dtype=torch.float64), atol=1e-8)
+
+
+def test_at_the_digits_zero_point_each_ridge_is_carried_by_one_unit():
+    problem = digits_mlp_problem(hidden=HIDDEN)
+    root = classify(problem.loss, problem.start, zero_modes=1)
+    spectrum = node_spectrum(problem, root, SearchSpec(ridges_per_node=2))
+    groups = equal_groups(spectrum.values, spectrum.norm_estimate)
+    assert [len(g) for g in groups[:2]] == [HIDDEN, HIDDEN]  # KNOWN-ANSWERS: 9 values x 8
+    for group in groups[:2]:
+        for position, index in enumerate(group):
+            masses = unit_masses(spectrum.vectors[:, index])
+            assert masses[position].item() > 1 - 1e-8  # unit 0 carries the first, and so on
+    # The same whatever basis the solver returned:
+    group = groups[0]
+    again = canonical_basis(rotated(spectrum.vectors[:, group], seed=3))
+    assert torch.allclose(again, spectrum.vectors[:, group], atol=1e-10)
+
+
+def test_a_canonical_ridge_turns_smoothly_as_it_is_ridden():
+    """A mixture of the symmetric copies turns away at once (the eigenspace splits as the ride
+    breaks the symmetry); the ridge carried by one unit continues: consecutive directions keep
+    overlap >= 0.9 over the first 10 steps, whatever basis the solver returned."""
+    problem = digits_mlp_problem(hidden=HIDDEN)
+    root = classify(problem.loss, problem.start, zero_modes=1)
+    spectrum = node_spectrum(problem, root, SearchSpec(ridges_per_node=2))
+    for seed in (None, 0, 1):
+        vectors = spectrum.vectors.clone()
+        if seed is not None:  # another machine's eigensolver output, made canonical again
+            vectors[:, :HIDDEN] = canonical_basis(rotated(vectors[:, :HIDDEN], seed))
+        ridge = make_ridge(0, replace(spectrum, vectors=vectors), 0, 1, track=3)
+        theta, d, neighbours = problem.start, ridge.direction, ridge.neighbours
+        for _ in range(10):
+            theta = theta + 0.05 * d
+            tracked = track_eigenvector(
+                HessianOperator(problem.loss, theta), d, neighbours, norm_estimate=13.0
+            )
+            assert tracked.vector @ d >= 0.9, "the ridge turns smoothly"
+            assert tracked.matvecs <= 10
+            d, neighbours = tracked.vector, tracked.neighbours
+
+
+def test_both_signs_at_a_critical_point_only_the_downhill_one_elsewhere():
+    values = torch.tensor([-1.0, -0.5, 2.0], dtype=torch.float64)
+    spectrum = Spectrum(values, torch.eye(3, dtype=torch.float64), 2.0, 0)
+    problem = styblinski_tang(3)
+    spec = SearchSpec(step_size=0.1)
+    critical = torch.zeros(3, dtype=torch.float64)
+    assert choose_ridges(problem, spectrum, spec, ZERO_RTOL, critical) == [
+        (0, 1),
+        (0, -1),
+        (1, 1),
+        (1, -1),
+    ]
+    # A gradient along e_1 of 1.0 beats its curvature over one step (0.5 * 0.5 * 0.1): the
+    # uphill sign is left out, and orienting makes the downhill sign the + one.
+    tilted = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
+    oriented = orient(spectrum, tilted, spec.step_size)
+    assert oriented.vectors[1, 1] == -1.0 and oriented.vectors[0, 0] == 1.0
+    assert choose_ridges(problem, oriented, spec, ZERO_RTOL, tilted) == [(0, 1), (0, -1), (1, 1)]
