@@ -6,19 +6,19 @@ import itertools
 
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from ridgerider.critical import CriticalPoint
 from ridgerider.linalg import HessianOperator, hutchinson_trace, top_eigenvalue
-from ridgerider.problems.base import Problem
+from ridgerider.problems.base import Problem, class_probabilities, classification_loss
 
 BARRIER_POINTS = 21
 
 
 def minimum_metrics(problem: Problem, point: CriticalPoint) -> dict[str, float]:
     """Loss, gradient norm, index, sharpness (top eigenvalue), Hessian trace (Hutchinson),
-    distance from the start, and, for classifiers, accuracy and loss on every split, per-class
-    test accuracy and out-of-distribution accuracy."""
+    distance from the start, the problem's own `behaviour` metrics, and, for classifiers,
+    accuracy and loss on every split (out-of-distribution ones included) and per-class test
+    accuracy."""
     op = HessianOperator(problem.loss, point.theta)
     metrics = {
         "loss": point.loss,
@@ -29,13 +29,15 @@ def minimum_metrics(problem: Problem, point: CriticalPoint) -> dict[str, float]:
     }
     if problem.start is not None:
         metrics["distance_from_start"] = (point.theta - problem.start).norm().item()
+    if problem.behaviour is not None:
+        metrics |= {name: float(value) for name, value in problem.behaviour(point.theta).items()}
     if problem.predict is None:
         return metrics
     for split, (inputs, labels) in problem.splits.items():
         logits = problem.predict(point.theta, inputs)
-        correct = logits.argmax(1) == labels
+        correct = class_probabilities(logits).argmax(1) == labels
         metrics[f"{split}_accuracy"] = correct.double().mean().item()
-        metrics[f"{split}_loss"] = F.cross_entropy(logits, labels).item()
+        metrics[f"{split}_loss"] = classification_loss(logits, labels).item()
         if split == "test":
             for label in labels.unique().tolist():
                 accuracy = correct[labels == label].double().mean().item()
@@ -46,12 +48,9 @@ def minimum_metrics(problem: Problem, point: CriticalPoint) -> dict[str, float]:
 def disagreement(problem: Problem, a: Tensor, b: Tensor, split: str = "test") -> float:
     """The fraction of `split` examples on which the two models predict different classes."""
     inputs, _ = problem.splits[split]
-    return (
-        (problem.predict(a, inputs).argmax(1) != problem.predict(b, inputs).argmax(1))
-        .double()
-        .mean()
-        .item()
-    )
+    predicted_a = problem.probabilities(a, inputs).argmax(1)
+    predicted_b = problem.probabilities(b, inputs).argmax(1)
+    return (predicted_a != predicted_b).double().mean().item()
 
 
 def loss_barrier(problem: Problem, a: Tensor, b: Tensor) -> float:
@@ -85,7 +84,7 @@ def set_metrics(
     if problem.predict is None or "test" not in problem.splits or not points:
         return metrics
     inputs, labels = problem.splits["test"]
-    probabilities = torch.stack([problem.predict(p.theta, inputs).softmax(1) for p in points])
+    probabilities = torch.stack([problem.probabilities(p.theta, inputs) for p in points])
     metrics["ensemble_test_accuracy"] = (
         (probabilities.mean(0).argmax(1) == labels).double().mean().item()
     )

@@ -294,11 +294,13 @@ class RideResult:
 
 @dataclass(frozen=True)
 class RideRecord:
-    """Where a recorded ride led: the node, whether it is new, and its pending work."""
+    """Where a recorded ride led: the node, whether it is new, its pending work, and the nodes
+    this ride released (see `released_nodes`)."""
 
     node_id: int | None
     new: bool
     work: Work
+    released: list[int]
 
 
 def record_ride(
@@ -314,7 +316,8 @@ def record_ride(
 
     Under the job's lock, `find_copy` gets the (node id, theta sha256) of the job's nodes inside
     `window` (by id) and returns the one the new point copies, if any; a new node gets the work
-    `work_of(point, depth)` says. Returns None if the claim was lost.
+    `work_of(point, depth)` says. A copy of a node that a sibling ride with a larger id created
+    takes this ride's point and path (see `released_nodes`). Returns None if the claim was lost.
     """
     ride = session.get(Ride, ride_id)
     if ride is None:
@@ -322,21 +325,17 @@ def record_ride(
     lock_job(session, ride.job_id)
     job = session.get(Job, ride.job_id, populate_existing=True)
     stats = {"steps": result.steps, "hvps": result.hvps, "end_reason": result.end_reason}
-    if result.point is None:
-        if not _settle_unit(
-            session, "ride", ride_id, token, "failed", failure=result.failure, **stats
-        ):
-            return None
-        record = RideRecord(None, False, "none")
-    else:
-        if not _settle_unit(session, "ride", ride_id, token, "done", **stats):
-            return None
-        target = find_copy(_candidates(session, job.id, window))
-        work: Work = "none"
-        if target is None:
-            parent = session.get(Node, ride.from_node_id)
-            path = extend(from_text(parent.path), ride.eigen_index, ride.sign)
-            lineage_hash = lineage(parent.fingerprint, ride.eigen_index, ride.sign)
+    state = "done" if result.point is not None else "failed"
+    failure = {} if result.point is not None else {"failure": result.failure}
+    if not _settle_unit(session, "ride", ride_id, token, state, **stats, **failure):
+        return None
+    node_id, new, work = None, False, "none"
+    if result.point is not None:
+        parent = session.get(Node, ride.from_node_id)
+        path = extend(from_text(parent.path), ride.eigen_index, ride.sign)
+        lineage_hash = lineage(parent.fingerprint, ride.eigen_index, ride.sign)
+        node_id = find_copy(_candidates(session, job.id, window))
+        if node_id is None:
             work = work_of(result.point, parent.depth + 1)
             node = _add_node(
                 session, job.id, lineage_hash, path, parent.depth + 1, result.point, work
@@ -344,20 +343,72 @@ def record_ride(
             if work != "none" and job.cancel_requested:
                 node.state, work = "skipped", "none"
             job.outstanding += int(work != "none")
-            record = RideRecord(node.id, True, work)
+            node_id, new = node.id, True
         else:
-            record = RideRecord(target, False, work)
+            copy = session.get(Node, node_id)
+            if _created_by_later_sibling(session, ride, copy):
+                _take_over(copy, result.point, path, lineage_hash)
         session.execute(
             update(Ride)
             .where(Ride.id == ride_id)
-            .values(to_node_id=record.node_id)
+            .values(to_node_id=node_id)
             .execution_options(synchronize_session=False)
         )
     job.outstanding -= 1
     job.hvps += result.hvps
     _touch(job)
     session.flush()
-    return record
+    released = [node.id for node in released_nodes(session, ride.from_node_id)]
+    return RideRecord(node_id, new, work, released)
+
+
+def _created_by_later_sibling(session: Session, ride: Ride, copy: Node) -> bool:
+    """Whether a ride from `ride`'s node with a larger id created `copy`, still held (pending):
+    then the copy takes `ride`'s point, so that which point a node keeps does not depend on
+    which sibling ride finished first."""
+    parent = session.get(Node, ride.from_node_id)
+    if copy.state != "pending" or copy.depth == 0 or _parent_path(copy.path) != parent.path:
+        return False
+    index, sign = from_text(copy.path)[-1]
+    creator = session.scalar(
+        select(Ride.id).where(
+            Ride.from_node_id == parent.id, Ride.eigen_index == index, Ride.sign == sign
+        )
+    )
+    return creator is not None and creator > ride.id
+
+
+def _take_over(node: Node, point: PointRecord, path: Fingerprint, lineage_hash: str) -> None:
+    node.path, node.fingerprint = to_text(path), lineage_hash
+    node.kind, node.index, node.index_is_exact = point.kind, point.index, point.index_is_exact
+    node.loss, node.grad_norm, node.eigenvalues = point.loss, point.grad_norm, point.eigenvalues
+    node.function_key, node.theta_sha256 = point.function_key, point.theta_sha256
+    node.spectrum_sha256 = point.spectrum_sha256
+
+
+def _parent_path(path: str) -> str:
+    """The path of the node whose ride created the node at `path` (`0+.8-` -> `0+`)."""
+    return path.rpartition(".")[0]
+
+
+def released_nodes(session: Session, parent_id: int) -> list[Node]:
+    """The nodes that rides from `parent_id` created, once none of those rides is pending or
+    claimed any more (empty before). Until then such a node is held: not claimable, so that the
+    lowest of the sibling rides reaching one point decides the copy it keeps whatever order they
+    finish in, on one runner or a pool; the last sibling to finish releases them."""
+    unfinished = session.scalar(
+        select(func.count()).where(Ride.from_node_id == parent_id, Ride.state.in_(ACTIVE))
+    )
+    if unfinished:
+        return []
+    parent = session.get(Node, parent_id)
+    pending = session.scalars(
+        select(Node)
+        .where(Node.job_id == parent.job_id, Node.state == "pending")
+        .where(Node.depth == parent.depth + 1)
+        .order_by(Node.id)
+    ).all()
+    return [node for node in pending if _parent_path(node.path) == parent.path]
 
 
 def _candidates(session: Session, job_id: int, window: MergeWindow) -> list[tuple[int, str]]:
@@ -408,22 +459,25 @@ def record_evaluation(
 
 def end_unit(
     session: Session, kind: UnitKind, unit_id: int, token: str | None, state: str, reason: str
-) -> bool:
+) -> list[int] | None:
     """End a unit without its work: "failed" (with `reason`) or "skipped" (a budget ran out;
-    `reason` becomes the job's `stopped`). `token` None ends it whoever holds it."""
+    `reason` becomes the job's `stopped`). `token` None ends it whoever holds it. Returns the
+    nodes a ride's end released (see `released_nodes`), or None if the claim was lost."""
     job_id = _job_of(session, kind, unit_id)
     lock_job(session, job_id)
     field = "error" if kind == "node" else "failure"
     values = {field: reason} if state == "failed" else {}
     if not _settle_unit(session, kind, unit_id, token, state, **values):
-        return False
+        return None
     job = session.get(Job, job_id, populate_existing=True)
     job.outstanding -= 1
     if state == "skipped":
         job.stopped = job.stopped or reason
     _touch(job)
     session.flush()
-    return True
+    if kind == "node":
+        return []
+    return [node.id for node in released_nodes(session, session.get(Ride, unit_id).from_node_id)]
 
 
 def _touch(job: Job) -> None:
@@ -644,7 +698,8 @@ def resume_clock(session: Session, job_id: int) -> None:
 def pending_units(
     session: Session, job_id: int, works: Sequence[str] = ("expand", "evaluate", "ride")
 ) -> list[Unit]:
-    """The job's pending units whose work is one of `works`, with what a frontier orders by."""
+    """The job's pending units whose work is one of `works`, with what a frontier orders by;
+    nodes held until their sibling rides end (see `released_nodes`) are left out."""
     units = []
     node_works = [work for work in works if work != "ride"]
     if node_works:
@@ -653,9 +708,17 @@ def pending_units(
                 Node.job_id == job_id, Node.state == "pending", Node.work.in_(node_works)
             )
         ).all()
+        riding = set(
+            session.scalars(
+                select(Node.path)
+                .join(Ride, Ride.from_node_id == Node.id)
+                .where(Ride.job_id == job_id, Ride.state.in_(ACTIVE))
+            ).all()
+        )
         units += [
             Unit("node", i, work, i, depth, from_text(path), values[0] if values else 0.0)
             for i, work, depth, path, values in nodes
+            if depth == 0 or _parent_path(path) not in riding
         ]
     if "ride" in works:
         rides = session.execute(

@@ -112,13 +112,16 @@ class JobTree:
             bool(stored["truncated"].item()),
         )
 
-    def skip(self, unit: Unit, reason: str) -> None:
-        with self.db.session() as session:
-            end_unit(session, unit.kind, unit.id, self._token(unit), "skipped", reason)
+    def skip(self, unit: Unit, reason: str) -> list[Unit]:
+        return self._end(unit, "skipped", reason)
 
-    def fail(self, unit: Unit, reason: str) -> None:
+    def fail(self, unit: Unit, reason: str) -> list[Unit]:
+        return self._end(unit, "failed", reason)
+
+    def _end(self, unit: Unit, state: str, reason: str) -> list[Unit]:
         with self.db.session() as session:
-            end_unit(session, unit.kind, unit.id, self._token(unit), "failed", reason)
+            released = end_unit(session, unit.kind, unit.id, self._token(unit), state, reason)
+            return [_node_unit(session.get(Node, i)) for i in released or []]
 
     def record_expansion(
         self, unit: Unit, spectrum: Spectrum, rides: list[tuple[int, int]], hvps: int
@@ -159,9 +162,9 @@ class JobTree:
             recorded = record_ride(
                 session, unit.id, self._token(unit), result, window, copy_of, work
             )
-            if recorded is None or not recorded.new or recorded.work == "none":
+            if recorded is None:
                 return []
-            return [_node_unit(session.get(Node, recorded.node_id))]
+            return [_node_unit(session.get(Node, i)) for i in recorded.released]
 
     def record_evaluation(self, unit: Unit, metrics: dict[str, float]) -> list[Unit]:
         point = self.point(unit.node_id)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
+from torch.nn import functional as F
 
 from ridgerider.flat import FlatLayout, eval_mode, module_loss
 from ridgerider.problems.invariant import maximally_invariant_point
@@ -33,6 +34,11 @@ class Problem:
             where the problem has one, "ood" (out of distribution).
         to_module: `to_module(theta)` gives a new `nn.Module` holding the flat parameters
             `theta`, for problems built from a module, so stored solutions load as models.
+        behaviour: `behaviour(theta)` gives the problem's own behavioural metrics of a
+            solution (the leaf a policy reaches, the lever it pulls, ...), stored with it.
+
+    `predict` gives one logit per class, or one logit in all for a binary classifier (the
+    probability of class 1 is its sigmoid).
     """
 
     name: str
@@ -44,6 +50,7 @@ class Problem:
     predict: Callable[[Tensor, Tensor], Tensor] | None = None
     splits: Mapping[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
     to_module: Callable[[Tensor], nn.Module] | None = None
+    behaviour: Callable[[Tensor], Mapping[str, float]] | None = None
 
     def __post_init__(self) -> None:
         if self.dim < 1:
@@ -54,6 +61,26 @@ class Problem:
     @property
     def dtype(self) -> torch.dtype:
         return self.start.dtype if self.start is not None else torch.float64
+
+    def probabilities(self, theta: Tensor, inputs: Tensor) -> Tensor:
+        """Class probabilities (N x classes) of the classifier `theta` on `inputs`."""
+        return class_probabilities(self.predict(theta, inputs))
+
+
+def class_probabilities(logits: Tensor) -> Tensor:
+    """Softmax of per-class logits; for one logit (a binary classifier), [1 - p, p] with p its
+    sigmoid."""
+    if logits.shape[1] == 1:
+        positive = torch.sigmoid(logits)
+        return torch.cat([1 - positive, positive], 1)
+    return logits.softmax(1)
+
+
+def classification_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean cross-entropy of per-class logits, or binary cross-entropy of one logit."""
+    if logits.shape[1] == 1:
+        return F.binary_cross_entropy_with_logits(logits[:, 0], labels.to(logits.dtype))
+    return F.cross_entropy(logits, labels)
 
 
 def module_problem(

@@ -95,7 +95,7 @@ def evaluation_probabilities(problem: Problem, theta: Tensor) -> Tensor | None:
         return None
     inputs, _ = _evaluation_split(problem)
     with torch.no_grad():
-        return problem.predict(theta, inputs).softmax(1)
+        return problem.probabilities(theta, inputs)
 
 
 def _evaluation_split(problem: Problem) -> tuple[Tensor, Tensor]:
@@ -107,14 +107,23 @@ class MemoryArchive:
     """Known points in memory, indexed by their keys in sorted lists."""
 
     thetas: dict[int, Tensor] = field(default_factory=dict)
+    keys: dict[int, Keys] = field(default_factory=dict)
     by_loss: list[tuple[float, int]] = field(default_factory=list)
     by_function: list[tuple[float, int]] = field(default_factory=list)
 
     def add(self, node: int, theta: Tensor, keys: Keys) -> None:
-        self.thetas[node] = theta
+        self.thetas[node], self.keys[node] = theta, keys
         bisect.insort(self.by_loss, (keys.loss, node))
         if keys.function is not None:
             bisect.insort(self.by_function, (keys.function, node))
+
+    def replace(self, node: int, theta: Tensor, keys: Keys) -> None:
+        """Node `node` now holds `theta` (a copy of its old point) with `keys`."""
+        old = self.keys[node]
+        self.by_loss.remove((old.loss, node))
+        if old.function is not None:
+            self.by_function.remove((old.function, node))
+        self.add(node, theta, keys)
 
     def candidates(self, window: Window) -> list[tuple[int, Tensor]]:
         """The known points inside `window`, by id."""

@@ -32,9 +32,14 @@ UNIT_ERRORS = (ArithmeticError, ValueError, RuntimeError)
 
 
 class Tree(Protocol):
-    """A search's tree where it is kept. Every `record_*` returns the units it created (a
-    worker pool sends work for each) and merges a new point into the tree's archive atomically
-    (two rides reaching one point give one node and two edges)."""
+    """A search's tree where it is kept. Every `record_*` merges a new point into the tree's
+    archive atomically (two rides reaching one point give one node and two edges); it and
+    `skip` / `fail` return the units that became claimable (a worker pool sends work for each).
+
+    A node that a ride created is held (not claimable) until every ride from the same branch
+    point has ended, and a copy reached by a sibling ride of lower id takes that ride's point
+    and path: so the tree does not depend on the order in which sibling rides finish (one
+    runner, or a pool with rides in flight at once)."""
 
     def has_root(self) -> bool: ...
 
@@ -50,9 +55,9 @@ class Tree(Protocol):
 
     def spectrum(self, node_id: int) -> Spectrum | None: ...
 
-    def skip(self, unit: Unit, reason: str) -> None: ...
+    def skip(self, unit: Unit, reason: str) -> list[Unit]: ...
 
-    def fail(self, unit: Unit, reason: str) -> None: ...
+    def fail(self, unit: Unit, reason: str) -> list[Unit]: ...
 
     def record_expansion(
         self, unit: Unit, spectrum: Spectrum, rides: list[tuple[int, int]], hvps: int
@@ -79,8 +84,7 @@ def work_on(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> list[
     """Do one claimed unit and record it; returns the units it created. A budget used up skips
     the unit (evaluations are never skipped); an error fails that unit only."""
     if unit.work != "evaluate" and (reason := exhausted(spec, tree.progress())):
-        tree.skip(unit, reason)
-        return []
+        return tree.skip(unit, reason)
     try:
         if unit.work == "expand":
             point = tree.point(unit.node_id)
@@ -91,8 +95,7 @@ def work_on(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> list[
         metrics = evaluate(problem, tree.point(unit.node_id), spec)
         return tree.record_evaluation(unit, metrics)
     except UNIT_ERRORS as error:
-        tree.fail(unit, f"{type(error).__name__}: {error}")
-        return []
+        return tree.fail(unit, f"{type(error).__name__}: {error}")
 
 
 def _ride(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> Outcome:

@@ -54,7 +54,8 @@ class _Ride:
 
 class MemoryTree:
     """A `Tree` in memory. Nodes are numbered from 0 (the root) in the order they are found,
-    rides from 0 in the order they are queued."""
+    rides from 0 in the order they are queued. Node attributes `ride` and `parent` say which
+    ride's point the node keeps (None for the root)."""
 
     def __init__(self, problem: Problem, spec: SearchSpec) -> None:
         self.problem, self.spec = problem, spec
@@ -64,6 +65,8 @@ class MemoryTree:
         self.rides: dict[int, _Ride] = {}
         self.pending: dict[tuple[str, int], Unit] = {}
         self.claimed: dict[tuple[str, int], Unit] = {}
+        self.unfinished: dict[int, int] = {}  # branch point -> its rides not yet ended
+        self.held: dict[int, list[int]] = {}  # branch point -> nodes its rides created
         self.failures: list[Outcome] = []
         self.open = {"expansions": 0, "rides": 0}
         self.hvps = 0
@@ -76,7 +79,8 @@ class MemoryTree:
 
     def add_root(self, root: CriticalPoint, work: NodeWork) -> list[Unit]:
         self.hvps += root.hvps
-        return self._add_node(root, 0, ROOT, work, None)
+        node = self._add_node(root, 0, ROOT, work, None, None)
+        return self._release([node])
 
     def root(self) -> CriticalPoint:
         return self.graph.nodes[0]["point"]
@@ -98,16 +102,18 @@ class MemoryTree:
     def spectrum(self, node_id: int) -> Spectrum | None:
         return self.spectra.get(node_id)
 
-    def skip(self, unit: Unit, reason: str) -> None:
+    def skip(self, unit: Unit, reason: str) -> list[Unit]:
         self._done(unit)
         self.open["rides" if unit.kind == "ride" else "expansions"] += 1
         if self.stopped == EXHAUSTED:
             self.stopped = reason
+        return self._ride_ended(unit)
 
-    def fail(self, unit: Unit, reason: str) -> None:
+    def fail(self, unit: Unit, reason: str) -> list[Unit]:
         self._done(unit)
         if unit.kind == "node":
             self.graph.nodes[unit.id]["error"] = reason
+        return self._ride_ended(unit)
 
     def record_expansion(
         self, unit: Unit, spectrum: Spectrum, rides: list[tuple[int, int]], hvps: int
@@ -115,6 +121,7 @@ class MemoryTree:
         self._done(unit)
         self.spectra[unit.id] = spectrum
         self.hvps += hvps
+        self.unfinished[unit.id] = len(rides)
         created = []
         for eigen_index, sign in rides:
             ride_id = len(self.rides)
@@ -130,17 +137,18 @@ class MemoryTree:
         self.hvps += outcome.hvps
         if outcome.point is None:
             self.failures.append(outcome)
-            return []
+            return self._ride_ended(unit)
         point, ride = outcome.point, self.rides[unit.id]
         keys = keys_of(self.problem, point, self.spec)
         candidates = self.archive.candidates(window_of(point, keys, self.spec))
         target = find_copy(self.problem, point.theta, candidates, self.spec)
-        created: list[Unit] = []
         if target is None:
-            target = self.graph.number_of_nodes()
             depth = unit.depth + 1
             work = work_of(point, depth, self.spec)
-            created = self._add_node(point, depth, unit.fingerprint, work, outcome.spectrum)
+            target = self._add_node(point, depth, unit.fingerprint, work, outcome.spectrum, unit)
+            self.held.setdefault(ride.node, []).append(target)
+        elif target in self.held.get(ride.node, []) and self.graph.nodes[target]["ride"] > unit.id:
+            self._take_over(target, unit, outcome)
         self.graph.add_edge(
             ride.node,
             target,
@@ -151,7 +159,7 @@ class MemoryTree:
             hvps=outcome.hvps,
             end_reason=outcome.end.reason,
         )
-        return created
+        return self._ride_ended(unit)
 
     def record_evaluation(self, unit: Unit, metrics: dict[str, float]) -> list[Unit]:
         self._done(unit)
@@ -172,18 +180,54 @@ class MemoryTree:
         fingerprint: Fingerprint,
         work: NodeWork,
         spectrum: Spectrum | None,
-    ) -> list[Unit]:
+        ride: Unit | None,
+    ) -> int:
         node = self.graph.number_of_nodes()
-        self.graph.add_node(node, point=point, depth=depth, fingerprint=fingerprint)
+        self.graph.add_node(
+            node,
+            point=point,
+            depth=depth,
+            fingerprint=fingerprint,
+            work=work,
+            ride=None if ride is None else ride.id,
+            parent=None if ride is None else ride.node_id,
+        )
         self.archive.add(node, point.theta, keys_of(self.problem, point, self.spec))
         if spectrum is not None:
             self.spectra[node] = spectrum
-        if work == "none":
+        return node
+
+    def _take_over(self, node: int, ride: Unit, outcome: Outcome) -> None:
+        """Node `node`, held, keeps the point of `ride`, a sibling of lower id of its ride."""
+        point = outcome.point
+        self.graph.nodes[node].update(point=point, fingerprint=ride.fingerprint, ride=ride.id)
+        self.archive.replace(node, point.theta, keys_of(self.problem, point, self.spec))
+        self.spectra.pop(node, None)
+        if outcome.spectrum is not None:
+            self.spectra[node] = outcome.spectrum
+
+    def _ride_ended(self, unit: Unit) -> list[Unit]:
+        """Release the nodes its branch point's rides created once the last of them has ended."""
+        if unit.kind != "ride":
             return []
-        value = point.eigenvalues[0].item() if point.eigenvalues.numel() else 0.0
-        unit = Unit("node", node, work, node, depth, fingerprint, value)
-        self.pending[unit.kind, unit.id] = unit
-        return [unit]
+        parent = self.rides[unit.id].node
+        self.unfinished[parent] -= 1
+        if self.unfinished[parent]:
+            return []
+        return self._release(self.held.pop(parent, []))
+
+    def _release(self, nodes: list[int]) -> list[Unit]:
+        units = []
+        for node in nodes:
+            data = self.graph.nodes[node]
+            if data["work"] == "none":
+                continue
+            values = data["point"].eigenvalues
+            value = values[0].item() if values.numel() else 0.0
+            unit = Unit("node", node, data["work"], node, data["depth"], data["fingerprint"], value)
+            self.pending[unit.kind, unit.id] = unit
+            units.append(unit)
+        return units
 
     def _done(self, unit: Unit) -> None:
         self.claimed.pop((unit.kind, unit.id), None)

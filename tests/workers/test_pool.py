@@ -170,7 +170,9 @@ def test_one_worker_takes_the_units_in_the_in_process_runner_s_order(tmp_path):
         assert wait_for(db, job_id, ended).status == "finished", running.logs()
         order = claim_order(db, job_id)
     assert order == claim_order(local[0], local[2])
-    assert order[:3] == [("node", ""), ("ride", "0+"), ("node", "0+")]  # a dive
+    root_rides = [("ride", ride) for ride in ("0+", "0-", "1+", "1-", "2+", "2-")]
+    # a dive, each node waiting until its sibling rides have ended
+    assert order[:8] == [("node", ""), *root_rides, ("node", "0+")]
 
 
 def test_a_nan_ride_fails_alone_on_the_pool(shared):

@@ -20,6 +20,9 @@ from ridgerider.problems.classic import (
 )
 from ridgerider.problems.registry import load
 from ridgerider.search import SearchSpec, StartError, find_copy, search
+from ridgerider.search.frontier import Unit, frontier_key
+from ridgerider.search.loop import begin, work_on
+from ridgerider.search.memory import MemoryTree
 
 HIMMELBLAU_MINIMA = torch.tensor(
     [[3.0, 2.0], [-2.805118, 3.131313], [-3.779310, -3.283186], [3.584428, -1.848127]],
@@ -51,7 +54,7 @@ def test_himmelblau_from_its_maximum_finds_all_four_minima():
 
 def test_styblinski_tang_reaches_all_minima_and_expands_each_point_once():
     for dim in (2, 3, 4):
-        result = search(styblinski_tang(dim))
+        result = search(styblinski_tang(dim), SearchSpec(max_nodes=100))  # 3^dim points
         expected = torch.tensor(list(itertools.product(STYBLINSKI_TANG_MINIMA, repeat=dim)))
         assert_same_points([p.theta for p in result.points("minimum")], expected.double())
         expanded = [n for n in result.graph.nodes if result.graph.out_degree(n) > 0]
@@ -176,3 +179,32 @@ def test_a_solution_budget_stops_the_search():
     result = search(styblinski_tang(3), SearchSpec(max_solutions=2))
     assert result.stopped == "solution budget"
     assert 2 <= len(result.points("minimum")) <= 3
+
+
+def test_the_tree_does_not_depend_on_the_order_in_which_sibling_rides_end():
+    """From the zero point of colored-digits the + and - rides reach copies (a tanh unit's sign
+    flip); whichever is recorded first, the node keeps the + ride's point, so the branch point's
+    own rides, and the minima, are the same (a pool finishes siblings in any order)."""
+    problem = load("colored-digits:hidden=3")
+    spec = SearchSpec(max_depth=2, ridges_per_node=1)
+    frontier = frontier_key(spec.frontier)
+    trees = []
+    for first_sign in (1, -1):
+        tree = MemoryTree(problem, spec)
+        begin(tree, problem, spec)
+
+        def key(unit: Unit, first_sign: int = first_sign) -> tuple:
+            sign = unit.fingerprint[-1][1] if unit.kind == "ride" else first_sign
+            return (sign != first_sign, frontier(unit))
+
+        while (unit := tree.claim(key)) is not None:
+            work_on(tree, problem, spec, unit)
+        nodes = tree.graph.nodes(data=True)
+        trees.append({data["fingerprint"]: data["point"] for _, data in nodes})
+    plus_first, minus_first = trees
+    assert plus_first.keys() == minus_first.keys()
+    assert ((0, 1),) in plus_first  # the copy kept the + ride's path
+    for fingerprint, point in plus_first.items():
+        other = minus_first[fingerprint]
+        assert other.kind == point.kind
+        assert (other.theta - point.theta).norm() <= 1e-6 * (1 + point.theta.norm())
