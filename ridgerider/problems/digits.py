@@ -1,5 +1,6 @@
 """An MLP with 1 to 4 tanh/ReLU/GELU hidden layers on scikit-learn's digits (which ship inside
-scikit-learn: no download).
+scikit-learn: no download), and the MLP problem builder that the other image problems share
+(`mlp_problem`: any inputs, 10 classes or one binary logit).
 
 Layout of the flat vector: `nn.Sequential(Linear(64, H), act, [Linear(H, H), act] * (layers - 1),
 Linear(H, 10))` parameters in `named_parameters()` order (W1, b1, ..., W_out, b_out). The loss
@@ -9,7 +10,7 @@ every weight matrix (biases are not decayed).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import astuple, dataclass
 from functools import partial
 
@@ -19,7 +20,7 @@ from torch.func import functional_call
 from torch.nn import functional as F
 
 from ridgerider.flat import FlatLayout, eval_mode, module_loss
-from ridgerider.problems.base import Problem, module_factory
+from ridgerider.problems.base import Problem, classification_loss, module_factory
 from ridgerider.problems.invariant import InvariantLayout, maximally_invariant_point
 from ridgerider.problems.symmetry import align
 
@@ -70,8 +71,9 @@ def digits_mlp(
     dtype: torch.dtype = torch.float64,
     inputs: int = INPUTS,
     layers: int = 1,
+    outputs: int = CLASSES,
 ) -> nn.Sequential:
-    """An untrained MLP: `layers` hidden layers of `hidden` units each, then 10 outputs."""
+    """An untrained MLP: `layers` hidden layers of `hidden` units each, then `outputs` (10)."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
     if not isinstance(hidden, int) or hidden < 1:
@@ -81,14 +83,18 @@ def digits_mlp(
     modules: list[nn.Module] = [nn.Linear(inputs, hidden), ACTIVATIONS[activation]()]
     for _ in range(layers - 1):
         modules += [nn.Linear(hidden, hidden), ACTIVATIONS[activation]()]
-    return nn.Sequential(*modules, nn.Linear(hidden, CLASSES)).to(dtype)
+    return nn.Sequential(*modules, nn.Linear(hidden, outputs)).to(dtype)
 
 
 def digits_loss(
-    model: nn.Sequential, data: DigitsSplit, weight_decay: float = 0.5e-3
+    model: nn.Sequential,
+    data: DigitsSplit,
+    weight_decay: float = 0.5e-3,
+    loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
 ) -> Callable[[Tensor], Tensor]:
-    """Training loss of `model` as a function of its flat parameters (see the module doc)."""
-    data_loss, _ = module_loss(model, F.cross_entropy, [(data.x_train, data.y_train)])
+    """Training loss of `model` as a function of its flat parameters (see the module doc):
+    `loss_fn` (cross-entropy by default) on the train split plus the weight decay."""
+    data_loss, _ = module_loss(model, loss_fn, [(data.x_train, data.y_train)])
     layout = FlatLayout.of(model)
     weights = [name for name in layout.names if name.endswith("weight")]
 
@@ -107,12 +113,17 @@ def symmetric_point(unit: Tensor, hidden: int, inputs: int = INPUTS) -> Tensor:
 
 
 def zero_point(model: nn.Sequential, data: DigitsSplit) -> Tensor:
-    """W1 = W2 = b1 = 0 and b2 = log class frequencies: an exact critical point."""
+    """W1 = W2 = b1 = 0 and b2 = log class frequencies (for one binary logit, the log odds of
+    class 1): an exact critical point."""
     layout = FlatLayout.of(model)
-    frequencies = torch.bincount(data.y_train, minlength=CLASSES).to(torch.float64)
+    outputs = model[-1].out_features
+    frequencies = torch.bincount(data.y_train, minlength=max(outputs, 2)).to(torch.float64)
     frequencies /= frequencies.sum()
     theta = torch.zeros(layout.numel, dtype=data.x_train.dtype)
-    theta[-CLASSES:] = frequencies.log().to(theta.dtype)
+    if outputs == 1:
+        theta[-1] = (frequencies[1] / frequencies[0]).log().to(theta.dtype)
+    else:
+        theta[-outputs:] = frequencies.log().to(theta.dtype)
     return theta
 
 
@@ -150,9 +161,25 @@ def mlp_problem(
     start: str | None,
     ood: tuple[Tensor, Tensor] | None = None,
     layers: int = 1,
+    *,
+    outputs: int = CLASSES,
+    splits: Mapping[str, tuple[Tensor, Tensor]] | None = None,
+    find_mis: Callable[[nn.Sequential, Callable[[Tensor], Tensor]], Tensor] = (
+        maximally_invariant_point
+    ),
 ) -> Problem:
     """An MLP classifier on `data` as a Problem named `{family}-{widths}-{activation}`, e.g.
-    "digits-mlp-64-8-8-10-tanh" (see `digits_mlp_problem`)."""
+    "digits-mlp-64-8-8-10-tanh" (see `digits_mlp_problem`).
+
+    Args:
+        outputs: 10 (softmax cross-entropy over the classes; the output bias's shift is a
+            zero mode) or 1 (one logit, binary cross-entropy; no zero mode, and `align` keeps
+            the output bias, which no symmetry moves).
+        splits: more named (inputs, labels) splits to measure, after "train", "test", "ood".
+        find_mis: `find_mis(model, loss)` gives the start for "mis" and "saddle"
+            (`maximally_invariant_point` by default).
+        The others as in `digits_mlp_problem`.
+    """
     if start is None:
         start = "zero" if layers == 1 else "mis"
     if start not in STARTS:
@@ -160,39 +187,53 @@ def mlp_problem(
     if not weight_decay >= 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
     inputs = data.x_train.shape[1]
-    model = digits_mlp(hidden, activation, inputs=inputs, layers=layers)
+    model = digits_mlp(hidden, activation, inputs=inputs, layers=layers, outputs=outputs)
     if start == "zero" and layers != 1:
         raise ValueError(
             f"start='zero' needs layers=1: with {layers} hidden layers the all-zero point has "
             "no negative curvature outside the output bias; use start='mis'"
         )
-    loss = digits_loss(model, data, weight_decay)
-    point = zero_point(model, data) if start == "zero" else maximally_invariant_point(model, loss)
+    binary = outputs == 1
+    loss_fn = classification_loss if binary else F.cross_entropy
+    loss = digits_loss(model, data, weight_decay, loss_fn)
+    point = zero_point(model, data) if start == "zero" else find_mis(model, loss)
     align_units = partial(
         align,
         inputs=inputs,
         hidden=(hidden,) * layers,
-        outputs=CLASSES,
+        outputs=outputs,
         odd_activation=activation == "tanh",
     )
+    if binary:
+        align_units = partial(_keep_output_bias, align_units, outputs)
     layout = FlatLayout.of(model)
 
     def predict(theta: Tensor, batch: Tensor) -> Tensor:
         with eval_mode(model):
             return functional_call(model, layout.unflatten(theta), (batch,))
 
-    splits = {"train": (data.x_train, data.y_train), "test": (data.x_test, data.y_test)}
+    all_splits = {"train": (data.x_train, data.y_train), "test": (data.x_test, data.y_test)}
     if ood is not None:
-        splits["ood"] = ood
-    widths = "-".join(str(width) for width in (inputs, *[hidden] * layers, CLASSES))
+        all_splits["ood"] = ood
+    all_splits |= splits or {}
+    widths = "-".join(str(width) for width in (inputs, *[hidden] * layers, outputs))
     return Problem(
         f"{family}-{widths}-{activation}",
         loss,
         layout.numel,
         point,
-        zero_modes=1,
+        zero_modes=0 if binary else 1,
         align=align_units,
         predict=predict,
-        splits=splits,
+        splits=all_splits,
         to_module=module_factory(model),
     )
+
+
+def _keep_output_bias(
+    align_units: Callable[[Tensor, Tensor], Tensor], outputs: int, reference: Tensor, theta: Tensor
+) -> Tensor:
+    """`align_units` without its output-bias shift: for one logit a shift changes the function.
+    The outputs are never permuted, so `theta`'s own output bias (the last entries) is kept."""
+    aligned = align_units(reference, theta)
+    return torch.cat([aligned[:-outputs], theta[-outputs:]])
