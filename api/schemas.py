@@ -52,8 +52,8 @@ class JobSubmission(SearchSpec):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_nodes: int = Field(100, ge=1, le=10_000, description="distinct points in the tree")
-    max_depth: int = Field(10, ge=1, le=50, description="rides from the start to the deepest point")
+    max_nodes: int = Field(40, ge=1, le=10_000, description="distinct points in the tree")
+    max_depth: int = Field(4, ge=1, le=50, description="rides from the start to the deepest point")
     ridges_per_node: int = Field(8, ge=1, le=64, description="ridges ridden per branch point")
     max_hvps: int | None = Field(None, ge=1, le=10**9, description="total HVP budget")
     max_seconds: float | None = Field(None, gt=0, le=86_400, description="wall-time budget")

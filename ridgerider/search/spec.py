@@ -29,9 +29,13 @@ class SearchSpec(BaseModel):
         "leaf first, then paths that deviate once, twice, ...), breadth-first, depth-first, or "
         "most-negative-first",
     )
-    max_nodes: int = Field(100, ge=1, le=MAX_NODES, description="distinct points in the tree")
+    max_nodes: int = Field(40, ge=1, le=MAX_NODES, description="distinct points in the tree")
     max_depth: int = Field(
-        10, ge=1, le=1_000, description="rides from the start to the deepest point"
+        4,
+        ge=1,
+        le=1_000,
+        description="rides from the start to the deepest point; a ride that reaches it ends "
+        "in a leaf",
     )
     max_solutions: int | None = Field(None, ge=1, description="stop after this many solutions")
     ridges_per_node: int = Field(8, ge=1, le=512, description="ridges ridden per branch point")
