@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Callable
 from importlib.metadata import entry_points
 
-from ridgerider.problems import classic, colored, digits, lever_game, tree_mdp
+from ridgerider.problems import classic, colored, digits, lever_game, mnist, tree_mdp
 from ridgerider.problems.base import Problem
 
 ENTRY_POINT_GROUP = "ridgerider.problems"
@@ -19,6 +19,8 @@ BUILT_INS: dict[str, Callable[..., Problem]] = {
     "cubic-valley": classic.cubic_valley,
     "digits-mlp": digits.digits_mlp_problem,
     "colored-digits": colored.colored_digits_problem,
+    "colored-mnist": mnist.colored_mnist_problem,
+    "mnist-mlp": mnist.mnist_mlp_problem,
     "tree-mdp": tree_mdp.tree_mdp,
     "lever-game": lever_game.lever_game,
 }
