@@ -39,7 +39,8 @@ def solutions_table(rows: Sequence[SolutionRow], title: str) -> Table:
     table = Table(title=title)
     table.add_column("id", justify="right")
     table.add_column("depth", justify="right")
-    table.add_column("fingerprint")
+    widest = max((len(row.fingerprint or "(start)") for row in rows), default=0)
+    table.add_column("fingerprint", no_wrap=True, min_width=widest)  # never cut: it names a path
     for column in present:
         table.add_column(column.replace("_", " "), justify="right")
     for row in rows:

@@ -52,7 +52,7 @@ class JobSubmission(SearchSpec):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_nodes: int = Field(40, ge=1, le=10_000, description="distinct points in the tree")
+    max_nodes: int = Field(24, ge=1, le=10_000, description="distinct points in the tree")
     max_depth: int = Field(4, ge=1, le=50, description="rides from the start to the deepest point")
     ridges_per_node: int = Field(8, ge=1, le=64, description="ridges ridden per branch point")
     max_hvps: int | None = Field(None, ge=1, le=10**9, description="total HVP budget")

@@ -316,8 +316,9 @@ def record_ride(
 
     Under the job's lock, `find_copy` gets the (node id, theta sha256) of the job's nodes inside
     `window` (by id) and returns the one the new point copies, if any; a new node gets the work
-    `work_of(point, depth)` says. A copy of a node that a sibling ride with a larger id created
-    takes this ride's point and path (see `released_nodes`). Returns None if the claim was lost.
+    `work_of(point, depth)` says. A copy of a node that the ride along the same ridge in the
+    other direction (a larger id) created takes this ride's point and path (see
+    `released_nodes`). Returns None if the claim was lost.
     """
     ride = session.get(Ride, ride_id)
     if ride is None:
@@ -358,21 +359,23 @@ def record_ride(
     job.hvps += result.hvps
     _touch(job)
     session.flush()
-    released = [node.id for node in released_nodes(session, ride.from_node_id)]
+    released = [node.id for node in released_nodes(session, ride.from_node_id, ride.eigen_index)]
     return RideRecord(node_id, new, work, released)
 
 
 def _created_by_later_sibling(session: Session, ride: Ride, copy: Node) -> bool:
-    """Whether a ride from `ride`'s node with a larger id created `copy`, still held (pending):
-    then the copy takes `ride`'s point, so that which point a node keeps does not depend on
-    which sibling ride finished first."""
+    """Whether the ride along `ride`'s ridge in the other direction, with a larger id, created
+    `copy`, still held (pending): then the copy takes `ride`'s point, so that which point a node
+    keeps does not depend on which of the two finished first."""
     parent = session.get(Node, ride.from_node_id)
-    if copy.state != "pending" or copy.depth == 0 or _parent_path(copy.path) != parent.path:
+    if copy.state != "pending" or copy.depth == 0:
         return False
-    index, sign = from_text(copy.path)[-1]
+    if _ridge_of(copy.path) != (parent.path, ride.eigen_index):
+        return False
+    _, sign = from_text(copy.path)[-1]
     creator = session.scalar(
         select(Ride.id).where(
-            Ride.from_node_id == parent.id, Ride.eigen_index == index, Ride.sign == sign
+            Ride.from_node_id == parent.id, Ride.eigen_index == ride.eigen_index, Ride.sign == sign
         )
     )
     return creator is not None and creator > ride.id
@@ -386,18 +389,17 @@ def _take_over(node: Node, point: PointRecord, path: Fingerprint, lineage_hash: 
     node.spectrum_sha256 = point.spectrum_sha256
 
 
-def _parent_path(path: str) -> str:
-    """The path of the node whose ride created the node at `path` (`0+.8-` -> `0+`)."""
-    return path.rpartition(".")[0]
-
-
-def released_nodes(session: Session, parent_id: int) -> list[Node]:
-    """The nodes that rides from `parent_id` created, once none of those rides is pending or
-    claimed any more (empty before). Until then such a node is held: not claimable, so that the
-    lowest of the sibling rides reaching one point decides the copy it keeps whatever order they
-    finish in, on one runner or a pool; the last sibling to finish releases them."""
+def released_nodes(session: Session, parent_id: int, eigen_index: int) -> list[Node]:
+    """The nodes that the rides from `parent_id` along eigenvector `eigen_index` (+ and -)
+    created, once neither is pending or claimed any more (empty before). Until then such a node
+    is held, not claimable, so that the + ride decides the copy it keeps if both reach it,
+    whichever finishes first, on one runner or a pool; the last of the two releases them."""
     unfinished = session.scalar(
-        select(func.count()).where(Ride.from_node_id == parent_id, Ride.state.in_(ACTIVE))
+        select(func.count()).where(
+            Ride.from_node_id == parent_id,
+            Ride.eigen_index == eigen_index,
+            Ride.state.in_(ACTIVE),
+        )
     )
     if unfinished:
         return []
@@ -408,7 +410,14 @@ def released_nodes(session: Session, parent_id: int) -> list[Node]:
         .where(Node.depth == parent.depth + 1)
         .order_by(Node.id)
     ).all()
-    return [node for node in pending if _parent_path(node.path) == parent.path]
+    return [node for node in pending if _ridge_of(node.path) == (parent.path, eigen_index)]
+
+
+def _ridge_of(path: str) -> tuple[str, int]:
+    """The path of the branch point whose ride created the node at `path`, and the ride's
+    eigen index (`0+.8-` -> (`0+`, 8))."""
+    parent, _, last = path.rpartition(".")
+    return parent, from_text(last)[0][0]
 
 
 def _candidates(session: Session, job_id: int, window: MergeWindow) -> list[tuple[int, str]]:
@@ -477,7 +486,8 @@ def end_unit(
     session.flush()
     if kind == "node":
         return []
-    return [node.id for node in released_nodes(session, session.get(Ride, unit_id).from_node_id)]
+    ride = session.get(Ride, unit_id)
+    return [node.id for node in released_nodes(session, ride.from_node_id, ride.eigen_index)]
 
 
 def _touch(job: Job) -> None:
@@ -699,7 +709,8 @@ def pending_units(
     session: Session, job_id: int, works: Sequence[str] = ("expand", "evaluate", "ride")
 ) -> list[Unit]:
     """The job's pending units whose work is one of `works`, with what a frontier orders by;
-    nodes held until their sibling rides end (see `released_nodes`) are left out."""
+    nodes held until the other ride along their ridge ends (see `released_nodes`) are left
+    out."""
     units = []
     node_works = [work for work in works if work != "ride"]
     if node_works:
@@ -709,8 +720,8 @@ def pending_units(
             )
         ).all()
         riding = set(
-            session.scalars(
-                select(Node.path)
+            session.execute(
+                select(Node.path, Ride.eigen_index)
                 .join(Ride, Ride.from_node_id == Node.id)
                 .where(Ride.job_id == job_id, Ride.state.in_(ACTIVE))
             ).all()
@@ -718,7 +729,7 @@ def pending_units(
         units += [
             Unit("node", i, work, i, depth, from_text(path), values[0] if values else 0.0)
             for i, work, depth, path, values in nodes
-            if depth == 0 or _parent_path(path) not in riding
+            if depth == 0 or _ridge_of(path) not in riding
         ]
     if "ride" in works:
         rides = session.execute(

@@ -95,9 +95,9 @@ class WorkUnit:
 class Node(WorkUnit, Base):
     """A point of a job's tree (a critical point, or a ride's end); its work unit expands it (a
     branch point) or evaluates it (a solution). `path` is its fingerprint, the rides from the
-    start that reached it (`0+.8-`; of sibling rides, the first queued); `fingerprint` is a
-    hash of that lineage, unique in the job. `loss` and `function_key` are the archive's
-    indexes (see `ridgerider.search.archive`)."""
+    start that reached it (`0+.8-`; the + ride's where both directions of a ridge did);
+    `fingerprint` is a hash of that lineage, unique in the job. `loss` and `function_key` are
+    the archive's indexes (see `ridgerider.search.archive`)."""
 
     __tablename__ = "nodes"
 

@@ -36,10 +36,11 @@ class Tree(Protocol):
     archive atomically (two rides reaching one point give one node and two edges); it and
     `skip` / `fail` return the units that became claimable (a worker pool sends work for each).
 
-    A node that a ride created is held (not claimable) until every ride from the same branch
-    point has ended, and a copy reached by a sibling ride of lower id takes that ride's point
-    and path: so the tree does not depend on the order in which sibling rides finish (one
-    runner, or a pool with rides in flight at once)."""
+    A node that a ride created is held (not claimable) until the ride along the same ridge in
+    the other direction has ended too, and if both reach one point the node keeps the point and
+    path of the + ride: so the tree does not depend on which of the two finishes first (one
+    runner, or a pool with both in flight; at a symmetric branch point the two directions
+    often reach symmetric copies, whose own rides differ)."""
 
     def has_root(self) -> bool: ...
 

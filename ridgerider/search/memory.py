@@ -44,6 +44,9 @@ class SearchResult:
         ]
 
 
+RidgeKey = tuple[int, int]  # (branch point, eigen index): the ridge a + and a - ride follow
+
+
 @dataclass
 class _Ride:
     node: int
@@ -65,8 +68,8 @@ class MemoryTree:
         self.rides: dict[int, _Ride] = {}
         self.pending: dict[tuple[str, int], Unit] = {}
         self.claimed: dict[tuple[str, int], Unit] = {}
-        self.unfinished: dict[int, int] = {}  # branch point -> its rides not yet ended
-        self.held: dict[int, list[int]] = {}  # branch point -> nodes its rides created
+        self.unfinished: dict[RidgeKey, int] = {}  # its rides (+ and -) not yet ended
+        self.held: dict[RidgeKey, list[int]] = {}  # the nodes its rides created
         self.failures: list[Outcome] = []
         self.open = {"expansions": 0, "rides": 0}
         self.hvps = 0
@@ -121,7 +124,9 @@ class MemoryTree:
         self._done(unit)
         self.spectra[unit.id] = spectrum
         self.hvps += hvps
-        self.unfinished[unit.id] = len(rides)
+        for eigen_index, _ in rides:
+            key = (unit.id, eigen_index)
+            self.unfinished[key] = self.unfinished.get(key, 0) + 1
         created = []
         for eigen_index, sign in rides:
             ride_id = len(self.rides)
@@ -146,8 +151,11 @@ class MemoryTree:
             depth = unit.depth + 1
             work = work_of(point, depth, self.spec)
             target = self._add_node(point, depth, unit.fingerprint, work, outcome.spectrum, unit)
-            self.held.setdefault(ride.node, []).append(target)
-        elif target in self.held.get(ride.node, []) and self.graph.nodes[target]["ride"] > unit.id:
+            self.held.setdefault((ride.node, ride.eigen_index), []).append(target)
+        elif (
+            target in self.held.get((ride.node, ride.eigen_index), [])
+            and self.graph.nodes[target]["ride"] > unit.id
+        ):
             self._take_over(target, unit, outcome)
         self.graph.add_edge(
             ride.node,
@@ -198,7 +206,7 @@ class MemoryTree:
         return node
 
     def _take_over(self, node: int, ride: Unit, outcome: Outcome) -> None:
-        """Node `node`, held, keeps the point of `ride`, a sibling of lower id of its ride."""
+        """Node `node`, held, keeps the point of `ride`, the other sign of its ride's ridge."""
         point = outcome.point
         self.graph.nodes[node].update(point=point, fingerprint=ride.fingerprint, ride=ride.id)
         self.archive.replace(node, point.theta, keys_of(self.problem, point, self.spec))
@@ -207,14 +215,15 @@ class MemoryTree:
             self.spectra[node] = outcome.spectrum
 
     def _ride_ended(self, unit: Unit) -> list[Unit]:
-        """Release the nodes its branch point's rides created once the last of them has ended."""
+        """Release the nodes a ridge's rides created once both have ended."""
         if unit.kind != "ride":
             return []
-        parent = self.rides[unit.id].node
-        self.unfinished[parent] -= 1
-        if self.unfinished[parent]:
+        ride = self.rides[unit.id]
+        key = (ride.node, ride.eigen_index)
+        self.unfinished[key] -= 1
+        if self.unfinished[key]:
             return []
-        return self._release(self.held.pop(parent, []))
+        return self._release(self.held.pop(key, []))
 
     def _release(self, nodes: list[int]) -> list[Unit]:
         units = []

@@ -29,7 +29,7 @@ class SearchSpec(BaseModel):
         "leaf first, then paths that deviate once, twice, ...), breadth-first, depth-first, or "
         "most-negative-first",
     )
-    max_nodes: int = Field(40, ge=1, le=MAX_NODES, description="distinct points in the tree")
+    max_nodes: int = Field(24, ge=1, le=MAX_NODES, description="distinct points in the tree")
     max_depth: int = Field(
         4,
         ge=1,

@@ -101,33 +101,44 @@ def test_a_claim_is_won_once_and_a_lost_claim_records_nothing(db):
         assert job.hvps == 10 + 100 + 20
 
 
-def test_a_node_is_held_until_its_sibling_rides_end_and_keeps_the_lowest_rides_point(db):
-    """The second ride from a branch point finishes first and creates the node; the first ride
-    reaches a copy of it: the node takes the first ride's point and path, and only then
-    becomes claimable (whatever order the rides finished in, the tree is the same)."""
-    job_id, (first, second) = job_with_rides(db, 2)
-    tokens = {ride_id: new_token() for ride_id in (first, second)}
+def test_a_node_is_held_until_both_rides_of_its_ridge_end_and_keeps_the_plus_rides_point(db):
+    """The - ride along a ridge finishes first and creates the node; the + ride reaches a copy of
+    it: the node takes the + ride's point and path, and only then becomes claimable (whichever
+    of the two finished first, the tree is the same)."""
+    with db.session() as session:
+        job_id = create_job(session, {"problem": "test"}).id
+        root = start_job(session, job_id, SADDLE, "expand", 10).id
+    token = new_token()
+    with db.session() as session:
+        assert claim(session, "node", root, token)
+    with db.session() as session:
+        plus, minus, other = record_expansion(
+            session, root, token, "b" * 64, [(0, 1, -1.0), (0, -1, -1.0), (1, 1, -0.5)], 100
+        )
+    tokens = {ride_id: new_token() for ride_id in (plus, minus)}
     with db.session() as session:
         for ride_id, token in tokens.items():
             assert claim(session, "ride", ride_id, token)
     late = RideResult(4, 8, "curvature-nonnegative", point=minimum("e" * 64))
     with db.session() as session:
         record = record_ride(
-            session, second, tokens[second], late, EVERYWHERE, same_sha("-"), evaluate_minima
+            session, minus, tokens[minus], late, EVERYWHERE, same_sha("-"), evaluate_minima
         )
         assert record.new and record.released == []
-        assert pending_units(session, job_id) == []  # held: its sibling is still riding
+        pending = [(u.kind, u.id) for u in pending_units(session, job_id)]
+        assert pending == [("ride", other)]  # the node is held: the + ride is still riding
         node = session.get(Node, record.node_id)
-        assert (node.path, node.theta_sha256) == ("1+", "e" * 64)
+        assert (node.path, node.theta_sha256) == ("0-", "e" * 64)
     early = RideResult(4, 8, "curvature-nonnegative", point=minimum("f" * 64))
     with db.session() as session:
         again = record_ride(
-            session, first, tokens[first], early, EVERYWHERE, same_sha("e" * 64), evaluate_minima
+            session, plus, tokens[plus], early, EVERYWHERE, same_sha("e" * 64), evaluate_minima
         )
         assert (again.node_id, again.new, again.released) == (node.id, False, [node.id])
         node = session.get(Node, node.id)
         assert (node.path, node.theta_sha256) == ("0+", "f" * 64)
-        assert [(u.kind, u.id) for u in pending_units(session, job_id)] == [("node", node.id)]
+        pending = {(u.kind, u.id) for u in pending_units(session, job_id)}
+        assert pending == {("node", node.id), ("ride", other)}
 
 
 def test_a_reclaimed_unit_goes_back_to_pending_and_its_old_claim_is_dead(db):
@@ -169,9 +180,8 @@ def test_the_job_is_finalised_exactly_once_when_its_counters_reach_zero(db):
                     session, ride_id, token, result, EVERYWHERE, same_sha("-"), evaluate_minima
                 )
                 evaluate = record.node_id
-            else:  # the last ride to end releases the node the first one found
-                released = end_unit(session, "ride", ride_id, token, end, "node budget")
-                assert released == ([evaluate] if end == "skipped" else [])
+            else:  # rides along other ridges: nothing of theirs to release
+                assert end_unit(session, "ride", ride_id, token, end, "node budget") == []
     token = new_token()
     with db.session() as session:
         assert claim(session, "node", evaluate, token)

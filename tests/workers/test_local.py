@@ -29,10 +29,10 @@ def submit(db, **spec) -> int:
 
 @pytest.mark.parametrize("problem", ["himmelblau", "styblinski-tang:dim=3"])
 def test_the_runner_finds_what_the_in_memory_search_finds(db, store, problem):
-    job_id = submit(db, problem=problem)
+    job_id = submit(db, problem=problem, max_nodes=100)  # a complete tree
     progress = []
     job = run_job(db, store, job_id, on_progress=progress.append)
-    reference = search(load(problem), SearchSpec(problem=problem))
+    reference = search(load(problem), SearchSpec(problem=problem, max_nodes=100))
     assert job.status == "finished"
     assert job.stats["nodes"] == reference.graph.number_of_nodes()
     assert job.stats["rides"] == reference.graph.number_of_edges()

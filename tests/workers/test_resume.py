@@ -50,13 +50,16 @@ def test_a_killed_run_resumes_without_losing_or_repeating_work(tmp_path):
     reference_db = Database(tmp_path / "reference.db")
     ensure_schema(reference_db)
     with reference_db.session() as session:
-        reference_id = create_job(session, SearchSpec(problem=PROBLEM).model_dump()).id
+        spec = SearchSpec(problem=PROBLEM, max_nodes=100)  # every critical point
+        reference_id = create_job(session, spec.model_dump()).id
     reference = run_job(reference_db, LocalArtifactStore(tmp_path / "reference"), reference_id)
 
     folder = tmp_path / "killed"
     folder.mkdir()
+    spec_file = folder / "spec.toml"
+    spec_file.write_text("max_nodes = 100\n")
     process = subprocess.Popen(
-        [str(RIDGERIDER), "run", "--problem", PROBLEM],
+        [str(RIDGERIDER), "run", "--problem", PROBLEM, "--spec", str(spec_file)],
         cwd=folder,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPOSITORY)},
         stdout=subprocess.DEVNULL,

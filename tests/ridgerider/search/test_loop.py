@@ -181,7 +181,7 @@ def test_a_solution_budget_stops_the_search():
     assert 2 <= len(result.points("minimum")) <= 3
 
 
-def test_the_tree_does_not_depend_on_the_order_in_which_sibling_rides_end():
+def test_the_tree_does_not_depend_on_which_ride_along_a_ridge_ends_first():
     """From the zero point of colored-digits the + and - rides reach copies (a tanh unit's sign
     flip); whichever is recorded first, the node keeps the + ride's point, so the branch point's
     own rides, and the minima, are the same (a pool finishes siblings in any order)."""
