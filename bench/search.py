@@ -1,16 +1,28 @@
-"""Benchmark: Ridge Rider search against random restarts, and the cost of a ride step.
+"""Benchmark: Ridge Rider against what a user would run instead, and the cost of a ride step.
 
 Prints two tables:
-1. HVPs per ride step on digits-mlp: tracking (warm start from the ridge and its neighbours)
-   against a fresh eigsh of the 3 smallest pairs at every step of the same path;
-2. the default search against random restarts given the same compute budget and the same
-   polish (L-BFGS, then Newton), on digits-mlp and colored-digits: distinct minima (modulo
-   hidden-unit symmetry), mean pairwise disagreement, best test and OOD accuracy, ensemble
-   accuracy. The budget is the search's wall time, also given in gradient-equivalents (that
-   time over the measured time of one full-batch gradient), since the search's work is a mix
-   of HVPs, gradients and eigensolver overhead that no count of one kind captures.
+1. HVPs per ride step on digits-mlp: tracking (warm start from the ridge and its neighbours,
+   at a loose residual and at the search's 1e-10) against a fresh eigsh of the 3 smallest pairs
+   at every step of the same path;
+2. on digits-mlp (64-8-10 from its zero point), colored-digits (the same with a spurious colour
+   input) and the two-hidden-layer digits MLP (64-8-8-10 from its maximally invariant saddle),
+   every method gets the same wall-time budget, also given in gradient-equivalents (that time
+   over one full-batch gradient's, measured on the problem):
+   - Ridge Rider, recursive (the default spec: the tree branches where a ride ends with
+     negative curvature left, leaves polished to minima);
+   - Ridge Rider, one level (settle = "minimum": every ride's end descends to a minimum);
+   - random restarts: PyTorch's default initialisation, polished by L-BFGS then Newton (the
+     same polish as Ridge Rider's leaves);
+   - Adam from random seeds: the same initialisation, full-batch Adam (lr 1e-2) until the
+     gradient norm is below 1e-4 or 3,000 steps, as a user trains.
+   Columns: solutions (distinct after aligning symmetric copies), functionally distinct ones
+   (predicted probabilities on the test split differ by more than 1e-4 from every other's),
+   those per 1,000 gradient-equivalents, mean pairwise disagreement of the functionally
+   distinct ones, ensemble test accuracy (averaged probabilities), best test accuracy, best
+   out-of-distribution accuracy (colored-digits).
 
-Run: `python bench/search.py` (about 5 minutes on 2 CPU cores).
+Run: `python bench/search.py` (about 40 minutes on 2 CPU cores; `--seconds` sets each method's
+budget, 150 by default; `--quick` runs 30 s budgets on digits-mlp only).
 """
 
 from __future__ import annotations
@@ -18,61 +30,153 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch.func import grad
 
-from ridgerider.critical import SettleConfig, classify, settle_to_minimum
+from ridgerider.critical import SettleConfig, settle_to_minimum
 from ridgerider.linalg import HessianOperator, eigsh
 from ridgerider.linalg.tracking import track_eigenvector
-from ridgerider.metrics import pairwise_metrics, set_metrics
+from ridgerider.problems.base import Problem
 from ridgerider.problems.registry import load
 from ridgerider.report import run
+from ridgerider.ride import RideConfig
 from ridgerider.search import SearchSpec
+from ridgerider.search.archive import FUNCTION_MERGE_TOL, evaluation_probabilities
+from ridgerider.search.ridges import canonical_basis
+
+PROBLEMS = ("digits-mlp", "colored-digits", "digits-mlp:layers=2")
+ADAM_STEPS, ADAM_LR, ADAM_GRAD_TOL = 3_000, 1e-2, 1e-4
 
 
-def ride_step_costs(steps: int = 30) -> dict[str, float]:
+@dataclass(frozen=True)
+class Row:
+    problem: str
+    method: str
+    seconds: float
+    equivalents: float
+    tries: int
+    summary: dict[str, float]
+
+
+def ride_step_costs(steps: int = 30) -> dict[str, list[int]]:
+    """HVPs each step of a ride costs on digits-mlp from its zero point, along a canonical
+    ridge: tracking at a loose residual (1e-3 of ||H||) and at the search's (`RideConfig`'s
+    `tracking_tol`, 1e-10, within its product budget), against a fresh eigsh of 3 pairs (1e-3)."""
     problem = load("digits-mlp")
-    start = eigsh(HessianOperator(problem.loss, problem.start), 3)
-    theta, d, neighbours = problem.start, start.eigenvectors[:, 0], start.eigenvectors[:, 1:]
-    tracked_costs, fresh_costs = [], []
+    config = RideConfig()
+    start = eigsh(HessianOperator(problem.loss, problem.start), 9)
+    group = canonical_basis(start.eigenvectors[:, :8])
+    theta, d, neighbours = problem.start, group[:, 0], group[:, 1:3]
+    costs: dict[str, list[int]] = {"loose": [], "tight": [], "fresh": []}
     for _ in range(steps):
         theta = theta + 0.05 * d
         op = HessianOperator(problem.loss, theta)
-        fresh_costs.append(eigsh(op, 3, tol=1e-3).info.matvecs)
-        tracked = track_eigenvector(op, d, neighbours, tol=1e-3, norm_estimate=13.0)
-        tracked_costs.append(tracked.matvecs)
-        d, neighbours = tracked.vector, tracked.neighbours
-    return {
-        "tracking median": statistics.median(tracked_costs),
-        "tracking max": max(tracked_costs),
-        "fresh eigsh median": statistics.median(fresh_costs),
-        "fresh eigsh max": max(fresh_costs),
-    }
+        costs["fresh"].append(eigsh(op, 3, tol=1e-3).info.matvecs)
+        loose = track_eigenvector(op, d, neighbours, tol=1e-3, norm_estimate=13.0)
+        costs["loose"].append(loose.matvecs)
+        tight = track_eigenvector(
+            op,
+            d,
+            neighbours,
+            tol=config.tracking_tol,
+            norm_estimate=13.0,
+            max_matvecs=config.tracking_matvecs,
+        )
+        costs["tight"].append(tight.matvecs)
+        d, neighbours = tight.vector, tight.neighbours
+    return costs
 
 
-def restarts(problem, seconds: float, seed: int = 0):
-    """Random initialisations (PyTorch's default scale) polished to minima until `seconds`."""
-    generator = torch.Generator().manual_seed(seed)
-    points, started, tries = [], time.perf_counter(), 0
+def default_initialisation(problem: Problem, seed: int) -> torch.Tensor:
+    """The flat parameters of the problem's module with PyTorch's default initialisation."""
+    module = problem.to_module(problem.start)
+    torch.manual_seed(seed)
+    for layer in module.modules():
+        if hasattr(layer, "reset_parameters"):
+            layer.reset_parameters()
+    return torch.cat([p.detach().reshape(-1) for p in module.parameters()]).to(problem.dtype)
+
+
+def restarts(problem: Problem, seconds: float) -> tuple[list[torch.Tensor], int]:
+    """Random initialisations polished to minima (L-BFGS, then Newton) until `seconds`."""
+    thetas, started, tries = [], time.perf_counter(), 0
     while time.perf_counter() - started < seconds:
+        theta = default_initialisation(problem, seed=tries)
         tries += 1
-        theta = 0.1 * torch.randn(problem.dim, generator=generator, dtype=torch.float64)
         settled, _ = settle_to_minimum(problem.loss, theta, SettleConfig())
-        point = classify(problem.loss, settled, zero_modes=problem.zero_modes)
-        if point.kind != "minimum":
-            continue
-        copies = [
-            p
-            for p in points
-            if (problem.align(p.theta, point.theta) - p.theta).norm() <= 1e-3 * (1 + p.theta.norm())
-        ]
-        if not copies:
-            points.append(point)
-    return points, tries
+        thetas.append(settled)
+    return thetas, tries
 
 
-def gradient_seconds(problem, repeats: int = 50) -> float:
+def adam(problem: Problem, seconds: float) -> tuple[list[torch.Tensor], int]:
+    """Full-batch Adam from random initialisations until `seconds`."""
+    thetas, started, tries = [], time.perf_counter(), 0
+    gradient_of = grad(problem.loss)
+    while time.perf_counter() - started < seconds:
+        theta = default_initialisation(problem, seed=tries).requires_grad_(False)
+        tries += 1
+        parameter = torch.nn.Parameter(theta.clone())
+        optimiser = torch.optim.Adam([parameter], lr=ADAM_LR)
+        for _ in range(ADAM_STEPS):
+            gradient = gradient_of(parameter.detach())
+            if gradient.norm() < ADAM_GRAD_TOL:
+                break
+            parameter.grad = gradient
+            optimiser.step()
+        thetas.append(parameter.detach().clone())
+    return thetas, tries
+
+
+def summary(problem: Problem, thetas: list[torch.Tensor], equivalents: float) -> dict[str, float]:
+    """The set's distinct solutions and how they behave (see the module doc)."""
+    distinct: list[torch.Tensor] = []
+    for theta in thetas:
+        if not any(_copies(problem, other, theta) for other in distinct):
+            distinct.append(theta)
+    probabilities = [evaluation_probabilities(problem, theta) for theta in distinct]
+    functional: list[int] = []
+    for i, p in enumerate(probabilities):
+        if all((p - probabilities[j]).abs().max() >= FUNCTION_MERGE_TOL for j in functional):
+            functional.append(i)
+    if not functional:  # a budget that ended before the first solution
+        return {"solutions": 0.0, "functionally distinct": 0.0, "per 1k grad-eq": 0.0}
+    labels = problem.splits["test"][1]
+    chosen = torch.stack([probabilities[i] for i in functional])
+    predictions = chosen.argmax(2)
+    pairs = [
+        (predictions[i] != predictions[j]).double().mean().item()
+        for i in range(len(functional))
+        for j in range(i)
+    ]
+    result = {
+        "solutions": float(len(distinct)),
+        "functionally distinct": float(len(functional)),
+        "per 1k grad-eq": 1000 * len(functional) / equivalents,
+        "mean disagreement": sum(pairs) / len(pairs) if pairs else 0.0,
+        "ensemble test accuracy": (chosen.mean(0).argmax(1) == labels).double().mean().item(),
+        "best test accuracy": (predictions == labels).double().mean(1).max().item(),
+    }
+    if "ood" in problem.splits:
+        ood_inputs, ood_labels = problem.splits["ood"]
+        result["best OOD accuracy"] = max(
+            (problem.predict(distinct[i], ood_inputs).argmax(1) == ood_labels)
+            .double()
+            .mean()
+            .item()
+            for i in functional
+        )
+    return result
+
+
+def _copies(problem: Problem, reference: torch.Tensor, theta: torch.Tensor) -> bool:
+    aligned = problem.align(reference, theta) if problem.align else theta
+    return (aligned - reference).norm().item() <= 1e-3 * (1 + reference.norm().item())
+
+
+def gradient_seconds(problem: Problem, repeats: int = 50) -> float:
     """Median wall time of one full-batch gradient at the start."""
     gradient = grad(problem.loss)
     gradient(problem.start)
@@ -84,69 +188,100 @@ def gradient_seconds(problem, repeats: int = 50) -> float:
     return statistics.median(samples)
 
 
-def summary(problem, points) -> dict[str, float]:
-    pairs = pairwise_metrics(problem, points)
-    metrics = set_metrics(problem, points, pairs)
-    if "ood" in problem.splits:
-        inputs, labels = problem.splits["ood"]
-        metrics["best_ood_accuracy"] = max(
-            (problem.predict(p.theta, inputs).argmax(1) == labels).double().mean().item()
-            for p in points
-        )
-    return metrics
+@dataclass(frozen=True)
+class Run:
+    """What one method produced in its budget."""
+
+    method: str
+    seconds: float
+    tries: int
+    thetas: list[torch.Tensor]
+
+
+def ridge_rider(problem: Problem, name: str, seconds: float, method: str, **fields) -> Run:
+    """The search with a time budget (nodes unbounded); its solutions."""
+    spec = SearchSpec(problem=name, max_nodes=10_000, max_seconds=seconds, **fields)
+    started = time.perf_counter()
+    report = run(spec, problem)
+    rides = report.result.graph.number_of_edges() + len(report.result.failures)
+    thetas = [m.point.theta for m in report.minima]
+    return Run(method, time.perf_counter() - started, rides, thetas)
+
+
+def baseline(
+    problem: Problem,
+    seconds: float,
+    method: str,
+    runner: Callable[[Problem, float], tuple[list[torch.Tensor], int]],
+) -> Run:
+    started = time.perf_counter()
+    thetas, tries = runner(problem, seconds)
+    return Run(method, time.perf_counter() - started, tries, thetas)
+
+
+def measure(name: str, seconds: float) -> list[Row]:
+    """Every method on problem `name`; the baselines get the longer of the two searches' time."""
+    problem = load(name)
+    per_gradient = gradient_seconds(problem)
+    runs = [
+        ridge_rider(problem, name, seconds, "Ridge Rider, recursive"),
+        ridge_rider(problem, name, seconds, "Ridge Rider, one level", settle="minimum"),
+    ]
+    budget = max(r.seconds for r in runs)
+    runs.append(baseline(problem, budget, "random restarts", restarts))
+    runs.append(baseline(problem, budget, "Adam from random seeds", adam))
+    rows = []
+    for r in runs:
+        equivalents = r.seconds / per_gradient
+        result = summary(problem, r.thetas, equivalents)
+        rows.append(Row(name, r.method, r.seconds, equivalents, r.tries, result))
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.parse_args()
-    print(
-        f"# bench/search.py on CPU, torch {torch.__version__}, {torch.get_num_threads()} threads\n"
-    )
+    parser.add_argument("--seconds", type=float, default=150.0, help="each method's budget")
+    parser.add_argument("--quick", action="store_true", help="30 s budgets, digits-mlp only")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    seconds = 30.0 if args.quick else args.seconds
+    problems = PROBLEMS[:1] if args.quick else PROBLEMS
+    print(f"# bench/search.py on CPU, torch {torch.__version__}, {args.threads} thread(s)\n")
     costs = ride_step_costs()
     print("HVPs per ride step, digits-mlp (64-8-10 tanh) from the zero point, 30 steps of 0.05\n")
     print("| method | median | max |")
     print("|---|---:|---:|")
-    print(f"| tracking (ridgerider) | {costs['tracking median']:g} | {costs['tracking max']} |")
-    print(
-        f"| fresh eigsh, 3 pairs | {costs['fresh eigsh median']:g} | {costs['fresh eigsh max']} |"
-    )
-    print()
+    for label, key in (
+        ("tracking, residual 1e-3", "loose"),
+        ("tracking, residual 1e-10 (the search's default)", "tight"),
+        ("fresh eigsh, 3 pairs, residual 1e-3", "fresh"),
+    ):
+        print(f"| {label} | {statistics.median(costs[key]):g} | {max(costs[key])} |")
+    print(f"\nEvery method with the same wall time ({seconds:g} s budgets)\n", flush=True)
     columns = [
         "solutions",
-        "mean_disagreement",
-        "best_test_accuracy",
-        "best_ood_accuracy",
-        "ensemble_test_accuracy",
+        "functionally distinct",
+        "per 1k grad-eq",
+        "mean disagreement",
+        "ensemble test accuracy",
+        "best test accuracy",
+        "best OOD accuracy",
     ]
-    print("Ridge Rider (default spec) against random restarts: same budget, same polish\n")
     print(
-        "| problem | method | seconds | gradient-equivalents | rides or restarts | "
+        "| problem | method | seconds | gradient-equivalents | rides or runs | "
         + " | ".join(columns)
         + " |"
     )
-    print("|---|---|---:|---:|---:|" + "---:|" * len(columns))
-    for name in ("digits-mlp", "colored-digits"):
-        report = run(SearchSpec(problem=name))
-        seconds = report.result.seconds
-        rr_points = [m.point for m in report.minima]
-        rides = report.result.graph.number_of_edges() + len(report.result.failures)
-        rows = [("Ridge Rider", seconds, rides, summary(report.problem, rr_points))]
-        started = time.perf_counter()
-        points, tries = restarts(report.problem, seconds)
-        rows.append(
-            (
-                "random restarts",
-                time.perf_counter() - started,
-                tries,
-                summary(report.problem, points),
+    print("|---|---|---:|---:|---:|" + "---:|" * len(columns), flush=True)
+    for name in problems:
+        for row in measure(name, seconds):
+            cells = " | ".join(
+                f"{row.summary[c]:.4f}" if c in row.summary else "-" for c in columns
             )
-        )
-        per_gradient = gradient_seconds(report.problem)
-        for method, spent, tries, metrics in rows:
-            cells = " | ".join(f"{metrics[c]:.4f}" if c in metrics else "-" for c in columns)
-            equivalents = spent / per_gradient
             print(
-                f"| {name} | {method} | {spent:.1f} | {equivalents:,.0f} | {tries} | {cells} |",
+                f"| {row.problem} | {row.method} | {row.seconds:.1f} | {row.equivalents:,.0f} | "
+                f"{row.tries} | {cells} |",
                 flush=True,
             )
 

@@ -1,40 +1,60 @@
-"""Benchmark: model-selection queries over 10,000 stored solutions with 20 metrics each, on
-SQLite and on PostgreSQL.
+"""Benchmark: model-selection queries over 10,000 stored solutions with 20 metrics each, and
+recording a ride into jobs of 50 and 5,000 nodes, on SQLite and on PostgreSQL.
 
-Rows, each timed `--repeats` times (p50 and p99, milliseconds):
+Query rows, each timed `--repeats` times (p50 and p99, milliseconds):
 - filter + sort + first page (`solutions_page`, 50 rows, the metrics of each row included);
 - the same query 2,500 rows deep: keyset (ours) against LIMIT/OFFSET (the peer);
 - the peer that needs no SQL: every metric loaded, filtered and sorted in Python;
 - Pareto front over two and three metrics; diverse top-10 (greedy max-min disagreement).
 
-Target: p99 under 50 ms for a page. Run: `python bench/storage.py` (about 3 minutes; needs
-PostgreSQL at RIDGERIDER_TEST_POSTGRES or postgres@127.0.0.1:5432, and creates and drops a
-database of its own).
+Record rows: a ride's new point recorded into a job's tree (`JobTree.record_ride`, digits-mlp
+64-4-10, nodes at random points, the new point recorded as a minimum with a gradient norm of
+1e-9): the archive's loss window (ours) against comparing the point with every node after
+alignment (the peer, what recording did before the window).
+
+Targets: p99 under 50 ms for a page; a record into 5,000 nodes within 2x one into 50. Run:
+`python bench/storage.py` (about 4 minutes; needs PostgreSQL at RIDGERIDER_TEST_POSTGRES or
+postgres@127.0.0.1:5432, and creates and drops a database of its own).
 """
 
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import select
+import torch
+from sqlalchemy import func, insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from unittest.mock import patch
+
+from ridgerider.critical import classify
+from ridgerider.problems.registry import load
+from ridgerider.ride import RideEnd
+from ridgerider.search.frontier import Unit
+from ridgerider.search.spec import SearchSpec
+from ridgerider.search.steps import Outcome
+from storage.artifacts import LocalArtifactStore, put_tensors
 from storage.database import Database
 from storage.filters import SOLUTIONS
-from storage.models import Metric
+from storage.jobs import MergeWindow, create_job
+from storage.models import Metric, Node, Ride
 from storage.queries import filtered_solutions, parse_job_filter, solutions_page
 from storage.schema import ensure_schema
 from storage.selection import Objective, diverse_top_k, pareto_front
+from storage.tree import JobTree
 from tests.conftest import postgres_database
-from tests.storage.synthetic import synthetic_job
+from tests.storage.synthetic import minimum_row, synthetic_job
 
+EVERYWHERE = MergeWindow((-1e300, 1e300))
 FILTER = "test_accuracy > 0.3 and sharpness < 80"
 SORT = "-test_accuracy"
 PAGE = 50
@@ -140,20 +160,101 @@ def measure(db: Database, label: str, solutions: int, repeats: int) -> list[tupl
     return [(label, *row) for row in rows]
 
 
+def record_rows(db: Database, label: str, folder: Path, repeats: int) -> list[tuple]:
+    """Milliseconds to record a ride into jobs of 50 and 5,000 nodes, windowed and scanned."""
+    ensure_schema(db)
+    problem = load("digits-mlp:hidden=4")
+    spec = SearchSpec(problem="digits-mlp:hidden=4")
+    store = LocalArtifactStore(folder / f"artifacts-{label}")
+    generator = torch.Generator().manual_seed(0)
+    rows = []
+    for nodes in (50, 5_000):
+        job_id, root = _job_of_nodes(db, store, problem, nodes, generator)
+        tree = JobTree(db, store, job_id, problem, spec)
+        for method, scan in (("loss window (ours)", False), ("every node (peer)", True)):
+            samples = []
+            for _ in range(repeats):
+                theta = 0.3 * torch.randn(problem.dim, generator=generator, dtype=torch.float64)
+                point = classify(problem.loss, theta, probe=1, zero_modes=1)
+                point = replace(point, grad_norm=1e-9)  # as a minimum's: its window as narrow
+                unit = _pending_ride(db, tree, job_id, root)
+                outcome = Outcome(None, RideEnd(theta, 1, 1, "loss-rose", -1.0), 1, point=point)
+                started = time.perf_counter()
+                if scan:  # the window made to hold every node: a comparison with each
+                    with patch("storage.tree.window_of", lambda *_: EVERYWHERE):
+                        tree.record_ride(unit, outcome)
+                else:
+                    tree.record_ride(unit, outcome)
+                samples.append((time.perf_counter() - started) * 1000)
+            p50, p99 = np.percentile(samples, 50), np.percentile(samples, 99)
+            rows.append((label, f"record a ride, {nodes:,} nodes: {method}", p50, p99))
+    return rows
+
+
+def _job_of_nodes(
+    db: Database, store: LocalArtifactStore, problem, count: int, generator: torch.Generator
+) -> tuple[int, int]:
+    """A running job whose tree holds `count` nodes at random points (losses spread as a
+    search's are), the root expanded; the job and root ids."""
+    with db.session() as session:
+        job = create_job(session, {"problem": "digits-mlp:hidden=4"})
+        job.status = "running"
+        job_id = job.id
+    nodes = []
+    for i in range(count):
+        theta = 0.3 * torch.randn(problem.dim, generator=generator, dtype=torch.float64)
+        row = minimum_row(job_id, secrets.token_hex(32), depth=min(i, 1))
+        nodes.append(
+            row
+            | {
+                "loss": problem.loss(theta).item(),
+                "theta_sha256": put_tensors(store, {"theta": theta}),
+            }
+        )
+    with db.session() as session:
+        session.execute(insert(Node), nodes)
+        root = session.scalar(select(func.min(Node.id)).where(Node.job_id == job_id))
+        session.get(Node, root).path = ""
+    return job_id, root
+
+
+def _pending_ride(db: Database, tree: JobTree, job_id: int, root: int) -> Unit:
+    """A new ride from the root (along the next eigen index), claimed by `tree`."""
+    with db.session() as session:
+        index = session.scalar(select(func.count()).where(Ride.from_node_id == root))
+        ride = Ride(
+            job_id=job_id, from_node_id=root, eigen_index=index, sign=1, eigenvalue=-1.0, depth=0
+        )
+        session.add(ride)
+        session.flush()
+        ride_id = ride.id
+    unit = tree.claim(lambda unit: (unit.kind != "ride", -unit.id), ("ride",))
+    assert unit is not None and unit.id == ride_id
+    return unit
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--solutions", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--record-repeats", type=int, default=30)
     args = parser.parse_args()
-    results = []
+    results, records = [], []
     with tempfile.TemporaryDirectory() as folder:
         sqlite = Database(Path(folder) / "bench.db")
         results += measure(sqlite, "SQLite", args.solutions, args.repeats)
         sqlite.dispose()
-    with postgres_database() as url:
-        postgres = Database(url)
-        results += measure(postgres, "PostgreSQL", args.solutions, args.repeats)
-        postgres.dispose()
+        sqlite = Database(Path(folder) / "records.db")
+        records += record_rows(sqlite, "SQLite", Path(folder), args.record_repeats)
+        sqlite.dispose()
+        with postgres_database() as url:
+            postgres = Database(url)
+            results += measure(postgres, "PostgreSQL", args.solutions, args.repeats)
+            postgres.dispose()
+        with postgres_database() as url:
+            postgres = Database(url)
+            records += record_rows(postgres, "PostgreSQL", Path(folder), args.record_repeats)
+            postgres.dispose()
     print(
         f"\n{args.solutions:,} solutions x 20 metrics; filter `{FILTER}`, sort `{SORT}`, "
         f"{PAGE} rows a page\n"
@@ -162,6 +263,11 @@ def main() -> None:
     print("|---|---|---:|---:|")
     for engine, query, p50, p99 in results:
         print(f"| {engine} | {query} | {p50:.1f} | {p99:.1f} |")
+    print("\nRecording a ride's new point into a job's tree (digits-mlp 64-4-10), milliseconds\n")
+    print("| engine | record | p50 ms | p99 ms |")
+    print("|---|---|---:|---:|")
+    for engine, record, p50, p99 in records:
+        print(f"| {engine} | {record} | {p50:.1f} | {p99:.1f} |")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Benchmark: the worker pool against the in-process runner, on one digits-mlp job.
 
-The default spec on digits-mlp (64-8-10, from the zero point: 16 rides, 7 distinct minima) runs
-in-process (the peer, torch with 2 threads), then on 1 and on 2 Celery worker processes (one
-torch thread each, a Redis and a PostgreSQL of their own). Then the pool's per-task overhead:
-200 probe messages, each sent once the last has started, timed from send to start.
+The default spec with `max_nodes = 40` on digits-mlp (64-8-10, from the zero point) runs
+in-process (the peer, torch with 1 thread, as `ridgerider run`), then on 1 and on 2 Celery
+worker processes (one torch thread each, a Redis and a PostgreSQL of their own). Then the
+pool's per-task overhead: 200 probe messages, each sent once the last has started, timed from
+send to start.
 
 Target: 2 workers at least 1.7x faster than 1; overhead under 20 ms at p50.
 Run: `python bench/workers.py` (about 6 minutes on 2 CPU cores).
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import redis
+import torch
 from celery import Celery
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -35,12 +37,20 @@ from workers.celery_app import make_app
 from workers.local import run_job
 from workers.settings import PoolSettings
 
+NODES = 40  # a job of about 6 minutes on one core
+
+
+def job_spec(problem: str) -> dict:
+    return SearchSpec(problem=problem, max_nodes=NODES).model_dump()
+
 
 def in_process(folder: Path, problem: str) -> tuple[float, dict]:
+    """The in-process runner as `ridgerider run` runs it (one torch thread)."""
+    torch.set_num_threads(1)
     db = Database(folder / "local.db")
     ensure_schema(db)
     with db.session() as session:
-        job_id = create_job(session, SearchSpec(problem=problem).model_dump()).id
+        job_id = create_job(session, job_spec(problem)).id
     started = time.perf_counter()
     job = run_job(db, LocalArtifactStore(folder / "local-artifacts"), job_id)
     return time.perf_counter() - started, job.stats
@@ -51,7 +61,7 @@ def on_pool(folder: Path, problem: str, workers: int, probes: int) -> tuple[floa
     with pool(folder, workers=workers) as (running, db):
         app = make_app(PoolSettings.from_env(running.broker_url))
         with db.session() as session:
-            job_id = create_job(session, SearchSpec(problem=problem).model_dump()).id
+            job_id = create_job(session, job_spec(problem)).id
         started = time.perf_counter()
         sent = app.send_task("ridgerider.start", args=[job_id])
         with db.session() as session:
@@ -98,11 +108,11 @@ def main() -> None:
         (root / "two").mkdir()
         two_seconds, two_stats, latencies = on_pool(root / "two", args.problem, 2, args.probes)
         print(f"2 workers: {two_seconds:.1f} s", file=sys.stderr)
-    print(f"\n{args.problem}, default spec\n")
+    print(f"\n{args.problem}, default spec, max_nodes = {NODES}\n")
     print("| runner | wall s | speedup over 1 worker | rides | distinct minima |")
     print("|---|---:|---:|---:|---:|")
     for name, seconds, stats in (
-        ("in-process (peer, 2 torch threads)", local_seconds, local_stats),
+        ("in-process (peer, 1 torch thread)", local_seconds, local_stats),
         ("pool, 1 worker process (1 torch thread)", one_seconds, one_stats),
         ("pool, 2 worker processes (1 torch thread each)", two_seconds, two_stats),
     ):
