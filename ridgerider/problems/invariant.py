@@ -313,13 +313,25 @@ def maximally_invariant_point(
     start = 0.1 * torch.randn(layout.reduced_numel, generator=generator, dtype=torch.float64)
     with _one_thread(like.device):
         reduced = _minimise(reduced_loss, start.to(like.device), gradient_tol, max_newton_steps)
-    theta = layout.embed(reduced).detach()
+    return checked_critical(
+        loss,
+        layout.embed(reduced).detach(),
+        "; is the loss invariant under permutations of the hidden units, and did the "
+        "minimisation converge?",
+    )
+
+
+def checked_critical(loss: Callable[[Tensor], Tensor], theta: Tensor, hint: str = "") -> Tensor:
+    """`theta`, once its gradient norm is within 1e-8 of max(1, |loss|).
+
+    Raises:
+        ValueError: it is not (the message ends with `hint`).
+    """
     gradient, value = torch.func.grad_and_value(loss)(theta)
     bound = 1e-8 * max(1.0, abs(value.item()))
     if not gradient.norm() <= bound:
         raise ValueError(
             f"the maximally invariant point is not critical: gradient norm "
-            f"{gradient.norm().item():.3g} > {bound:.3g} (loss {value.item():.6g}); is the loss "
-            "invariant under permutations of the hidden units, and did the minimisation converge?"
+            f"{gradient.norm().item():.3g} > {bound:.3g} (loss {value.item():.6g}){hint}"
         )
     return theta

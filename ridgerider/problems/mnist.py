@@ -48,7 +48,11 @@ from torch.nn import functional as F
 from ridgerider.flat import FlatLayout, module_loss
 from ridgerider.problems.base import Problem, classification_loss
 from ridgerider.problems.digits import DigitsSplit, mlp_problem
-from ridgerider.problems.invariant import invariant_layout, maximally_invariant_point
+from ridgerider.problems.invariant import (
+    checked_critical,
+    invariant_layout,
+    maximally_invariant_point,
+)
 
 PIXELS, SIDE = 784, 28
 CHANNEL = (SIDE // 2) ** 2  # 196 pixels of a 14 x 14 image
@@ -277,15 +281,7 @@ def narrow_mis(
             for name, value in narrow_layout.unflatten(narrow_theta).items()
         ]
     )
-    theta = layout.embed(reduced).detach()
-    gradient, value = torch.func.grad_and_value(loss)(theta)
-    bound = 1e-8 * max(1.0, abs(value.item()))
-    if not gradient.norm() <= bound:
-        raise ValueError(
-            f"the maximally invariant point is not critical: gradient norm "
-            f"{gradient.norm().item():.3g} > {bound:.3g} (loss {value.item():.6g})"
-        )
-    return theta
+    return checked_critical(loss, layout.embed(reduced).detach())
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:

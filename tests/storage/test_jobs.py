@@ -40,15 +40,16 @@ def minimum(sha: str) -> PointRecord:
     return PointRecord("minimum", 0, True, 0.5, 0.0, [1.0, 2.0], sha)
 
 
-def job_with_rides(db, count: int) -> tuple[int, list[int]]:
-    """A running job whose root saddle was expanded into `count` pending rides."""
+def job_with_rides(db, count: int, rides: list | None = None) -> tuple[int, list[int]]:
+    """A running job whose root saddle was expanded into `count` pending rides (eigen index i,
+    + sign), or into `rides` (eigen index, sign, eigenvalue) where given."""
     with db.session() as session:
         job_id = create_job(session, {"problem": "test"}).id
         root = start_job(session, job_id, SADDLE, "expand", 10).id
     token = new_token()
     with db.session() as session:
         assert claim(session, "node", root, token)
-    rides = [(i, 1, -1.0) for i in range(count)]
+    rides = rides or [(i, 1, -1.0) for i in range(count)]
     with db.session() as session:
         ride_ids = record_expansion(session, root, token, "b" * 64, rides, 100)
     return job_id, ride_ids
@@ -105,16 +106,8 @@ def test_a_node_is_held_until_both_rides_of_its_ridge_end_and_keeps_the_plus_rid
     """The - ride along a ridge finishes first and creates the node; the + ride reaches a copy of
     it: the node takes the + ride's point and path, and only then becomes claimable (whichever
     of the two finished first, the tree is the same)."""
-    with db.session() as session:
-        job_id = create_job(session, {"problem": "test"}).id
-        root = start_job(session, job_id, SADDLE, "expand", 10).id
-    token = new_token()
-    with db.session() as session:
-        assert claim(session, "node", root, token)
-    with db.session() as session:
-        plus, minus, other = record_expansion(
-            session, root, token, "b" * 64, [(0, 1, -1.0), (0, -1, -1.0), (1, 1, -0.5)], 100
-        )
+    ridge_and_another = [(0, 1, -1.0), (0, -1, -1.0), (1, 1, -0.5)]
+    job_id, (plus, minus, other) = job_with_rides(db, 3, ridge_and_another)
     tokens = {ride_id: new_token() for ride_id in (plus, minus)}
     with db.session() as session:
         for ride_id, token in tokens.items():
