@@ -55,7 +55,8 @@ from ridgerider.problems.digits import (
     zero_point,
 )
 from ridgerider.problems.invariant import maximally_invariant_point
-from ridgerider.problems.registry import UnknownProblemError, load
+from ridgerider.problems.parameters import declared, defaults
+from ridgerider.problems.registry import UnknownProblemError, load, registered
 from ridgerider.search import SearchSpec
 from storage.artifacts import ARTIFACTS_ENV, LocalArtifactStore
 from storage.database import DATABASE_URL_ENV, Database
@@ -301,6 +302,28 @@ def _report(db: Database, store: LocalArtifactStore, job_id: int, as_json: bool)
         print(json.dumps(document))
     else:
         print_report(console, rows, document)
+
+
+@app.command()
+def problems() -> None:
+    """The registered problems (`--problem name:key=value,...`) and their parameters' ranges."""
+    table = Table(title="problems: --problem name:key=value,...")
+    for column in ("problem", "parameter", "default", "allowed", "meaning"):
+        table.add_column(column)
+    for name, factory in sorted(registered().items()):
+        schema = declared(factory) or {}
+        for key, default in defaults(factory).items():
+            known = schema.get(key)
+            table.add_row(
+                name,
+                key,
+                repr(default),
+                known.allowed if known else "",
+                known.help if known else "",
+            )
+            name = ""
+        table.add_section()
+    console.print(table)
 
 
 @app.command()

@@ -145,9 +145,24 @@ class Selection(BaseModel):
     solutions: list[SolutionOut]
 
 
+class ParameterInfo(BaseModel):
+    """One problem parameter: a value outside `allowed` is refused with 422 naming it."""
+
+    default: Any
+    kind: Literal["integer", "number", "choice"] | None = None
+    allowed: str | None = None
+    help: str = ""
+    choices: list[str] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = False
+    exclusive_maximum: bool = False
+    nullable: bool = False
+
+
 class ProblemInfo(BaseModel):
     name: str
-    parameters: dict[str, Any]
+    parameters: dict[str, ParameterInfo]
     doc: str
 
 

@@ -1,4 +1,4 @@
-"""`/problems`: the registered problems a job may name, and their parameters."""
+"""`/problems`: the registered problems a job may name, and their parameters with ranges."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import inspect
 from fastapi import APIRouter
 
 from api.deps import OwnerDep
-from api.schemas import ProblemInfo
+from api.schemas import ParameterInfo, ProblemInfo
+from ridgerider.problems.parameters import declared, defaults
 from ridgerider.problems.registry import registered
 
 router = APIRouter(tags=["problems"])
@@ -15,12 +16,16 @@ router = APIRouter(tags=["problems"])
 
 @router.get("/problems", response_model=list[ProblemInfo])
 def problems(_: OwnerDep) -> list[ProblemInfo]:
-    """Every registered problem with its parameters' defaults (`name:key=value,...`)."""
+    """Every registered problem (`name:key=value,...`) with its parameters: kind, default and
+    allowed values (a factory that declares none lists its defaults only)."""
     listed = []
     for name, factory in sorted(registered().items()):
+        schema = declared(factory) or {}
         parameters = {
-            p.name: None if p.default is inspect.Parameter.empty else p.default
-            for p in inspect.signature(factory).parameters.values()
+            key: ParameterInfo(**schema[key].as_json(default))
+            if key in schema
+            else ParameterInfo(default=default)
+            for key, default in defaults(factory).items()
         }
         doc = (inspect.getdoc(factory) or "").split("\n\n")[0]
         listed.append(ProblemInfo(name=name, parameters=parameters, doc=doc))

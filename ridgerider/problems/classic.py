@@ -7,6 +7,9 @@ import torch
 from torch import Tensor
 
 from ridgerider.problems.base import Problem
+from ridgerider.problems.parameters import declare, integer
+
+MAX_DIM = 1024
 
 
 def _himmelblau(theta: Tensor) -> Tensor:
@@ -14,6 +17,7 @@ def _himmelblau(theta: Tensor) -> Tensor:
     return (x**2 + y - 11) ** 2 + (x + y**2 - 7) ** 2
 
 
+@declare()
 def himmelblau() -> Problem:
     """Four minima at f = 0; starts at its one local maximum (-0.270845, -0.923039)."""
     start = torch.tensor([-0.27084459, -0.92303856], dtype=torch.float64)
@@ -29,11 +33,10 @@ STYBLINSKI_TANG_MAXIMUM = float(
 )
 
 
+@declare(integer("dim", 1, MAX_DIM, "coordinates (2**dim minima)"))
 def styblinski_tang(dim: int = 2) -> Problem:
     """2^dim minima; starts where every coordinate is at its local maximum (x = 0.156731),
     where the Hessian is a multiple of the identity (one fully repeated eigenvalue)."""
-    if not isinstance(dim, int) or dim < 1:
-        raise ValueError(f"dim must be an integer >= 1, got {dim!r}")
     start = torch.full((dim,), STYBLINSKI_TANG_MAXIMUM, dtype=torch.float64)
     return Problem(f"styblinski-tang-{dim}d", _styblinski_tang, dim, start)
 
@@ -43,11 +46,13 @@ def _six_hump_camel(theta: Tensor) -> Tensor:
     return (4 - 2.1 * x**2 + x**4 / 3) * x**2 + x * y + (-4 + 4 * y**2) * y**2
 
 
+@declare()
 def six_hump_camel() -> Problem:
     """Six minima, seven saddles, two maxima; starts at the saddle at the origin."""
     return Problem("six-hump-camel", _six_hump_camel, 2, torch.zeros(2, dtype=torch.float64))
 
 
+@declare()
 def monkey_saddle() -> Problem:
     """x^3 - 3 x y^2: at the origin gradient and Hessian vanish (a higher-order point)."""
     return Problem(
@@ -58,6 +63,7 @@ def monkey_saddle() -> Problem:
     )
 
 
+@declare()
 def cubic_valley() -> Problem:
     """x^2 + y^3: the Hessian at the origin is diag(2, 0), yet the origin is no minimum."""
     return Problem(

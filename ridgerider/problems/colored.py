@@ -13,7 +13,14 @@ import torch
 from torch import Tensor
 
 from ridgerider.problems.base import Problem
-from ridgerider.problems.digits import CLASSES, DigitsSplit, digits_split, mlp_problem
+from ridgerider.problems.digits import (
+    CLASSES,
+    MLP_PARAMETERS,
+    DigitsSplit,
+    digits_split,
+    mlp_problem,
+)
+from ridgerider.problems.parameters import declare, number
 
 
 def _coloured(
@@ -42,6 +49,11 @@ def colored_split(
     return data, (ood, base.y_test)
 
 
+@declare(
+    *MLP_PARAMETERS,
+    number("agreement", 1.0 / CLASSES, 1.0, "how often the colour equals the label in training"),
+    number("strength", 0.0, 10.0, "the value of the lit colour input", open_low=True),
+)
 def colored_digits_problem(
     hidden: int = 8,
     activation: str = "tanh",
@@ -59,10 +71,6 @@ def colored_digits_problem(
         strength: the value of the lit colour input (pixels are in [0, 1]).
         The others as in `digits_mlp_problem`.
     """
-    if not 1.0 / CLASSES <= agreement <= 1.0:
-        raise ValueError(f"agreement must be in [0.1, 1], got {agreement!r}")
-    if not strength > 0:
-        raise ValueError(f"strength must be > 0, got {strength!r}")
     data, ood = colored_split(seed, agreement, strength)
     return mlp_problem(
         "colored-digits", data, hidden, activation, weight_decay, start, ood=ood, layers=layers

@@ -22,6 +22,7 @@ from torch.nn import functional as F
 from ridgerider.flat import FlatLayout, eval_mode, module_loss
 from ridgerider.problems.base import Problem, classification_loss, module_factory
 from ridgerider.problems.invariant import InvariantLayout, maximally_invariant_point
+from ridgerider.problems.parameters import Parameter, choice, declare, integer, number, seed
 from ridgerider.problems.symmetry import align
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -31,7 +32,30 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 INPUTS, CLASSES = 64, 10
 MAX_LAYERS = 4
+MAX_HIDDEN = 1024
 STARTS = ("zero", "saddle", "mis")
+
+
+def mlp_parameters(activations: tuple[str, ...]) -> tuple[Parameter, ...]:
+    """The parameters every MLP problem shares: its widths, activation, weight decay and seed."""
+    return (
+        integer("hidden", 1, MAX_HIDDEN, "units of each hidden layer"),
+        integer("layers", 1, MAX_LAYERS, "hidden layers"),
+        choice("activation", activations, "the hidden units' nonlinearity"),
+        number("weight_decay", 0.0, 1.0, "the coefficient of the weights' squared norm"),
+        seed("the seed of the data's split"),
+    )
+
+
+MLP_PARAMETERS = (
+    *mlp_parameters(tuple(ACTIVATIONS)),
+    choice(
+        "start",
+        STARTS,
+        "zero, mis or saddle (= mis); omitted: zero for one hidden layer, mis for more",
+        nullable=True,
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -127,6 +151,7 @@ def zero_point(model: nn.Sequential, data: DigitsSplit) -> Tensor:
     return theta
 
 
+@declare(*MLP_PARAMETERS)
 def digits_mlp_problem(
     hidden: int = 8,
     activation: str = "tanh",
@@ -182,10 +207,6 @@ def mlp_problem(
     """
     if start is None:
         start = "zero" if layers == 1 else "mis"
-    if start not in STARTS:
-        raise ValueError(f"start must be one of {STARTS}, got {start!r}")
-    if not weight_decay >= 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
     inputs = data.x_train.shape[1]
     model = digits_mlp(hidden, activation, inputs=inputs, layers=layers, outputs=outputs)
     if start == "zero" and layers != 1:

@@ -62,6 +62,7 @@ from torch import Tensor
 from torch.func import grad, hessian
 
 from ridgerider.problems.base import Problem
+from ridgerider.problems.parameters import declare, integer, number
 
 LEVERS_RANGE = (2, 32)
 ENTROPY_RANGE = (0.0, 0.2)
@@ -329,6 +330,17 @@ def cross_play(theta_a: Tensor, seed_a: int, theta_b: Tensor, seed_b: int) -> fl
     return (pi_a * pi_b * true_payoffs(n - 3)).sum().item()
 
 
+@declare(
+    integer("levers", *LEVERS_RANGE, "levers paying 1.0 (two more pay 0.8, one 0.6)"),
+    integer("seed", 0, 2**63 - 1, "the relabelling's seed"),
+    number(
+        "entropy",
+        *ENTROPY_RANGE,
+        "each player's Tsallis-entropy weight",
+        open_low=True,
+        open_high=True,
+    ),
+)
 def lever_game(levers: int = 8, seed: int = 0, entropy: float = DEFAULT_ENTROPY) -> Problem:
     """The lever game as run `seed` sees it, as a Problem (see `LeverGame`, module docstring).
 

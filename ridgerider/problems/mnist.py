@@ -37,7 +37,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import math
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -47,21 +46,19 @@ from torch.nn import functional as F
 
 from ridgerider.flat import FlatLayout, module_loss
 from ridgerider.problems.base import Problem, classification_loss
-from ridgerider.problems.digits import DigitsSplit, mlp_problem
+from ridgerider.problems.digits import DigitsSplit, mlp_parameters, mlp_problem
 from ridgerider.problems.invariant import (
     checked_critical,
     invariant_layout,
     maximally_invariant_point,
 )
+from ridgerider.problems.parameters import declare, number
 
 PIXELS, SIDE = 784, 28
 CHANNEL = (SIDE // 2) ** 2  # 196 pixels of a 14 x 14 image
 COLORED_INPUTS = 2 * CHANNEL
 MNIST_CLASSES = 10
 TEST_IMAGES = 1000  # of mnist-mlp's 5,000 (100 a class)
-MAX_HIDDEN = 1024
-MAX_LAYERS = 4
-MAX_SEED = 2**32 - 1
 ACTIVATIONS = ("tanh", "gelu")
 # Images per digit in each colored-mnist split (500 a digit in all): the two halves of the
 # validation split follow env1's and env2's colour laws.
@@ -284,33 +281,10 @@ def narrow_mis(
     return checked_critical(loss, layout.embed(reduced).detach())
 
 
-def _check_int(name: str, value: object, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+MNIST_PARAMETERS = mlp_parameters(ACTIVATIONS)
 
 
-def _check_real(name: str, value: object, low: float, high: float = math.inf) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not low <= value <= high
-        or math.isnan(value)
-    ):
-        upper = "inf)" if high == math.inf else f"{high}]"
-        raise ValueError(f"{name} must be a number in [{low}, {upper}, got {value!r}")
-
-
-def _check_model(hidden: object, layers: object, activation: object, seed: object) -> None:
-    _check_int("hidden", hidden, 1, MAX_HIDDEN)
-    _check_int("layers", layers, 1, MAX_LAYERS)
-    _check_int("seed", seed, 0, MAX_SEED)
-    if activation not in ACTIVATIONS:
-        raise ValueError(
-            f"activation must be one of {ACTIVATIONS}, got {activation!r} (the MIS of a ReLU "
-            "network is no critical point: its minimisation ends on a kink)"
-        )
-
-
+@declare(*MNIST_PARAMETERS)
 def mnist_mlp_problem(
     hidden: int = 32,
     layers: int = 2,
@@ -331,8 +305,6 @@ def mnist_mlp_problem(
     Raises:
         ValueError: a parameter out of its range (named in the message).
     """
-    _check_model(hidden, layers, activation, seed)
-    _check_real("weight_decay", weight_decay, 0.0)
     data = mnist_split(seed)
     find_mis = functools.partial(
         narrow_mis,
@@ -345,6 +317,13 @@ def mnist_mlp_problem(
     )
 
 
+@declare(
+    *MNIST_PARAMETERS,
+    number("env1_flip", 0.0, 1.0, "probability the colour disagrees with the label in env1"),
+    number("env2_flip", 0.0, 1.0, "probability the colour disagrees with the label in env2"),
+    number("test_flip", 0.0, 1.0, "probability the colour disagrees with the label in test"),
+    number("label_noise", 0.0, 0.5, "probability the label disagrees with whether digit < 5"),
+)
 def colored_mnist_problem(
     hidden: int = 16,
     seed: int = 0,
@@ -387,12 +366,6 @@ def colored_mnist_problem(
     Raises:
         ValueError: a parameter out of its range (named in the message).
     """
-    _check_model(hidden, layers, activation, seed)
-    _check_real("weight_decay", weight_decay, 0.0)
-    for name, value in (("env1_flip", env1_flip), ("env2_flip", env2_flip)):
-        _check_real(name, value, 0.0, 1.0)
-    _check_real("test_flip", test_flip, 0.0, 1.0)
-    _check_real("label_noise", label_noise, 0.0, 0.5)
     data = colored_mnist_data(seed, env1_flip, env2_flip, test_flip, label_noise)
     train = data.train
     split = DigitsSplit(train.inputs, train.labels, data.test.inputs, data.test.labels)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import importlib
-import inspect
 from collections.abc import Callable
 from importlib.metadata import entry_points
 
 from ridgerider.problems import classic, colored, digits, lever_game, mnist, tree_mdp
 from ridgerider.problems.base import Problem
+from ridgerider.problems.parameters import ParameterError, check
 
 ENTRY_POINT_GROUP = "ridgerider.problems"
 BUILT_INS: dict[str, Callable[..., Problem]] = {
@@ -49,19 +49,22 @@ def parse(text: str) -> tuple[str, dict[str, object]]:
     kwargs: dict[str, object] = {}
     for item in rest.split(","):
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"problem argument {item!r} must look like key=value")
-        kwargs[key.strip()] = _literal(value.strip())
+        key = key.strip()
+        if not sep or not key:
+            raise ParameterError(f"problem argument {item!r} must look like key=value")
+        if key in kwargs:
+            raise ParameterError(f"problem argument {key!r} is given twice")
+        kwargs[key] = _literal(value.strip())
     return name, kwargs
 
 
 def resolve(text: str, *, allow_import: bool = True) -> tuple[Callable[..., Problem], dict]:
-    """The factory `text` names and its keyword arguments, checked against its signature but
-    not called (cheap: for validating a request before any work).
+    """The factory `text` names and its keyword arguments, checked against its declared
+    parameters (or its signature) but not called: cheap, for validating a request before any work.
 
     Raises:
         UnknownProblemError: the name is not registered (and is no importable factory).
-        ValueError: the keyword arguments do not fit the factory.
+        ParameterError: an argument is unknown, repeated or out of its range (named).
     """
     name, kwargs = parse(text)
     factories = registered()
@@ -77,9 +80,9 @@ def resolve(text: str, *, allow_import: bool = True) -> tuple[Callable[..., Prob
         known = ", ".join(sorted(factories))
         raise UnknownProblemError(f"unknown problem {name!r}; registered problems: {known}")
     try:
-        inspect.signature(factory).bind(**kwargs)
-    except TypeError as error:
-        raise ValueError(f"problem {name!r}: {error}") from error
+        check(factory, kwargs)
+    except ParameterError as error:
+        raise ParameterError(f"problem {name!r}: {error}") from None
     return factory, kwargs
 
 
@@ -88,7 +91,8 @@ def load(text: str, *, allow_import: bool = True) -> Problem:
 
     Raises:
         UnknownProblemError: the name is not registered (and is no importable factory).
-        ValueError: the keyword arguments do not fit the factory.
+        ParameterError: an argument is unknown, repeated or out of its range (named).
+        ValueError: the factory rejects the arguments' combination.
     """
     factory, kwargs = resolve(text, allow_import=allow_import)
     problem = factory(**kwargs)

@@ -58,6 +58,7 @@ from torch import Tensor
 from torch.func import grad, hessian
 
 from ridgerider.problems.base import Problem
+from ridgerider.problems.parameters import declare, integer, number
 
 DEPTH_RANGE = (4, 10)
 GAP_SCALE = 2.0
@@ -348,6 +349,18 @@ class TreeMDP:
         )
 
 
+@declare(
+    integer("depth", *DEPTH_RANGE, "decisions per episode (2**depth leaves)"),
+    integer("seed", 0, 2**59 - 1, "the leaf rewards' seed"),
+    number(
+        "entropy",
+        0.0,
+        1.0,
+        "the Tsallis entropy's weight; omitted: 2**(1 - depth)",
+        open_low=True,
+        nullable=True,
+    ),
+)
 def tree_mdp(depth: int = 6, seed: int = 0, entropy: float | None = None) -> Problem:
     """The tree-structured MDP as a Problem (see `TreeMDP` for the law, start and solutions).
 

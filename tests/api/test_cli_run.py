@@ -102,4 +102,15 @@ def test_bad_specs_and_problems_are_clear_errors(tmp_path):
     result = ridgerider("run", "--problem", "rosenbrock", cwd=tmp_path)
     assert result.returncode == 2
     assert "unknown problem 'rosenbrock'" in result.stderr and "himmelblau" in result.stderr
+
+    result = ridgerider("run", "--problem", "lever-game:levers=40", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "levers must be an integer in [2, 32], got 40" in result.stderr
     assert not (tmp_path / "ridgerider.db").exists()  # nothing is stored for a bad request
+
+
+def test_problems_lists_the_parameters_and_their_ranges(tmp_path):
+    result = ridgerider("problems", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for text in ("tree-mdp", "depth", "[4, 10]", "colored-mnist", "label_noise", "[0, 0.5]"):
+        assert text in result.stdout

@@ -197,6 +197,44 @@ def test_bad_submissions_are_problem_json_naming_the_field(api, body, field, all
         assert errors[0]["allowed"] == allowed
 
 
+@pytest.mark.parametrize(
+    ("problem", "message"),
+    [
+        ("digits-mlp:hidden=1000000000", "hidden must be an integer in [1, 1024]"),
+        ("styblinski-tang:dim=0", "dim must be an integer in [1, 1024], got 0"),
+        ("styblinski-tang:dim=2,dim=3", "'dim' is given twice"),
+        ("digits-mlp:activation=zzz", "activation must be one of 'tanh', 'relu', 'gelu'"),
+        ("tree-mdp:depth=3", "depth must be an integer in [4, 10], got 3"),
+    ],
+)
+def test_problem_arguments_out_of_range_are_refused_before_anything_is_queued(
+    api, problem, message
+):
+    server, _ = api
+    with server.client() as http:
+        before = len(http.get("/jobs").json()["jobs"])
+        response = http.post("/jobs", json={"problem": problem})
+        assert response.status_code == 422, response.text
+        (error,) = response.json()["errors"]
+        assert error["field"] == "problem" and message in error["message"]
+        assert len(http.get("/jobs").json()["jobs"]) == before
+
+
+def test_problems_lists_every_parameter_with_its_range(api):
+    server, _ = api
+    with server.client() as http:
+        listed = {p["name"]: p for p in http.get("/problems").json()}
+    assert set(listed) >= {"colored-mnist", "mnist-mlp", "tree-mdp", "lever-game"}
+    depth = listed["tree-mdp"]["parameters"]["depth"]
+    assert depth["kind"] == "integer" and (depth["minimum"], depth["maximum"]) == (4, 10)
+    assert depth["default"] == 6 and depth["allowed"] == "an integer in [4, 10]"
+    entropy = listed["lever-game"]["parameters"]["entropy"]
+    assert entropy["exclusive_minimum"] and entropy["exclusive_maximum"]
+    assert listed["mnist-mlp"]["parameters"]["activation"]["choices"] == ["tanh", "gelu"]
+    for problem in listed.values():
+        assert all(p["allowed"] for p in problem["parameters"].values()), problem["name"]
+
+
 def test_malformed_and_oversized_requests_are_4xx(api, finished_job):
     server, _ = api
     job_id, _ = finished_job

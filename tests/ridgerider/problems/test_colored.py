@@ -28,5 +28,5 @@ def test_problem_starts_at_a_critical_point_and_measures_ood():
     assert problem.dim == 75 * 4 + 10 + 40
     assert torch.func.grad(problem.loss)(problem.start).norm() < 1e-12
     assert set(problem.splits) == {"train", "test", "ood"}
-    with pytest.raises(ValueError, match=r"agreement must be in \[0.1, 1\]"):
+    with pytest.raises(ValueError, match=r"agreement must be a number in \[0.1, 1\]"):
         colored_digits_problem(agreement=1.5)

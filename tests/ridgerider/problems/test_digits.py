@@ -152,5 +152,5 @@ def test_digits_mlp_problem_starts_at_the_zero_point_and_merges_copies():
     assert torch.allclose(problem.align(theta, swapped), theta, atol=1e-12)
     with pytest.raises(ValueError, match="start must be one of"):
         digits_mlp_problem(start="random")
-    with pytest.raises(ValueError, match="weight_decay must be >= 0"):
+    with pytest.raises(ValueError, match=r"weight_decay must be a number in \[0, 1\]"):
         digits_mlp_problem(weight_decay=-1.0)

@@ -8,7 +8,15 @@ import textwrap
 import pytest
 import torch
 
-from ridgerider.problems.registry import UnknownProblemError, load, parse, registered
+from ridgerider.problems.parameters import ParameterError, check, declared, defaults
+from ridgerider.problems.registry import (
+    BUILT_INS,
+    UnknownProblemError,
+    load,
+    parse,
+    registered,
+    resolve,
+)
 
 
 def test_parse_names_and_arguments():
@@ -16,17 +24,44 @@ def test_parse_names_and_arguments():
     assert parse("styblinski-tang:dim=3") == ("styblinski-tang", {"dim": 3})
     assert parse("x:rate=0.5,act=tanh") == ("x", {"rate": 0.5, "act": "tanh"})
     assert parse("mypkg.problems:make") == ("mypkg.problems:make", {})
-    with pytest.raises(ValueError, match="must look like key=value"):
+    with pytest.raises(ParameterError, match="must look like key=value"):
         parse("styblinski-tang:dim=3,oops")
+    with pytest.raises(ParameterError, match="'dim' is given twice"):
+        parse("styblinski-tang:dim=2,dim=3")
 
 
 def test_built_ins_load_with_arguments():
     problem = load("styblinski-tang:dim=4")
     assert problem.dim == 4 and problem.start.shape == (4,)
-    with pytest.raises(ValueError, match="problem 'styblinski-tang'"):
+    with pytest.raises(ParameterError, match="'styblinski-tang': unknown parameter 'width'"):
         load("styblinski-tang:width=3")
-    with pytest.raises(ValueError, match="dim must be an integer >= 1"):
+    with pytest.raises(ParameterError, match=r"dim must be an integer in \[1, 1024\], got 0"):
         load("styblinski-tang:dim=0")
+
+
+@pytest.mark.parametrize("name", sorted(BUILT_INS))
+def test_every_built_in_declares_its_parameters_and_its_defaults_fit_them(name):
+    factory = BUILT_INS[name]
+    schema = declared(factory)
+    assert schema is not None and set(schema) == set(defaults(factory))
+    check(factory, defaults(factory))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("digits-mlp:hidden=1000000000", r"hidden must be an integer in \[1, 1024\]"),
+        ("digits-mlp:weight_decay=abc", r"weight_decay must be a number in \[0, 1\], got 'abc'"),
+        ("digits-mlp:hidden=2.5", "hidden must be an integer"),
+        ("mnist-mlp:activation=relu", "activation must be one of 'tanh', 'gelu'"),
+        ("colored-mnist:label_noise=0.6", r"label_noise must be a number in \[0, 0.5\]"),
+        ("tree-mdp:depth=11", r"depth must be an integer in \[4, 10\]"),
+        ("lever-game:entropy=0.2", r"entropy must be a number in \(0, 0.2\)"),
+    ],
+)
+def test_out_of_range_arguments_are_refused_before_the_factory_runs(text, message):
+    with pytest.raises(ParameterError, match=message):
+        resolve(text)
 
 
 def test_unknown_names_list_the_registered_ones():
