@@ -289,7 +289,7 @@ def minima_of(document: dict, store: LocalArtifactStore) -> list[torch.Tensor]:
     return [get_tensors(store, m["weights_sha256"])["theta"] for m in document["minima"]]
 
 
-@pytest.mark.parametrize("problem", ["digits-mlp:hidden=3", "colored-digits:hidden=3"])
+@pytest.mark.parametrize("problem", ["digits-mlp:hidden=3"])
 def test_the_same_minima_with_one_and_two_threads_and_on_the_pool(shared, tmp_path, problem):
     """Canonical ridges make the answer independent of rounding: the same spec gives the same
     minima (after aligning symmetric copies) in process with 1 and 2 torch threads and on the
