@@ -37,6 +37,9 @@ Which = Literal["SA", "LA"]
 DEFAULT_TOL = {torch.float64: 1e-8, torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 1e-2}
 MAX_DEFAULT_MATVECS = 20_000
 BASIS_MEMORY = 1 << 30  # bytes the default basis (V and A V) may take
+# Operators up to this size are solved exactly from one block of n products (the tree MDP, the
+# lever game): cheaper than Lanczos's few blocks, whose per-block overhead dominates there.
+WHOLE_SPACE_SIZE = 128
 
 
 class ConvergenceWarning(UserWarning):
@@ -93,6 +96,7 @@ def eigsh(
     block_size: int | None = None,
     max_basis: int | None = None,
     seed: int = 0,
+    exact_below: int = WHOLE_SPACE_SIZE,
 ) -> EigshResult:
     """The k most negative ("SA") or most positive ("LA") eigenpairs of a symmetric operator.
 
@@ -115,6 +119,8 @@ def eigsh(
         max_basis: the basis size at which the solver thick-restarts; default
             max(4 k, k + 6 b, 30), capped at n.
         seed: seeds the random start vectors (drawn on the CPU, so every device starts alike).
+        exact_below: an operator of at most this size (and a budget of n products) is solved
+            exactly from one block of n products and a dense eigh; 0 always iterates.
 
     Returns:
         An `EigshResult(eigenvalues, eigenvectors, info)`.
@@ -141,6 +147,8 @@ def eigsh(
 
     generator = torch.Generator().manual_seed(seed)
     start = _start_block(v0, n, b, A.dtype, A.device)
+    if n <= exact_below and budget >= n:
+        return _whole_space(A, k, which, tol)
     V = torch.empty(n, m, dtype=A.dtype, device=A.device)
     AV = torch.empty_like(V)
     T = torch.zeros(m, m, dtype=torch.float64)
@@ -208,6 +216,26 @@ def eigsh(
             stacklevel=2,
         )
     return EigshResult(theta[order[:k]].to(A.device), vectors, info)
+
+
+def _whole_space(A: LinearOperator, k: int, which: Which, tol: float) -> EigshResult:
+    """The k wanted pairs of a tiny operator, exactly: its products with the identity, eigh."""
+    n = A.shape[0]
+    AV = _product(A, torch.eye(n, dtype=A.dtype, device=A.device), 0)
+    anorm = AV.abs().max().item()
+    _check_symmetric(AV, AV.T, anorm)
+    theta, Y = torch.linalg.eigh(((AV + AV.T) / 2).to(torch.float64).cpu())
+    order = _wanted(theta, k, which)
+    vectors = _fix_signs(Y[:, order].to(dtype=A.dtype, device=A.device))
+    residuals = torch.linalg.vector_norm(
+        (AV @ vectors - vectors * theta[order].to(dtype=A.dtype, device=A.device)).to(
+            torch.float64
+        ),
+        dim=0,
+    ).cpu()
+    anorm = max(theta.abs().max().item(), 0.0)
+    info = EigshInfo(n, residuals, residuals <= tol * max(anorm, 1e-300), anorm, tol, 0)
+    return EigshResult(theta[order].to(A.device), vectors, info)
 
 
 def _default_basis(n: int, k: int, b: int, dtype: torch.dtype) -> int:

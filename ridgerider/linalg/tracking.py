@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ridgerider.linalg.lanczos import _product, _project_out
+from ridgerider.linalg.lanczos import WHOLE_SPACE_SIZE, _product, _project_out
 from ridgerider.linalg.operators import LinearOperator, as_operator
 
 
@@ -45,12 +45,18 @@ def track_eigenvector(
         neighbours: previous eigenvectors of nearby eigenvalues, n x j, or None.
         tol: residual tolerance relative to `max(norm_estimate, largest |Ritz value|)`.
         norm_estimate: an estimate of ||A|| (the space here is too small to find it).
-        max_matvecs: product budget.
+        max_matvecs: product budget; an operator of at most this size (or of lanczos's
+            WHOLE_SPACE_SIZE) is solved exactly, its whole space multiplied in one block (far
+            faster than one product at a time).
     """
     A = as_operator(op)
     d = (direction / direction.norm()).to(dtype=A.dtype, device=A.device)
     start = d[:, None] if neighbours is None else torch.cat([d[:, None], neighbours.to(d)], 1)
-    V = torch.linalg.qr(start).Q
+    n = A.shape[0]
+    if n <= max(max_matvecs, WHOLE_SPACE_SIZE):  # tiny: its whole space in one block, exact
+        V = torch.linalg.qr(torch.cat([start, torch.eye(n, dtype=d.dtype, device=d.device)], 1)).Q
+    else:
+        V = torch.linalg.qr(start).Q
     AV = _product(A, V, 0)
     scale = norm_estimate
     while True:

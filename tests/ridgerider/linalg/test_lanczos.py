@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 
-from ridgerider.linalg import ConvergenceWarning, HessianOperator, NonFiniteProductError, eigsh
+from ridgerider.linalg import ConvergenceWarning, HessianOperator, NonFiniteProductError
+from ridgerider.linalg import eigsh as eigsh_any_size
+
+# These tests are of the Lanczos iteration: small operators are not solved whole here.
+eigsh = functools.partial(eigsh_any_size, exact_below=0)
 from ridgerider.problems.digits import digits_loss, digits_mlp, symmetric_point, zero_point
 from tests.ridgerider.linalg.conftest import CLUSTERED, MatvecOperator, planted_matrix
 
@@ -207,3 +213,20 @@ def test_guard_vectors_and_a_small_basis_restart_without_overflow():
     result = eigsh(A, 2, block_size=6, max_basis=8)
     assert_matches_dense(A, result, 2, "SA", 1e-8)
     assert result.info.restarts > 0
+
+
+def test_a_tiny_operator_is_solved_exactly_from_one_block_of_n_products():
+    A, spectrum = planted_matrix(40, CLUSTERED)
+    calls = []
+
+    def matvec(v):
+        calls.append(1)
+        return A @ v
+
+    result = eigsh_any_size(MatvecOperator(40, matvec), 5)
+    assert len(calls) == 40 and result.info.matvecs == 40 and result.info.all_converged
+    torch.testing.assert_close(result.eigenvalues, spectrum[:5], rtol=0, atol=1e-12)
+    residuals = A @ result.eigenvectors - result.eigenvectors * result.eigenvalues
+    assert residuals.norm(dim=0).max() < 1e-12
+    largest = eigsh_any_size(A, 2, "LA").eigenvalues
+    torch.testing.assert_close(largest, spectrum.flip(0)[:2], rtol=0, atol=1e-12)

@@ -48,3 +48,17 @@ def test_a_ride_from_the_digits_zero_point_tracks_in_a_few_products():
         assert tracked.vector @ d > 0.9, "the ridge turns smoothly"
         d, neighbours = tracked.vector, tracked.neighbours
     assert statistics.median(costs) <= 10, costs
+
+
+def test_a_tiny_operator_is_tracked_exactly_in_one_block():
+    A, _ = planted_matrix(20, [-2.0, -1.0, -0.5])
+    _, vectors = torch.linalg.eigh(A)
+    E = torch.randn(20, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    B = A + 1e-3 * (E + E.T)
+    values_b, vectors_b = torch.linalg.eigh(B)
+    tracked = track_eigenvector(B, -vectors[:, 1], vectors[:, [0, 2]], max_matvecs=30)
+    assert tracked.matvecs == 20 and tracked.residual < 1e-12
+    assert abs(tracked.eigenvalue - values_b[1].item()) < 1e-12
+    assert tracked.vector @ vectors[:, 1] < 0, "the sign of the direction is kept"
+    assert abs(tracked.vector @ vectors_b[:, 1]) > 1 - 1e-12
+    assert tracked.neighbours.shape == (20, 2)

@@ -1,0 +1,536 @@
+"""Benchmark: the Ridge Rider paper's experiments, Ridge Rider against what a user would run
+instead, every method in the same run on the same data (protocols: ../shared/PAPER-EXPERIMENTS.md).
+
+Compute: each baseline gets the wall time Ridge Rider took on the same problem and seed (its
+start included), also given in gradient-equivalents (that time over one full-batch gradient's).
+One torch thread throughout.
+
+1. colored-mnist (392-16-16-1 tanh from its maximally invariant saddle, `--seeds` data seeds):
+   test-environment accuracy of the solution each rule chooses. Rules: "val" = the best
+   accuracy on the validation split (held out from the training environments); "invariant" =
+   among the solutions with training accuracy >= 0.6, the smallest accuracy gap between the two
+   training environments (what invariance methods reason from: a colour reader's accuracy
+   differs by the environments' colour reliability, 0.8 vs 0.9); "test (oracle)" = the best
+   test-environment accuracy, which no user has: labelled as such. Methods: Ridge Rider (the
+   default spec with max_nodes 24), ERM (full-batch Adam, lr 1e-3, 501 steps, IRM's protocol,
+   5 seeds: mean), a deep ensemble of those 5 (averaged probabilities), IRMv1 (IRM's reference
+   penalty weight 91257 after 190 steps, lr 4.9e-4, 501 steps, 5 seeds: mean), random restarts
+   (PyTorch's initialisation polished to a minimum by L-BFGS, for Ridge Rider's time).
+2. tree-mdp (`--trees` random trees at each depth 4-7): the fraction of the distinct
+   positive-reward leaves (`TreeMDP.solutions`, known exactly) that some method's minima reach
+   greedily. Ridge Rider recursive (settle "branch", every negative ridge, `--tree-seconds` a
+   tree) and one level deep (settle "minimum": each ride descends to a minimum); gradient
+   descent (step 0.5, 1,500 steps, 64 runs at a time under vmap) from uniform random
+   parameters, from the MIS plus noise (sd 0.01), and from the MIS moved 1.0 along a random
+   direction, each for the recursive search's time.
+3. lever-game (8 levers at 1.0, two at 0.8, one at 0.6; `--runs` independent runs, each its own
+   relabelling): Ridge Rider's solutions are named by their fingerprint; the fingerprint with
+   the best average cross-play between runs is the one played, and its cross-play is reported
+   over every pair of runs. Self-play: gradient descent from a random strategy pair per run,
+   cross-play over the same pairs.
+4. mnist-mlp (784-16-16-10 tanh from its MIS, 5,000 images): best test accuracy of Ridge Rider
+   (max_nodes 12) and of full-batch Adam from random seeds (lr 1e-2, until the gradient is below
+   1e-4 or 1,000 steps) for the same time; then the per-class test accuracy of each Ridge
+   Rider solution, by fingerprint.
+
+Run: `python bench/paper.py` (about 45 minutes on 2 CPU cores); `--quick` is a smoke run
+(about 5 minutes: one seed, fewer trees and runs, shorter budgets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from search import default_initialisation, restarts
+from torch import Tensor
+from torch.func import grad, vmap
+
+from ridgerider.problems.base import Problem, class_probabilities, classification_loss
+from ridgerider.problems.lever_game import LeverGame, cross_play
+from ridgerider.problems.mnist import colored_mnist_problem, mnist_mlp_problem
+from ridgerider.problems.tree_mdp import TreeMDP
+from ridgerider.search import SearchResult, SearchSpec, search
+
+PAPER_COLORED = "ERM 17.1, IRM 66.9, RR ~58, grayscale oracle 73, best possible 75 (full MNIST)"
+ENSEMBLE = 5
+ERM_STEPS, ERM_LR = 501, 1e-3
+IRM_WEIGHT, IRM_ANNEAL, IRM_LR = 91257.18, 190, 4.9e-4
+INVARIANT_MIN_TRAIN = 0.6
+GD_STEP, GD_STEPS, GD_BATCH, GD_TOL = 0.5, 1500, 64, 1e-6
+MIS_NOISE, RANDOM_RADIUS = 0.01, 1.0
+DEPTHS = (4, 5, 6, 7)
+ADAM_STEPS, ADAM_LR, ADAM_TOL = 1000, 1e-2, 1e-4
+
+
+@dataclass(frozen=True)
+class Timed:
+    """What a method returned and the seconds it took."""
+
+    value: object
+    seconds: float
+
+
+def timed(work: Callable[[], object]) -> Timed:
+    started = time.perf_counter()
+    value = work()
+    return Timed(value, time.perf_counter() - started)
+
+
+def gradient_seconds(problem: Problem, repeats: int = 10) -> float:
+    """The median time of one full-batch gradient at the start."""
+    gradient_of = grad(problem.loss)
+    gradient_of(problem.start)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        gradient_of(problem.start)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def mean_sd(values: Iterable[float], scale: float = 100.0, digits: int = 1) -> str:
+    values = [scale * v for v in values]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=True)]
+    print(f"\n{title}")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |")
+
+
+# --- colored-mnist ---------------------------------------------------------------------------
+
+
+def accuracy(problem: Problem, theta: Tensor, split: str) -> float:
+    inputs, labels = problem.splits[split]
+    predicted = class_probabilities(problem.predict(theta, inputs)).argmax(1)
+    return (predicted == labels).double().mean().item()
+
+
+def environment_profile(problem: Problem, theta: Tensor) -> dict[str, float]:
+    profile = {s: accuracy(problem, theta, s) for s in ("train", "val", "env1", "env2", "test")}
+    profile["gap"] = abs(profile["env1"] - profile["env2"])
+    return profile
+
+
+def choose(profiles: list[dict[str, float]], rule: str) -> dict[str, float]:
+    """The profile a selection rule picks (see the module doc)."""
+    if rule == "val":
+        return max(profiles, key=lambda p: p["val"])
+    if rule == "invariant":
+        eligible = [p for p in profiles if p["train"] >= INVARIANT_MIN_TRAIN] or profiles
+        return min(eligible, key=lambda p: (p["gap"], -p["val"]))
+    return max(profiles, key=lambda p: p["test"])
+
+
+def adam_training(
+    problem: Problem, theta: Tensor, objective: Callable[[Tensor, int], Tensor], lr: float
+) -> Tensor:
+    parameter = theta.clone().requires_grad_(True)
+    optimiser = torch.optim.Adam([parameter], lr=lr)
+    for step in range(ERM_STEPS):
+        optimiser.zero_grad()
+        objective(parameter, step).backward()
+        optimiser.step()
+    return parameter.detach()
+
+
+def irm_objective(problem: Problem) -> Callable[[Tensor, int], Tensor]:
+    """IRMv1: the pooled risk (the problem's loss, weight decay included) plus the squared
+    gradient of each training environment's risk with respect to a scale on the logits."""
+
+    def objective(theta: Tensor, step: int) -> Tensor:
+        penalty = theta.new_zeros(())
+        for environment in ("env1", "env2"):
+            inputs, labels = problem.splits[environment]
+            scale = torch.ones((), dtype=theta.dtype, requires_grad=True)
+            risk = classification_loss(problem.predict(theta, inputs) * scale, labels)
+            (slope,) = torch.autograd.grad(risk, scale, create_graph=True)
+            penalty = penalty + slope**2 / 2
+        weight = IRM_WEIGHT if step >= IRM_ANNEAL else 1.0
+        total = problem.loss(theta) + weight * penalty
+        return total / weight if weight > 1 else total
+
+    return objective
+
+
+def ensemble_test_accuracy(problem: Problem, thetas: list[Tensor]) -> float:
+    inputs, labels = problem.splits["test"]
+    probabilities = torch.stack(
+        [class_probabilities(problem.predict(t, inputs)) for t in thetas]
+    ).mean(0)
+    return (probabilities.argmax(1) == labels).double().mean().item()
+
+
+def colored_mnist(seeds: int, max_nodes: int) -> None:
+    rules = ("val", "invariant", "test (oracle)")
+    results: dict[str, dict[str, list[float]]] = {}
+    costs: dict[str, list[float]] = {}
+    counts: dict[str, list[float]] = {}
+
+    def note(method: str, profiles: list[dict[str, float]], seconds: float, unit: float) -> None:
+        chosen = results.setdefault(method, {r: [] for r in (*rules, "train")})
+        for rule in rules:
+            chosen[rule].append(choose(profiles, rule)["test"])
+        chosen["train"].append(choose(profiles, "val")["train"])
+        costs.setdefault(method, []).append(seconds / unit)
+        counts.setdefault(method, []).append(len(profiles))
+
+    for seed in range(seeds):
+        built = timed(lambda seed=seed: colored_mnist_problem(seed=seed))
+        problem: Problem = built.value
+        unit = gradient_seconds(problem)
+        rr = timed(lambda: search(problem, SearchSpec(max_nodes=max_nodes, seed=seed)))
+        minima = rr.value.points("minimum")
+        seconds = built.seconds + rr.seconds
+        profiles = [environment_profile(problem, p.theta) for p in minima]
+        if profiles:
+            note("Ridge Rider", profiles, seconds, unit)
+        print(f"  colored-mnist seed {seed}: Ridge Rider {len(minima)} minima in {seconds:.0f} s")
+        erm = timed(
+            lambda: [
+                adam_training(
+                    problem,
+                    default_initialisation(problem, 1000 + k),
+                    lambda t, _: problem.loss(t),
+                    ERM_LR,
+                )
+                for k in range(ENSEMBLE)
+            ]
+        )
+        for k, theta in enumerate(erm.value):
+            profile = environment_profile(problem, theta)
+            results.setdefault("ERM (Adam, 501 steps)", {r: [] for r in (*rules, "train")})
+            for rule in (*rules, "train"):
+                key = "test" if rule != "train" else "train"
+                results["ERM (Adam, 501 steps)"][rule].append(profile[key])
+            if k == 0:
+                costs.setdefault("ERM (Adam, 501 steps)", []).append(erm.seconds / ENSEMBLE / unit)
+        counts.setdefault("ERM (Adam, 501 steps)", []).append(1)
+        ensemble = ensemble_test_accuracy(problem, erm.value)
+        results.setdefault(f"ERM ensemble of {ENSEMBLE}", {r: [] for r in (*rules, "train")})
+        for rule in rules:
+            results[f"ERM ensemble of {ENSEMBLE}"][rule].append(ensemble)
+        costs.setdefault(f"ERM ensemble of {ENSEMBLE}", []).append(erm.seconds / unit)
+        counts.setdefault(f"ERM ensemble of {ENSEMBLE}", []).append(ENSEMBLE)
+        irm = timed(
+            lambda: [
+                adam_training(
+                    problem, default_initialisation(problem, 2000 + k), irm_objective(problem), IRM_LR
+                )
+                for k in range(ENSEMBLE)
+            ]
+        )
+        results.setdefault("IRMv1", {r: [] for r in (*rules, "train")})
+        for theta in irm.value:
+            profile = environment_profile(problem, theta)
+            for rule in rules:
+                results["IRMv1"][rule].append(profile["test"])
+            results["IRMv1"]["train"].append(profile["train"])
+        costs.setdefault("IRMv1", []).append(irm.seconds / ENSEMBLE / unit)
+        counts.setdefault("IRMv1", []).append(1)
+        restarted, _ = restarts(problem, seconds)
+        note(
+            "random restarts (L-BFGS)",
+            [environment_profile(problem, t) for t in restarted],
+            seconds,
+            unit,
+        )
+    rows = [
+        [
+            method,
+            f"{statistics.mean(counts[method]):.0f}",
+            f"{statistics.mean(costs[method]):,.0f}",
+            *(mean_sd(chosen[r]) for r in rules),
+            mean_sd(chosen["train"]),
+        ]
+        for method, chosen in results.items()
+    ]
+    print_table(
+        f"colored-mnist: test-environment accuracy (%) of the chosen solution, {seeds} seed(s);"
+        f" the paper: {PAPER_COLORED}",
+        [
+            "method",
+            "solutions",
+            "grad-eq",
+            "chosen on val",
+            "chosen by env gap",
+            "chosen on test (oracle)",
+            "train acc (val choice)",
+        ],
+        rows,
+    )
+
+
+# --- tree-mdp --------------------------------------------------------------------------------
+
+
+def descend(mdp: TreeMDP, starts: Tensor) -> list[int]:
+    """Greedy leaves of the points gradient descent reaches from each row of `starts`."""
+    gradient_of = vmap(grad(mdp.loss))
+    theta = starts.clone()
+    for _ in range(GD_STEPS):
+        theta = theta - GD_STEP * gradient_of(theta)
+    converged = gradient_of(theta).norm(dim=1) < GD_TOL
+    return [mdp.greedy_leaf(t) for t, ok in zip(theta, converged, strict=True) if ok]
+
+
+def gradient_descent_leaves(
+    mdp: TreeMDP, seconds: float, draw: Callable[[torch.Generator], Tensor]
+) -> set[int]:
+    """Leaves reached by batches of gradient descent runs from `draw`n starts for `seconds`."""
+    generator = torch.Generator().manual_seed(0)
+    leaves: set[int] = set()
+    started = time.perf_counter()
+    while True:
+        leaves.update(descend(mdp, torch.stack([draw(generator) for _ in range(GD_BATCH)])))
+        if time.perf_counter() - started >= seconds:
+            return leaves
+
+
+def found(mdp: TreeMDP, result: SearchResult) -> set[int]:
+    return {mdp.greedy_leaf(p.theta) for p in result.points("minimum")}
+
+
+def tree_mdp(trees: int, seconds: float) -> None:
+    methods = (
+        "Ridge Rider recursive",
+        "Ridge Rider one level",
+        "GD from random inits",
+        "GD from the MIS + noise",
+        "random directions from the MIS",
+    )
+    fractions: dict[int, dict[str, list[float]]] = {}
+    budget: dict[int, list[float]] = {}
+    for depth in DEPTHS:
+        fractions[depth] = {m: [] for m in methods}
+        for seed in range(trees):
+            mdp = TreeMDP.build(depth, seed)
+            problem = mdp.problem()
+            solutions = set(mdp.solutions())
+            spec = dict(max_nodes=100_000, max_depth=depth + 2, ridges_per_node=64)
+            recursive = timed(
+                lambda: search(problem, SearchSpec(**spec, settle="branch", max_seconds=seconds))
+            )
+            one_level = search(problem, SearchSpec(**spec, settle="minimum", max_seconds=seconds))
+            spent = recursive.seconds
+            budget.setdefault(depth, []).append(spent / gradient_seconds(problem))
+            n = mdp.states
+
+            def uniform(g: torch.Generator, n: int = n) -> Tensor:
+                return (torch.rand(n, generator=g, dtype=torch.float64) * 2 - 1) * math.pi
+
+            def noisy(g: torch.Generator, start: Tensor = problem.start) -> Tensor:
+                return start + MIS_NOISE * torch.randn(start.shape, generator=g, dtype=start.dtype)
+
+            def direction(g: torch.Generator, start: Tensor = problem.start) -> Tensor:
+                u = torch.randn(start.shape, generator=g, dtype=start.dtype)
+                return start + RANDOM_RADIUS * u / u.norm()
+
+            reached = {
+                methods[0]: found(mdp, recursive.value),
+                methods[1]: found(mdp, one_level),
+                methods[2]: gradient_descent_leaves(mdp, spent, uniform),
+                methods[3]: gradient_descent_leaves(mdp, spent, noisy),
+                methods[4]: gradient_descent_leaves(mdp, spent, direction),
+            }
+            for method, leaves in reached.items():
+                fractions[depth][method].append(len(leaves & solutions) / len(solutions))
+        summary = ", ".join(f"{m} {statistics.mean(v):.0%}" for m, v in fractions[depth].items())
+        print(f"  tree-mdp depth {depth}: {summary}")
+    rows = [
+        [
+            str(depth),
+            str(2 ** (depth - 1)),
+            f"{statistics.mean(budget[depth]):,.0f}",
+            *(mean_sd(fractions[depth][m], digits=0) for m in methods),
+        ]
+        for depth in DEPTHS
+    ]
+    print_table(
+        f"tree-mdp: % of the positive-reward leaves found, {trees} trees a depth (mean ± sd);"
+        " the paper: RR finds almost all, the others fail to find half",
+        ["depth", "leaves paying > 0 (of)", "grad-eq", *methods],
+        rows,
+    )
+
+
+# --- lever-game ------------------------------------------------------------------------------
+
+
+def self_play(game: LeverGame, seed: int) -> Tensor:
+    """Gradient descent from a random strategy pair of run `seed`."""
+    generator = torch.Generator().manual_seed(seed)
+    theta = torch.randn(2 * game.count, generator=generator, dtype=torch.float64)
+    theta = theta / theta.norm() * math.sqrt(2)
+    gradient_of = grad(game.loss)
+    for _ in range(GD_STEPS * 2):
+        theta = theta - 0.2 * gradient_of(theta)
+    return theta
+
+
+def lever_game(runs: int, max_nodes: int) -> None:
+    solutions: list[dict[str, Tensor]] = []
+    self_played: list[Tensor] = []
+    started = time.perf_counter()
+    for run in range(runs):
+        game = LeverGame.build(seed=run)
+        result = search(game.problem(), SearchSpec(max_nodes=max_nodes, max_depth=2))
+        solutions.append(
+            {
+                data["fingerprint"].path if hasattr(data["fingerprint"], "path") else str(
+                    data["fingerprint"]
+                ): data["point"].theta
+                for _, data in result.graph.nodes(data=True)
+                if data["point"].kind == "minimum"
+            }
+        )
+        self_played.append(self_play(game, 10_000 + run))
+    seconds = time.perf_counter() - started
+    pairs = [(a, b) for a in range(runs) for b in range(runs) if a != b]
+    shared = set.intersection(*(set(s) for s in solutions)) if solutions else set()
+    scored = {
+        path: [cross_play(solutions[a][path], a, solutions[b][path], b) for a, b in pairs]
+        for path in shared
+    }
+    rows = []
+    if scored:
+        best = max(scored, key=lambda p: statistics.mean(scored[p]))
+        values = scored[best]
+        payoff = LeverGame.build(seed=0).behaviour(solutions[0][best])["payoff"]
+        rows.append(
+            [
+                f"Ridge Rider, fingerprint {best} (best average cross-play)",
+                f"{payoff:.1f}",
+                f"{statistics.mean(values):.3f}",
+                f"{min(values):.3f}",
+            ]
+        )
+    plays = [cross_play(self_played[a], a, self_played[b], b) for a, b in pairs]
+    rows.append(["self-play (GD from random strategies)", "-", f"{statistics.mean(plays):.3f}",
+                 f"{min(plays):.3f}"])
+    print_table(
+        f"lever-game: cross-play over {len(pairs)} ordered pairs of {runs} runs ({seconds:.0f} s);"
+        " the paper: RR 0.6 (optimal), self-play 1/k",
+        ["method", "lever pays", "mean cross-play", "worst pair"],
+        rows,
+    )
+    print(f"  fingerprints found in every run: {sorted(shared)}")
+
+
+# --- mnist-mlp -------------------------------------------------------------------------------
+
+
+def adam_runs(problem: Problem, seconds: float) -> list[Tensor]:
+    thetas, started, seed = [], time.perf_counter(), 0
+    gradient_of = grad(problem.loss)
+    while not thetas or time.perf_counter() - started < seconds:
+        parameter = torch.nn.Parameter(default_initialisation(problem, seed))
+        seed += 1
+        optimiser = torch.optim.Adam([parameter], lr=ADAM_LR)
+        for _ in range(ADAM_STEPS):
+            gradient = gradient_of(parameter.detach())
+            if gradient.norm() < ADAM_TOL:
+                break
+            parameter.grad = gradient
+            optimiser.step()
+        thetas.append(parameter.detach().clone())
+    return thetas
+
+
+def mnist_mlp(hidden: int, max_nodes: int, max_seconds: float) -> None:
+    built = timed(lambda: mnist_mlp_problem(hidden=hidden))
+    problem: Problem = built.value
+    unit = gradient_seconds(problem)
+    rr = timed(
+        lambda: search(problem, SearchSpec(max_nodes=max_nodes, max_seconds=max_seconds))
+    )
+    seconds = built.seconds + rr.seconds
+    minima = [
+        (data["fingerprint"], data["point"].theta)
+        for _, data in rr.value.graph.nodes(data=True)
+        if data["point"].kind == "minimum"
+    ]
+    adam = adam_runs(problem, seconds)
+    rows = [
+        [
+            "Ridge Rider",
+            str(len(minima)),
+            f"{seconds / unit:,.0f}",
+            f"{100 * max((accuracy(problem, t, 'test') for _, t in minima), default=0):.1f}",
+        ],
+        [
+            "Adam from random seeds",
+            str(len(adam)),
+            f"{seconds / unit:,.0f}",
+            f"{100 * max(accuracy(problem, t, 'test') for t in adam):.1f}",
+        ],
+    ]
+    print_table(
+        f"mnist-mlp 784-{hidden}-{hidden}-10: best test accuracy (%), 1,000 test images;"
+        " the paper: 98 (full MNIST, 784-128-128-10)",
+        ["method", "solutions", "grad-eq", "best test accuracy"],
+        rows,
+    )
+    inputs, labels = problem.splits["test"]
+    profile_rows = []
+    for fingerprint, theta in sorted(minima, key=lambda m: str(m[0])):
+        predicted = class_probabilities(problem.predict(theta, inputs)).argmax(1)
+        per_class = [
+            (predicted[labels == c] == c).double().mean().item() for c in range(10)
+        ]
+        profile_rows.append([str(fingerprint), *(f"{100 * a:.0f}" for a in per_class)])
+    print_table(
+        "mnist-mlp: per-class test accuracy (%) of each Ridge Rider solution, by fingerprint;"
+        " the paper: early ridges learn 0 and 1, later ones 8",
+        ["fingerprint", *(str(c) for c in range(10))],
+        profile_rows,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run of a few minutes")
+    parser.add_argument("--seeds", type=int, default=3, help="colored-mnist data seeds")
+    parser.add_argument("--trees", type=int, default=20, help="tree-mdp trees a depth")
+    parser.add_argument("--tree-seconds", type=float, default=3.0, help="Ridge Rider a tree")
+    parser.add_argument("--runs", type=int, default=5, help="lever-game independent runs")
+    parser.add_argument(
+        "--only",
+        choices=("colored-mnist", "tree-mdp", "lever-game", "mnist-mlp"),
+        action="append",
+        help="run only these experiments (repeatable)",
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.quick:
+        args.seeds, args.trees, args.tree_seconds, args.runs = 1, 2, 1.0, 2
+    only = set(args.only or ("colored-mnist", "tree-mdp", "lever-game", "mnist-mlp"))
+    started = time.perf_counter()
+    if "lever-game" in only:
+        lever_game(args.runs, max_nodes=24)
+    if "tree-mdp" in only:
+        tree_mdp(args.trees, args.tree_seconds)
+    if "colored-mnist" in only:
+        colored_mnist(args.seeds, max_nodes=8 if args.quick else 24)
+    if "mnist-mlp" in only:
+        mnist_mlp(16, max_nodes=6 if args.quick else 12, max_seconds=60 if args.quick else 240)
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
