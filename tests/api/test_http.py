@@ -26,6 +26,7 @@ from tests.storage.synthetic import record_solution
 from tests.workers.pool import pool
 
 PROBLEM_JSON = "application/problem+json"
+ENDED = ("finished", "failed", "cancelled")
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +219,27 @@ def test_problem_arguments_out_of_range_are_refused_before_anything_is_queued(
         (error,) = response.json()["errors"]
         assert error["field"] == "problem" and message in error["message"]
         assert len(http.get("/jobs").json()["jobs"]) == before
+
+
+def test_a_paper_problem_runs_on_the_pool_and_its_solutions_filter_by_behaviour(api):
+    server, running = api
+    with server.client() as http:
+        response = http.post("/jobs", json={"problem": "lever-game:levers=2", "max_nodes": 6})
+        assert response.status_code == 202, response.text
+        job_id = response.json()["id"]
+        deadline = time.monotonic() + 180
+        while (status := http.get(f"/jobs/{job_id}").json()["status"]) not in ENDED:
+            assert time.monotonic() < deadline, running.logs()
+            time.sleep(0.5)
+        assert status == "finished", running.logs()
+        every = http.get(f"/jobs/{job_id}/solutions").json()["solutions"]
+        best = http.get(
+            f"/jobs/{job_id}/solutions", params={"filter": "payoff > 0.9 and coordinated == 1"}
+        ).json()["solutions"]
+    assert every, "the lever game's search reached coordinated minima"
+    for solution in every:
+        assert solution["metrics"]["payoff"] in (1.0, 0.8, 0.6)
+    assert [s["id"] for s in best] == [s["id"] for s in every if s["metrics"]["payoff"] == 1.0]
 
 
 def test_problems_lists_every_parameter_with_its_range(api):
