@@ -9,11 +9,11 @@ import torch
 
 from ridgerider.linalg import ConvergenceWarning, HessianOperator, NonFiniteProductError
 from ridgerider.linalg import eigsh as eigsh_any_size
+from ridgerider.problems.digits import digits_loss, digits_mlp, symmetric_point, zero_point
+from tests.ridgerider.linalg.conftest import CLUSTERED, MatvecOperator, planted_matrix
 
 # These tests are of the Lanczos iteration: small operators are not solved whole here.
 eigsh = functools.partial(eigsh_any_size, exact_below=0)
-from ridgerider.problems.digits import digits_loss, digits_mlp, symmetric_point, zero_point
-from tests.ridgerider.linalg.conftest import CLUSTERED, MatvecOperator, planted_matrix
 
 
 def assert_matches_dense(dense: torch.Tensor, result, k: int, which: str, tol: float) -> None:
