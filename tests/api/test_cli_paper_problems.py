@@ -73,6 +73,21 @@ def test_colored_mnist_stores_metrics_per_environment_and_exports(tmp_path):
     chosen = filtered(tmp_path, 1, f"val_accuracy >= {best - 1e-9}")
     assert chosen and all(s["metrics"]["val_accuracy"] >= best - 1e-9 for s in chosen)
     result = ridgerider(
+        "select",
+        "1",
+        "--filter",
+        "val_accuracy > 0.5",
+        "--pareto",
+        "val_accuracy:max,env_gap:min",
+        "--format",
+        "json",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    front = json.loads(result.stdout)["solutions"]
+    assert front and {s["id"] for s in front} <= {m["id"] for m in document["minima"]}
+    assert all(s["metrics"]["val_accuracy"] > 0.5 for s in front)
+    result = ridgerider(
         "export", "1", "export.tar.gz", "--filter", "val_accuracy > 0", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
