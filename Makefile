@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/storage.py
 	$(BIN)/python bench/workers.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/paper.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
