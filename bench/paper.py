@@ -281,7 +281,9 @@ def colored_mnist(seeds: int, seconds_per_seed: float) -> None:
         seconds = built.seconds + rr.seconds
         profiles = [environment_profile(problem, p.theta) for p in minima]
         note("Ridge Rider", profiles, seconds, unit)
-        print(f"  colored-mnist seed {seed}: Ridge Rider {len(minima)} solutions in {seconds:.0f} s")
+        print(
+            f"  colored-mnist seed {seed}: Ridge Rider {len(minima)} solutions in {seconds:.0f} s"
+        )
         for profile in profiles:
             print(f"    Ridge Rider solution: {profile}")
         erm = timed(train_several, problem, erm_objective(problem), ERM_LR, 1000)
