@@ -12,6 +12,7 @@ from typing import Any, Literal, TypeVar
 
 Factory = TypeVar("Factory", bound=Callable[..., Any])
 SEED_MAX = 2**32 - 1
+DECLARED = "__ridgerider_parameters__"  # where `declare` leaves a factory's schema
 
 
 class ParameterError(ValueError):
@@ -125,7 +126,7 @@ def declare(*parameters: Parameter) -> Callable[[Factory], Factory]:
             check(checked, signature.bind(*args, **kwargs).arguments)
             return factory(*args, **kwargs)
 
-        checked.parameters = declared  # type: ignore[attr-defined]
+        setattr(checked, DECLARED, declared)
         return checked  # type: ignore[return-value]
 
     return wrap
@@ -133,7 +134,7 @@ def declare(*parameters: Parameter) -> Callable[[Factory], Factory]:
 
 def declared(factory: Callable[..., Any]) -> Mapping[str, Parameter] | None:
     """The parameters `factory` declares, or None for a factory that declares none."""
-    return getattr(factory, "parameters", None)
+    return getattr(factory, DECLARED, None)
 
 
 def check(factory: Callable[..., Any], arguments: Mapping[str, object]) -> None:
