@@ -12,6 +12,7 @@ from typing import Annotated
 import torch
 import typer
 from pydantic import ValidationError
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -314,13 +315,14 @@ def problems() -> None:
         schema = declared(factory) or {}
         for key, default in defaults(factory).items():
             known = schema.get(key)
-            table.add_row(
+            cells = (
                 name,
                 key,
                 repr(default),
                 known.allowed if known else "",
                 known.help if known else "",
             )
+            table.add_row(*(escape(c) for c in cells))  # ranges like [1, 4] are not markup
             name = ""
         table.add_section()
     console.print(table)
