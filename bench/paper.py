@@ -56,7 +56,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy.optimize import minimize as scipy_minimize
-from search import default_initialisation
+from search import default_initialisation, gradient_seconds
 from torch import Tensor
 from torch.func import grad, vmap
 
@@ -91,18 +91,6 @@ def timed(work: Callable[..., object], *args: object, **kwargs: object) -> Timed
     started = time.perf_counter()
     value = work(*args, **kwargs)
     return Timed(value, time.perf_counter() - started)
-
-
-def gradient_seconds(problem: Problem, repeats: int = 10) -> float:
-    """The median time of one full-batch gradient at the start."""
-    gradient_of = grad(problem.loss)
-    gradient_of(problem.start)
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        gradient_of(problem.start)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def mean_sd(values: Iterable[float], scale: float = 100.0, digits: int = 1) -> str:

@@ -13,12 +13,19 @@ from ridgerider.search.ridges import canonical_basis
 from tests.ridgerider.linalg.conftest import planted_matrix
 
 
-def test_tracks_the_continuation_not_the_smallest():
-    A, _ = planted_matrix(200, [-2.0, -1.0, -0.5])
+def perturbed(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A planted matrix's eigenvectors, and a symmetric change of it with its eigenpairs:
+    (vectors of A, B, eigenvalues of B, eigenvectors of B)."""
+    A, _ = planted_matrix(n, [-2.0, -1.0, -0.5])
     _, vectors = torch.linalg.eigh(A)
-    E = torch.randn(200, 200, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    E = torch.randn(n, n, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
     B = A + 1e-3 * (E + E.T)
     values_b, vectors_b = torch.linalg.eigh(B)
+    return vectors, B, values_b, vectors_b
+
+
+def test_tracks_the_continuation_not_the_smallest():
+    vectors, B, values_b, vectors_b = perturbed(200, seed=0)
     # Track the second eigenvector (not the smallest) across the change.
     tracked = track_eigenvector(B, vectors[:, 1], vectors[:, [0, 2]], tol=1e-8, norm_estimate=10.0)
     assert abs(tracked.eigenvalue - values_b[1].item()) < 1e-8
@@ -51,11 +58,7 @@ def test_a_ride_from_the_digits_zero_point_tracks_in_a_few_products():
 
 
 def test_a_tiny_operator_is_tracked_exactly_in_one_block():
-    A, _ = planted_matrix(20, [-2.0, -1.0, -0.5])
-    _, vectors = torch.linalg.eigh(A)
-    E = torch.randn(20, 20, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    B = A + 1e-3 * (E + E.T)
-    values_b, vectors_b = torch.linalg.eigh(B)
+    vectors, B, values_b, vectors_b = perturbed(20, seed=1)
     tracked = track_eigenvector(B, -vectors[:, 1], vectors[:, [0, 2]], max_matvecs=30)
     assert tracked.matvecs == 20 and tracked.residual < 1e-12
     assert abs(tracked.eigenvalue - values_b[1].item()) < 1e-12
