@@ -54,7 +54,6 @@ others); the 0.8 pair's ridge lands on one 0.8 lever per sign; the 1.0 eigenspac
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -67,6 +66,11 @@ from ridgerider.problems.parameters import declare, integer, number
 LEVERS_RANGE = (2, 32)
 ENTROPY_RANGE = (0.0, 0.2)
 DEFAULT_ENTROPY = 0.05
+LEVERS = integer("levers", *LEVERS_RANGE, "levers paying 1.0 (two more pay 0.8, one 0.6)")
+SEED = integer("seed", 0, 2**63 - 1, "the relabelling's seed")
+ENTROPY = number(
+    "entropy", *ENTROPY_RANGE, "each player's Tsallis-entropy weight", open_low=True, open_high=True
+)
 GRADIENT_TOL = 1e-10
 TSALLIS_ORDER = 1.5
 
@@ -119,7 +123,7 @@ class LeverGame:
 
         Args:
             levers: how many levers pay 1.0, an integer in [2, 32] (two more pay 0.8, one 0.6).
-            seed: the relabelling's seed, an integer >= 0.
+            seed: the relabelling's seed, an integer in [0, 2**63 - 1].
             entropy: the weight of each player's Tsallis entropy, in (0, 0.2) (below 0.2 every
                 coordinated deterministic strategy pair is a strict minimum: 2 r - 6 e > 0).
 
@@ -127,19 +131,9 @@ class LeverGame:
             ValueError: a parameter is out of range, or the entropy admits no contested start.
             RuntimeError: the start fails its criticality check (a bug, not a user error).
         """
-        lo, hi = LEVERS_RANGE
-        if isinstance(levers, bool) or not isinstance(levers, int) or not lo <= levers <= hi:
-            raise ValueError(f"levers must be an integer in [{lo}, {hi}], got {levers!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-        e_lo, e_hi = ENTROPY_RANGE
-        if (
-            isinstance(entropy, bool)
-            or not isinstance(entropy, int | float)
-            or not math.isfinite(entropy)
-            or not e_lo < entropy < e_hi
-        ):
-            raise ValueError(f"entropy must be a number in ({e_lo}, {e_hi}), got {entropy!r}")
+        LEVERS.check(levers)
+        SEED.check(seed)
+        ENTROPY.check(entropy)
         tau = float(entropy)
         count = levers + 3
         permutation = relabelling(seed, count)
@@ -330,23 +324,13 @@ def cross_play(theta_a: Tensor, seed_a: int, theta_b: Tensor, seed_b: int) -> fl
     return (pi_a * pi_b * true_payoffs(n - 3)).sum().item()
 
 
-@declare(
-    integer("levers", *LEVERS_RANGE, "levers paying 1.0 (two more pay 0.8, one 0.6)"),
-    integer("seed", 0, 2**63 - 1, "the relabelling's seed"),
-    number(
-        "entropy",
-        *ENTROPY_RANGE,
-        "each player's Tsallis-entropy weight",
-        open_low=True,
-        open_high=True,
-    ),
-)
+@declare(LEVERS, SEED, ENTROPY)
 def lever_game(levers: int = 8, seed: int = 0, entropy: float = DEFAULT_ENTROPY) -> Problem:
     """The lever game as run `seed` sees it, as a Problem (see `LeverGame`, module docstring).
 
     Args:
         levers: how many levers pay 1.0, an integer in [2, 32].
-        seed: the relabelling's seed, an integer >= 0.
+        seed: the relabelling's seed, an integer in [0, 2**63 - 1].
         entropy: each player's Tsallis-entropy weight, in (0, 0.2).
 
     Raises:

@@ -62,6 +62,16 @@ from ridgerider.problems.parameters import declare, integer, number
 
 DEPTH_RANGE = (4, 10)
 GAP_SCALE = 2.0
+DEPTH = integer("depth", *DEPTH_RANGE, "decisions per episode (2**depth leaves)")
+SEED = integer("seed", 0, 2**59 - 1, "the leaf rewards' seed")
+ENTROPY = number(
+    "entropy",
+    0.0,
+    1.0,
+    "the Tsallis entropy's weight; omitted: 2**(1 - depth)",
+    open_low=True,
+    nullable=True,
+)
 GAP_RANGE = (0.4, 0.9)
 GRADIENT_TOL = 1e-10
 
@@ -163,20 +173,11 @@ class TreeMDP:
                 gives is not a saddle.
             RuntimeError: the start fails its criticality check (a bug, not a user error).
         """
-        lo, hi = DEPTH_RANGE
-        if isinstance(depth, bool) or not isinstance(depth, int) or not lo <= depth <= hi:
-            raise ValueError(f"depth must be an integer in [{lo}, {hi}], got {depth!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**59:
-            raise ValueError(f"seed must be an integer in [0, 2**59), got {seed!r}")
+        DEPTH.check(depth)
+        SEED.check(seed)
         if entropy is None:
             entropy = default_entropy(depth)
-        if (
-            isinstance(entropy, bool)
-            or not isinstance(entropy, int | float)
-            or not math.isfinite(entropy)
-            or not 0 < entropy <= 1
-        ):
-            raise ValueError(f"entropy must be a number in (0, 1], got {entropy!r}")
+        ENTROPY.check(entropy)
         tau = float(entropy)
 
         # depth is mixed in so that one seed's trees at different depths are not correlated
@@ -349,18 +350,7 @@ class TreeMDP:
         )
 
 
-@declare(
-    integer("depth", *DEPTH_RANGE, "decisions per episode (2**depth leaves)"),
-    integer("seed", 0, 2**59 - 1, "the leaf rewards' seed"),
-    number(
-        "entropy",
-        0.0,
-        1.0,
-        "the Tsallis entropy's weight; omitted: 2**(1 - depth)",
-        open_low=True,
-        nullable=True,
-    ),
-)
+@declare(DEPTH, SEED, ENTROPY)
 def tree_mdp(depth: int = 6, seed: int = 0, entropy: float | None = None) -> Problem:
     """The tree-structured MDP as a Problem (see `TreeMDP` for the law, start and solutions).
 
