@@ -101,6 +101,7 @@ def create_app(services: Services) -> FastAPI:
         app.include_router(router, responses=ERRORS)
     app.include_router(health.router)
     app.add_middleware(BodyLimit)
+    app.add_middleware(problems_json.UnexpectedErrors)  # outside the body limit, which raises
     return app
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
 from http import HTTPStatus
 from typing import Any
 
@@ -9,8 +11,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from storage.artifacts import CorruptArtifactError, MissingArtifactError
 
 MEDIA_TYPE = "application/problem+json"
+log = logging.getLogger(__name__)
 
 
 class ProblemError(Exception):
@@ -36,6 +42,7 @@ def problem_response(
     detail: str,
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": "about:blank",
@@ -43,10 +50,28 @@ def problem_response(
         "status": status,
         "detail": detail,
         "instance": request.url.path,
+        **(extra or {}),
     }
     if errors:
         body["errors"] = errors
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def server_error(request: Request, error: Exception, title: str, detail: str) -> JSONResponse:
+    """A 500 whose body carries a request id, logged with the error's traceback under that id,
+    so that an operator can find what a client reports (and the client sees no internals)."""
+    request_id = uuid.uuid4().hex
+    log.error(
+        "request %s: %s %s failed", request_id, request.method, request.url.path, exc_info=error
+    )
+    return problem_response(
+        request,
+        500,
+        title,
+        f"{detail} (request id {request_id})",
+        headers={"X-Request-ID": request_id},
+        extra={"request_id": request_id},
+    )
 
 
 def _field(location: tuple) -> str:
@@ -55,7 +80,8 @@ def _field(location: tuple) -> str:
 
 
 def install(app: FastAPI) -> None:
-    """Route every error (ours, validation, HTTP, and any other) to problem details."""
+    """Route our errors, validation and HTTP errors, and broken artifacts to problem details
+    (any other error: `UnexpectedErrors`)."""
 
     @app.exception_handler(ProblemError)
     async def _ours(request: Request, error: ProblemError) -> JSONResponse:
@@ -85,6 +111,47 @@ def install(app: FastAPI) -> None:
             str(error.detail),
             headers=getattr(error, "headers", None),
         )
+
+    @app.exception_handler(CorruptArtifactError)
+    @app.exception_handler(MissingArtifactError)
+    async def _artifact(
+        request: Request, error: CorruptArtifactError | MissingArtifactError
+    ) -> JSONResponse:
+        corrupt = isinstance(error, CorruptArtifactError)
+        failed = "failed its sha256 check" if corrupt else "is missing"
+        detail = f"the stored artifact {error.sha256} {failed}; tell the server's operator"
+        title = "Corrupt Artifact" if corrupt else "Missing Artifact"
+        return server_error(request, error, title, detail)
+
+
+class UnexpectedErrors:
+    """Answer an error no handler took with a 500 problem+json (request id, logged). A
+    middleware rather than an `Exception` handler: Starlette re-raises after those, and the
+    server then drops the client's keep-alive connection. Add it outside every middleware that
+    raises on purpose (the body limit)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def noting_start(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noting_start)
+        except Exception as error:
+            if started:  # too late for another answer: the server closes the connection
+                raise
+            detail = "an unexpected error; the server's log has it"
+            response = server_error(Request(scope), error, "Internal Server Error", detail)
+            await response(scope, receive, send)
 
 
 def _allowed(error: dict[str, Any]) -> dict[str, Any]:

@@ -21,11 +21,19 @@ DEFAULT_ROOT = "ridgerider-artifacts"
 
 
 class CorruptArtifactError(RuntimeError):
-    """An artifact's bytes do not hash to the name it is stored under."""
+    """An artifact's bytes do not hash to the name it is stored under (`sha256`)."""
+
+    def __init__(self, message: str, sha256: str) -> None:
+        super().__init__(message)
+        self.sha256 = sha256
 
 
 class MissingArtifactError(FileNotFoundError):
-    """No artifact is stored under that hash."""
+    """No artifact is stored under that hash (`sha256`)."""
+
+    def __init__(self, message: str, sha256: str) -> None:
+        super().__init__(message)
+        self.sha256 = sha256
 
 
 class ArtifactStore(Protocol):
@@ -74,11 +82,12 @@ class LocalArtifactStore:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            raise MissingArtifactError(f"artifact {sha256} is missing from {self.root}") from None
+            message = f"artifact {sha256} is missing from {self.root}"
+            raise MissingArtifactError(message, sha256) from None
         actual = hashlib.sha256(data).hexdigest()
         if actual != sha256:
             raise CorruptArtifactError(
-                f"artifact {path} is corrupt: its sha256 is {actual}, expected {sha256}"
+                f"artifact {path} is corrupt: its sha256 is {actual}, expected {sha256}", sha256
             )
         return data
 

@@ -8,6 +8,7 @@ Errors point at the offending token.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import operator
 import re
@@ -31,6 +32,7 @@ OPERATORS: dict[str, Callable] = {
     "!=": operator.ne,
 }
 MAX_LENGTH = 2000
+MAX_NESTING = 16  # `not`s and parentheses inside one another; SQL parsers overflow past ~40
 _TOKEN = re.compile(
     r"\s*(?:(?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?inf\b)"
     r"|(?P<op><=|>=|==|!=|<|>|=)|(?P<paren>[()])|(?P<name>[A-Za-z_][A-Za-z0-9_.]*))"
@@ -92,6 +94,7 @@ class _Parser:
         self.expression = expression
         self.tokens = _tokens(expression)
         self.at = 0
+        self.nesting = 0
 
     def error(self, token: _Token, message: str) -> FilterError:
         return FilterError(self.expression, token.position, message)
@@ -126,17 +129,31 @@ class _Parser:
         return items[0] if len(items) == 1 else BoolOp("and", tuple(items))
 
     def negation(self) -> Expression:
-        if self.peek().kind == "not":
+        token = self.peek()
+        if token.kind == "not":
             self.next()
-            return BoolOp("not", (self.negation(),))
-        if self.peek().kind == "paren" and self.peek().text == "(":
+            with self.nested(token):
+                return BoolOp("not", (self.negation(),))
+        if token.kind == "paren" and token.text == "(":
             self.next()
-            expression = self.disjunction()
-            token = self.next()
-            if token.text != ")":
-                raise self.error(token, f"expected ')', got {token.text or 'the end'!r}")
+            with self.nested(token):
+                expression = self.disjunction()
+            closing = self.next()
+            if closing.text != ")":
+                raise self.error(closing, f"expected ')', got {closing.text or 'the end'!r}")
             return expression
         return self.comparison()
+
+    @contextlib.contextmanager
+    def nested(self, token: _Token) -> Iterator[None]:
+        """One level deeper into `not`s and parentheses, up to MAX_NESTING."""
+        self.nesting += 1
+        if self.nesting > MAX_NESTING:
+            raise self.error(
+                token, f"a filter nests `not` and parentheses at most {MAX_NESTING} deep"
+            )
+        yield
+        self.nesting -= 1
 
     def comparison(self) -> Comparison:
         name = self.next()
@@ -167,7 +184,7 @@ def parse_filter(expression: str) -> Expression:
     """Parse `expression`; its names are checked apart (`check_names`), in one lookup.
 
     Raises:
-        FilterError: bad syntax, or an expression over 2000 characters.
+        FilterError: bad syntax, an expression over 2000 characters, or nested deeper than 16.
     """
     if len(expression) > MAX_LENGTH:
         raise FilterError(expression[:40] + "...", 0, f"a filter is at most {MAX_LENGTH} chars")

@@ -1,4 +1,5 @@
-"""The tables: jobs, nodes (critical points), rides (edges), solutions, metrics, API keys.
+"""The tables: jobs, nodes (critical points), rides (edges), solutions, metrics, API keys,
+service secrets.
 
 Work units carry a state machine (`pending` -> `claimed` -> `done` | `failed` | `skipped`) and
 a claim token, so that claiming is a compare-and-set UPDATE and a redelivered unit is done once.
@@ -27,6 +28,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 JOB_STATES = ("queued", "running", "finalising", "finished", "failed", "cancelled")
@@ -75,6 +77,10 @@ class Job(Base):
     # Bumped by every change to what the job has stored (`lock_job`): its lock, and its version.
     merge_lock: Mapped[int] = mapped_column(BigInteger, default=0)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    # Messages sent to start or finalise it; the sweep gives up on a job after MAX_SENDS.
+    sends: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Whether its problem may name a module to import: only jobs submitted from the CLI.
+    allow_import: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
 
     __table_args__ = (UniqueConstraint("owner", "idempotency_key"),)
 
@@ -90,6 +96,7 @@ class WorkUnit:
     heartbeat_at: Mapped[datetime | None]
     enqueued_at: Mapped[datetime | None]
     task_id: Mapped[str | None] = mapped_column(String(155))
+    sends: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Node(WorkUnit, Base):
@@ -201,6 +208,16 @@ class PairMetric(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     value: Mapped[float] = mapped_column(Float)
+
+
+class ServiceSecret(Base):
+    """A random secret the service keeps in its database, so that every server process signs
+    (cursors) with the same key."""
+
+    __tablename__ = "service_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class ApiKey(Base):

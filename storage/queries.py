@@ -29,13 +29,19 @@ from storage.filters import (
     parse_filter,
 )
 from storage.models import Job, Metric, Node, Ride, Solution
+from storage.secrets import CURSOR, service_secret, sign, verify
 
 MAX_PAGE = 1000
+MAX_CURSOR = 4096  # characters: a cursor holds its filter (at most 2000), base64-encoded
 SORT_KEY = METRICS.alias("sort_key")  # made once: an alias builds its columns when made
 
 
 class QueryError(ValueError):
     """A sort key, cursor or page size that cannot be used; names the parameter."""
+
+
+class ForgedCursorError(QueryError):
+    """A cursor this service did not make, or one altered since."""
 
 
 @dataclass(frozen=True)
@@ -204,7 +210,7 @@ def solutions_page(
         query, key = filtered_solutions(job_id, parsed, sort_metric=name)
     query = query.add_columns(key.label("sort_value"))
     if cursor is not None:
-        value, last_id = _read_cursor(cursor, sort, filter)
+        value, last_id = _read_cursor(session, cursor, job_id, sort, filter)
         beyond = key < value if descending else key > value
         query = query.where(or_(beyond, and_(key == value, SOLUTIONS.c.id > last_id)))
     query = query.order_by(key.desc() if descending else key.asc(), SOLUTIONS.c.id.asc())
@@ -223,25 +229,45 @@ def solutions_page(
         )
         for row in rows
     ]
-    next_cursor = _make_cursor(rows[-1].sort_value, rows[-1].id, sort, filter) if more else None
+    next_cursor = None
+    if more:
+        last = rows[-1]
+        next_cursor = _make_cursor(session, job_id, last.sort_value, last.id, sort, filter)
     return Page(items, next_cursor)
 
 
-def _make_cursor(value: float, last_id: int, sort: str, expression: str | None) -> str:
-    text = json.dumps({"v": value, "id": last_id, "s": sort, "f": expression or ""})
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+def _make_cursor(
+    session: Session, job_id: int, value: float, last_id: int, sort: str, expression: str | None
+) -> str:
+    """An opaque, signed position: where the page ended and for which query."""
+    text = json.dumps({"j": job_id, "v": value, "id": last_id, "s": sort, "f": expression or ""})
+    payload = base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+    return f"{payload}.{sign(service_secret(session, CURSOR), payload.encode())}"
 
 
-def _read_cursor(cursor: str, sort: str, expression: str | None) -> tuple[float, int]:
+def _read_cursor(
+    session: Session, cursor: str, job_id: int, sort: str, expression: str | None
+) -> tuple[float, int]:
+    """The position a cursor of `_make_cursor` holds, for this query.
+
+    Raises:
+        ForgedCursorError: a cursor this service did not make, or altered.
+        QueryError: another query's cursor.
+    """
+    payload, _, tag = cursor.partition(".")
+    forged = ForgedCursorError("cursor: not a cursor this service made")
+    if len(cursor) > MAX_CURSOR or not verify(
+        service_secret(session, CURSOR), payload.encode(), tag
+    ):
+        raise forged
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        value, last_id = data["v"], int(data["id"])
-        same = data["s"] == sort and data["f"] == (expression or "")
+        data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        value, last_id = float(data["v"]), int(data["id"])
+        same = (data["j"], data["s"], data["f"]) == (job_id, sort, expression or "")
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
-        raise QueryError("cursor: not a cursor this service made") from None
-    if not same or not isinstance(value, int | float):
-        raise QueryError("cursor: it belongs to a query with another sort or filter")
+        raise forged from None
+    if not same:
+        raise QueryError("cursor: it belongs to a query with another job, sort or filter")
     return value, last_id
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ridgerider.critical import CriticalPoint, SettleConfig
+from ridgerider.problems.parameters import SEED_MAX
 from ridgerider.ride import RideConfig
 
 Frontier = Literal["dive", "breadth-first", "depth-first", "most-negative-first"]
@@ -15,6 +16,7 @@ SettleTarget = Literal["saddle", "branch", "minimum"]
 Leaf = Literal["minimum", "ride-end"]
 SADDLE_SETTLE_MAX_DIM = 20
 MAX_NODES = 100_000
+PROBLEM_MAX_LENGTH = 200  # the width of the stored problem column
 
 
 class SearchSpec(BaseModel):
@@ -22,7 +24,11 @@ class SearchSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    problem: str = Field("digits-mlp", description="registered name[:key=value,...]")
+    problem: str = Field(
+        "digits-mlp",
+        max_length=PROBLEM_MAX_LENGTH,
+        description="registered name[:key=value,...] (no control characters)",
+    )
     frontier: Frontier = Field(
         "dive",
         description="what to expand next: dive (follow each of the start's ridges down to a "
@@ -74,7 +80,14 @@ class SearchSpec(BaseModel):
         description="also merge points whose predicted probabilities on the evaluation split "
         "agree to within 1e-4 (classifiers only)",
     )
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=SEED_MAX)
+
+    @field_validator("problem")
+    @classmethod
+    def _printable(cls, text: str) -> str:
+        if any(ord(c) < 32 or ord(c) == 127 for c in text):
+            raise ValueError("must not contain control characters (NUL, newline, tab, ...)")
+        return text
 
     def ride_config(self) -> RideConfig:
         return RideConfig(

@@ -4,6 +4,7 @@ schemathesis fuzz of every endpoint from the OpenAPI document."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import json
@@ -20,7 +21,10 @@ from safetensors.torch import load as load_safetensors
 
 from api.deps import KEY_CACHE_SECONDS
 from ridgerider.problems.registry import load
+from storage.artifacts import LocalArtifactStore
 from storage.database import Database
+from storage.jobs import create_job
+from storage.models import Solution
 from tests.api.server import serve
 from tests.storage.synthetic import record_solution
 from tests.workers.pool import pool
@@ -184,6 +188,9 @@ def test_keys_are_required_and_scope_what_is_seen(api, finished_job):
         ({"problem": "os:system"}, "problem", None),
         ({"problem": "tests.problems:tiny_net"}, "problem", None),
         ({"problem": "himmelblau", "colour": "red"}, "colour", None),
+        ({"problem": "himmelblau", "seed": 10**30}, "seed", {"le": "4294967295"}),
+        ({"problem": "h" * 201}, "problem", None),
+        ({"problem": "himmelblau\u0000"}, "problem", None),
     ],
 )
 def test_bad_submissions_are_problem_json_naming_the_field(api, body, field, allowed):
@@ -278,11 +285,93 @@ def test_malformed_and_oversized_requests_are_4xx(api, finished_job):
             "message": "expected a number, got 'the end'",
             "position": 7,
         }
-        for params in ({"limit": 0}, {"limit": 1001}, {"cursor": "garbage"}, {"sort": "nope"}):
+        for params in ({"limit": 0}, {"limit": 1001}, {"sort": "nope"}):
             response = http.get(f"/jobs/{job_id}/solutions", params=params)
             assert response.status_code == 422, params
         assert http.get("/jobs/999999").status_code == 404
         assert http.post(f"/jobs/{job_id}/select", json={}).status_code == 422
+
+
+def forged_cursor(data: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+def test_deep_filters_and_forged_cursors_are_4xx_problem_json(api, finished_job):
+    server, _ = api
+    job_id, _ = finished_job
+    too_deep = [
+        "not " * 50 + "loss > 1",
+        "not " * 400 + "loss > 1",
+        "(" * 990 + "loss>1" + ")" * 990,
+    ]
+    with server.client() as http:
+        for expression in too_deep:
+            for method, path, kwargs in (
+                ("GET", "solutions", {"params": {"filter": expression}}),
+                ("POST", "select", {"json": {"diverse": 2, "filter": expression}}),
+                ("GET", "export", {"params": {"diverse": 2, "filter": expression}}),
+            ):
+                response = http.request(method, f"/jobs/{job_id}/{path}", **kwargs)
+                assert response.status_code == 422, (path, response.text[:300])
+                assert response.headers["content-type"] == PROBLEM_JSON
+                assert "at most 16 deep" in response.json()["detail"]
+        for cursor in (
+            forged_cursor({"j": job_id, "v": 1, "id": 10**30, "s": "id", "f": ""}),
+            forged_cursor("[" * 1400),
+            "garbage",
+        ):
+            response = http.get(f"/jobs/{job_id}/solutions", params={"cursor": cursor})
+            assert response.status_code == 400, response.text[:300]
+            assert response.headers["content-type"] == PROBLEM_JSON
+            assert response.json()["errors"][0]["field"] == "cursor"
+        first = http.get(f"/jobs/{job_id}/solutions", params={"limit": 1}).json()
+        if first["next_cursor"]:
+            params = {"limit": 1, "cursor": first["next_cursor"]}
+            assert http.get(f"/jobs/{job_id}/solutions", params=params).status_code == 200
+
+
+def test_broken_artifacts_and_rows_are_500_problem_json_with_a_request_id(api):
+    """A missing and a corrupt weights file, and a metrics row that no longer parses: each is a
+    500 problem+json naming what failed and carrying a request id that the server's log holds,
+    never a traceback or a server path."""
+    server, running = api
+    db = Database(running.db_url)
+    try:
+        with db.session() as session:
+            job = create_job(session, {"problem": "himmelblau"}, owner="alice")
+            job.status = "finished"
+            job_id = job.id
+        missing = record_solution(db, job_id, {"loss": 1.0})
+        corrupt = record_solution(db, job_id, {"loss": 2.0})
+        unreadable = record_solution(db, job_id, {"loss": 3.0})
+        store = LocalArtifactStore(running.env["RIDGERIDER_ARTIFACTS"])
+        sha = hashlib.sha256(b"the weights as stored").hexdigest()
+        store.path(sha).parent.mkdir(parents=True, exist_ok=True)
+        store.path(sha).write_bytes(b"the weights after a disk error")
+        with db.session() as session:
+            session.get(Solution, corrupt).weights_sha256 = sha
+            session.get(Solution, unreadable).metrics_json = "{not json"
+    finally:
+        db.dispose()
+    with server.client() as http:
+        answers = {
+            "missing": http.get(f"/solutions/{missing}/weights"),
+            "corrupt": http.get(f"/solutions/{corrupt}/weights"),
+            "export": http.get(f"/jobs/{job_id}/export"),
+            "row": http.get(f"/jobs/{job_id}/solutions", params={"sort": "-loss", "limit": 1}),
+        }
+    log = (running.folder / "serve.log").read_text()
+    for name, response in answers.items():
+        assert response.status_code == 500, (name, response.text)
+        assert response.headers["content-type"] == PROBLEM_JSON, name
+        body = response.json()
+        assert body["request_id"] == response.headers["x-request-id"], name
+        assert body["request_id"] in body["detail"] and body["request_id"] in log, name
+        assert "Traceback" not in response.text and str(running.folder) not in response.text
+    assert answers["missing"].json()["title"] == "Missing Artifact"
+    assert answers["corrupt"].json()["title"] == "Corrupt Artifact"
+    assert sha in answers["corrupt"].json()["detail"]
+    assert answers["row"].json()["title"] == "Internal Server Error"
 
 
 def test_a_retried_submission_returns_the_same_job(api):

@@ -3,9 +3,12 @@ same query done in Python."""
 
 from __future__ import annotations
 
+import base64
+import json
+
 import pytest
 
-from storage.filters import FilterError, check_names, parse_filter
+from storage.filters import MAX_LENGTH, MAX_NESTING, FilterError, check_names, parse_filter
 from storage.queries import QueryError, metric_matrix, solutions_page
 from tests.storage.synthetic import synthetic_job
 
@@ -107,8 +110,81 @@ def test_bad_sorts_limits_and_cursors_name_the_parameter(db, job):
         with pytest.raises(QueryError, match="cursor: not a cursor"):
             solutions_page(session, job_id, cursor="not-a-cursor!")
         cursor = solutions_page(session, job_id, sort="loss", limit=5).next_cursor
-        with pytest.raises(QueryError, match="another sort or filter"):
+        with pytest.raises(QueryError, match="another job, sort or filter"):
             solutions_page(session, job_id, sort="-loss", cursor=cursor)
+
+
+def forged(data: object) -> str:
+    """A cursor made by hand: base64url of JSON, unsigned or with a made-up tag."""
+    text = base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+    return f"{text}.{'0' * 64}"
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        forged({"j": 1, "v": 1, "id": 10**30, "s": "id", "f": ""}),
+        forged({"v": 1, "id": 10**30, "s": "id", "f": ""}).partition(".")[0],
+        base64.urlsafe_b64encode(b"[" * 1400).decode(),
+        "a" * 10_000,
+    ],
+    ids=["huge-id", "unsigned", "deep-json", "long"],
+)
+def test_forged_cursors_are_refused(db, job, cursor):
+    job_id, _ = job
+    with db.session(readonly=True) as session, pytest.raises(QueryError, match="not a cursor"):
+        solutions_page(session, job_id, cursor=cursor)
+
+
+def test_an_altered_cursor_is_refused_and_the_real_one_still_works(db, job):
+    job_id, metrics = job
+    with db.session(readonly=True) as session:
+        cursor = solutions_page(session, job_id, limit=5).next_cursor
+        payload, _, tag = cursor.partition(".")
+        data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        altered = forged({**data, "id": 0}).partition(".")[0] + "." + tag
+        with pytest.raises(QueryError, match="not a cursor"):
+            solutions_page(session, job_id, cursor=altered)
+        page = solutions_page(session, job_id, limit=5, cursor=cursor)
+    assert [row.id for row in page.items] == sorted(metrics)[5:10]
+
+
+def test_a_cursor_of_another_job_is_refused(db, job):
+    job_id, _ = job
+    other, _ = synthetic_job(db, 20, seed=2)
+    with db.session(readonly=True) as session:
+        cursor = solutions_page(session, other, limit=5).next_cursor
+        with pytest.raises(QueryError, match="another job"):
+            solutions_page(session, job_id, limit=5, cursor=cursor)
+
+
+def test_filters_nest_at_most_max_nesting_deep_and_that_deep_runs(db, job):
+    job_id, metrics = job
+    deepest = "not " * MAX_NESTING + "sharpness > 1"
+    expected = sorted(
+        i for i, m in metrics.items() if (m["sharpness"] > 1) == (MAX_NESTING % 2 == 0)
+    )
+    assert [row.id for row in walk(db, job_id, filter=deepest, limit=500)] == expected
+    bracketed = "(" * MAX_NESTING + "sharpness > 1" + ")" * MAX_NESTING
+    assert len(walk(db, job_id, filter=bracketed, limit=500)) == sum(
+        m["sharpness"] > 1 for m in metrics.values()
+    )
+    for too_deep in ("not " * 50 + "sharpness > 1", "(" * 990 + "sharpness > 1" + ")" * 990):
+        with (
+            db.session(readonly=True) as session,
+            pytest.raises(FilterError, match=f"at most {MAX_NESTING} deep"),
+        ):
+            solutions_page(session, job_id, filter=too_deep)
+
+
+def test_the_longest_flat_filter_runs(db, job):
+    job_id, metrics = job
+    clause = "sharpness > 1 or "
+    longest = clause * ((MAX_LENGTH - 20) // len(clause)) + "sharpness > 1"
+    assert len(longest) <= MAX_LENGTH
+    assert len(walk(db, job_id, filter=longest, limit=500)) == sum(
+        m["sharpness"] > 1 for m in metrics.values()
+    )
 
 
 def test_the_metric_matrix_holds_the_filtered_solutions(db, job):
