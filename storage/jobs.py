@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from ridgerider.search.budget import Progress
@@ -38,6 +38,7 @@ UnitKind = Literal["node", "ride"]
 Work = Literal["expand", "evaluate", "none"]
 ACTIVE = ("pending", "claimed")
 MAX_ATTEMPTS = 3
+MAX_SENDS = 8  # messages for one unit, or for one job's start and finalisation, in all
 
 
 class JobNotFoundError(LookupError):
@@ -87,16 +88,24 @@ def create_job(
     *,
     owner: str | None = None,
     idempotency_key: str | None = None,
+    allow_import: bool = True,
 ) -> Job:
     """A queued job for `spec` (a SearchSpec as JSON). With an `idempotency_key`, the job this
-    owner already created with that key is returned instead of a new one."""
+    owner already created with that key is returned instead of a new one. `allow_import` says
+    whether its problem may name a module to import (no for jobs from the network)."""
     if idempotency_key is not None:
         existing = session.scalar(
             select(Job).where(Job.owner == owner, Job.idempotency_key == idempotency_key)
         )
         if existing is not None:
             return existing
-    job = Job(spec=spec, problem=spec["problem"], owner=owner, idempotency_key=idempotency_key)
+    job = Job(
+        spec=spec,
+        problem=spec["problem"],
+        owner=owner,
+        idempotency_key=idempotency_key,
+        allow_import=allow_import,
+    )
     session.add(job)
     session.flush()
     return job
@@ -530,17 +539,19 @@ def cancel_job(session: Session, job_id: int) -> list[str]:
         )
         job.outstanding -= len(pending)
         task_ids += [task_id for _, task_id in pending if task_id]
-    if job.status == "queued":
-        job.status = "running"  # nothing will start it now: it goes straight to finalising
+    if job.status == "queued":  # never started: nothing to finalise
+        job.status = "cancelled"
+        job.finished_at = utcnow()
     return task_ids
 
 
 def mark_enqueued(
     session: Session, kind: UnitKind | Literal["job"], unit_id: int, task_id: str
 ) -> None:
-    """Note that a message for the unit (or the job's start or finalisation) was sent."""
+    """Note that a message for the unit (or the job's start or finalisation) was sent, and
+    count it."""
     table = {"node": Node, "ride": Ride, "job": Job}[kind]
-    values: dict[str, Any] = {"enqueued_at": utcnow()}
+    values: dict[str, Any] = {"enqueued_at": utcnow(), "sends": table.sends + 1}
     if kind != "job":
         values["task_id"] = task_id
     session.execute(
@@ -575,35 +586,47 @@ def lost_work(session: Session, stale_after: timedelta, requeue_after: timedelta
     (`stale_after`; see `_give_back_stale`), and list the pending units, queued jobs and
     finalising jobs whose message was sent more than `requeue_after` ago (or never): their
     messages may be lost (a restarted broker). Sending one twice is harmless: claims are
-    compare-and-set."""
+    compare-and-set. What was sent MAX_SENDS times already is given up instead (`_give_up`):
+    a message that no worker can act on must not go round forever."""
     now = utcnow()
     pool = Job.enqueued_at.is_not(None)  # jobs run in-process never were
     running = select(Job.id).where(Job.status == "running", Job.cancel_requested.is_(False), pool)
-    finalise_now = []
-    for job_id in _give_back_stale(session, pool, now - stale_after):
-        if claim_finalisation(session, job_id):
-            finalise_now.append(job_id)
+    finalise_now = _give_back_stale(session, pool, now - stale_after)
     old = now - requeue_after
-    nodes = session.execute(
-        select(Node.job_id, Node.id, Node.work).where(
-            Node.job_id.in_(running),
-            Node.state == "pending",
-            or_(Node.enqueued_at.is_(None), Node.enqueued_at < old),
-        )
-    ).all()
-    rides = session.execute(
-        select(Ride.job_id, Ride.id).where(
-            Ride.job_id.in_(running),
-            Ride.state == "pending",
-            or_(Ride.enqueued_at.is_(None), Ride.enqueued_at < old),
-        )
-    ).all()
-    units = [Message(job_id, "node", i, work) for job_id, i, work in nodes]
-    units += [Message(job_id, "ride", i, "ride") for job_id, i in rides]
+    units: list[Message] = []
+    for table, kind in ((Node, "node"), (Ride, "ride")):
+        work = table.work if table is Node else literal("ride")
+        lost = session.execute(
+            select(table.job_id, table.id, work, table.sends).where(
+                table.job_id.in_(running),
+                table.state == "pending",
+                or_(table.enqueued_at.is_(None), table.enqueued_at < old),
+            )
+        ).all()
+        for job_id, unit_id, unit_work, sends in lost:
+            if sends < MAX_SENDS:
+                units.append(Message(job_id, kind, unit_id, unit_work))
+            else:
+                reason = f"gave up after {sends} messages: no worker took it"
+                end_unit(session, kind, unit_id, None, "failed", reason)
+                finalise_now.add(job_id)
     unsent = Job.enqueued_at < old
-    to_start = session.scalars(select(Job.id).where(Job.status == "queued", unsent)).all()
-    to_finalise = session.scalars(select(Job.id).where(Job.status == "finalising", unsent)).all()
-    return LostWork(units, list(to_start), sorted({*to_finalise, *finalise_now}))
+    jobs = {}
+    for status in ("queued", "finalising"):
+        found = session.execute(select(Job.id, Job.sends).where(Job.status == status, unsent))
+        jobs[status] = [job_id for job_id, sends in found if not _give_up(session, job_id, sends)]
+    finalise_now = {job_id for job_id in finalise_now if claim_finalisation(session, job_id)}
+    return LostWork(units, jobs["queued"], sorted({*jobs["finalising"], *finalise_now}))
+
+
+def _give_up(session: Session, job_id: int, sends: int) -> bool:
+    """Fail the job if its start or finalisation was sent MAX_SENDS times already."""
+    if sends < MAX_SENDS:
+        return False
+    job = session.get(Job, job_id)
+    step = "start" if job.status == "queued" else "finalisation"
+    fail_job(session, job_id, f"gave up after {sends} messages: no worker could do its {step}")
+    return True
 
 
 def _give_back_stale(session: Session, pool: ColumnElement[bool], before: datetime) -> set[int]:

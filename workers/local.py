@@ -24,7 +24,6 @@ def run_job(
     job_id: int,
     *,
     on_progress: Progress | None = None,
-    allow_import: bool = True,
 ) -> Job:
     """Run (or resume) job `job_id` in this process until it ends; returns the job.
 
@@ -32,7 +31,7 @@ def run_job(
         StartError: the job cannot start (it is marked failed).
         JobNotFoundError: there is no such job.
     """
-    ctx = steps.JobContext.load(db, store, job_id, allow_import=allow_import)
+    ctx = steps.JobContext.load(db, store, job_id)
     with db.session() as session:
         status = get_job(session, job_id).status
         if status == "running":

@@ -43,11 +43,13 @@ class JobContext:
         store: ArtifactStore,
         job_id: int,
         *,
-        allow_import: bool = True,
         token_prefix: str = "",
     ) -> JobContext:
+        """The job's context; its problem is imported from a module only where the job allows
+        it (jobs submitted from the CLI, never those from the network)."""
         with db.session(readonly=True) as session:
-            spec = SearchSpec(**get_job(session, job_id).spec)
+            job = get_job(session, job_id)
+            spec, allow_import = SearchSpec(**job.spec), job.allow_import
         problem = load(spec.problem, allow_import=allow_import)
         tree = JobTree(db, store, job_id, problem, spec, token_prefix)
         return cls(db, store, job_id, spec, problem, tree)

@@ -37,6 +37,7 @@ from storage.jobs import (
     UnitKind,
     cancel_job,
     claim_finalisation,
+    fail_job,
     get_job,
     heartbeat,
     lost_work,
@@ -172,11 +173,14 @@ def start(job_id: int) -> str:
     with db.session(readonly=True) as session:
         if get_job(session, job_id).status != "queued":
             return "already started"
-    ctx = _Process.context(job_id)
     try:
-        steps.start(ctx)
-    except steps.StartError as error:
+        steps.start(_Process.context(job_id))
+    except steps.StartError as error:  # the job is failed already
         return f"failed: {error}"
+    except TRANSIENT:
+        raise
+    except Exception as error:
+        return _fail(db, job_id, "its start failed", error)
     with db.session(readonly=True) as session:
         root = root_node(session, job_id)
         if root is not None and root.state == "pending":
@@ -191,7 +195,12 @@ def ticket(job_id: int, kind: UnitKind, unit_id: int, work: str) -> str:
     by the frontier, do it, send a ticket per unit it created; finalise the job if it was the
     last. Where expansions and rides go to the GPU queue, a ticket claims within its class
     (evaluations, or expansions and rides), so that each runs where it was sent."""
-    ctx = _Process.context(job_id)
+    try:
+        ctx = _Process.context(job_id)
+    except TRANSIENT:
+        raise
+    except Exception as error:
+        return _fail(_Process.resources()[0], job_id, "it could not be loaded", error)
     works = ("expand", "evaluate", "ride")
     if app.ridgerider_settings.gpu_queue:
         works = ("evaluate",) if work == "evaluate" else ("expand", "ride")
@@ -218,8 +227,23 @@ def finalise(job_id: int) -> str:
     with db.session(readonly=True) as session:
         if get_job(session, job_id).status != "finalising":
             return "not finalising"
-    steps.finalise(_Process.context(job_id))
+    try:
+        steps.finalise(_Process.context(job_id))
+    except TRANSIENT:
+        raise
+    except Exception as error:
+        return _fail(db, job_id, "its finalisation failed", error)
     return "finalised"
+
+
+def _fail(db: Database, job_id: int, what: str, error: Exception) -> str:
+    """Fail the job with the error (shown by `status` and the API) instead of leaving it to be
+    resent: an error that is not transient happens again on every try."""
+    log.exception("job %s: %s", job_id, what)
+    _Process.contexts.pop(job_id, None)
+    with db.session() as session:
+        fail_job(session, job_id, f"{what}: {type(error).__name__}: {error}")
+    return f"failed: {error}"
 
 
 @app.task(name="ridgerider.probe")

@@ -76,6 +76,11 @@ def resolve(text: str, *, allow_import: bool = True) -> tuple[Callable[..., Prob
             factory = getattr(importlib.import_module(module_name), attribute)
         except (ImportError, AttributeError) as error:
             raise UnknownProblemError(f"cannot import {name!r}: {error}") from error
+    elif ":" in name:
+        raise UnknownProblemError(
+            f"problem {name!r} names a module to import, which is allowed only in jobs "
+            "submitted from the CLI or the library, not over HTTP"
+        )
     else:
         known = ", ".join(sorted(factories))
         raise UnknownProblemError(f"unknown problem {name!r}; registered problems: {known}")

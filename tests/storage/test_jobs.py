@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from storage.jobs import (
     MAX_ATTEMPTS,
+    MAX_SENDS,
     MergeWindow,
     PointRecord,
     RideResult,
@@ -284,6 +285,54 @@ def test_a_stale_unit_of_a_cancelled_job_is_skipped_and_the_job_finalised(db):
     with db.session(readonly=True) as session:
         assert session.get(Ride, ride_id).state == "skipped"
         assert session.get(Job, job_id).status == "finalising"
+
+
+def test_the_sweep_gives_up_on_messages_sent_max_sends_times(db):
+    """A unit, a start and a finalisation whose messages were sent MAX_SENDS times and never
+    acted on are failed with the reason, not sent again; one sent fewer times is resent."""
+    job_id, (given_up, resent) = job_with_rides(db, 2)
+    long_ago = utcnow() - timedelta(minutes=5)
+    with db.session() as session:
+        mark_enqueued(session, "job", job_id, "start-task")
+        for ride_id, sends in ((given_up, MAX_SENDS), (resent, MAX_SENDS - 1)):
+            session.get(Ride, ride_id).sends = sends
+            session.get(Ride, ride_id).enqueued_at = long_ago
+        never_started = create_job(session, {"problem": "test"})
+        never_finalised = create_job(session, {"problem": "test"})
+        for job, status in ((never_started, "queued"), (never_finalised, "finalising")):
+            job.status, job.sends, job.enqueued_at = status, MAX_SENDS, long_ago
+    with db.session() as session:
+        found = lost_work(session, timedelta(seconds=60), timedelta(seconds=60))
+    assert [(m.kind, m.unit_id) for m in found.units if m.job_id == job_id] == [("ride", resent)]
+    ours = {never_started.id, never_finalised.id}
+    assert not ours & {*found.jobs_to_start, *found.jobs_to_finalise}
+    with db.session(readonly=True) as session:
+        ride = session.get(Ride, given_up)
+        assert ride.state == "failed" and f"gave up after {MAX_SENDS} messages" in ride.failure
+        assert session.get(Job, job_id).outstanding == 1
+        for job_id_, step in ((never_started.id, "start"), (never_finalised.id, "finalisation")):
+            job = session.get(Job, job_id_)
+            assert job.status == "failed" and f"could do its {step}" in job.error
+
+
+def test_sending_counts_the_messages(db):
+    job_id, (ride_id,) = job_with_rides(db, 1)
+    with db.session() as session:
+        for _ in range(3):
+            mark_enqueued(session, "ride", ride_id, "task")
+        mark_enqueued(session, "job", job_id, "start-task")
+    with db.session(readonly=True) as session:
+        assert session.get(Ride, ride_id).sends == 3 and session.get(Job, job_id).sends == 1
+
+
+def test_a_queued_job_is_cancelled_at_once(db):
+    with db.session() as session:
+        job_id = create_job(session, {"problem": "test"}).id
+    with db.session() as session:
+        assert cancel_job(session, job_id) == []
+    with db.session(readonly=True) as session:
+        job = session.get(Job, job_id)
+        assert job.status == "cancelled" and job.finished_at is not None
 
 
 def test_only_the_nodes_in_the_merge_window_are_compared(db):

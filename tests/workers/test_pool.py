@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import time
+from datetime import timedelta
 
 import pytest
 import torch
@@ -26,7 +27,7 @@ from storage.jobs import create_job
 from storage.models import Job, Node, Ride, Solution, utcnow
 from storage.schema import ensure_schema
 from tests.api.test_cli import ridgerider
-from tests.workers.pool import Pool, pool
+from tests.workers.pool import SETTINGS, Pool, pool
 from workers.local import run_job
 
 ENDED = ("finished", "failed", "cancelled")
@@ -196,6 +197,38 @@ def test_a_nan_ride_fails_alone_on_the_pool(shared):
         solutions = session.scalar(select(func.count()).where(Solution.job_id == job_id))
     assert failures and all("NaN" in f or "settling failed" in f for f in failures)
     assert solutions == 2
+
+
+def lost_job(db: Database, problem: str, *, allow_import: bool) -> int:
+    """A job stored as sent to the pool long ago, its message lost: the sweep sends its start.
+    (Its problem is stored as is: submission checks are bypassed, as an old row or a bug
+    would.)"""
+    with db.session() as session:
+        job = create_job(session, {"problem": problem, **COMPLETE}, allow_import=allow_import)
+        job.enqueued_at = utcnow() - timedelta(minutes=5)
+        return job.id
+
+
+@pytest.mark.parametrize(
+    ("problem", "allow_import", "error"),
+    [
+        ("styblinski-tang:dim=0", True, "dim must be an integer in [1, 1024], got 0"),
+        ("digits-mlp:activation=zzz", True, "activation must be one of"),
+        ("tests.problems:tiny_net", False, "names a module to import"),
+    ],
+)
+def test_a_job_that_cannot_start_fails_with_its_error_and_is_not_sent_again(
+    shared, problem, allow_import, error
+):
+    running, db = shared
+    job_id = lost_job(db, problem, allow_import=allow_import)
+    job = wait_for(db, job_id, ended, timeout=60)
+    assert job.status == "failed" and error in job.error, running.logs()
+    status = running.cli("status", str(job_id))
+    assert error in " ".join(status.stdout.split()), status.stdout
+    time.sleep(2 * float(SETTINGS["RIDGERIDER_REQUEUE_AFTER"]))
+    with db.session(readonly=True) as session:
+        assert session.get(Job, job_id).sends == 1  # the sweep's one send
 
 
 def test_a_cancel_stops_all_further_work_and_keeps_what_was_found(shared):
