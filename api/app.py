@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,7 +25,9 @@ DEFAULT_THREADS = 2
 
 
 class BodyLimit:
-    """Refuse request bodies over `limit` bytes with 413 problem+json, declared or streamed."""
+    """Refuse request bodies over `limit` bytes with 413 problem+json, whether declared or sent
+    in chunks: a body is read whole (it is small) before the app sees it, so that no parser
+    turns the refusal into another error."""
 
     def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
         self.app, self.limit = app, limit
@@ -37,26 +40,34 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._refuse(scope, send)
             return
-        received = 0
-
-        async def limited() -> Message:
-            nonlocal received
+        read: list[Message] = []
+        size = 0
+        while True:
             message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:
-                raise _TooLargeError
-            return message
+            read.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.limit:
+                await self._refuse(scope, send)
+                return
+            if not message.get("more_body", False):
+                break
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLargeError:
-            await self._refuse(scope, send)
+        async def replay() -> Message:
+            return read.pop(0) if read else await receive()
+
+        await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        body = (
-            '{"type":"about:blank","title":"Content Too Large","status":413,'
-            f'"detail":"the request body is over {self.limit} bytes",'
-            f'"instance":"{scope["path"]}"}}'
+        body = json.dumps(
+            {
+                "type": "about:blank",
+                "title": "Content Too Large",
+                "status": 413,
+                "detail": f"the request body is over {self.limit} bytes",
+                "instance": problems_json.instance(scope["path"]),
+            }
         ).encode()
         await send(
             {
@@ -69,10 +80,6 @@ class BodyLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
-
-
-class _TooLargeError(Exception):
-    pass
 
 
 @asynccontextmanager
@@ -92,8 +99,9 @@ def create_app(services: Services) -> FastAPI:
         title="ridgerider",
         version=__version__,
         description="Solution-diversity search with Ridge Rider: submit searches, watch them, "
-        "query and select the distinct minima they found. Every endpoint but /healthz needs an "
-        "API key (`Authorization: Bearer KEY`); errors are RFC 9457 problem details.",
+        "query and select the distinct minima they found. Every endpoint but /healthz and this "
+        "description needs an API key (`Authorization: Bearer KEY`); errors are RFC 9457 "
+        "problem details.",
     )
     app.state.services = services
     problems_json.install(app)
@@ -101,7 +109,7 @@ def create_app(services: Services) -> FastAPI:
         app.include_router(router, responses=ERRORS)
     app.include_router(health.router)
     app.add_middleware(BodyLimit)
-    app.add_middleware(problems_json.UnexpectedErrors)  # outside the body limit, which raises
+    app.add_middleware(problems_json.UnexpectedErrors)
     return app
 
 

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from storage.artifacts import CorruptArtifactError, MissingArtifactError
 
 MEDIA_TYPE = "application/problem+json"
+MAX_INSTANCE = 200  # characters of the path a problem echoes
 log = logging.getLogger(__name__)
 
 
@@ -49,12 +50,18 @@ def problem_response(
         "title": title,
         "status": status,
         "detail": detail,
-        "instance": request.url.path,
+        "instance": instance(request.url.path),
         **(extra or {}),
     }
     if errors:
         body["errors"] = errors
     return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def instance(path: str) -> str:
+    """The request's path as a problem's `instance`, cut short: a client's long path is not
+    worth echoing."""
+    return path if len(path) <= MAX_INSTANCE else path[:MAX_INSTANCE] + "..."
 
 
 def server_error(request: Request, error: Exception, title: str, detail: str) -> JSONResponse:
@@ -127,8 +134,7 @@ def install(app: FastAPI) -> None:
 class UnexpectedErrors:
     """Answer an error no handler took with a 500 problem+json (request id, logged). A
     middleware rather than an `Exception` handler: Starlette re-raises after those, and the
-    server then drops the client's keep-alive connection. Add it outside every middleware that
-    raises on purpose (the body limit)."""
+    server then drops the client's keep-alive connection."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

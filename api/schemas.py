@@ -48,9 +48,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 class JobSubmission(SearchSpec):
     """A search spec as submitted over HTTP: a registered problem only (never an import path)
-    and tighter limits on what one request may cost."""
+    and tighter limits on what one request may cost. Strict types: "5" and true are not
+    numbers."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     max_nodes: int = Field(24, ge=1, le=10_000, description="distinct points in the tree")
     max_depth: int = Field(4, ge=1, le=50, description="rides from the start to the deepest point")

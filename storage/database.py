@@ -17,6 +17,8 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 READONLY_OPTION = "ridgerider_readonly"
 POSTGRES_POOL_SIZE = 10  # connections kept: an API process serves this many requests at once
 POSTGRES_OVERFLOW = 30  # and opens up to this many more under a burst
+POSTGRES_CONNECT_TIMEOUT_S = 10  # a database that does not answer is an error, not a hang
+POSTGRES_STATEMENT_TIMEOUT_MS = 120_000  # no statement of ours is near this; a stuck one ends
 
 
 def database_url(url: str | os.PathLike[str] | None = None) -> str:
@@ -40,16 +42,19 @@ def make_engine(
 
     `generic_plans` makes PostgreSQL plan each prepared statement once, not at every execution:
     for a server, whose few statement shapes run many times (planning the solutions page costs
-    ~3 ms, executing it ~0.6 ms)."""
+    ~3 ms, executing it ~0.6 ms). PostgreSQL connections time out after 10 s and statements
+    after 120 s."""
     url = database_url(url)
     if not url.startswith("sqlite"):
-        options = "-c plan_cache_mode=force_generic_plan" if generic_plans else ""
+        options = f"-c statement_timeout={POSTGRES_STATEMENT_TIMEOUT_MS}"
+        if generic_plans:
+            options += " -c plan_cache_mode=force_generic_plan"
         return create_engine(
             url,
             pool_pre_ping=True,
             pool_size=POSTGRES_POOL_SIZE,
             max_overflow=POSTGRES_OVERFLOW,
-            connect_args={"options": options} if options else {},
+            connect_args={"options": options, "connect_timeout": POSTGRES_CONNECT_TIMEOUT_S},
         )
     engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 

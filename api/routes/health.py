@@ -5,23 +5,27 @@ from __future__ import annotations
 import redis
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
+from sqlalchemy import update
 
 from api.deps import ServicesDep
 from api.schemas import Health
+from storage.models import ServiceSecret
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
 def healthz(services: ServicesDep) -> JSONResponse:
-    """200 when the database and the broker answer, 503 (saying which does not) otherwise."""
+    """200 when the database takes writes and the broker answers, 503 (saying which does not)
+    otherwise. The database is asked for a write that changes nothing: a read-only one (a
+    replica, a read-only file) answers reads but would fail every job."""
     status = {"database": "ok", "broker": "ok"}
+    nothing = ServiceSecret.name == ""
     try:
-        with services.db.session(readonly=True) as session:
-            session.execute(text("SELECT 1"))
-    except Exception as error:  # any failure means unreachable
-        status["database"] = f"unreachable: {type(error).__name__}"
+        with services.db.session() as session:
+            session.execute(update(ServiceSecret).where(nothing).values(name=ServiceSecret.name))
+    except Exception as error:  # any failure means unusable
+        status["database"] = f"not writable: {type(error).__name__}"
     client = redis.Redis.from_url(services.broker_url, socket_timeout=2, socket_connect_timeout=2)
     try:
         client.ping()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from storage.database import Database
+from storage.database import POSTGRES_CONNECT_TIMEOUT_S, Database
 from tests.conftest import postgres_database
 
 
@@ -24,3 +24,15 @@ def test_generic_plans_are_set_on_every_postgresql_connection_of_a_server():
         finally:
             server.dispose()
             worker.dispose()
+
+
+def test_postgresql_statements_and_connections_time_out():
+    with postgres_database() as url:
+        db = Database(url)
+        try:
+            with db.session(readonly=True) as session:
+                assert session.scalar(text("SHOW statement_timeout")) == "2min"
+                params = session.connection().connection.driver_connection.info.get_parameters()
+            assert params["connect_timeout"] == str(POSTGRES_CONNECT_TIMEOUT_S)
+        finally:
+            db.dispose()
