@@ -17,6 +17,7 @@ from pydantic_core import from_json
 from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, or_, select
 from sqlalchemy.orm import Session
 
+from ridgerider.search.fingerprint import from_text
 from storage.filters import (
     ATTRIBUTES,
     METRICS,
@@ -28,6 +29,7 @@ from storage.filters import (
     metric_names_of,
     parse_filter,
 )
+from storage.jobs import ROOT_FINGERPRINT
 from storage.models import Job, Metric, Node, Ride, Solution
 from storage.secrets import CURSOR, service_secret, sign, verify
 
@@ -330,6 +332,33 @@ def metric_matrix(
     ids = sorted(i for i, row in values.items() if not np.isnan(row).any())
     matrix = np.array([values[i] for i in ids]).reshape(len(ids), len(names))
     return ids, matrix
+
+
+def lineage(session: Session, node_id: int) -> list[dict[str, Any]]:
+    """The rides from the start to node `node_id`, as its fingerprint (`Node.path`) names them:
+    one indexed lookup a ride, never the job's whole DAG."""
+    node = session.get(Node, node_id)
+    at = session.scalar(
+        select(Node.id).where(Node.job_id == node.job_id, Node.fingerprint == ROOT_FINGERPRINT)
+    )
+    rides = []
+    for eigen_index, direction in from_text(node.path):
+        ride = session.scalar(
+            select(Ride).where(
+                Ride.from_node_id == at, Ride.eigen_index == eigen_index, Ride.sign == direction
+            )
+        )
+        rides.append(
+            {
+                "from": at,
+                "to": ride.to_node_id,
+                "eigen_index": eigen_index,
+                "sign": direction,
+                "eigenvalue": ride.eigenvalue,
+            }
+        )
+        at = ride.to_node_id
+    return rides
 
 
 def lineage_graph(session: Session, job_id: int) -> nx.MultiDiGraph:

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Annotated
 
-import networkx as nx
 from fastapi import APIRouter, Header, Response
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.deps import OwnerDep, ServicesDep
 from api.problems_json import ProblemError
 from api.schemas import SolutionDetail, SolutionId
-from storage.jobs import ROOT_FINGERPRINT, get_job
-from storage.models import Node, Solution
-from storage.queries import lineage_graph, solution_rows
+from storage.jobs import get_job
+from storage.models import Solution
+from storage.queries import lineage, solution_rows
 
 router = APIRouter(tags=["solutions"])
 SAFETENSORS = "application/octet-stream"
@@ -35,24 +32,8 @@ def solution(solution_id: SolutionId, services: ServicesDep, owner: OwnerDep) ->
     with services.db.session(readonly=True) as session:
         found = own_solution(session, owner, solution_id)
         (row,) = solution_rows(session, [solution_id])
-        graph = lineage_graph(session, found.job_id)
-        root = session.scalar(
-            select(Node.id).where(Node.job_id == found.job_id, Node.fingerprint == ROOT_FINGERPRINT)
-        )
-    path = nx.shortest_path(graph, root, found.node_id)
-    lineage = []
-    for a, b in itertools.pairwise(path):
-        ride = min(graph[a][b].items())[1]
-        lineage.append(
-            {
-                "from": a,
-                "to": b,
-                "eigen_index": ride["eigen_index"],
-                "sign": ride["sign"],
-                "eigenvalue": ride["eigenvalue"],
-            }
-        )
-    return SolutionDetail(**row.to_json(), lineage=lineage)
+        rides = lineage(session, found.node_id)
+    return SolutionDetail(**row.to_json(), lineage=rides)
 
 
 @router.get(

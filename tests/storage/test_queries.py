@@ -4,13 +4,26 @@ same query done in Python."""
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 
 import pytest
+from sqlalchemy import select
 
+from ridgerider.search import SearchSpec
+from ridgerider.search.fingerprint import from_text
 from storage.filters import MAX_LENGTH, MAX_NESTING, FilterError, check_names, parse_filter
-from storage.queries import QueryError, metric_matrix, solutions_page
+from storage.jobs import create_job
+from storage.models import Solution
+from storage.queries import (
+    QueryError,
+    lineage,
+    lineage_graph,
+    metric_matrix,
+    solutions_page,
+)
 from tests.storage.synthetic import synthetic_job
+from workers.local import run_job
 
 FILTERS = {
     "test_accuracy > 0.5 and sharpness < 20": lambda m: (
@@ -196,3 +209,25 @@ def test_the_metric_matrix_holds_the_filtered_solutions(db, job):
     assert ids == sorted(i for i, m in metrics.items() if m["sharpness"] < 50)
     assert matrix.shape == (len(ids), 2)
     assert matrix[0].tolist() == [metrics[ids[0]]["loss"], metrics[ids[0]]["sharpness"]]
+
+
+def test_a_solution_s_lineage_follows_its_fingerprint_from_the_start(db, store):
+    with db.session() as session:
+        spec = SearchSpec(problem="styblinski-tang:dim=2")
+        job_id = create_job(session, spec.model_dump()).id
+    run_job(db, store, job_id)
+    with db.session(readonly=True) as session:
+        graph = lineage_graph(session, job_id)
+        minima = session.scalars(select(Solution.node_id).where(Solution.job_id == job_id)).all()
+        root = next(n for n, d in graph.nodes(data=True) if d["fingerprint"] == "")
+        assert len(minima) == 4
+        for node_id in minima:
+            rides = lineage(session, node_id)
+            labels = tuple((r["eigen_index"], r["sign"]) for r in rides)
+            assert labels == from_text(graph.nodes[node_id]["fingerprint"]) and labels
+            assert rides[0]["from"] == root and rides[-1]["to"] == node_id
+            for ride, after in itertools.pairwise(rides):
+                assert ride["to"] == after["from"]
+            for ride in rides:
+                edges = graph.get_edge_data(ride["from"], ride["to"]).values()
+                assert any(e["eigenvalue"] == ride["eigenvalue"] for e in edges)
