@@ -33,10 +33,11 @@ class Objective:
 
 
 def parse_objectives(text: str) -> list[Objective]:
-    """`test_accuracy:max,sharpness:min` into objectives (direction defaults to max).
+    """`test_accuracy:max,sharpness:min` into objectives (direction defaults to max), each
+    metric once (see `distinct_objectives`).
 
     Raises:
-        QueryError: an empty list or a direction other than max/min.
+        QueryError: an empty list, a direction other than max/min, or a metric given both ways.
     """
     objectives = []
     for item in filter(None, (part.strip() for part in text.split(","))):
@@ -49,7 +50,24 @@ def parse_objectives(text: str) -> list[Objective]:
         objectives.append(Objective(name, direction))
     if not objectives:
         raise QueryError("pareto: give at least one objective, e.g. test_accuracy:max")
-    return objectives
+    return distinct_objectives(objectives)
+
+
+def distinct_objectives(objectives: Sequence[Objective]) -> list[Objective]:
+    """`objectives` with repeats dropped (first order kept): a metric given twice the same way
+    counts once, as it changes no front. A metric to be both maximised and minimised is
+    refused: every solution would be on that front, which is surely not what was meant.
+
+    Raises:
+        QueryError: a metric given with both directions.
+    """
+    directions: dict[str, Direction] = {}
+    for objective in objectives:
+        if directions.setdefault(objective.name, objective.direction) != objective.direction:
+            raise QueryError(
+                f"objective {objective.name!r} is given as both max and min; give it once"
+            )
+    return [Objective(name, direction) for name, direction in directions.items()]
 
 
 def pareto_indices(values: np.ndarray) -> np.ndarray:
@@ -70,7 +88,13 @@ def pareto_indices(values: np.ndarray) -> np.ndarray:
 def pareto_front(
     session: Session, job_id: int, objectives: Sequence[Objective], filter: str | None = None
 ) -> list[int]:
-    """Ids of the solutions (passing `filter`) on the Pareto front of `objectives`."""
+    """Ids of the solutions (passing `filter`) on the Pareto front of `objectives` (repeats
+    count once).
+
+    Raises:
+        QueryError: an unknown metric, or one given with both directions.
+    """
+    objectives = distinct_objectives(objectives)
     ids, matrix = metric_matrix(session, job_id, [o.name for o in objectives], filter)
     if not ids:
         return []

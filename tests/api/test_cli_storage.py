@@ -103,6 +103,14 @@ def test_select_pareto_and_diverse_with_ensemble_metrics(folder):
     assert "ensemble test accuracy" in cli(folder, "select", "1", "--diverse", "2")
 
 
+def test_a_repeated_pareto_objective_counts_once(folder):
+    once = json.loads(cli(folder, "select", "1", "--pareto", "loss:min", "--format", "json"))
+    twice = cli(folder, "select", "1", "--pareto", "loss:min,loss:min", "--format", "json")
+    assert once["solutions"] and json.loads(twice) == once
+    result = ridgerider("select", "1", "--pareto", "loss:min,loss:max", cwd=folder)
+    assert result.returncode == 2 and "'loss' is given as both max and min" in result.stderr
+
+
 def test_export_folder_and_archive(folder):
     out = cli(folder, "export", "1", "exported", "--diverse", "2")
     assert "exported 2 solutions of job 1" in out

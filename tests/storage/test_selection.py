@@ -5,16 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from storage.jobs import create_job
 from storage.queries import QueryError
 from storage.selection import (
     Objective,
+    choose,
     diverse_top_k,
     pareto_front,
     pareto_indices,
     parse_objectives,
     stored_predictions,
 )
-from tests.storage.synthetic import synthetic_job
+from tests.storage.synthetic import record_solution, synthetic_job
 
 
 def brute_force_front(values: np.ndarray) -> list[int]:
@@ -91,3 +93,21 @@ def test_selection_errors_name_what_is_wrong(db):
             diverse_top_k(session, job_id, 0)
         with pytest.raises(QueryError, match="unknown metric 'accuracy'"):
             pareto_front(session, job_id, [Objective("accuracy", "max")])
+
+
+def test_a_repeated_objective_counts_once_and_opposite_directions_are_refused(db):
+    with db.session() as session:
+        job_id = create_job(session, {"problem": "synthetic"}).id
+    points = [(0.3, 0.9), (0.1, 0.5), (0.2, 0.95), (0.1, 0.4)]
+    ids = [record_solution(db, job_id, {"loss": x, "test_accuracy": y}) for x, y in points]
+    with db.session(readonly=True) as session:
+        lowest, how = choose(session, job_id, "loss:min,loss:min")
+        front, _ = choose(session, job_id, "loss:min, test_accuracy:max, loss:min")
+        repeated = pareto_front(session, job_id, [Objective("loss", "min")] * 2)
+        with pytest.raises(QueryError, match="'loss' is given as both max and min"):
+            choose(session, job_id, "loss:min,loss:max")
+        with pytest.raises(QueryError, match="'loss' is given as both max and min"):
+            pareto_front(session, job_id, [Objective("loss", "min"), Objective("loss", "max")])
+    assert lowest == repeated == [ids[1], ids[3]]
+    assert how == "the Pareto front over loss (min)"
+    assert front == [ids[1], ids[2]]
