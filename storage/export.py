@@ -44,13 +44,16 @@ def export(
     set's ensemble metrics (model evaluations); without it, the job's own set metrics when every
     solution is exported. Returns the path written.
 
+    The export is built in a temporary folder that is removed whether it succeeds or fails
+    (it holds copies of the weights).
+
     Raises:
-        FileExistsError: `destination` exists and is not an empty folder.
+        FileExistsError: `destination` exists and is not an empty folder, or is an archive
+            path that exists.
+        OSError: `destination` cannot be written.
+        CorruptArtifactError, MissingArtifactError: a solution's weights are damaged or gone.
     """
-    if destination.exists() and (destination.is_file() or any(destination.iterdir())):
-        raise FileExistsError(f"{destination} exists and is not empty; choose a new path")
-    archive = destination.name.endswith(".tar.gz")
-    folder = Path(tempfile.mkdtemp()) / destination.name.removesuffix(".tar.gz")
+    _check_destination(destination)
     with db.session(readonly=True) as session:
         job = get_job(session, job_id)
         all_ids = session.scalars(
@@ -66,32 +69,61 @@ def export(
         except QueryError:  # not a classifier: no disagreement to plot
             predictions = None
         graph = lineage_graph(session, job_id)
-    folder.mkdir(parents=True)
-    (folder / "spec.json").write_text(json.dumps(job.spec, indent=2) + "\n")
-    _write_metrics_csv(rows, folder / "metrics.csv")
-    _write_weights(store, rows, folder / "weights")
-    nx.write_graphml(graph, folder / "lineage.graphml")
-    (folder / "lineage.json").write_text(
-        json.dumps(nx.node_link_data(graph, edges="edges"), indent=1) + "\n"
-    )
-    figures = _plots(rows, predictions, graph, folder / "plots", objectives)
     if problem is not None and ids:
         set_metrics = ensemble_metrics(db, store, job_id, ids, problem)
     else:
         set_metrics = (job.stats or {}).get("set_metrics", {}) if ids == list(all_ids) else {}
-    card = _card(job, problem, rows, selection, set_metrics, figures)
-    (folder / "MODEL_CARD.md").write_text(card)
-    if archive:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(destination, "w:gz") as tar:
-            tar.add(folder, arcname=folder.name)
-    else:
-        destination.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ridgerider-export-") as scratch:
+        folder = Path(scratch) / destination.name.removesuffix(".tar.gz")
+        folder.mkdir()
+        (folder / "spec.json").write_text(json.dumps(job.spec, indent=2) + "\n")
+        _write_metrics_csv(rows, folder / "metrics.csv")
+        _write_weights(store, rows, folder / "weights")
+        nx.write_graphml(graph, folder / "lineage.graphml")
+        (folder / "lineage.json").write_text(
+            json.dumps(nx.node_link_data(graph, edges="edges"), indent=1) + "\n"
+        )
+        figures = _plots(rows, predictions, graph, folder / "plots", objectives)
+        card = _card(job, problem, rows, selection, set_metrics, figures)
+        (folder / "MODEL_CARD.md").write_text(card)
+        _deliver(folder, destination)
+    return destination
+
+
+def _check_destination(destination: Path) -> None:
+    """Refuse to overwrite anything: an archive needs a new path, a folder a new or empty one;
+    checked before any work, as is a file where a folder on the way should be.
+
+    Raises:
+        FileExistsError: `destination` is taken.
+        NotADirectoryError: a file stands where one of its folders would be.
+    """
+    nearest = next(folder for folder in destination.parents if folder.exists())
+    if not nearest.is_dir():
+        raise NotADirectoryError(f"cannot write {destination}: {nearest} is a file, not a folder")
+    if destination.name.endswith(".tar.gz"):
+        if destination.exists():
+            raise FileExistsError(f"{destination} already exists; choose a new path")
+    elif destination.exists() and (not destination.is_dir() or any(destination.iterdir())):
+        raise FileExistsError(f"{destination} exists and is not empty; choose a new path")
+
+
+def _deliver(folder: Path, destination: Path) -> None:
+    """Move the finished export `folder` to `destination`, or pack it there as a .tar.gz; a
+    partly written archive is removed, so that a failed export leaves nothing behind."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    if not destination.name.endswith(".tar.gz"):
         if destination.exists():
             destination.rmdir()
         shutil.move(folder, destination)
-    shutil.rmtree(folder.parent, ignore_errors=True)
-    return destination
+        return
+    with destination.open("xb") as handle:  # never over a file that appeared meanwhile
+        try:
+            with tarfile.open(fileobj=handle, mode="w:gz") as tar:
+                tar.add(folder, arcname=folder.name)
+        except BaseException:
+            destination.unlink(missing_ok=True)
+            raise
 
 
 def _write_metrics_csv(rows: list[SolutionRow], path: Path) -> None:

@@ -10,6 +10,7 @@ finalise the job.
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,10 @@ Work = Literal["expand", "evaluate", "none"]
 ACTIVE = ("pending", "claimed")
 MAX_ATTEMPTS = 3
 MAX_SENDS = 8  # messages for one unit, or for one job's start and finalisation, in all
+
+
+class IdempotencyKeyReusedError(ValueError):
+    """An idempotency key sent again with a different request."""
 
 
 class JobNotFoundError(LookupError):
@@ -92,12 +97,21 @@ def create_job(
 ) -> Job:
     """A queued job for `spec` (a SearchSpec as JSON). With an `idempotency_key`, the job this
     owner already created with that key is returned instead of a new one. `allow_import` says
-    whether its problem may name a module to import (no for jobs from the network)."""
+    whether its problem may name a module to import (no for jobs from the network).
+
+    Raises:
+        IdempotencyKeyReusedError: the key's job was made from another spec.
+    """
     if idempotency_key is not None:
         existing = session.scalar(
             select(Job).where(Job.owner == owner, Job.idempotency_key == idempotency_key)
         )
         if existing is not None:
+            if existing.spec != json.loads(json.dumps(spec)):  # as stored: tuples are lists
+                raise IdempotencyKeyReusedError(
+                    f"Idempotency-Key {idempotency_key!r} was used for job {existing.id} with "
+                    "another spec; use a new key for a new job"
+                )
             return existing
     job = Job(
         spec=spec,

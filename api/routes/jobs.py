@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import networkx as nx
-from fastapi import APIRouter, BackgroundTasks, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from kombu.exceptions import OperationalError as BrokerError
 from pydantic import TypeAdapter
 from sqlalchemy import select as sql_select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from starlette.types import Receive, Scope, Send
 
 from api.caches import etag
 from api.deps import OwnerDep, Services, ServicesDep
@@ -42,9 +43,18 @@ from api.schemas import (
 from ridgerider import __version__
 from storage.export import export
 from storage.filters import FilterError
-from storage.jobs import JobNotFoundError, counts, create_job, get_job, job_version
+from storage.jobs import (
+    IdempotencyKeyReusedError,
+    JobNotFoundError,
+    counts,
+    create_job,
+    get_job,
+    job_version,
+)
 from storage.models import Job, Node, Ride, Solution
 from storage.queries import (
+    MAX_CURSOR,
+    ForgedCursorError,
     QueryError,
     lineage_graph,
     list_jobs,
@@ -109,28 +119,39 @@ def submit(
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JobOut:
     """Queue a search on the worker pool. A retried request with the same `Idempotency-Key`
-    returns the job the first one made."""
+    returns the job the first one made; the key sent with another spec is a 422."""
     fields = spec.model_dump()
     try:
-        with services.db.session() as session:
-            job = create_job(session, fields, owner=owner, idempotency_key=idempotency_key)
-            new = job.enqueued_at is None
-    except IntegrityError:  # two retries raced: the other one made it
-        with services.db.session(readonly=True) as session:
-            job = create_job(session, fields, owner=owner, idempotency_key=idempotency_key)
-            new = False
+        job_id, new = _create(services, fields, owner, idempotency_key)
+    except IntegrityError:  # two retries raced: the other one made it, and sends it
+        job_id, new = _create(services, fields, owner, idempotency_key)[0], False
     if new:
         try:
-            services.pool.submit(services.db, job.id)
+            services.pool.submit(services.db, job_id)
         except BrokerError:
             detail = (
-                f"job {job.id} is stored but the broker is unreachable: retry with the same "
+                f"job {job_id} is stored but the broker is unreachable: retry with the same "
                 "Idempotency-Key to send it"
             )
             raise ProblemError(503, "Service Unavailable", detail) from None
-    response.headers["Location"] = f"/jobs/{job.id}"
+    response.headers["Location"] = f"/jobs/{job_id}"
     with services.db.session(readonly=True) as session:
-        return job_out(services, session, get_job(session, job.id))
+        return job_out(services, session, get_job(session, job_id))
+
+
+def _create(
+    services: Services, fields: dict[str, Any], owner: str, idempotency_key: str | None
+) -> tuple[int, bool]:
+    """The job's id, and whether it is new (not one an earlier request with the key made)."""
+    try:
+        with services.db.session() as session:
+            job = create_job(
+                session, fields, owner=owner, idempotency_key=idempotency_key, allow_import=False
+            )
+            return job.id, job.enqueued_at is None
+    except IdempotencyKeyReusedError as error:
+        field = {"field": "Idempotency-Key", "message": str(error)}
+        raise ProblemError(422, "Idempotency-Key reused", str(error), [field]) from None
 
 
 @router.get("/jobs", response_model=JobPage)
@@ -301,7 +322,7 @@ def solutions(
     filter: Annotated[str | None, Query(max_length=2000)] = None,
     sort: Annotated[str, Query(pattern=SORT_PATTERN, description="-name descends")] = "id",
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR)] = None,
     if_none_match: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
     """The job's solutions passing `filter`, sorted by `sort` (`-name` descends), a page at a
@@ -334,8 +355,9 @@ def _solutions_body(
         ) from None
     except QueryError as error:
         field = str(error).split(":")[0] if ":" in str(error) else "query"
+        status = 400 if isinstance(error, ForgedCursorError) else 422
         raise ProblemError(
-            422, "Invalid query", str(error), [{"field": field, "message": str(error)}]
+            status, "Invalid query", str(error), [{"field": field, "message": str(error)}]
         ) from None
     # Plain data serialised once, with no validation pass (the route still declares
     # SolutionPage, and the schema fuzz test holds it to it); non-finite floats become null.
@@ -368,6 +390,21 @@ def select(
     return Selection(selection=how, solutions=chosen)
 
 
+class ExportResponse(FileResponse):
+    """An export archive whose temporary folder is removed once the response is over: sent,
+    failed, or cut off by the client (a background task would not run then)."""
+
+    def __init__(self, path: Path, folder: Path) -> None:
+        super().__init__(path, media_type="application/gzip", filename=path.name)
+        self.folder = folder
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
 @router.get(
     "/jobs/{job_id}/export",
     response_class=FileResponse,
@@ -375,7 +412,6 @@ def select(
 )
 def export_archive(
     job_id: JobId,
-    background: BackgroundTasks,
     services: ServicesDep,
     owner: OwnerDep,
     pareto: Annotated[
@@ -393,14 +429,17 @@ def export_archive(
             ids, how = choose(session, job_id, pareto, diverse, filter)
         except (FilterError, QueryError) as error:
             raise ProblemError(422, "Invalid selection", str(error)) from None
-    folder = Path(tempfile.mkdtemp())
-    path = export(
-        services.db,
-        services.store,
-        job_id,
-        folder / f"ridgerider-job-{job_id}.tar.gz",
-        ids=ids,
-        selection=how,
-    )
-    background.add_task(shutil.rmtree, folder, True)
-    return FileResponse(path, media_type="application/gzip", filename=path.name)
+    folder = Path(tempfile.mkdtemp(prefix="ridgerider-export-"))
+    try:
+        path = export(
+            services.db,
+            services.store,
+            job_id,
+            folder / f"ridgerider-job-{job_id}.tar.gz",
+            ids=ids,
+            selection=how,
+        )
+    except BaseException:  # no response will remove it
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return ExportResponse(path, folder)

@@ -160,7 +160,8 @@ def test_keys_are_required_and_scope_what_is_seen(api, finished_job):
     server, _ = api
     job_id, _ = finished_job
     with server.client(None) as anonymous:
-        assert anonymous.get("/healthz").status_code == 200
+        for public in ("/healthz", "/openapi.json", "/docs"):  # as the README says
+            assert anonymous.get(public).status_code == 200, public
         response = anonymous.get(f"/jobs/{job_id}")
         assert response.status_code == 401
         assert response.headers["content-type"] == PROBLEM_JSON
@@ -292,6 +293,36 @@ def test_malformed_and_oversized_requests_are_4xx(api, finished_job):
         assert http.post(f"/jobs/{job_id}/select", json={}).status_code == 422
 
 
+def test_bodies_sent_in_chunks_types_and_long_ids_are_checked_strictly(api):
+    server, _ = api
+
+    def chunks(size: int):
+        for _ in range(size // 1024):
+            yield b" " * 1024
+
+    with server.client() as http:
+        chunked = http.post(
+            "/jobs%22,%22status%22:200,%22x%22:%22",
+            content=chunks(100 * 1024),
+            headers={"content-type": "application/json"},
+        )
+        assert chunked.status_code == 413 and chunked.headers["content-type"] == PROBLEM_JSON
+        body = chunked.json()  # the path cannot break out of its string
+        assert body["status"] == 413 and body["instance"] == '/jobs","status":200,"x":"'
+        small = http.post(
+            "/jobs",
+            content=iter([b'{"problem": ', b'"himmelblau", "max_nodes": "5"}']),
+            headers={"content-type": "application/json"},
+        )
+        assert small.status_code == 422 and small.json()["errors"][0]["field"] == "max_nodes"
+        flag = http.post("/jobs", json={"problem": "himmelblau", "max_nodes": True})
+        assert flag.status_code == 422 and flag.json()["errors"][0]["field"] == "max_nodes"
+        for path in ("/jobs/", "/solutions/", "/jobs/1/solutions?limit="):
+            response = http.get(path + "9" * 5000)
+            assert response.status_code == 422, path
+            assert "9" * 30 not in response.json()["detail"] and len(response.text) < 1000, path
+
+
 def forged_cursor(data: object) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
@@ -383,6 +414,27 @@ def test_a_retried_submission_returns_the_same_job(api):
         other = http.post("/jobs", json={"problem": "himmelblau", "seed": 7})
     assert first.status_code == second.status_code == 202
     assert first.json()["id"] == second.json()["id"] != other.json()["id"]
+
+
+def test_an_idempotency_key_sent_with_another_spec_is_refused(api):
+    server, _ = api
+    with server.client() as http:
+        headers = {"Idempotency-Key": "retry-2"}
+        first = http.post("/jobs", json={"problem": "himmelblau", "seed": 7}, headers=headers)
+        before = len(http.get("/jobs").json()["jobs"])
+        changed = http.post("/jobs", json={"problem": "himmelblau", "seed": 8}, headers=headers)
+        assert len(http.get("/jobs").json()["jobs"]) == before
+        same = http.post("/jobs", json={"problem": "himmelblau", "seed": 7}, headers=headers)
+        bob = http.post(
+            "/jobs",
+            json={"problem": "himmelblau", "seed": 8},
+            headers={**headers, "Authorization": f"Bearer {server.keys['bob']}"},
+        )
+    assert changed.status_code == 422 and changed.headers["content-type"] == PROBLEM_JSON
+    (error,) = changed.json()["errors"]
+    assert error["field"] == "Idempotency-Key" and f"job {first.json()['id']}" in error["message"]
+    assert same.status_code == 202 and same.json()["id"] == first.json()["id"]
+    assert bob.status_code == 202 and bob.json()["id"] != first.json()["id"]  # keys are per owner
 
 
 def test_a_fuzz_of_every_endpoint_finds_no_5xx_and_no_schema_breach(api, finished_job, tmp_path):

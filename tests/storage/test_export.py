@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tarfile
 
 import networkx as nx
 import numpy as np
@@ -26,6 +27,13 @@ from storage.solutions import SolutionNotFoundError, load_model, load_theta
 from workers.local import run_job
 
 PROBLEM = "tests.problems:tiny_net"
+
+
+def corrupt(path):
+    """Flip a bit in the middle of a stored file, so that its sha256 no longer matches."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))
 
 
 @pytest.fixture
@@ -58,10 +66,7 @@ def test_a_stored_solution_loads_as_a_ready_model_in_one_call(db, store, job):
 def test_a_corrupted_weight_file_is_refused_when_loaded(db, store, job):
     with db.session(readonly=True) as session:
         solution = session.scalars(select(Solution).where(Solution.job_id == job)).first()
-    path = store.path(solution.weights_sha256)
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 1
-    path.write_bytes(bytes(data))
+    corrupt(store.path(solution.weights_sha256))
     with pytest.raises(CorruptArtifactError, match="is corrupt"):
         load_theta(db, store, solution.id)
 
@@ -102,3 +107,36 @@ def test_the_export_opens_everywhere(db, store, job, tmp_path):
         assert pixels.shape[0] > 300 and pixels.std() > 0.05  # drawn, not blank
     lineage = json.loads((destination / "lineage.json").read_text())
     assert nx.node_link_graph(lineage, edges="edges").number_of_edges() == rides
+
+
+def test_an_export_leaves_no_temporary_files_whether_it_succeeds_or_fails(
+    db, store, job, tmp_path, scratch
+):
+    written = export(db, store, job, tmp_path / "set.tar.gz")
+    with tarfile.open(written) as archive:
+        assert "set/weights/SHA256SUMS" in archive.getnames()
+    assert list(scratch.iterdir()) == []
+    dangling = tmp_path / "link.tar.gz"  # taken, though exists() says not: found at the end
+    dangling.symlink_to(tmp_path / "elsewhere.tar.gz")
+    with pytest.raises(FileExistsError):
+        export(db, store, job, dangling)
+    assert list(scratch.iterdir()) == [] and not (tmp_path / "elsewhere.tar.gz").exists()
+    assert dangling.is_symlink()
+    with db.session(readonly=True) as session:
+        digests = session.scalars(select(Solution.weights_sha256).where(Solution.job_id == job))
+        corrupt(store.path(digests.first()))
+    with pytest.raises(CorruptArtifactError, match="is corrupt"):
+        export(db, store, job, tmp_path / "corrupt")
+    assert list(scratch.iterdir()) == [] and not (tmp_path / "corrupt").exists()
+
+
+def test_an_export_refuses_a_taken_or_impossible_destination_up_front(
+    db, store, job, tmp_path, scratch
+):
+    (tmp_path / "folder.tar.gz").mkdir()
+    with pytest.raises(FileExistsError, match=r"folder\.tar\.gz already exists"):
+        export(db, store, job, tmp_path / "folder.tar.gz")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(NotADirectoryError, match="file is a file, not a folder"):
+        export(db, store, job, tmp_path / "file" / "set.tar.gz")
+    assert list(scratch.iterdir()) == []
