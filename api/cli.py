@@ -24,6 +24,7 @@ from api.cli_common import (
     Format,
     JobArgument,
     KeyOption,
+    ReportingGroup,
     ServerOption,
     console,
     describe,
@@ -83,7 +84,11 @@ from workers.local import run_job
 from workers.settings import DEFAULT_BROKER_URL
 from workers.steps import StartError
 
-app = typer.Typer(help="Ridge Rider: find many genuinely different minima of a loss.")
+app = typer.Typer(
+    cls=ReportingGroup,
+    help="Ridge Rider: find many genuinely different minima of a loss.",
+    pretty_exceptions_show_locals=False,  # a bug's traceback must not print keys or passwords
+)
 ThreadsOption = Annotated[
     int,
     typer.Option(
@@ -458,12 +463,9 @@ def export_command(
     objectives = None
     if pareto and len(parse_objectives(pareto)) >= 2:
         objectives = tuple(o.name for o in parse_objectives(pareto)[:2])
-    try:
-        written = export(
-            db, store, job, destination, problem, ids=ids, selection=how, objectives=objectives
-        )
-    except FileExistsError as error:
-        fail(str(error))
+    written = export(
+        db, store, job, destination, problem, ids=ids, selection=how, objectives=objectives
+    )
     console.print(f"exported {len(ids)} solutions of job {job} to {written}")
 
 

@@ -8,21 +8,27 @@ import tomllib
 from enum import StrEnum
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
+from typer.core import TyperGroup
 
-from api.client import API_KEY_ENV, SERVER_ENV
-from storage.artifacts import ARTIFACTS_ENV, LocalArtifactStore
+from api.client import API_KEY_ENV, SERVER_ENV, ClientError
+from ridgerider.problems.registry import UnknownProblemError
+from storage.artifacts import ARTIFACTS_ENV, CorruptArtifactError, LocalArtifactStore
 from storage.database import DATABASE_URL_ENV, Database
+from storage.filters import FilterError
 from storage.jobs import JobNotFoundError, get_job
 from storage.models import Job
+from storage.queries import QueryError
 from storage.schema import SchemaOutdatedError, ensure_schema
+from storage.solutions import SolutionNotFoundError
 from workers.settings import BROKER_URL_ENV
 
 console = Console()
@@ -59,6 +65,28 @@ FilterOption = Annotated[
     str | None,
     typer.Option("--filter", help="e.g. 'test_accuracy > 0.95 and sharpness < 20'."),
 ]
+
+
+JSON_KINDS = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "true or false",
+    type(None): "null",
+}
+USER_ERRORS = (
+    OSError,
+    OperationalError,
+    CorruptArtifactError,
+    FilterError,
+    QueryError,
+    JobNotFoundError,
+    SolutionNotFoundError,
+    UnknownProblemError,
+    SchemaOutdatedError,
+    ClientError,
+)
 
 
 class Format(StrEnum):
@@ -131,11 +159,18 @@ def where(db: Database) -> str:
 
 
 def read_spec(path: Path) -> dict:
-    text = path.read_text()
+    """The fields of a search spec file: a TOML table, or a JSON object (fails otherwise)."""
     try:
-        return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        text = path.read_text(encoding="utf-8")
+        fields = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except UnicodeDecodeError as error:
+        fail(f"cannot read {path}: not UTF-8 text (at byte {error.start})")
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
         fail(f"cannot read {path}: {error}")
+    if not isinstance(fields, dict):
+        kind = JSON_KINDS.get(type(fields), type(fields).__name__)
+        fail(f'cannot read {path}: a spec is a JSON object, e.g. {{"problem": ...}}, not {kind}')
+    return fields
 
 
 def describe(error: ValidationError) -> str:
@@ -147,5 +182,29 @@ def describe(error: ValidationError) -> str:
 
 
 def fail(message: str) -> NoReturn:
-    errors.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    """Print `message` as the error (verbatim, never as markup) and exit with code 2."""
+    errors.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
+
+
+def explain(error: Exception) -> str:
+    """What went wrong, in a line: the database's own words, or the file and the system's."""
+    if isinstance(error, OperationalError):
+        return f"database error: {str(error.orig).splitlines()[0]}"
+    if isinstance(error, OSError) and error.strerror and error.filename is not None:
+        return f"{error.strerror}: {error.filename}"
+    return str(error)
+
+
+class ReportingGroup(TyperGroup):
+    """The command group that turns the errors a user can act on (a bad path, query or cursor,
+    damaged artifacts, a database that refuses a write), from any command, into `fail`'s one
+    line and exit code 2. Anything else is a bug: it keeps its traceback and exit code 1."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise  # output piped into a closed reader: left to click, as before
+        except USER_ERRORS as error:
+            fail(explain(error))
