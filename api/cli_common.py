@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from typer.core import TyperGroup
 
@@ -77,7 +77,7 @@ JSON_KINDS = {
 }
 USER_ERRORS = (
     OSError,
-    OperationalError,
+    DBAPIError,
     CorruptArtifactError,
     FilterError,
     QueryError,
@@ -189,7 +189,7 @@ def fail(message: str) -> NoReturn:
 
 def explain(error: Exception) -> str:
     """What went wrong, in a line: the database's own words, or the file and the system's."""
-    if isinstance(error, OperationalError):
+    if isinstance(error, DBAPIError):
         return f"database error: {str(error.orig).splitlines()[0]}"
     if isinstance(error, OSError) and error.strerror and error.filename is not None:
         return f"{error.strerror}: {error.filename}"
@@ -198,7 +198,7 @@ def explain(error: Exception) -> str:
 
 class ReportingGroup(TyperGroup):
     """The command group that turns the errors a user can act on (a bad path, query or cursor,
-    damaged artifacts, a database that refuses a write), from any command, into `fail`'s one
+    damaged artifacts, a database that refuses a statement), from any command, into `fail`'s one
     line and exit code 2. Anything else is a bug: it keeps its traceback and exit code 1."""
 
     def invoke(self, ctx: typer.Context) -> Any:

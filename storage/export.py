@@ -126,6 +126,12 @@ def _deliver(folder: Path, destination: Path) -> None:
             raise
 
 
+def disagreement_matrix(predictions: np.ndarray) -> np.ndarray:
+    """The fraction of examples on which each pair of solutions (rows) predicts differently;
+    a row at a time, so memory is n x m and n x n, never n x n x m (450 MB at 1,000)."""
+    return np.stack([(predictions != row).mean(1) for row in predictions])
+
+
 def _write_metrics_csv(rows: list[SolutionRow], path: Path) -> None:
     names = sorted({name for row in rows for name in row.metrics})
     with path.open("w", newline="") as handle:
@@ -176,8 +182,9 @@ def _plots(
         plots.pareto_scatter(values, on_front, pair, ids, folder / "pareto.png")
         made.append("pareto.png")
     if predictions is not None:
-        matrix = (predictions[:, None, :] != predictions[None, :, :]).mean(2)
-        plots.disagreement_heatmap(matrix, ids, folder / "disagreement.png")
+        plots.disagreement_heatmap(
+            disagreement_matrix(predictions), ids, folder / "disagreement.png"
+        )
         made.append("disagreement.png")
     classes = sorted(
         (n for n in names if n.startswith("class_") and n.endswith("_accuracy")),

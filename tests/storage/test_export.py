@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from ridgerider.problems.registry import load
 from ridgerider.search import SearchSpec
 from storage.artifacts import CorruptArtifactError
-from storage.export import export
+from storage.export import disagreement_matrix, export
 from storage.jobs import create_job
 from storage.models import Node, Ride, Solution
 from storage.queries import solutions_page
@@ -140,3 +140,9 @@ def test_an_export_refuses_a_taken_or_impossible_destination_up_front(
     with pytest.raises(NotADirectoryError, match="file is a file, not a folder"):
         export(db, store, job, tmp_path / "file" / "set.tar.gz")
     assert list(scratch.iterdir()) == []
+
+
+def test_the_disagreement_matrix_counts_differing_predictions_pair_by_pair():
+    predictions = np.array([[0, 1, 2, 3], [0, 1, 2, 0], [1, 0, 2, 0]], dtype=np.int16)
+    expected = np.array([[0, 1, 3], [1, 0, 2], [3, 2, 0]]) / 4
+    np.testing.assert_array_equal(disagreement_matrix(predictions), expected)
