@@ -11,6 +11,7 @@ import httpx
 
 SERVER_ENV = "RIDGERIDER_SERVER"
 API_KEY_ENV = "RIDGERIDER_API_KEY"
+EVENTS_READ_TIMEOUT = 60.0  # seconds without a byte: the server sends a comment every 15 s
 
 
 class ClientError(RuntimeError):
@@ -51,15 +52,45 @@ class Client:
         return self.request("POST", f"/jobs/{job_id}/select", json=body).json()
 
     def export(self, job_id: int, path: Path, **query: Any) -> Path:
+        """Download the export archive to `path`, a chunk at a time (a partial file is removed
+        if the download fails)."""
         params = {k: v for k, v in query.items() if v is not None}
-        response = self.request("GET", f"/jobs/{job_id}/export", params=params)
-        path.write_bytes(response.content)
+        try:
+            with self.http.stream("GET", f"/jobs/{job_id}/export", params=params) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ClientError(_detail(response))
+                with path.open("xb") as archive:
+                    for chunk in response.iter_bytes():
+                        archive.write(chunk)
+        except httpx.HTTPError as error:
+            path.unlink(missing_ok=True)
+            raise ClientError(f"the export's download failed: {error}") from None
         return path
 
     def events(self, job_id: int) -> Iterator[tuple[str, dict[str, Any]]]:
-        """The job's server-sent events as (event, data) until the stream ends."""
+        """The job's server-sent events as (event, data) until the job ends. A stream the
+        server ends after its longest time (`expired`) is opened again, and the events it
+        repeats are left out."""
+        seen: dict[str, int] = {}
+        while True:
+            expired = False
+            for event, data in self._event_stream(job_id):
+                if event == "expired":
+                    expired = True
+                elif event in ("node", "ride", "minimum"):
+                    if data["id"] > seen.get(event, 0):
+                        seen[event] = data["id"]
+                        yield event, data
+                else:
+                    yield event, data
+            if not expired:
+                return
+
+    def _event_stream(self, job_id: int) -> Iterator[tuple[str, dict[str, Any]]]:
         try:
-            with self.http.stream("GET", f"/jobs/{job_id}/events", timeout=None) as response:
+            timeout = httpx.Timeout(self.http.timeout.connect, read=EVENTS_READ_TIMEOUT)
+            with self.http.stream("GET", f"/jobs/{job_id}/events", timeout=timeout) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise ClientError(_detail(response))

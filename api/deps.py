@@ -15,6 +15,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.concurrency import run_in_threadpool
 
 from api.caches import LruCache, page_cache, progress_cache
+from api.limits import Limits, StreamSlots
 from api.problems_json import ProblemError
 from storage.artifacts import ArtifactStore
 from storage.database import Database
@@ -54,6 +55,11 @@ class Services:
     keys: KeyCache = field(default_factory=KeyCache)
     pages: LruCache[bytes] = field(default_factory=page_cache)
     progress: LruCache[dict[str, int]] = field(default_factory=progress_cache)
+    limits: Limits = field(default_factory=Limits.from_environment)
+    streams: StreamSlots = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "streams", StreamSlots(self.limits))
 
 
 async def services(request: Request) -> Services:

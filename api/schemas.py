@@ -38,11 +38,12 @@ def _problem(description: str) -> dict[str, Any]:
 
 ERRORS_503 = _problem("the broker is unreachable; the request may be retried")
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: _problem("the body is not JSON"),
+    400: _problem("the body is not JSON, or a page cursor this service did not make"),
     401: _problem("no API key, or not a valid one"),
     404: _problem("no such resource (or another key's)"),
     413: _problem("the request body is too large"),
     422: _problem("a field out of range, of the wrong type, or unknown"),
+    429: _problem("over a per-key limit (jobs in flight, submissions a minute, streams)"),
 }
 
 

@@ -137,6 +137,34 @@ def get_job(session: Session, job_id: int, owner: str | None = None) -> Job:
     return job
 
 
+def job_state(session: Session, job_id: int) -> tuple[int, str] | None:
+    """The job's record counter and status (None if there is no such job): what changes when
+    anything about the job does. One primary-key lookup."""
+    jobs = Job.__table__
+    found = select(jobs.c.merge_lock, jobs.c.status).where(jobs.c.id == job_id)
+    row = session.connection().execute(found).first()
+    return None if row is None else (row.merge_lock, row.status)
+
+
+def submission_load(session: Session, owner: str, window: timedelta) -> tuple[int, int, float]:
+    """For quotas: the owner's jobs queued, running or finalising; the jobs it created in the
+    last `window`; and the age in seconds of the oldest of those (0 if none)."""
+    active = session.scalar(
+        select(func.count()).where(
+            Job.owner == owner, Job.status.in_(("queued", "running", "finalising"))
+        )
+    )
+    now = utcnow()
+    recent, oldest = session.execute(
+        select(func.count(), func.min(Job.created_at)).where(
+            Job.owner == owner, Job.created_at > now - window
+        )
+    ).one()
+    if oldest is not None and oldest.tzinfo is None:  # SQLite hands back naive UTC
+        oldest = oldest.replace(tzinfo=now.tzinfo)
+    return active, recent, (now - oldest).total_seconds() if oldest is not None else 0.0
+
+
 def job_version(session: Session, job_id: int, owner: str) -> int | None:
     """The job's record counter, if the job exists and belongs to `owner` (else None): every
     record bumps it under the job's lock, so it versions all that the job has stored. One index

@@ -10,6 +10,12 @@ BROKER_URL_ENV = "RIDGERIDER_BROKER_URL"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 
 
+def job_channel(job_id: int) -> str:
+    """The broker's pub/sub channel on which workers say that a job changed (event streams
+    listen there instead of polling the database)."""
+    return f"ridgerider:job:{job_id}"
+
+
 def _seconds(name: str, default: float) -> float:
     text = os.environ.get(name)
     if text is None:

@@ -46,6 +46,7 @@ from storage.jobs import (
 )
 from workers import steps
 from workers.celery_app import DEFAULT_QUEUE, GPU_QUEUE, app
+from workers.settings import job_channel
 
 log = logging.getLogger(__name__)
 CONTEXTS_PER_PROCESS = 8
@@ -60,10 +61,23 @@ class _Process:
     db: ClassVar[Database | None] = None
     store: ClassVar[LocalArtifactStore | None] = None
     contexts: ClassVar[OrderedDict[int, steps.JobContext]] = OrderedDict()
+    publisher: ClassVar[redis.Redis | None] = None
 
     @classmethod
     def reset(cls) -> None:
-        cls.db, cls.store, cls.contexts = None, None, OrderedDict()
+        cls.db, cls.store, cls.contexts, cls.publisher = None, None, OrderedDict(), None
+
+    @classmethod
+    def notify(cls, job_id: int) -> None:
+        """Say on the broker that the job changed, for the event streams that watch it (a
+        broker that is down is ignored: streams poll the database now and then anyway)."""
+        if cls.publisher is None:
+            url = app.ridgerider_settings.broker_url
+            cls.publisher = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            cls.publisher.publish(job_channel(job_id), b"")
+        except redis.RedisError:
+            log.warning("could not tell event streams that job %s changed", job_id)
 
     @classmethod
     def resources(cls) -> tuple[Database, LocalArtifactStore]:
@@ -181,6 +195,7 @@ def start(job_id: int) -> str:
         raise
     except Exception as error:
         return _fail(db, job_id, "its start failed", error)
+    _Process.notify(job_id)
     with db.session(readonly=True) as session:
         root = root_node(session, job_id)
         if root is not None and root.state == "pending":
@@ -210,6 +225,7 @@ def ticket(job_id: int, kind: UnitKind, unit_id: int, work: str) -> str:
     token = ctx.tree.tokens[unit.kind, unit.id]
     with _heartbeat(ctx.db, unit.kind, unit.id, token):
         created = work_on(ctx.tree, ctx.problem, ctx.spec, unit)
+    _Process.notify(job_id)
     for new in created:
         send(ctx.db, _message(job_id, new))
     _finalise_if_done(ctx.db, job_id)
@@ -233,6 +249,7 @@ def finalise(job_id: int) -> str:
         raise
     except Exception as error:
         return _fail(db, job_id, "its finalisation failed", error)
+    _Process.notify(job_id)
     return "finalised"
 
 
@@ -243,6 +260,7 @@ def _fail(db: Database, job_id: int, what: str, error: Exception) -> str:
     _Process.contexts.pop(job_id, None)
     with db.session() as session:
         fail_job(session, job_id, f"{what}: {type(error).__name__}: {error}")
+    _Process.notify(job_id)
     return f"failed: {error}"
 
 
@@ -262,6 +280,7 @@ def cancel(db: Database, job_id: int) -> None:
     broker answers: their claims would fail anyway)."""
     with db.session() as session:
         task_ids = cancel_job(session, job_id)
+    _Process.notify(job_id)
     try:
         if task_ids:
             app.control.revoke(task_ids)

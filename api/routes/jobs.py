@@ -7,7 +7,9 @@ import asyncio
 import json
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +25,8 @@ from starlette.types import Receive, Scope, Send
 
 from api.caches import etag
 from api.deps import OwnerDep, Services, ServicesDep
+from api.limits import SUBMISSION_WINDOW_SECONDS, Limits, check_submission
+from api.notifications import job_changes
 from api.problems_json import ProblemError
 from api.schemas import (
     ERRORS_503,
@@ -49,7 +53,9 @@ from storage.jobs import (
     counts,
     create_job,
     get_job,
+    job_state,
     job_version,
+    submission_load,
 )
 from storage.models import Job, Node, Ride, Solution
 from storage.queries import (
@@ -66,8 +72,23 @@ from storage.report import job_summary
 from storage.selection import choose
 
 router = APIRouter(tags=["jobs"])
+# OpenAPI links from a submitted job to what can be done with it (clients and stateful fuzzing
+# follow them).
+JOB_LINKS = {
+    name: {
+        "operationRef": f"#/paths/{path}/{method}",
+        "parameters": {"job_id": "$response.body#/id"},
+    }
+    for name, path, method in (
+        ("GetJob", "~1jobs~1{job_id}", "get"),
+        ("CancelJob", "~1jobs~1{job_id}~1cancel", "post"),
+        ("Solutions", "~1jobs~1{job_id}~1solutions", "get"),
+        ("Select", "~1jobs~1{job_id}~1select", "post"),
+        ("Graph", "~1jobs~1{job_id}~1graph", "get"),
+    )
+}
 ENDED = ("finished", "failed", "cancelled")
-EVENT_POLL_SECONDS = 0.5
+KEEPALIVE_SECONDS = 15.0
 RETRY_AFTER_SECONDS = "2"
 GRAPHML = "application/graphml+xml"
 ANY_JSON = TypeAdapter(Any)
@@ -109,7 +130,7 @@ def own_job(session: Session, owner: str, job_id: int) -> Job:
     "/jobs",
     status_code=202,
     response_model=JobOut,
-    responses={503: ERRORS_503},
+    responses={202: {"links": JOB_LINKS}, 503: ERRORS_503},
 )
 def submit(
     spec: JobSubmission,
@@ -145,6 +166,8 @@ def _create(
     """The job's id, and whether it is new (not one an earlier request with the key made)."""
     try:
         with services.db.session() as session:
+            if idempotency_key is None or not _key_used(session, owner, idempotency_key):
+                _check_quota(session, services.limits, owner)
             job = create_job(
                 session, fields, owner=owner, idempotency_key=idempotency_key, allow_import=False
             )
@@ -152,6 +175,17 @@ def _create(
     except IdempotencyKeyReusedError as error:
         field = {"field": "Idempotency-Key", "message": str(error)}
         raise ProblemError(422, "Idempotency-Key reused", str(error), [field]) from None
+
+
+def _key_used(session: Session, owner: str, idempotency_key: str) -> bool:
+    found = sql_select(Job.id).where(Job.owner == owner, Job.idempotency_key == idempotency_key)
+    return session.scalar(found) is not None
+
+
+def _check_quota(session: Session, limits: Limits, owner: str) -> None:
+    """Refuse a new job past the key's jobs in flight or submissions a minute (429)."""
+    window = timedelta(seconds=SUBMISSION_WINDOW_SECONDS)
+    check_submission(limits, *submission_load(session, owner, window))
 
 
 @router.get("/jobs", response_model=JobPage)
@@ -202,10 +236,14 @@ async def events(
     job_id: JobId, request: Request, services: ServicesDep, owner: OwnerDep
 ) -> StreamingResponse:
     """Server-sent events: `node` (a critical point found), `ride` (a ride ended), `minimum`
-    (a solution stored, with its metrics), `progress`, and `finished` (then the stream ends)."""
+    (a solution stored, with its metrics), `progress`, and `finished` (then the stream ends).
+    A comment comes every 15 s while nothing happens; after the server's longest stream time
+    an `expired` event ends it (connect again: events start over). A key holds a bounded
+    number of streams at once (429 beyond)."""
     await asyncio.to_thread(_check_owner_in_session, services, owner, job_id)
+    services.streams.take(owner)
     return StreamingResponse(
-        _event_stream(services, job_id, request),
+        _event_stream(services, job_id, owner, request),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache"},
     )
@@ -216,16 +254,43 @@ def _check_owner_in_session(services: Services, owner: str, job_id: int) -> None
         check_owner(session, owner, job_id)
 
 
-async def _event_stream(services: Services, job_id: JobId, request: Request) -> AsyncIterator[str]:
+def _job_state(services: Services, job_id: int) -> tuple[int, str] | None:
+    with services.db.session(readonly=True) as session:
+        return job_state(session, job_id)
+
+
+async def _event_stream(
+    services: Services, job_id: JobId, owner: str, request: Request
+) -> AsyncIterator[str]:
+    """The events of the job as it changes: the database is read when a worker says the job
+    changed (or now and then), and only in full when its version moved."""
     seen = {"node": 0, "ride": 0, "minimum": 0}
-    while not await request.is_disconnected():
-        batch, job = await asyncio.to_thread(_new_events, services, job_id, seen)
-        for kind, data in batch:
-            yield f"event: {kind}\ndata: {json.dumps(data)}\n\n"
-        if job["status"] in ENDED:
-            yield f"event: finished\ndata: {json.dumps(job)}\n\n"
-            return
-        await asyncio.sleep(EVENT_POLL_SECONDS)
+    started = last_sent = time.monotonic()
+    version = None
+    try:
+        async with job_changes(services.broker_url, job_id) as changed:
+            while not await request.is_disconnected():
+                now = time.monotonic()
+                current = await asyncio.to_thread(_job_state, services, job_id)
+                if current != version:
+                    version = current
+                    batch, job = await asyncio.to_thread(_new_events, services, job_id, seen)
+                    for kind, data in batch:
+                        yield f"event: {kind}\ndata: {json.dumps(data)}\n\n"
+                    last_sent = now
+                    if job["status"] in ENDED:
+                        yield f"event: finished\ndata: {json.dumps(job)}\n\n"
+                        return
+                elif now - last_sent >= KEEPALIVE_SECONDS:
+                    yield ": keepalive\n\n"
+                    last_sent = now
+                if now - started >= services.limits.stream_seconds:
+                    after = {"seconds": services.limits.stream_seconds}
+                    yield f"event: expired\ndata: {json.dumps(after)}\n\n"
+                    return
+                await changed(KEEPALIVE_SECONDS)
+    finally:
+        services.streams.give_back(owner)
 
 
 def _new_events(

@@ -26,10 +26,13 @@ class Server:
 
 @contextmanager
 def serve(
-    pool: Pool, owners: tuple[str, ...] = ("alice", "bob"), args: tuple[str, ...] = ()
+    pool: Pool,
+    owners: tuple[str, ...] = ("alice", "bob"),
+    args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> Iterator[Server]:
-    """Keys for `owners`, then the API on a free port (`args` go to `ridgerider serve`); stopped
-    after."""
+    """Keys for `owners`, then the API on a free port (`args` go to `ridgerider serve`, `env`
+    to its environment); stopped after."""
     keys = {}
     for owner in owners:
         made = pool.cli("keys", "create", owner)
@@ -39,7 +42,7 @@ def serve(
     log = (pool.folder / "serve.log").open("w")
     process = subprocess.Popen(
         [str(RIDGERIDER), "serve", "--port", str(port), *args],
-        env=pool.env,
+        env={**pool.env, **(env or {})},
         stdout=log,
         stderr=subprocess.STDOUT,
     )
