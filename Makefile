@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/workers.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/paper.py
+
+# The HTTP fuzz (schemathesis, stateful) with 20x the examples `make test` runs.
+fuzz: $(STAMP)
+	RIDGERIDER_FUZZ_EXAMPLES=500 $(BIN)/python -m pytest tests/api/test_http.py -k fuzz
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

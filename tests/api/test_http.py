@@ -8,6 +8,7 @@ import base64
 import hashlib
 import io
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -438,6 +439,9 @@ def test_an_idempotency_key_sent_with_another_spec_is_refused(api):
 
 
 def test_a_fuzz_of_every_endpoint_finds_no_5xx_and_no_schema_breach(api, finished_job, tmp_path):
+    """Every endpoint from the OpenAPI document, and sequences that follow its links (a job
+    submitted, then read, cancelled, paged); every error must be problem+json. `make fuzz`
+    runs it with more examples (RIDGERIDER_FUZZ_EXAMPLES)."""
     server, _ = api
     result = subprocess.run(
         [
@@ -447,9 +451,12 @@ def test_a_fuzz_of_every_endpoint_finds_no_5xx_and_no_schema_breach(api, finishe
             "--header",
             f"Authorization: Bearer {server.keys['alice']}",
             "--checks",
-            "not_a_server_error,response_schema_conformance,status_code_conformance",
+            "not_a_server_error,response_schema_conformance,status_code_conformance,"
+            "errors_are_problem_json",
+            "--phases",
+            "examples,coverage,fuzzing,stateful",
             "--max-examples",
-            "25",
+            os.environ.get("RIDGERIDER_FUZZ_EXAMPLES", "25"),
             "--exclude-path-regex",
             "/events$",
             "--request-timeout",
@@ -459,10 +466,16 @@ def test_a_fuzz_of_every_endpoint_finds_no_5xx_and_no_schema_breach(api, finishe
         ],
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1800,
         cwd=tmp_path,  # schemathesis keeps a cache in its working folder
+        env={
+            **os.environ,
+            "SCHEMATHESIS_HOOKS": "tests.api.schemathesis_checks",
+            "PYTHONPATH": str(Path(__file__).parents[2]),
+        },
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert "Stateful" in result.stdout, result.stdout[-3000:]
 
 
 def test_pages_and_progress_are_kept_until_the_job_records_something(api, finished_job):
