@@ -41,6 +41,7 @@ from storage.queries import SolutionRow
 from workers.settings import BROKER_URL_ENV, DEFAULT_BROKER_URL
 
 commands = typer.Typer()
+WORKER_HEALTHCHECK_SECONDS = 60
 keys_app = typer.Typer(help="API keys for the HTTP API.")
 
 
@@ -85,6 +86,9 @@ def serve(
         port=port,
         workers=workers,
         log_level="info",
+        # A process answers the supervisor's health ping only once it has imported the app
+        # (torch, Celery: seconds on a busy machine); uvicorn's 5 s would kill it in a loop.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
 
 
