@@ -90,6 +90,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     threads = int(os.environ.get(THREADS_ENV, DEFAULT_THREADS))
     anyio.to_thread.current_default_thread_limiter().total_tokens = threads
     yield
+    app.state.services.exports.close()
 
 
 def create_app(services: Services) -> FastAPI:

@@ -15,6 +15,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.concurrency import run_in_threadpool
 
 from api.caches import LruCache, page_cache, progress_cache
+from api.exports import ExportRunner
 from api.limits import Limits, StreamSlots
 from api.problems_json import ProblemError
 from storage.artifacts import ArtifactStore
@@ -57,9 +58,11 @@ class Services:
     progress: LruCache[dict[str, int]] = field(default_factory=progress_cache)
     limits: Limits = field(default_factory=Limits.from_environment)
     streams: StreamSlots = field(init=False)
+    exports: ExportRunner = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "streams", StreamSlots(self.limits))
+        object.__setattr__(self, "exports", ExportRunner(self.limits.exports_waiting))
 
 
 async def services(request: Request) -> Services:

@@ -36,6 +36,8 @@ class Limits:
     streams: event streams a server process holds open in all (`STREAMS`, 256).
     stream_seconds: an event stream ends after this; the client reconnects (`STREAM_SECONDS`,
         3600).
+    exports_waiting: exports queued on a server process, one built at a time
+        (`EXPORTS_WAITING`, 4).
     """
 
     active_jobs: int = 20
@@ -43,6 +45,7 @@ class Limits:
     streams_per_key: int = 8
     streams: int = 256
     stream_seconds: int = 3600
+    exports_waiting: int = 4
 
     @classmethod
     def from_environment(cls) -> Limits:
@@ -59,6 +62,7 @@ class Limits:
             streams_per_key=_integer("RIDGERIDER_STREAMS_PER_KEY", cls.streams_per_key, 10_000),
             streams=_integer("RIDGERIDER_STREAMS", cls.streams, 100_000),
             stream_seconds=_integer("RIDGERIDER_STREAM_SECONDS", cls.stream_seconds, 86_400),
+            exports_waiting=_integer("RIDGERIDER_EXPORTS_WAITING", cls.exports_waiting, 1_000),
         )
 
 

@@ -27,6 +27,9 @@ class CorruptArtifactError(RuntimeError):
         super().__init__(message)
         self.sha256 = sha256
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # across processes, as raised
+        return type(self), (str(self), self.sha256)
+
 
 class MissingArtifactError(FileNotFoundError):
     """No artifact is stored under that hash (`sha256`)."""
@@ -34,6 +37,9 @@ class MissingArtifactError(FileNotFoundError):
     def __init__(self, message: str, sha256: str) -> None:
         super().__init__(message)
         self.sha256 = sha256
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        return type(self), (str(self), self.sha256)
 
 
 class ArtifactStore(Protocol):

@@ -45,7 +45,6 @@ from api.schemas import (
     SolutionPage,
 )
 from ridgerider import __version__
-from storage.export import export
 from storage.filters import FilterError
 from storage.jobs import (
     IdempotencyKeyReusedError,
@@ -455,6 +454,22 @@ def select(
     return Selection(selection=how, solutions=chosen)
 
 
+def _export_choice(
+    services: Services,
+    owner: str,
+    job_id: int,
+    pareto: str | None,
+    diverse: int | None,
+    filter: str | None,
+) -> tuple[list[int], str]:
+    with services.db.session(readonly=True) as session:
+        check_owner(session, owner, job_id)
+        try:
+            return choose(session, job_id, pareto, diverse, filter)
+        except (FilterError, QueryError) as error:
+            raise ProblemError(422, "Invalid selection", str(error)) from None
+
+
 class ExportResponse(FileResponse):
     """An export archive whose temporary folder is removed once the response is over: sent,
     failed, or cut off by the client (a background task would not run then)."""
@@ -475,7 +490,7 @@ class ExportResponse(FileResponse):
     response_class=FileResponse,
     responses={200: {"content": {"application/gzip": {}}}},
 )
-def export_archive(
+async def export_archive(
     job_id: JobId,
     services: ServicesDep,
     owner: OwnerDep,
@@ -487,22 +502,20 @@ def export_archive(
 ) -> FileResponse:
     """The job's solutions (all, or a Pareto front, or a diverse top-k, among those passing
     `filter`) as an archive: model card, metrics CSV, lineage GraphML and JSON, weights with
-    their hashes, plots."""
-    with services.db.session(readonly=True) as session:
-        check_owner(session, owner, job_id)
-        try:
-            ids, how = choose(session, job_id, pareto, diverse, filter)
-        except (FilterError, QueryError) as error:
-            raise ProblemError(422, "Invalid selection", str(error)) from None
+    their hashes, plots. Built in the server's export process, one at a time (429 when too
+    many wait)."""
+    ids, how = await asyncio.to_thread(
+        _export_choice, services, owner, job_id, pareto, diverse, filter
+    )
     folder = Path(tempfile.mkdtemp(prefix="ridgerider-export-"))
     try:
-        path = export(
+        path = await services.exports.build(
             services.db,
             services.store,
             job_id,
             folder / f"ridgerider-job-{job_id}.tar.gz",
-            ids=ids,
-            selection=how,
+            ids,
+            how,
         )
     except BaseException:  # no response will remove it
         shutil.rmtree(folder, ignore_errors=True)

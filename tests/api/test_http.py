@@ -5,6 +5,7 @@ schemathesis fuzz of every endpoint from the OpenAPI document."""
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import hashlib
 import io
 import json
@@ -155,6 +156,32 @@ def test_the_cli_works_against_the_server(api, finished_job, tmp_path):
     assert "4 distinct minima of styblinski-tang:dim=2" in submitted.stdout
     refused = running.cli("status", str(job_id), "--server", server.url, "--key", "rr_wrong")
     assert refused.returncode == 2 and "HTTP 401" in refused.stderr
+
+
+def test_concurrent_exports_queue_in_the_export_process_and_the_rest_are_told_to_wait(
+    api, finished_job
+):
+    """Twelve exports at once: at most four wait on the server's export process (429 with
+    Retry-After beyond), each one built opens, and the API answers meanwhile."""
+    server, _ = api
+    job_id, _ = finished_job
+
+    def download(_: int) -> httpx.Response:
+        with server.client() as http:
+            return http.get(f"/jobs/{job_id}/export")
+
+    with concurrent.futures.ThreadPoolExecutor(12) as threads:
+        exports = [threads.submit(download, i) for i in range(12)]
+        with server.client() as http:
+            assert http.get(f"/jobs/{job_id}").status_code == 200
+        answers = [future.result() for future in exports]
+    built = [a for a in answers if a.status_code == 200]
+    told_to_wait = [a for a in answers if a.status_code == 429]
+    assert len(built) + len(told_to_wait) == 12 and built and told_to_wait
+    assert all(int(a.headers["retry-after"]) >= 1 for a in told_to_wait)
+    for answer in built:
+        with tarfile.open(fileobj=io.BytesIO(answer.content)) as archive:
+            assert f"ridgerider-job-{job_id}/MODEL_CARD.md" in archive.getnames()
 
 
 def test_keys_are_required_and_scope_what_is_seen(api, finished_job):
