@@ -29,6 +29,19 @@ def _seconds(name: str, default: float) -> float:
     return value
 
 
+def _count(name: str, default: int) -> int:
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class PoolSettings:
     """Attributes:
@@ -42,6 +55,8 @@ class PoolSettings:
         broker's queues are empty (`RIDGERIDER_REQUEUE_AFTER`): its message was lost.
     sweep_every: how often each worker looks for such work (`RIDGERIDER_SWEEP_EVERY`).
     gpu_queue: send expansions and rides to the `gpu` queue (`RIDGERIDER_GPU_QUEUE=1`).
+    max_parameters: a job whose problem has more parameters fails at its start
+        (`RIDGERIDER_MAX_PARAMETERS`, 100,000,000: an admin's bound on a job's memory).
     """
 
     broker_url: str
@@ -51,6 +66,7 @@ class PoolSettings:
     requeue_after: float
     sweep_every: float
     gpu_queue: bool
+    max_parameters: int
 
     @classmethod
     def from_env(cls, broker_url: str | None = None) -> PoolSettings:
@@ -63,4 +79,5 @@ class PoolSettings:
             requeue_after=_seconds("RIDGERIDER_REQUEUE_AFTER", 120),
             sweep_every=_seconds("RIDGERIDER_SWEEP_EVERY", 10),
             gpu_queue=os.environ.get("RIDGERIDER_GPU_QUEUE", "") not in ("", "0"),
+            max_parameters=_count("RIDGERIDER_MAX_PARAMETERS", 100_000_000),
         )

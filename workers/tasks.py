@@ -188,7 +188,9 @@ def start(job_id: int) -> str:
         if get_job(session, job_id).status != "queued":
             return "already started"
     try:
-        steps.start(_Process.context(job_id))
+        ctx = _Process.context(job_id)
+        _check_size(ctx.problem.dim)
+        steps.start(ctx)
     except steps.StartError as error:  # the job is failed already
         return f"failed: {error}"
     except TRANSIENT:
@@ -251,6 +253,16 @@ def finalise(job_id: int) -> str:
         return _fail(db, job_id, "its finalisation failed", error)
     _Process.notify(job_id)
     return "finalised"
+
+
+def _check_size(parameters: int) -> None:
+    """Refuse a problem over the pool's parameter limit (what an admin bounds memory by)."""
+    limit = app.ridgerider_settings.max_parameters
+    if parameters > limit:
+        raise ValueError(
+            f"the problem has {parameters:,} parameters, over this pool's limit "
+            f"(RIDGERIDER_MAX_PARAMETERS = {limit:,})"
+        )
 
 
 def _fail(db: Database, job_id: int, what: str, error: Exception) -> str:

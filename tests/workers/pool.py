@@ -41,6 +41,7 @@ class Pool:
     port: int
     redis: subprocess.Popen | None = None
     workers: list[subprocess.Popen] = field(default_factory=list)
+    settings: dict[str, str] = field(default_factory=dict)  # more RIDGERIDER_* variables
 
     @property
     def broker_url(self) -> str:
@@ -56,6 +57,7 @@ class Pool:
             "RIDGERIDER_ARTIFACTS": str(self.folder / "artifacts"),
             "COLUMNS": "120",
             **SETTINGS,
+            **self.settings,
         }
 
     def start_redis(self) -> None:
@@ -134,12 +136,15 @@ class Pool:
 
 
 @contextmanager
-def pool(folder: Path, workers: int = 2) -> Iterator[tuple[Pool, Database]]:
-    """A running pool on a new PostgreSQL database; everything is stopped and dropped after."""
+def pool(
+    folder: Path, workers: int = 2, settings: dict[str, str] | None = None
+) -> Iterator[tuple[Pool, Database]]:
+    """A running pool (its environment with `settings` added) on a new PostgreSQL database;
+    everything is stopped and dropped after."""
     with postgres_database() as url:
         db = Database(url)
         ensure_schema(db)
-        running = Pool(folder, url, free_port())
+        running = Pool(folder, url, free_port(), settings=settings or {})
         try:
             running.start_redis()
             for _ in range(workers):

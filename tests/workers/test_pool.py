@@ -231,6 +231,16 @@ def test_a_job_that_cannot_start_fails_with_its_error_and_is_not_sent_again(
         assert session.get(Job, job_id).sends == 1  # the sweep's one send
 
 
+def test_a_problem_over_the_pool_s_parameter_limit_fails_at_its_start(tmp_path):
+    with pool(tmp_path, workers=1, settings={"RIDGERIDER_MAX_PARAMETERS": "10"}) as (running, db):
+        small = submit(running, "himmelblau")
+        large = submit(running, "digits-mlp:hidden=3")
+        assert wait_for(db, small, ended).status == "finished", running.logs()
+        job = wait_for(db, large, ended)
+    assert job.status == "failed", running.logs()
+    assert "parameters, over this pool's limit (RIDGERIDER_MAX_PARAMETERS = 10)" in job.error
+
+
 def test_a_cancel_stops_all_further_work_and_keeps_what_was_found(shared):
     running, db = shared
     job_id = submit(running, "tests.problems:slow:name=styblinski-tang,dim=3")
