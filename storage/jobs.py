@@ -190,13 +190,18 @@ def root_node(session: Session, job_id: int) -> Node | None:
 
 def start_job(session: Session, job_id: int, root: PointRecord, work: Work, hvps: int) -> Node:
     """Mark the job running with its root node, which cost `hvps` to classify (idempotent: a
-    started job keeps its root)."""
+    started job keeps its root). A job cancelled while its start was under way keeps its root,
+    skipped, and stays cancelled."""
     lock_job(session, job_id)
     job = session.get(Job, job_id, populate_existing=True)
     existing = root_node(session, job_id)
     if existing is not None:
         return existing
     root_node_ = _add_node(session, job_id, ROOT_FINGERPRINT, (), 0, root, work)
+    if job.cancel_requested:
+        root_node_.state = "skipped"
+        session.flush()
+        return root_node_
     job.status = "running"
     job.started_at = utcnow()
     job.outstanding = int(work != "none")
@@ -629,7 +634,8 @@ def lost_work(session: Session, stale_after: timedelta, requeue_after: timedelta
     finalising jobs whose message was sent more than `requeue_after` ago (or never): their
     messages may be lost (a restarted broker). Sending one twice is harmless: claims are
     compare-and-set. What was sent MAX_SENDS times already is given up instead (`_give_up`):
-    a message that no worker can act on must not go round forever."""
+    a message that no worker can act on must not go round forever. A running job with
+    nothing outstanding is finalised."""
     now = utcnow()
     pool = Job.enqueued_at.is_not(None)  # jobs run in-process never were
     running = select(Job.id).where(Job.status == "running", Job.cancel_requested.is_(False), pool)
@@ -652,6 +658,9 @@ def lost_work(session: Session, stale_after: timedelta, requeue_after: timedelta
                 reason = f"gave up after {sends} messages: no worker took it"
                 end_unit(session, kind, unit_id, None, "failed", reason)
                 finalise_now.add(job_id)
+    # A worker that died between a job's last record and claiming its finalisation.
+    idle = select(Job.id).where(Job.status == "running", pool, Job.outstanding == 0)
+    finalise_now.update(session.scalars(idle))
     unsent = Job.enqueued_at < old
     jobs = {}
     for status in ("queued", "finalising"):

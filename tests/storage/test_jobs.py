@@ -325,6 +325,39 @@ def test_sending_counts_the_messages(db):
         assert session.get(Ride, ride_id).sends == 3 and session.get(Job, job_id).sends == 1
 
 
+def test_a_job_cancelled_while_it_starts_stays_cancelled(db):
+    with db.session() as session:
+        job_id = create_job(session, {"problem": "test"}).id
+        mark_enqueued(session, "job", job_id, "start-task")
+    with db.session() as session:
+        cancel_job(session, job_id)  # the start task is loading the problem meanwhile
+    with db.session() as session:
+        root = start_job(session, job_id, SADDLE, "expand", 10)
+    with db.session(readonly=True) as session:
+        job = session.get(Job, job_id)
+        assert job.status == "cancelled" and job.outstanding == 0
+        assert session.get(Node, root.id).state == "skipped"
+    with db.session() as session:
+        found = lost_work(session, timedelta(seconds=60), timedelta(seconds=0))
+    assert job_id not in {m.job_id for m in found.units} | {*found.jobs_to_finalise}
+
+
+def test_the_sweep_finalises_a_running_job_with_nothing_outstanding(db):
+    """Its worker died after the last record, before claiming the finalisation."""
+    job_id, (ride_id,) = job_with_rides(db, 1)
+    with db.session() as session:
+        mark_enqueued(session, "job", job_id, "start-task")
+        end_unit(session, "ride", ride_id, None, "failed", "a NaN loss")
+    with db.session(readonly=True) as session:
+        job = session.get(Job, job_id)
+        assert (job.status, job.outstanding) == ("running", 0)
+    with db.session() as session:
+        found = lost_work(session, timedelta(seconds=60), timedelta(seconds=60))
+    assert job_id in found.jobs_to_finalise
+    with db.session(readonly=True) as session:
+        assert session.get(Job, job_id).status == "finalising"
+
+
 def test_a_queued_job_is_cancelled_at_once(db):
     with db.session() as session:
         job_id = create_job(session, {"problem": "test"}).id
