@@ -4,26 +4,13 @@ process, which holds them). Beyond a limit the answer is 429 with `Retry-After`.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 
 from api.problems_json import ProblemError
+from workers.settings import env_integer
 
 SUBMISSION_WINDOW_SECONDS = 60
-
-
-def _integer(name: str, default: int, maximum: int) -> int:
-    text = os.environ.get(name)
-    if text is None:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer in [1, {maximum}], got {text!r}") from None
-    if not 1 <= value <= maximum:
-        raise ValueError(f"{name} must be an integer in [1, {maximum}], got {value}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -55,14 +42,14 @@ class Limits:
             ValueError: a variable is not an integer in its range (named).
         """
         return cls(
-            active_jobs=_integer("RIDGERIDER_MAX_ACTIVE_JOBS", cls.active_jobs, 100_000),
-            submissions_per_minute=_integer(
+            active_jobs=env_integer("RIDGERIDER_MAX_ACTIVE_JOBS", cls.active_jobs, 100_000),
+            submissions_per_minute=env_integer(
                 "RIDGERIDER_SUBMISSIONS_PER_MINUTE", cls.submissions_per_minute, 100_000
             ),
-            streams_per_key=_integer("RIDGERIDER_STREAMS_PER_KEY", cls.streams_per_key, 10_000),
-            streams=_integer("RIDGERIDER_STREAMS", cls.streams, 100_000),
-            stream_seconds=_integer("RIDGERIDER_STREAM_SECONDS", cls.stream_seconds, 86_400),
-            exports_waiting=_integer("RIDGERIDER_EXPORTS_WAITING", cls.exports_waiting, 1_000),
+            streams_per_key=env_integer("RIDGERIDER_STREAMS_PER_KEY", cls.streams_per_key, 10_000),
+            streams=env_integer("RIDGERIDER_STREAMS", cls.streams, 100_000),
+            stream_seconds=env_integer("RIDGERIDER_STREAM_SECONDS", cls.stream_seconds, 86_400),
+            exports_waiting=env_integer("RIDGERIDER_EXPORTS_WAITING", cls.exports_waiting, 1_000),
         )
 
 

@@ -29,16 +29,21 @@ def _seconds(name: str, default: float) -> float:
     return value
 
 
-def _count(name: str, default: int) -> int:
+def env_integer(name: str, default: int, maximum: int) -> int:
+    """The integer environment variable `name` (`default` if unset), in [1, `maximum`].
+
+    Raises:
+        ValueError: it is not an integer in that range (named).
+    """
     text = os.environ.get(name)
     if text is None:
         return default
     try:
         value = int(text)
     except ValueError:
-        raise ValueError(f"{name} must be an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value}")
+        raise ValueError(f"{name} must be an integer in [1, {maximum}], got {text!r}") from None
+    if not 1 <= value <= maximum:
+        raise ValueError(f"{name} must be an integer in [1, {maximum}], got {value}")
     return value
 
 
@@ -79,5 +84,5 @@ class PoolSettings:
             requeue_after=_seconds("RIDGERIDER_REQUEUE_AFTER", 120),
             sweep_every=_seconds("RIDGERIDER_SWEEP_EVERY", 10),
             gpu_queue=os.environ.get("RIDGERIDER_GPU_QUEUE", "") not in ("", "0"),
-            max_parameters=_count("RIDGERIDER_MAX_PARAMETERS", 100_000_000),
+            max_parameters=env_integer("RIDGERIDER_MAX_PARAMETERS", 100_000_000, 10**12),
         )
