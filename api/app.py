@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import problems_json
 from api.deps import Services
-from api.routes import health, jobs, problems, solutions
+from api.routes import handoffs, health, jobs, problems, solutions
 from api.schemas import ERRORS
 from ridgerider import __version__
 from storage.artifacts import LocalArtifactStore
@@ -21,6 +21,7 @@ from storage.database import Database
 
 MAX_BODY_BYTES = 64 * 1024
 THREADS_ENV = "RIDGERIDER_SERVER_THREADS"
+MLFLOW_ENV = "RIDGERIDER_MLFLOW_TRACKING_URI"
 DEFAULT_THREADS = 2
 
 
@@ -91,6 +92,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     anyio.to_thread.current_default_thread_limiter().total_tokens = threads
     yield
     app.state.services.exports.close()
+    app.state.services.handoffs.close()
 
 
 def create_app(services: Services) -> FastAPI:
@@ -106,7 +108,7 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     problems_json.install(app)
-    for router in (jobs.router, solutions.router, problems.router):
+    for router in (jobs.router, solutions.router, problems.router, handoffs.router):
         app.include_router(router, responses=ERRORS)
     app.include_router(health.router)
     app.add_middleware(BodyLimit)
@@ -115,12 +117,19 @@ def create_app(services: Services) -> FastAPI:
 
 
 def app_from_environment() -> FastAPI:
-    """The API over the database, artifact store and broker that `RIDGERIDER_DATABASE_URL`,
-    `RIDGERIDER_ARTIFACTS` and `RIDGERIDER_BROKER_URL` name: what each process of `ridgerider
-    serve --workers N` builds. PostgreSQL plans its statements once per connection."""
+    """The API over the database, artifact store, broker and MLflow tracking server that
+    `RIDGERIDER_DATABASE_URL`, `RIDGERIDER_ARTIFACTS`, `RIDGERIDER_BROKER_URL` and
+    `RIDGERIDER_MLFLOW_TRACKING_URI` (optional) name: what each process of `ridgerider serve
+    --workers N` builds. PostgreSQL plans its statements once per connection."""
     from workers import tasks  # reads the broker's URL from the environment
 
     db = Database(generic_plans=True)
     return create_app(
-        Services(db, LocalArtifactStore(), tasks, tasks.app.ridgerider_settings.broker_url)
+        Services(
+            db,
+            LocalArtifactStore(),
+            tasks,
+            tasks.app.ridgerider_settings.broker_url,
+            mlflow_tracking_uri=os.environ.get(MLFLOW_ENV) or None,
+        )
     )

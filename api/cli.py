@@ -38,6 +38,7 @@ from api.cli_common import (
     read_spec,
     where,
 )
+from api.cli_mlflow import commands as mlflow_commands
 from api.cli_server import (
     call,
     client,
@@ -564,6 +565,7 @@ db_app = typer.Typer(help="The database's schema.")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.registered_commands += commands.registered_commands
+app.registered_commands += mlflow_commands.registered_commands
 
 
 @db_app.command()

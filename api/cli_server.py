@@ -15,7 +15,7 @@ import typer
 import uvicorn
 from rich.table import Table
 
-from api.app import DEFAULT_THREADS, THREADS_ENV
+from api.app import DEFAULT_THREADS, MLFLOW_ENV, THREADS_ENV
 from api.cli_common import (
     ArtifactsOption,
     BrokerOption,
@@ -67,6 +67,10 @@ def serve(
     db_url: DbOption = None,
     artifacts: ArtifactsOption = None,
     broker: BrokerOption = None,
+    mlflow_tracking_uri: Annotated[
+        str | None,
+        typer.Option(help="The MLflow tracking server that POST /jobs/{id}/mlflow logs to."),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (uvicorn). Beyond loopback only once API keys exist."""
     db, store = open_database(db_url, artifacts)
@@ -78,6 +82,8 @@ def serve(
     os.environ[ARTIFACTS_ENV] = str(store.root.resolve())
     os.environ[BROKER_URL_ENV] = broker or DEFAULT_BROKER_URL
     os.environ[THREADS_ENV] = str(threads)
+    if mlflow_tracking_uri:
+        os.environ[MLFLOW_ENV] = mlflow_tracking_uri
     db.dispose()
     uvicorn.run(
         "api.app:app_from_environment",

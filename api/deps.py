@@ -14,8 +14,8 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from api.background import BackgroundProcess
 from api.caches import LruCache, page_cache, progress_cache
-from api.exports import ExportRunner
 from api.limits import Limits, StreamSlots
 from api.problems_json import ProblemError
 from storage.artifacts import ArtifactStore
@@ -46,23 +46,28 @@ class KeyCache:
 
 @dataclass(frozen=True)
 class Services:
-    """What the app talks to: the database, the artifact store, and the pool's task module
-    (`workers.tasks`), which it only asks to enqueue."""
+    """What the app talks to: the database, the artifact store, the pool's task module
+    (`workers.tasks`), which it only asks to enqueue, and the MLflow tracking server that
+    hand-offs go to (None: this server hands off nothing)."""
 
     db: Database
     store: ArtifactStore
     pool: ModuleType
     broker_url: str
+    mlflow_tracking_uri: str | None = None
     keys: KeyCache = field(default_factory=KeyCache)
     pages: LruCache[bytes] = field(default_factory=page_cache)
     progress: LruCache[dict[str, int]] = field(default_factory=progress_cache)
     limits: Limits = field(default_factory=Limits.from_environment)
     streams: StreamSlots = field(init=False)
-    exports: ExportRunner = field(init=False)
+    exports: BackgroundProcess = field(init=False)
+    handoffs: BackgroundProcess = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "streams", StreamSlots(self.limits))
-        object.__setattr__(self, "exports", ExportRunner(self.limits.exports_waiting))
+        waiting = self.limits.exports_waiting
+        object.__setattr__(self, "exports", BackgroundProcess("exports", waiting))
+        object.__setattr__(self, "handoffs", BackgroundProcess("MLflow hand-offs", waiting))
 
 
 async def services(request: Request) -> Services:

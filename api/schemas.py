@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
@@ -18,6 +19,7 @@ _OBJECTIVE = r"[A-Za-z_][A-Za-z0-9_.]{0,99}(:(max|min))?"
 OBJECTIVES_PATTERN = rf"^{_OBJECTIVE}(,{_OBJECTIVE}){{0,9}}$"
 JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="a job id")]
 SolutionId = Annotated[int, Path(ge=1, le=MAX_ID, description="a solution id")]
+HandoffId = Annotated[int, Path(ge=1, le=MAX_ID, description="a hand-off id")]
 
 
 class ProblemDetails(BaseModel):
@@ -37,6 +39,7 @@ def _problem(description: str) -> dict[str, Any]:
 
 
 ERRORS_503 = _problem("the broker is unreachable; the request may be retried")
+MLFLOW_503 = _problem("this server hands off to no MLflow: no tracking URI, or MLflow missing")
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: _problem("the body is not JSON, or a page cursor this service did not make"),
     401: _problem("no API key, or not a valid one"),
@@ -145,6 +148,40 @@ class SelectRequest(BaseModel):
 class Selection(BaseModel):
     selection: str
     solutions: list[SolutionOut]
+
+
+REGISTERED_MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,199}$"
+PRINTABLE_PATTERN = r"^[ -~]{1,200}$"
+
+
+class HandoffRequest(BaseModel):
+    """What to hand to MLflow: every solution passing `filter`, or a Pareto front, or a diverse
+    top-k among them; the experiment to log into and, optionally, the registered model whose
+    versions the chosen models become. The tracking server is the server's setting."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pareto: list[ObjectiveIn] | None = Field(None, min_length=1, max_length=10)
+    diverse: int | None = Field(None, ge=1, le=MAX_PAGE)
+    filter: str | None = Field(None, max_length=2000)
+    experiment: str = Field("ridgerider", pattern=PRINTABLE_PATTERN)
+    registered_model: str | None = Field(
+        None, pattern=REGISTERED_MODEL_PATTERN, description="letters, digits, _ and -"
+    )
+
+
+class HandoffOut(BaseModel):
+    """A hand-off and where it is: queued, running, finished (`result` says where the runs
+    are) or failed (`error` says why)."""
+
+    id: int
+    job_id: int
+    state: Literal["queued", "running", "finished", "failed"]
+    request: dict[str, Any]
+    created_at: datetime
+    finished_at: datetime | None
+    error: str | None
+    result: dict[str, Any] | None
 
 
 class ParameterInfo(BaseModel):

@@ -1,5 +1,5 @@
 """The tables: jobs, nodes (critical points), rides (edges), solutions, metrics, API keys,
-service secrets.
+service secrets, hand-offs to MLflow.
 
 Work units carry a state machine (`pending` -> `claimed` -> `done` | `failed` | `skipped`) and
 a claim token, so that claiming is a compare-and-set UPDATE and a redelivered unit is done once.
@@ -33,6 +33,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 JOB_STATES = ("queued", "running", "finalising", "finished", "failed", "cancelled")
 UNIT_STATES = ("pending", "claimed", "done", "failed", "skipped")
+HANDOFF_STATES = ("queued", "running", "finished", "failed")
 SHA256_HEX = 64
 
 
@@ -231,3 +232,20 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Handoff(Base):
+    """A hand-off of a job's chosen solutions to MLflow, asked for over HTTP and done in the
+    background: what was asked (`request`: the selection, experiment and registered model),
+    where it is, and where it put the runs (`result`)."""
+
+    __tablename__ = "handoffs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    request: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from storage.models import ServiceSecret
 
 CURSOR = "cursor"
+INSTANCE = "instance"  # names this database where other systems keep our ids (MLflow tags)
 _cache: dict[str, bytes] = {}
 
 

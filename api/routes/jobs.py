@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.types import Receive, Scope, Send
 
+from api.background import build_export
 from api.caches import etag
 from api.deps import OwnerDep, Services, ServicesDep
 from api.limits import SUBMISSION_WINDOW_SECONDS, Limits, check_submission
@@ -509,15 +510,16 @@ async def export_archive(
     )
     folder = Path(tempfile.mkdtemp(prefix="ridgerider-export-"))
     try:
-        path = await services.exports.build(
-            services.db,
-            services.store,
+        built = await services.exports.run(
+            build_export,
+            services.db.url.render_as_string(hide_password=False),
+            str(services.store.root),
             job_id,
-            folder / f"ridgerider-job-{job_id}.tar.gz",
+            str(folder / f"ridgerider-job-{job_id}.tar.gz"),
             ids,
             how,
         )
     except BaseException:  # no response will remove it
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return ExportResponse(path, folder)
+    return ExportResponse(Path(built), folder)

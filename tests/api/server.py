@@ -43,6 +43,7 @@ def serve(
     process = subprocess.Popen(
         [str(RIDGERIDER), "serve", "--port", str(port), *args],
         env={**pool.env, **(env or {})},
+        cwd=pool.folder,  # what a server writes to a relative path lands in the test's folder
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -13,6 +13,7 @@ import time
 
 import httpx
 import pytest
+from mlflow.tracking import MlflowClient
 from sqlalchemy import text
 
 from storage.database import Database
@@ -190,3 +191,38 @@ def test_serve_with_several_workers_starts_each_and_answers(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_mlflow_hands_off_a_selection_once(folder):
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    args = ("mlflow", "1", "--tracking-uri", uri, "--experiment", "cli", "--diverse", "2")
+    first = cli(folder, *args, "--register", "tiny-net")
+    assert "3 runs and 2 model versions added" in " ".join(first.split())
+    second = cli(folder, *args, "--register", "tiny-net")
+    assert "nothing new" in " ".join(second.split())
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("cli").experiment_id
+    assert len(client.search_runs([experiment])) == 3
+    assert len(client.search_model_versions("name = 'tiny-net'")) == 2
+
+
+def test_mlflow_errors_exit_2_naming_the_fix(folder):
+    bad_name = ridgerider("mlflow", "1", "--register", "a/b", cwd=folder)
+    assert bad_name.returncode == 2
+    assert "--register must be 1 to 200 letters, digits, _ or -" in bad_name.stderr
+    without = subprocess.run(  # a Python where `import mlflow` fails, as where it is absent
+        [
+            str(RIDGERIDER.with_name("python")),
+            "-c",
+            "import sys; sys.modules['mlflow'] = None; from api.cli import app; app()",
+            "mlflow",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPOSITORY), "COLUMNS": "200"},
+        timeout=300,
+    )
+    assert without.returncode == 2, without.stderr
+    assert "pip install 'ridgerider[mlflow]'" in without.stderr

@@ -38,7 +38,8 @@ ENDED = ("finished", "failed", "cancelled")
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
     folder = tmp_path_factory.mktemp("http")
-    with pool(folder, workers=1) as (running, _), serve(running) as server:
+    mlflow = {"RIDGERIDER_MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
+    with pool(folder, workers=1) as (running, _), serve(running, env=mlflow) as server:
         yield server, running
 
 

@@ -1,0 +1,103 @@
+"""`ridgerider mlflow`: hand a job's chosen solutions to MLflow from the command line."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from api.cli_common import (
+    ArtifactsOption,
+    DbOption,
+    FilterOption,
+    JobArgument,
+    console,
+    fail,
+    job_or_fail,
+    open_database,
+)
+from api.schemas import REGISTERED_MODEL_PATTERN
+from storage.filters import FilterError
+from storage.queries import QueryError
+from storage.selection import choose
+from workers.mlflow_handoff import DEFAULT_EXPERIMENT, MlflowMissingError, hand_off, require_mlflow
+
+commands = typer.Typer()
+
+
+@commands.command()
+def mlflow(
+    job: JobArgument,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="MLflow tracking server or store [default: MLflow's own, from "
+            "MLFLOW_TRACKING_URI]."
+        ),
+    ] = None,
+    experiment: Annotated[str, typer.Option(help="The experiment to log into.")] = (
+        DEFAULT_EXPERIMENT
+    ),
+    register: Annotated[
+        str | None,
+        typer.Option(help="Make each chosen model a version of this registered model."),
+    ] = None,
+    pareto: Annotated[
+        str | None, typer.Option(help="Hand off the Pareto front of these objectives.")
+    ] = None,
+    diverse: Annotated[
+        int | None, typer.Option(min=1, max=1000, help="Hand off a diverse top-k.")
+    ] = None,
+    filter: FilterOption = None,
+    db_url: DbOption = None,
+    artifacts: ArtifactsOption = None,
+) -> None:
+    """Hand a job's solutions to MLflow: a parent run for the job (spec, set metrics, model
+    card, lineage, plots) and a nested run per solution with its model (PyTorch, saved with
+    torch.export); with --register, model versions. Run again, it adds nothing."""
+    if register is not None and not re.fullmatch(REGISTERED_MODEL_PATTERN, register):
+        fail(f"--register must be 1 to 200 letters, digits, _ or - (got {register!r})")
+    if not experiment.strip() or len(experiment) > 200:
+        fail("--experiment must be 1 to 200 characters")
+    try:
+        module = require_mlflow()
+    except MlflowMissingError as error:
+        fail(str(error))
+    db, store = open_database(db_url, artifacts)
+    with db.session(readonly=True) as session:
+        job_or_fail(session, job)
+        try:
+            ids, how = choose(session, job, pareto, diverse, filter)
+        except (FilterError, QueryError) as error:
+            fail(str(error))
+    uri = tracking_uri or module.get_tracking_uri()
+    from mlflow.exceptions import MlflowException
+
+    with console.status(f"logging {len(ids)} solutions of job {job} to {uri}"):
+        try:
+            result = hand_off(
+                db,
+                store,
+                job,
+                ids,
+                how,
+                tracking_uri=uri,
+                experiment=experiment,
+                register=register,
+            )
+        except MlflowException as error:
+            fail(f"MLflow at {uri}: {error.message}")
+    table = Table(title=f"job {job} in MLflow experiment {experiment!r} ({uri})")
+    for column in ("solution", "run", *(("version",) if register else ())):
+        table.add_column(column)
+    for solution_id, run_id in result.runs.items():
+        version = (result.versions.get(solution_id, "-"),) if register else ()
+        table.add_row(str(solution_id), run_id, *version)
+    console.print(table)
+    console.print(
+        f"parent run {result.parent_run_id}: {how}; {result.created_runs} runs and "
+        f"{result.created_versions} model versions added"
+        + (" (the hand-off was done before: nothing new)" if not result.created_runs else "")
+    )
