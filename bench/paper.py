@@ -39,8 +39,8 @@ One torch thread throughout.
    seeds (lr 1e-2, until the gradient is below 1e-4 or 1,000 steps) for the same time; then the
    per-class test accuracy of each Ridge Rider solution, by fingerprint.
 
-Run: `python bench/paper.py` (about 42 minutes on 2 CPU cores, estimated from its parts'
-times: it was measured in parts, see bench/RESULTS.md); `--quick` is a smoke run
+Run: `python bench/paper.py` (35.5 minutes on 2 CPU cores with nothing else running, measured
+2026-11-30; see bench/RESULTS.md); `--quick` is a smoke run
 (one seed, fewer trees and runs, shorter budgets); `--only NAME` runs one experiment.
 """
 
