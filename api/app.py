@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import problems_json
 from api.deps import Services
-from api.routes import handoffs, health, jobs, problems, solutions
+from api.routes import events, handoffs, health, jobs, problems, results, solutions
 from api.schemas import ERRORS
 from ridgerider import __version__
 from storage.artifacts import LocalArtifactStore
@@ -108,7 +108,14 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     problems_json.install(app)
-    for router in (jobs.router, solutions.router, problems.router, handoffs.router):
+    for router in (
+        jobs.router,
+        events.router,
+        results.router,
+        solutions.router,
+        problems.router,
+        handoffs.router,
+    ):
         app.include_router(router, responses=ERRORS)
     app.include_router(health.router)
     app.add_middleware(BodyLimit)

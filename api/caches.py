@@ -1,49 +1,48 @@
 """What the server keeps between requests, keyed by a job's record counter (which every record
 bumps): rendered solution pages and progress counts are computed again only once the job has
 recorded something since, or once their entry is evicted (least recently used first). Each
-server process keeps its own."""
+server process keeps its own; the eviction is cachetools', shared by the request threads."""
 
 from __future__ import annotations
 
 import hashlib
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
+
+import cachetools
 
 Value = TypeVar("Value")
 PAGE_BYTES = 64 * 1024 * 1024
 PROGRESS_ENTRIES = 4096
 
 
-class LruCache(Generic[Value]):
-    """Values by key, at most `max_size` of them in all as `size` measures them."""
+class SharedCache(Generic[Value]):
+    """A cachetools cache that a process's threads share: reads and writes take a lock (a read
+    reorders an LRU cache). A value larger than the whole cache is not kept."""
 
-    def __init__(self, max_size: int, size: Callable[[Value], int] = lambda _: 1) -> None:
-        self.max_size, self._size = max_size, size
-        self._values: OrderedDict[Hashable, Value] = OrderedDict()
-        self._used = 0
+    def __init__(self, cache: cachetools.Cache) -> None:
+        self._cache = cache
         self._lock = threading.Lock()
 
     def get(self, key: Hashable) -> Value | None:
         with self._lock:
-            value = self._values.get(key)
-            if value is not None:
-                self._values.move_to_end(key)
-            return value
+            return self._cache.get(key)
 
     def put(self, key: Hashable, value: Value) -> None:
-        size = self._size(value)
-        if size > self.max_size:
-            return
         with self._lock:
-            if key in self._values:
-                self._used -= self._size(self._values.pop(key))
-            self._values[key] = value
-            self._used += size
-            while self._used > self.max_size:
-                _, evicted = self._values.popitem(last=False)
-                self._used -= self._size(evicted)
+            try:
+                self._cache[key] = value
+            except ValueError:  # larger than the cache
+                return
+
+
+class LruCache(SharedCache[Value]):
+    """Values by key, at most `max_size` of them in all as `size` measures them (1 each by
+    default), the least recently used evicted first."""
+
+    def __init__(self, max_size: int, size: Callable[[Value], int] | None = None) -> None:
+        super().__init__(cachetools.LRUCache(max_size, getsizeof=size))
 
 
 def page_cache() -> LruCache[bytes]:

@@ -65,7 +65,9 @@ from storage.artifacts import ARTIFACTS_ENV, LocalArtifactStore
 from storage.database import DATABASE_URL_ENV, Database
 from storage.export import export
 from storage.filters import FilterError
-from storage.jobs import cancel_job, counts, create_job, get_job
+from storage.jobs import cancel_job, create_job, get_job
+from storage.models import JOB_ENDED
+from storage.progress import counts
 from storage.queries import (
     MAX_PAGE,
     QueryError,
@@ -80,7 +82,7 @@ from storage.schema import (
 )
 from storage.schema import upgrade as upgrade_schema
 from storage.selection import choose, parse_objectives
-from storage.solutions import ensemble_metrics
+from workers.evaluation import ensemble_metrics
 from workers.local import run_job
 from workers.settings import DEFAULT_BROKER_URL
 from workers.steps import StartError
@@ -261,7 +263,7 @@ def resume(
     db, store = open_database(db_url, artifacts)
     with db.session(readonly=True) as session:
         status = job_or_fail(session, job).status
-    if status in ("finished", "failed", "cancelled"):
+    if status in JOB_ENDED:
         fail(f"job {job} is {status}; there is nothing to resume")
     _run_in_process(db, store, job)
     _report(db, store, job, as_json)
@@ -291,7 +293,7 @@ def _wait(db: Database, job_id: int) -> None:
                     progress.update(
                         task, description=describe_progress(job_id, counts(session, job_id))
                     )
-                if job.status in ("finished", "failed", "cancelled"):
+                if job.status in JOB_ENDED:
                     break
                 time.sleep(WAIT_POLL_SECONDS)
     except KeyboardInterrupt:
@@ -464,8 +466,17 @@ def export_command(
     objectives = None
     if pareto and len(parse_objectives(pareto)) >= 2:
         objectives = tuple(o.name for o in parse_objectives(pareto)[:2])
+    ensemble = ensemble_metrics(db, store, job, ids, problem) if ids else {}
     written = export(
-        db, store, job, destination, problem, ids=ids, selection=how, objectives=objectives
+        db,
+        store,
+        job,
+        destination,
+        problem,
+        ids=ids,
+        selection=how,
+        objectives=objectives,
+        set_metrics=ensemble,
     )
     console.print(f"exported {len(ids)} solutions of job {job} to {written}")
 

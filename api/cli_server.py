@@ -197,7 +197,9 @@ def submit(
 def report(remote: Client, job_id: int, as_json: bool) -> None:
     """The same end-of-run report as an in-process run, from the server."""
     job = call(remote.job, job_id)
-    rows = [_row(s) for s in call(remote.solutions, job_id, limit=1000)["solutions"]]
+    rows = [
+        SolutionRow.from_json(s) for s in call(remote.solutions, job_id, limit=1000)["solutions"]
+    ]
     stats = dict(job["stats"])
     document = {"job": job, "set_metrics": stats.pop("set_metrics", {}), "stats": stats}
     if as_json:
@@ -208,23 +210,11 @@ def report(remote: Client, job_id: int, as_json: bool) -> None:
         fail(f"job {job_id} failed: {job['error']}")
 
 
-def _row(data: dict[str, Any]) -> SolutionRow:
-    return SolutionRow(
-        data["id"],
-        data["job_id"],
-        data["node_id"],
-        data["depth"],
-        data["fingerprint"],
-        data["weights_sha256"],
-        data["metrics"],
-    )
-
-
 def remote_solutions(remote: Client, job: int, output: Format, **query: Any) -> None:
     page = call(remote.solutions, job, **query)
     print_rows(
         console,
-        [_row(s) for s in page["solutions"]],
+        [SolutionRow.from_json(s) for s in page["solutions"]],
         output,
         f"solutions of job {job}",
         page["next_cursor"],
@@ -233,7 +223,7 @@ def remote_solutions(remote: Client, job: int, output: Format, **query: Any) -> 
 
 def remote_select(remote: Client, job: int, body: dict[str, Any], output: Format) -> None:
     chosen = call(remote.select, job, body)
-    rows = [_row(s) for s in chosen["solutions"]]
+    rows = [SolutionRow.from_json(s) for s in chosen["solutions"]]
     if output is Format.json:
         print(json.dumps(chosen))
     else:

@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Annotated
 
+import cachetools
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from api.background import BackgroundProcess
-from api.caches import LruCache, page_cache, progress_cache
+from api.caches import LruCache, SharedCache, page_cache, progress_cache
 from api.limits import Limits, StreamSlots
 from api.problems_json import ProblemError
 from storage.artifacts import ArtifactStore
@@ -28,20 +29,12 @@ KEY_CACHE_SECONDS = 10.0
 KEY_CACHE_SIZE = 1024
 
 
-class KeyCache:
+class KeyCache(SharedCache[str]):
     """Owners of the keys seen in the last `seconds` (by sha256), so that a request costs no key
     lookup; a revoked key stops working within `seconds`. Unknown keys are not remembered."""
 
     def __init__(self, seconds: float = KEY_CACHE_SECONDS, size: int = KEY_CACHE_SIZE) -> None:
-        self.seconds = seconds
-        self._owners: LruCache[tuple[str, float]] = LruCache(size)
-
-    def get(self, digest: str) -> str | None:
-        found = self._owners.get(digest)
-        return found[0] if found is not None and found[1] >= time.monotonic() else None
-
-    def put(self, digest: str, owner: str) -> None:
-        self._owners.put(digest, (owner, time.monotonic() + self.seconds))
+        super().__init__(cachetools.TTLCache(size, ttl=seconds, timer=time.monotonic))
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -10,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ridgerider.problems.registry import UnknownProblemError, resolve
 from ridgerider.search import SearchSpec
+from storage.models import HandoffState
+from storage.queries import MAX_PAGE, SolutionRow
 
-MAX_PAGE = 1000
 MAX_ID = 2**31 - 1  # ids are 32-bit integers in the database
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]{0,99}$"
 SORT_PATTERN = r"^[-+]?[A-Za-z_][A-Za-z0-9_.]{0,99}$"
@@ -106,24 +108,16 @@ class JobPage(BaseModel):
     next_cursor: int | None
 
 
-class SolutionOut(BaseModel):
-    id: int
-    job_id: int
-    node_id: int
-    depth: int
-    fingerprint: str = Field(description="the rides from the start, e.g. 0+.8-")
-    weights_sha256: str
-    metrics: dict[str, float]
-
-
-class SolutionDetail(SolutionOut):
-    lineage: list[dict[str, Any]] = Field(
-        description="the rides from the start to this solution: from, to, eigen index, sign"
-    )
+@dataclass(frozen=True)
+class SolutionDetail(SolutionRow):
+    lineage: Annotated[
+        list[dict[str, Any]],
+        Field(description="the rides from the start to this solution: from, to, eigen index, sign"),
+    ]
 
 
 class SolutionPage(BaseModel):
-    solutions: list[SolutionOut]
+    solutions: list[SolutionRow]
     next_cursor: str | None
 
 
@@ -147,7 +141,7 @@ class SelectRequest(BaseModel):
 
 class Selection(BaseModel):
     selection: str
-    solutions: list[SolutionOut]
+    solutions: list[SolutionRow]
 
 
 REGISTERED_MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,199}$"
@@ -176,7 +170,7 @@ class HandoffOut(BaseModel):
 
     id: int
     job_id: int
-    state: Literal["queued", "running", "finished", "failed"]
+    state: HandoffState
     request: dict[str, Any]
     created_at: datetime
     finished_at: datetime | None

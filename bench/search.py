@@ -39,12 +39,13 @@ from torch.func import grad
 from ridgerider.critical import SettleConfig, settle_to_minimum
 from ridgerider.linalg import HessianOperator, eigsh
 from ridgerider.linalg.tracking import track_eigenvector
+from ridgerider.metrics import SAME_FUNCTION_TOL
 from ridgerider.problems.base import Problem
 from ridgerider.problems.registry import load
 from ridgerider.report import run
 from ridgerider.ride import RideConfig
 from ridgerider.search import SearchSpec
-from ridgerider.search.archive import FUNCTION_MERGE_TOL, evaluation_probabilities
+from ridgerider.search.archive import evaluation_probabilities
 from ridgerider.search.ridges import canonical_basis
 
 PROBLEMS = ("digits-mlp", "colored-digits", "digits-mlp:layers=2")
@@ -139,7 +140,7 @@ def summary(problem: Problem, thetas: list[torch.Tensor], equivalents: float) ->
     probabilities = [evaluation_probabilities(problem, theta) for theta in distinct]
     functional: list[int] = []
     for i, p in enumerate(probabilities):
-        if all((p - probabilities[j]).abs().max() >= FUNCTION_MERGE_TOL for j in functional):
+        if all((p - probabilities[j]).abs().max() >= SAME_FUNCTION_TOL for j in functional):
             functional.append(i)
     if not functional:  # a budget that ended before the first solution
         return {"solutions": 0.0, "functionally distinct": 0.0, "per 1k grad-eq": 0.0}

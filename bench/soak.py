@@ -36,7 +36,7 @@ resident memory (VmRSS of `serve` and all its descendants, from /proc, every sec
 The audit, from the database once every job has ended (or after 3 minutes of waiting). A unit is
 a node (its expansion or evaluation) or a ride; it moves pending -> claimed -> done | failed |
 skipped by compare-and-set under a claim token, and a job's `outstanding` counts its units not
-yet ended; finalisation stores `storage.jobs.counts` in the job's `stats` once it is 0.
+yet ended; finalisation stores `storage.progress.counts` in the job's `stats` once it is 0.
 - A unit is lost if it is still pending or claimed in a job that ended finished or cancelled:
   nothing will do it, and the job was finalised without it.
 - A unit is done twice if its work was recorded twice: a second ride from the same node along
@@ -93,8 +93,8 @@ from sqlalchemy.orm import Session
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from storage.database import Database
-from storage.jobs import ACTIVE, counts
-from storage.models import Job, Node, Ride, Solution
+from storage.models import JOB_ENDED, UNIT_ACTIVE, Job, Node, Ride, Solution
+from storage.progress import counts
 from storage.schema import ensure_schema
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -115,7 +115,6 @@ SPECS = (  # (spec, weight): jobs of a few seconds, and a classifier of about 15
 CLASSIFIERS = ("digits-mlp",)
 FILTERS = ("sharpness > 0", "loss < 1e9 and depth >= 1", "grad_norm < 1 or index == 0")
 SORTS = ("id", "-sharpness", "loss", "-depth")
-ENDED = ("finished", "failed", "cancelled")
 KEYS = ("soak-a", "soak-b")
 WORKERS = 2
 MAX_ACTIVE_JOBS = 4  # of the soak's, at once (the server's limit is 20 a key)
@@ -366,7 +365,7 @@ class Jobs:
         if so, the submission counts until `release`."""
         now = time.monotonic()
         with self.lock:
-            unfinished = sum(job.status not in ENDED for job in self.by_id.values())
+            unfinished = sum(job.status not in JOB_ENDED for job in self.by_id.values())
             recent = [at for at in self.sent[owner] if at > now - 60]
             self.sent[owner] = recent
             if (
@@ -538,7 +537,7 @@ class Client:
         self.call("healthz", "GET", "/healthz", {200})
 
     def status(self) -> None:
-        job = self.pick(lambda j: j.status not in ENDED) or self.pick()
+        job = self.pick(lambda j: j.status not in JOB_ENDED) or self.pick()
         if job is None:
             self.healthz()
         else:
@@ -596,11 +595,11 @@ class Client:
     def events(self) -> None:
         """Follow the job's events for up to WATCH_SECONDS; a job that had ended must say
         `finished` within them."""
-        job = self.pick(lambda j: j.status not in ENDED) or self.pick()
+        job = self.pick(lambda j: j.status not in JOB_ENDED) or self.pick()
         if job is None:
             self.healthz()
             return
-        ended_before = job.status in ENDED
+        ended_before = job.status in JOB_ENDED
         path = f"/jobs/{job.id}/events"
         sent = time.monotonic()
         finished, lines = False, 0
@@ -672,7 +671,7 @@ class Client:
             self.call("select", "POST", path, {200}, json={"pareto": objectives})
 
     def export(self) -> None:
-        job = self.pick(lambda j: j.solutions > 0 and j.status in ENDED) or self.pick()
+        job = self.pick(lambda j: j.solutions > 0 and j.status in JOB_ENDED) or self.pick()
         if job is None or not self.soak.exports.acquire(blocking=False):
             self.status()
             return
@@ -817,7 +816,7 @@ def audit(soak: Soak) -> Audit:
                 dict(
                     session.execute(
                         select(table.job_id, func.count())
-                        .where(table.state.in_(ACTIVE))
+                        .where(table.state.in_(UNIT_ACTIVE))
                         .group_by(table.job_id)
                     ).all()
                 )
@@ -838,7 +837,7 @@ def audit(soak: Soak) -> Audit:
         twice += excess(session, Solution, "node_id")
         redone = sum(
             session.scalar(
-                select(func.count()).where(table.attempts > 1, table.state.not_in(ACTIVE))
+                select(func.count()).where(table.attempts > 1, table.state.not_in(UNIT_ACTIVE))
             )
             for table in (Node, Ride)
         )
@@ -853,7 +852,7 @@ def audit(soak: Soak) -> Audit:
         result = Audit(Counter(), [], [], [], 0, [], twice, [], redone, killed_unit)
         for job in jobs:
             result.statuses[job.status] += 1
-            if job.status not in ENDED:
+            if job.status not in JOB_ENDED:
                 result.unfinished.append(
                     f"job {job.id} ({job.problem}) {job.status}: outstanding {job.outstanding}, "
                     f"cancel asked {job.id in asked}, cancel flag {job.cancel_requested}, "
@@ -897,7 +896,7 @@ def active_units(session: Session, job_id: int) -> list[str]:
     found = []
     for kind, table in (("node", Node), ("ride", Ride)):
         for unit in session.scalars(
-            select(table).where(table.job_id == job_id, table.state.in_(ACTIVE))
+            select(table).where(table.job_id == job_id, table.state.in_(UNIT_ACTIVE))
         ):
             work = unit.work if kind == "node" else "ride"
             found.append(
@@ -986,7 +985,7 @@ def report(soak: Soak, result: Audit, args: argparse.Namespace, drained: float) 
         ("4xx provoked on purpose, answered as they must be", provoked),
         ("event streams followed / events received", f"{streams} / {events:,}"),
         ("jobs submitted", len(jobs)),
-        ("jobs finished / failed / cancelled", " / ".join(str(ended[s]) for s in ENDED)),
+        ("jobs finished / failed / cancelled", " / ".join(str(ended[s]) for s in JOB_ENDED)),
         ("jobs a cancel was sent to", sum(job.cancel_sent for job in jobs)),
         ("jobs still unfinished", len(result.unfinished)),
         ("jobs cancelled without a cancel", len(result.cancelled_unasked)),
@@ -1062,7 +1061,7 @@ def run(args: argparse.Namespace, folder: Path, db_url: str) -> bool:
         while time.monotonic() < drain_from + DRAIN_SECONDS:
             soak.sample()
             with db.session(readonly=True) as session:
-                if not session.scalar(select(func.count()).where(Job.status.not_in(ENDED))):
+                if not session.scalar(select(func.count()).where(Job.status.not_in(JOB_ENDED))):
                     break
             time.sleep(1)
         drained = time.monotonic() - drain_from

@@ -45,9 +45,10 @@ from ridgerider.search.steps import Outcome
 from storage.artifacts import LocalArtifactStore, put_tensors
 from storage.database import Database
 from storage.filters import SOLUTIONS
-from storage.jobs import MergeWindow, create_job
+from storage.jobs import create_job
 from storage.models import Metric, Node, Ride
 from storage.queries import filtered_solutions, parse_job_filter, solutions_page
+from storage.records import MergeWindow
 from storage.schema import ensure_schema
 from storage.selection import Objective, diverse_top_k, pareto_front
 from storage.tree import JobTree

@@ -29,9 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ridgerider.search import SearchSpec
 from storage.artifacts import LocalArtifactStore
 from storage.database import Database
-from storage.jobs import create_job, mark_enqueued
+from storage.jobs import create_job
 from storage.models import Job
 from storage.schema import ensure_schema
+from storage.units import mark_enqueued
 from tests.workers.pool import pool
 from workers.celery_app import make_app
 from workers.local import run_job

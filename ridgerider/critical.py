@@ -9,13 +9,12 @@ from typing import Literal
 
 import numpy as np
 import torch
-from scipy.optimize import minimize as scipy_minimize
 from scipy.sparse.linalg import LinearOperator as ScipyOperator
 from scipy.sparse.linalg import minres
-from threadpoolctl import threadpool_limits
 from torch import Tensor
 from torch.func import grad
 
+from ridgerider.lbfgs import lbfgs
 from ridgerider.linalg import HessianOperator, eigsh
 
 Kind = Literal["minimum", "saddle", "maximum", "degenerate", "branch", "ride-end"]
@@ -160,24 +159,8 @@ def settle_to_minimum(
 ) -> tuple[Tensor, int]:
     """The minimum that L-BFGS reaches from `theta`, polished by Newton steps (MINRES on HVPs),
     and the HVPs spent. For networks, whose negative-curvature subspace is too large to hold."""
-
-    def value_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
-        gradient, value = torch.func.grad_and_value(loss)(
-            torch.as_tensor(x, dtype=theta.dtype, device=theta.device)
-        )
-        return value.item(), gradient.double().cpu().numpy()
-
-    # scipy's BLAS threads spin between the optimiser's calls and starve torch's.
-    with threadpool_limits(1, user_api="blas"):
-        result = scipy_minimize(
-            value_and_grad,
-            theta.double().cpu().numpy(),
-            jac=True,
-            method="L-BFGS-B",
-            options={"maxiter": 20_000, "gtol": 1e-7, "ftol": 0.0},
-        )
-    theta = torch.as_tensor(result.x, dtype=theta.dtype, device=theta.device)
-    if not math.isfinite(result.fun):
+    theta, value = lbfgs(loss, theta, gradient_tol=1e-7, max_iterations=20_000)
+    if not math.isfinite(value):
         raise FloatingPointError("the loss turned NaN or Inf while settling")
     return _newton_polish(loss, theta, config)
 

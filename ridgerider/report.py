@@ -125,6 +125,6 @@ def run(
         for node, data in result.graph.nodes(data=True)
         if data["point"].kind in SOLUTION_KINDS and "metrics" in data
     ]
-    points = [m.point for m in minima]
-    pairs = pairwise_metrics(problem, points)
-    return SearchReport(spec, problem, result, minima, pairs, set_metrics(problem, points, pairs))
+    thetas = [m.point.theta for m in minima]
+    pairs = pairwise_metrics(problem, thetas)
+    return SearchReport(spec, problem, result, minima, pairs, set_metrics(problem, thetas, pairs))

@@ -22,7 +22,6 @@ from storage.jobs import get_job
 from storage.models import Job, Solution
 from storage.queries import QueryError, SolutionRow, lineage_graph, solution_rows
 from storage.selection import pareto_indices, stored_predictions
-from storage.solutions import ensemble_metrics
 
 CARD_COLUMNS = ("loss", "train_accuracy", "test_accuracy", "ood_accuracy", "sharpness")
 
@@ -37,12 +36,14 @@ def export(
     ids: Sequence[int] | None = None,
     selection: str = "every distinct minimum the search found",
     objectives: tuple[str, str] | None = None,
+    set_metrics: dict[str, float] | None = None,
 ) -> Path:
     """Write the export of the job's solutions `ids` (default: all) to `destination`: a folder,
     or an archive when it ends in `.tar.gz`. `selection` says in the card how they were chosen;
-    `objectives` picks the scatter's two metrics. With the `problem`, the card gives the chosen
-    set's ensemble metrics (model evaluations); without it, the job's own set metrics when every
-    solution is exported. Returns the path written.
+    `objectives` picks the scatter's two metrics; the `problem` names the model's size in the
+    card. The card gives `set_metrics` (the chosen set's ensemble metrics, which the caller
+    evaluates: `workers.evaluation`), or else the job's own when every solution is exported.
+    Returns the path written.
 
     The export is built in a temporary folder that is removed whether it succeeds or fails
     (it holds copies of the weights).
@@ -69,9 +70,7 @@ def export(
         except QueryError:  # not a classifier: no disagreement to plot
             predictions = None
         graph = lineage_graph(session, job_id)
-    if problem is not None and ids:
-        set_metrics = ensemble_metrics(db, store, job_id, ids, problem)
-    else:
+    if set_metrics is None:
         set_metrics = (job.stats or {}).get("set_metrics", {}) if ids == list(all_ids) else {}
     with tempfile.TemporaryDirectory(prefix="ridgerider-export-") as scratch:
         folder = Path(scratch) / destination.name.removesuffix(".tar.gz")

@@ -8,14 +8,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.models import Handoff, Job, utcnow
+from storage.models import Handoff, HandoffState, Job, utcnow
 
 MAX_ERROR = 2000
 
 
 def create_handoff(session: Session, job_id: int, request: dict[str, Any]) -> Handoff:
     """A queued hand-off of job `job_id` (its owner checked by the caller)."""
-    handoff = Handoff(job_id=job_id, request=request, state="queued")
+    handoff = Handoff(job_id=job_id, request=request, state=HandoffState.QUEUED)
     session.add(handoff)
     session.flush()
     return handoff
@@ -33,7 +33,7 @@ def get_handoff(session: Session, job_id: int, handoff_id: int, owner: str) -> H
 def start_handoff(session: Session, handoff_id: int) -> tuple[Handoff, Job]:
     """Mark the hand-off running; it and its job."""
     handoff = session.get(Handoff, handoff_id)
-    handoff.state = "running"
+    handoff.state = HandoffState.RUNNING
     return handoff, session.get(Job, handoff.job_id)
 
 
@@ -46,7 +46,7 @@ def finish_handoff(
 ) -> None:
     """Mark the hand-off finished with its `result`, or failed with `error`."""
     handoff = session.get(Handoff, handoff_id)
-    handoff.state = "failed" if error is not None else "finished"
+    handoff.state = HandoffState.FAILED if error is not None else HandoffState.FINISHED
     handoff.error = error[:MAX_ERROR] if error is not None else None
     handoff.result = result
     handoff.finished_at = utcnow()

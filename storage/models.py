@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -31,9 +32,44 @@ from sqlalchemy import (
 from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-JOB_STATES = ("queued", "running", "finalising", "finished", "failed", "cancelled")
-UNIT_STATES = ("pending", "claimed", "done", "failed", "skipped")
-HANDOFF_STATES = ("queued", "running", "finished", "failed")
+
+class JobStatus(StrEnum):
+    """Where a job is: queued -> running -> finalising -> finished; or failed, or cancelled."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINALISING = "finalising"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+JOB_ENDED = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELLED)
+JOB_IN_FLIGHT = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.FINALISING)
+
+
+class UnitState(StrEnum):
+    """Where a unit of work is: pending -> claimed -> done, failed or skipped."""
+
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+UNIT_ACTIVE = (UnitState.PENDING, UnitState.CLAIMED)
+
+
+class HandoffState(StrEnum):
+    """Where an MLflow hand-off is."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
 SHA256_HEX = 64
 
 
@@ -244,7 +280,7 @@ class Handoff(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
     request: Mapped[dict[str, Any]]
-    state: Mapped[str] = mapped_column(String(16), default="queued")
+    state: Mapped[str] = mapped_column(String(16), default=HandoffState.QUEUED)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)

@@ -8,11 +8,12 @@ import binascii
 import functools
 import json
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, fields
+from typing import Annotated, Any
 
 import networkx as nx
 import numpy as np
+from pydantic import Field
 from pydantic_core import from_json
 from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, or_, select
 from sqlalchemy.orm import Session
@@ -29,8 +30,8 @@ from storage.filters import (
     metric_names_of,
     parse_filter,
 )
-from storage.jobs import ROOT_FINGERPRINT
 from storage.models import Job, Metric, Node, Ride, Solution
+from storage.records import root_node
 from storage.secrets import CURSOR, service_secret, sign, verify
 
 MAX_PAGE = 1000
@@ -48,24 +49,23 @@ class ForgedCursorError(QueryError):
 
 @dataclass(frozen=True)
 class SolutionRow:
+    """A solution as every interface shows it (the HTTP API's schema is this class)."""
+
     id: int
     job_id: int
     node_id: int
     depth: int
-    fingerprint: str
+    fingerprint: Annotated[str, Field(description="the rides from the start, e.g. 0+.8-")]
     weights_sha256: str
     metrics: dict[str, float]
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "job_id": self.job_id,
-            "node_id": self.node_id,
-            "depth": self.depth,
-            "fingerprint": self.fingerprint,
-            "weights_sha256": self.weights_sha256,
-            "metrics": self.metrics,
-        }
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SolutionRow:
+        """The row `to_json` gave (as the HTTP API sends it)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -338,9 +338,7 @@ def lineage(session: Session, node_id: int) -> list[dict[str, Any]]:
     """The rides from the start to node `node_id`, as its fingerprint (`Node.path`) names them:
     one indexed lookup a ride, never the job's whole DAG."""
     node = session.get(Node, node_id)
-    at = session.scalar(
-        select(Node.id).where(Node.job_id == node.job_id, Node.fingerprint == ROOT_FINGERPRINT)
-    )
+    at = root_node(session, node.job_id).id
     rides = []
     for eigen_index, direction in from_text(node.path):
         ride = session.scalar(

@@ -1,15 +1,9 @@
-"""Stored solutions back as models: the flat parameters or a ready `nn.Module`, in one call, and
-the ensemble metrics of a chosen subset."""
+"""Stored solutions back as models: the flat parameters or a ready `nn.Module`, in one call."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from torch import Tensor, nn
 
-from ridgerider.critical import CriticalPoint
-from ridgerider.metrics import pairwise_metrics, set_metrics
-from ridgerider.problems.base import Problem
 from ridgerider.problems.registry import load
 from storage.artifacts import ArtifactStore, get_tensors
 from storage.database import Database
@@ -20,20 +14,30 @@ class SolutionNotFoundError(LookupError):
     """No solution has that id (or the caller may not see it)."""
 
 
-def _solution(db: Database, solution_id: int, owner: str | None) -> tuple[Solution, Job]:
+def _solution(
+    db: Database, solution_id: int, owner: str | None, job_id: int | None = None
+) -> tuple[Solution, Job]:
     with db.session(readonly=True) as session:
         solution = session.get(Solution, solution_id)
         job = session.get(Job, solution.job_id) if solution else None
     if solution is None or (owner is not None and job.owner != owner):
         raise SolutionNotFoundError(f"no solution {solution_id}")
+    if job_id is not None and job.id != job_id:
+        raise SolutionNotFoundError(f"solution {solution_id} is not in job {job_id}")
     return solution, job
 
 
 def load_theta(
-    db: Database, store: ArtifactStore, solution_id: int, *, owner: str | None = None
+    db: Database,
+    store: ArtifactStore,
+    solution_id: int,
+    *,
+    owner: str | None = None,
+    job_id: int | None = None,
 ) -> Tensor:
-    """The solution's flat parameter vector (its artifact's hash verified)."""
-    solution, _ = _solution(db, solution_id, owner)
+    """The solution's flat parameter vector (its artifact's hash verified); with `job_id`, only
+    a solution of that job."""
+    solution, _ = _solution(db, solution_id, owner, job_id)
     return get_tensors(store, solution.weights_sha256)["theta"]
 
 
@@ -57,18 +61,3 @@ def load_model(
         raise TypeError(f"problem {problem.name!r} is a function of a flat vector; use load_theta")
     theta = get_tensors(store, solution.weights_sha256)["theta"].to(problem.dtype)
     return problem.to_module(theta)
-
-
-def ensemble_metrics(
-    db: Database, store: ArtifactStore, job_id: int, ids: Sequence[int], problem: Problem
-) -> dict[str, float]:
-    """Set-level metrics of the chosen solutions: ensemble and best test accuracy, mean
-    disagreement, how many are functionally distinct."""
-    points = []
-    for solution_id in ids:
-        solution, job = _solution(db, solution_id, None)
-        if job.id != job_id:
-            raise SolutionNotFoundError(f"solution {solution_id} is not in job {job_id}")
-        theta = get_tensors(store, solution.weights_sha256)["theta"].to(problem.dtype)
-        points.append(CriticalPoint(theta, 0.0, 0.0, "minimum", 0, theta.new_zeros(0), 0))
-    return set_metrics(problem, points, pairwise_metrics(problem, points))

@@ -8,11 +8,11 @@ job's lock. Tensors go to the artifact store; rows hold their sha256.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 
 import numpy as np
 import torch
+from cachetools import LRUCache
 from torch import Tensor
 
 from ridgerider.critical import CriticalPoint
@@ -26,21 +26,19 @@ from ridgerider.search.spec import SearchSpec
 from ridgerider.search.steps import NodeWork, Outcome, work_of
 from storage.artifacts import ArtifactStore, get_tensors, put_tensors
 from storage.database import Database
-from storage.jobs import (
+from storage.models import Node
+from storage.progress import progress
+from storage.records import (
     MergeWindow,
     PointRecord,
     RideResult,
-    claim_next,
-    end_unit,
-    new_token,
-    progress,
     record_evaluation,
     record_expansion,
     record_ride,
     root_node,
     start_job,
 )
-from storage.models import Node
+from storage.units import claim_next, end_unit, new_token
 
 TENSOR_CACHE_SIZE = 4096
 ALL_WORK = ("expand", "evaluate", "ride")
@@ -66,7 +64,7 @@ class JobTree:
         self.problem, self.spec = problem, spec
         self.token_prefix = token_prefix
         self.tokens: dict[tuple[str, int], str] = {}
-        self._tensors: OrderedDict[str, dict[str, Tensor]] = OrderedDict()
+        self._tensors: LRUCache[str, dict[str, Tensor]] = LRUCache(TENSOR_CACHE_SIZE)
 
     def has_root(self) -> bool:
         with self.db.session(readonly=True) as session:
@@ -194,7 +192,7 @@ class JobTree:
         self, point: CriticalPoint, spectrum: Spectrum | None, function_key: float | None = None
     ) -> PointRecord:
         sha256 = put_tensors(self.store, {"theta": point.theta})
-        self._keep(sha256, {"theta": point.theta})
+        self._tensors[sha256] = {"theta": point.theta}
         return PointRecord(
             point.kind,
             point.index,
@@ -215,22 +213,17 @@ class JobTree:
             "truncated": torch.tensor([spectrum.truncated]),
         }
         sha256 = put_tensors(self.store, tensors)
-        self._keep(sha256, tensors)
+        self._tensors[sha256] = tensors
         return sha256
 
     def _theta(self, sha256: str) -> Tensor:
         return self._tensors_of(sha256)["theta"].to(self.problem.dtype)
 
     def _tensors_of(self, sha256: str) -> dict[str, Tensor]:
-        if sha256 not in self._tensors:
-            self._keep(sha256, get_tensors(self.store, sha256))
-        self._tensors.move_to_end(sha256)
-        return self._tensors[sha256]
-
-    def _keep(self, sha256: str, tensors: dict[str, Tensor]) -> None:
-        self._tensors[sha256] = tensors
-        while len(self._tensors) > TENSOR_CACHE_SIZE:
-            self._tensors.popitem(last=False)
+        tensors = self._tensors.get(sha256)
+        if tensors is None:
+            tensors = self._tensors[sha256] = get_tensors(self.store, sha256)
+        return tensors
 
 
 def _node_unit(node: Node) -> Unit:

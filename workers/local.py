@@ -11,8 +11,10 @@ from collections.abc import Callable
 from ridgerider.search.loop import run
 from storage.artifacts import ArtifactStore
 from storage.database import Database
-from storage.jobs import claim_finalisation, counts, get_job, reclaim, resume_clock
+from storage.jobs import claim_finalisation, get_job, resume_clock
 from storage.models import Job
+from storage.progress import counts
+from storage.sweep import reclaim
 from workers import steps
 
 Progress = Callable[[dict[str, int]], None]

@@ -30,7 +30,7 @@ from storage.export import export
 from storage.jobs import get_job
 from storage.queries import SolutionRow, solution_rows
 from storage.secrets import INSTANCE, service_secret
-from storage.solutions import ensemble_metrics
+from workers.evaluation import ensemble_metrics
 
 INSTALL_HINT = "MLflow is not installed: pip install 'ridgerider[mlflow]'"
 DEFAULT_EXPERIMENT = "ridgerider"
@@ -217,6 +217,7 @@ def _log_job(
             problem,
             ids=ids,
             selection=selection,
+            set_metrics=set_metrics,
         )
         for part in sorted(folder.iterdir()):
             if part.name == "weights":

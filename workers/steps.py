@@ -19,8 +19,9 @@ from ridgerider.search.spec import SearchSpec
 from ridgerider.search.steps import StartError
 from storage.artifacts import ArtifactStore
 from storage.database import Database
-from storage.jobs import counts, fail_job, get_job, record_finalisation
+from storage.jobs import fail_job, get_job, record_finalisation
 from storage.models import Job, Node, Solution
+from storage.progress import counts
 from storage.tree import JobTree
 
 
@@ -82,11 +83,11 @@ def finalise(ctx: JobContext) -> None:
         ).all()
         progress = counts(session, ctx.job_id)
     ids = [solution_id for solution_id, _ in solutions]
-    points = [ctx.tree.point(node_id) for _, node_id in solutions]
-    pairs = pairwise_metrics(ctx.problem, points)
+    thetas = [ctx.tree.point(node_id).theta for _, node_id in solutions]
+    pairs = pairwise_metrics(ctx.problem, thetas)
     stats = {
         **progress,
-        "set_metrics": set_metrics(ctx.problem, points, pairs),
+        "set_metrics": set_metrics(ctx.problem, thetas, pairs),
         "stopped": job.stopped or "frontier exhausted",
         "seconds": job.run_seconds,
     }

@@ -17,13 +17,13 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import ClassVar
 
 import redis
 import torch
+from cachetools import LRUCache
 from celery import signals
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import OperationalError as DatabaseError
@@ -32,18 +32,10 @@ from ridgerider.search.frontier import Unit, frontier_key
 from ridgerider.search.loop import work_on
 from storage.artifacts import LocalArtifactStore
 from storage.database import Database
-from storage.jobs import (
-    Message,
-    UnitKind,
-    cancel_job,
-    claim_finalisation,
-    fail_job,
-    get_job,
-    heartbeat,
-    lost_work,
-    mark_enqueued,
-    root_node,
-)
+from storage.jobs import cancel_job, claim_finalisation, fail_job, get_job
+from storage.records import root_node
+from storage.sweep import Message, lost_work
+from storage.units import UnitKind, heartbeat, mark_enqueued
 from workers import steps
 from workers.celery_app import DEFAULT_QUEUE, GPU_QUEUE, app
 from workers.settings import job_channel
@@ -60,12 +52,13 @@ class _Process:
 
     db: ClassVar[Database | None] = None
     store: ClassVar[LocalArtifactStore | None] = None
-    contexts: ClassVar[OrderedDict[int, steps.JobContext]] = OrderedDict()
+    contexts: ClassVar[LRUCache[int, steps.JobContext]] = LRUCache(CONTEXTS_PER_PROCESS)
     publisher: ClassVar[redis.Redis | None] = None
 
     @classmethod
     def reset(cls) -> None:
-        cls.db, cls.store, cls.contexts, cls.publisher = None, None, OrderedDict(), None
+        cls.db, cls.store, cls.publisher = None, None, None
+        cls.contexts = LRUCache(CONTEXTS_PER_PROCESS)
 
     @classmethod
     def notify(cls, job_id: int) -> None:
@@ -87,14 +80,13 @@ class _Process:
 
     @classmethod
     def context(cls, job_id: int) -> steps.JobContext:
-        if job_id not in cls.contexts:
+        context = cls.contexts.get(job_id)
+        if context is None:
             db, store = cls.resources()
             prefix = f"{os.getpid()}:"  # says which process holds a claimed unit
-            cls.contexts[job_id] = steps.JobContext.load(db, store, job_id, token_prefix=prefix)
-            while len(cls.contexts) > CONTEXTS_PER_PROCESS:
-                cls.contexts.popitem(last=False)
-        cls.contexts.move_to_end(job_id)
-        return cls.contexts[job_id]
+            context = steps.JobContext.load(db, store, job_id, token_prefix=prefix)
+            cls.contexts[job_id] = context
+        return context
 
 
 @signals.worker_process_init.connect

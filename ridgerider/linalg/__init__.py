@@ -1,11 +1,11 @@
 """Curvature linear algebra: Hessian-vector product operators and a Lanczos eigensolver."""
 
+from ridgerider.linalg.blocks import NonFiniteProductError
 from ridgerider.linalg.estimators import TraceEstimate, hutchinson_trace, top_eigenvalue
 from ridgerider.linalg.lanczos import (
     ConvergenceWarning,
     EigshInfo,
     EigshResult,
-    NonFiniteProductError,
     eigsh,
 )
 from ridgerider.linalg.operators import DenseOperator, HessianOperator, LinearOperator, as_operator

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ridgerider.linalg.lanczos import _product, eigsh
+from ridgerider.linalg.blocks import product
+from ridgerider.linalg.lanczos import eigsh
 from ridgerider.linalg.operators import LinearOperator, as_operator
 
 
@@ -59,7 +60,7 @@ def hutchinson_trace(
         width = min(block_size, samples - done)
         Z = torch.randint(0, 2, (n, width), generator=generator).to(torch.float64) * 2 - 1
         Z = Z.to(dtype=A.dtype, device=A.device)
-        quadratic_forms.append((Z * _product(A, Z, done)).sum(0).to(torch.float64).cpu())
+        quadratic_forms.append((Z * product(A, Z, done)).sum(0).to(torch.float64).cpu())
         done += width
     values = torch.cat(quadratic_forms)
     return TraceEstimate(

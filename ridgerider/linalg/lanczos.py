@@ -31,23 +31,21 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
+from ridgerider.linalg.blocks import (
+    WHOLE_SPACE_SIZE,
+    product,
+    project_out,
+)
 from ridgerider.linalg.operators import LinearOperator, as_operator
 
 Which = Literal["SA", "LA"]
 DEFAULT_TOL = {torch.float64: 1e-8, torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 1e-2}
 MAX_DEFAULT_MATVECS = 20_000
 BASIS_MEMORY = 1 << 30  # bytes the default basis (V and A V) may take
-# Operators up to this size are solved exactly from one block of n products (the tree MDP, the
-# lever game): cheaper than Lanczos's few blocks, whose per-block overhead dominates there.
-WHOLE_SPACE_SIZE = 128
 
 
 class ConvergenceWarning(UserWarning):
     """`eigsh` ran out of products before every wanted pair met the tolerance."""
-
-
-class NonFiniteProductError(FloatingPointError):
-    """An operator product returned NaN or Inf."""
 
 
 @dataclass(frozen=True)
@@ -158,7 +156,7 @@ def eigsh(
     anorm = 0.0
     symmetry_checked = False
     while True:
-        AX = _product(A, X, matvecs)
+        AX = product(A, X, matvecs)
         matvecs += X.shape[1]
         if j and not symmetry_checked:
             _check_symmetric(V[:, :j].T @ AX, AV[:, :j].T @ X, anorm)
@@ -221,7 +219,7 @@ def eigsh(
 def _whole_space(A: LinearOperator, k: int, which: Which, tol: float) -> EigshResult:
     """The k wanted pairs of a tiny operator, exactly: its products with the identity, eigh."""
     n = A.shape[0]
-    AV = _product(A, torch.eye(n, dtype=A.dtype, device=A.device), 0)
+    AV = product(A, torch.eye(n, dtype=A.dtype, device=A.device), 0)
     _check_symmetric(AV, AV.T, 0.0)
     theta, Y = torch.linalg.eigh(((AV + AV.T) / 2).to(torch.float64).cpu())
     order = _wanted(theta, k, which)
@@ -270,26 +268,6 @@ def _start_block(
     return start[:, : max(b, min(start.shape[1], n // 2))].to(dtype=dtype, device=device)
 
 
-def _product(A: LinearOperator, X: Tensor, done: int) -> Tensor:
-    """A @ X through `matmat` when the operator has one, with a finiteness check."""
-    matmat = getattr(A, "matmat", None)
-    AX = matmat(X) if matmat else torch.stack([A.matvec(x) for x in X.unbind(1)], dim=1)
-    finite = torch.isfinite(AX).all(dim=0)
-    if not finite.all():
-        first = int((~finite).nonzero()[0]) + done + 1
-        raise NonFiniteProductError(
-            f"operator product #{first} returned NaN or Inf (products are numbered from 1)"
-        )
-    return AX
-
-
-def _project_out(W: Tensor, basis: Tensor) -> Tensor:
-    """W minus its projection on the orthonormal `basis`, twice (classical Gram-Schmidt x 2)."""
-    for _ in range(2):
-        W = W - basis @ (basis.T @ W)
-    return W
-
-
 def _orthonormal_block(
     W: Tensor, basis: Tensor, width: int, scale: float, generator: torch.Generator
 ) -> tuple[Tensor, Tensor]:
@@ -303,17 +281,17 @@ def _orthonormal_block(
     eps = torch.finfo(W.dtype).eps
     Q = W[:, :0]
     if W.shape[1]:
-        U, S, _ = torch.linalg.svd(_project_out(W, basis), full_matrices=False)
+        U, S, _ = torch.linalg.svd(project_out(W, basis), full_matrices=False)
         strong = 100 * eps * scale < S
         Q = U[:, strong][:, :width]
         if Q.shape[1] and S[strong].min() < math.sqrt(eps) * scale:
             # A weak direction is mostly rounding: its normalisation amplifies the rounding's
             # components along the basis, so orthogonalise it again.
-            Q = torch.linalg.qr(_project_out(Q, basis)).Q
+            Q = torch.linalg.qr(project_out(Q, basis)).Q
     missing = width - Q.shape[1]
     if missing:
         noise = torch.randn(n, missing, generator=generator, dtype=torch.float64)
-        fill = _project_out(noise.to(dtype=W.dtype, device=W.device), torch.cat([basis, Q], 1))
+        fill = project_out(noise.to(dtype=W.dtype, device=W.device), torch.cat([basis, Q], 1))
         Q = torch.cat([Q, torch.linalg.qr(fill).Q], 1)
     return Q
 

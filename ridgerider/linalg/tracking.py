@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ridgerider.linalg.lanczos import WHOLE_SPACE_SIZE, _product, _project_out
+from ridgerider.linalg.blocks import WHOLE_SPACE_SIZE, product, project_out
 from ridgerider.linalg.operators import LinearOperator, as_operator
 
 
@@ -57,7 +57,7 @@ def track_eigenvector(
         V = torch.linalg.qr(torch.cat([start, torch.eye(n, dtype=d.dtype, device=d.device)], 1)).Q
     else:
         V = torch.linalg.qr(start).Q
-    AV = _product(A, V, 0)
+    AV = product(A, V, 0)
     scale = norm_estimate
     while True:
         T = (V.T @ AV).to(torch.float64).cpu()
@@ -71,9 +71,9 @@ def track_eigenvector(
         residual = r.norm().item()
         if residual <= tol * scale or AV.shape[1] >= min(max_matvecs, A.shape[0]):
             break
-        w = _project_out(r[:, None], V)
+        w = project_out(r[:, None], V)
         V = torch.cat([V, w / w.norm()], 1)
-        AV = torch.cat([AV, _product(A, V[:, -1:], AV.shape[1])], 1)
+        AV = torch.cat([AV, product(A, V[:, -1:], AV.shape[1])], 1)
     others = [i for i in torch.argsort((theta - theta[best]).abs()).tolist() if i != best]
     keep = others[: start.shape[1] - 1]
     sign = 1.0 if (u @ d).item() >= 0 else -1.0

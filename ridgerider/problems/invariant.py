@@ -19,13 +19,11 @@ import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-from scipy.optimize import minimize
-from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 
 from ridgerider.flat import eval_mode
+from ridgerider.lbfgs import lbfgs
 
 
 @dataclass(frozen=True)
@@ -230,26 +228,9 @@ def _minimise(
     """A minimum of a function of a few dozen variables: L-BFGS (with memory for all of them)
     until Newton's method is safe, then Newton steps with the pseudo-inverse of the dense
     Hessian for as long as each lowers the value or the gradient norm."""
-
-    def value_and_grad(point: np.ndarray) -> tuple[float, np.ndarray]:
-        gradient, value = torch.func.grad_and_value(loss)(torch.as_tensor(point).to(start))
-        return value.item(), gradient.cpu().numpy()
-
-    # scipy's BLAS threads spin between the optimiser's calls and starve torch's (5x slower).
-    with threadpool_limits(1, user_api="blas"):
-        result = minimize(
-            value_and_grad,
-            start.cpu().numpy(),
-            jac=True,
-            method="L-BFGS-B",
-            options={
-                "maxiter": 10_000,
-                "gtol": 1e-6,
-                "ftol": 0.0,
-                "maxcor": min(start.numel(), 100),
-            },
-        )
-    point = torch.as_tensor(result.x).to(start)
+    point, _ = lbfgs(
+        loss, start, gradient_tol=1e-6, max_iterations=10_000, memory=min(start.numel(), 100)
+    )
     gradient, value = torch.func.grad_and_value(loss)(point)
     for _ in range(max_newton_steps):
         if gradient.norm() <= gradient_tol:

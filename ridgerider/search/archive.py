@@ -22,10 +22,10 @@ import torch
 from torch import Tensor
 
 from ridgerider.critical import CriticalPoint
+from ridgerider.metrics import SAME_FUNCTION_TOL
 from ridgerider.problems.base import Problem
 from ridgerider.search.spec import SearchSpec
 
-FUNCTION_MERGE_TOL = 1e-4  # max probability difference of one function (measured: 18 minima)
 MERGE_WINDOW_SAFETY = 4.0
 
 
@@ -60,7 +60,7 @@ def window_of(point: CriticalPoint, keys: Keys, spec: SearchSpec) -> Window:
     loss = (point.loss - spread, point.loss + spread)
     if keys.function is None:
         return Window(loss, None)
-    return Window(loss, (keys.function - FUNCTION_MERGE_TOL, keys.function + FUNCTION_MERGE_TOL))
+    return Window(loss, (keys.function - SAME_FUNCTION_TOL, keys.function + SAME_FUNCTION_TOL))
 
 
 def function_key(problem: Problem, theta: Tensor) -> float | None:
@@ -84,7 +84,7 @@ def find_copy(
             return node
         if probabilities is not None:
             difference = (evaluation_probabilities(problem, other) - probabilities).abs().max()
-            if difference.item() < FUNCTION_MERGE_TOL:
+            if difference.item() < SAME_FUNCTION_TOL:
                 return node
     return None
 

@@ -26,13 +26,12 @@ from ridgerider.problems.registry import load
 from storage.artifacts import LocalArtifactStore
 from storage.database import Database
 from storage.jobs import create_job
-from storage.models import Solution
+from storage.models import JOB_ENDED, Solution
 from tests.api.server import serve
 from tests.storage.synthetic import record_solution
 from tests.workers.pool import pool
 
 PROBLEM_JSON = "application/problem+json"
-ENDED = ("finished", "failed", "cancelled")
 
 
 @pytest.fixture(scope="module")
@@ -265,7 +264,7 @@ def test_a_paper_problem_runs_on_the_pool_and_its_solutions_filter_by_behaviour(
         assert response.status_code == 202, response.text
         job_id = response.json()["id"]
         deadline = time.monotonic() + 180
-        while (status := http.get(f"/jobs/{job_id}").json()["status"]) not in ENDED:
+        while (status := http.get(f"/jobs/{job_id}").json()["status"]) not in JOB_ENDED:
             assert time.monotonic() < deadline, running.logs()
             time.sleep(0.5)
         assert status == "finished", running.logs()

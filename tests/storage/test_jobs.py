@@ -9,29 +9,21 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from storage.jobs import (
-    MAX_ATTEMPTS,
-    MAX_SENDS,
+import storage.units
+from storage.database import Database
+from storage.jobs import cancel_job, claim_finalisation, create_job, get_job
+from storage.models import Job, Node, Ride, utcnow
+from storage.records import (
     MergeWindow,
     PointRecord,
     RideResult,
-    cancel_job,
-    claim,
-    claim_finalisation,
-    create_job,
-    end_unit,
-    get_job,
-    lost_work,
-    mark_enqueued,
-    new_token,
-    pending_units,
-    reclaim,
     record_evaluation,
     record_expansion,
     record_ride,
     start_job,
 )
-from storage.models import Job, Node, Ride, utcnow
+from storage.sweep import MAX_ATTEMPTS, MAX_SENDS, lost_work, reclaim
+from storage.units import claim, end_unit, heartbeat, mark_enqueued, new_token, pending_units
 
 SADDLE = PointRecord("saddle", 1, True, 1.0, 0.0, [-1.0, 2.0], "a" * 64)
 EVERYWHERE = MergeWindow((-1e300, 1e300))  # every node is a candidate
@@ -397,3 +389,25 @@ def test_only_the_nodes_in_the_merge_window_are_compared(db):
         nodes = dict(session.execute(select(Node.loss, Node.id).where(Node.job_id == job_id)).all())
     # the root's loss is 1.0: outside every window; each new node sees the one before it only
     assert seen == [[], [nodes[0.1]], [nodes[0.5]]]
+
+
+def test_a_worker_whose_clock_is_behind_keeps_its_live_units_on_postgresql(
+    postgres_url, monkeypatch
+):
+    """Claims and heartbeats carry the database's clock: a worker whose own clock is an hour
+    behind does not make the unit it works on look stale to the sweep."""
+    db = Database(postgres_url)
+    monkeypatch.setattr(storage.units, "utcnow", lambda: utcnow() - timedelta(hours=1))
+    job_id, (ride,) = job_with_rides(db, 1)
+    token = new_token()
+    with db.session() as session:
+        mark_enqueued(session, "job", job_id, "start-task")  # a pool job
+        assert claim(session, "ride", ride, token)
+    with db.session() as session:
+        assert heartbeat(session, "ride", ride, token)
+    with db.session() as session:
+        found = lost_work(session, timedelta(seconds=60), timedelta(seconds=60))
+    with db.session(readonly=True) as session:
+        assert session.get(Ride, ride).state == "claimed"
+    assert all(message.job_id != job_id for message in found.units)
+    db.dispose()

@@ -24,14 +24,11 @@ from ridgerider.search.fingerprint import extend, from_text, to_text
 from storage.artifacts import LocalArtifactStore, get_tensors
 from storage.database import Database
 from storage.jobs import create_job
-from storage.models import Job, Node, Ride, Solution, utcnow
+from storage.models import JOB_ENDED, Job, Node, Ride, Solution, utcnow
 from storage.schema import ensure_schema
 from tests.api.test_cli import ridgerider
 from tests.workers.pool import SETTINGS, Pool, pool
 from workers.local import run_job
-
-ENDED = ("finished", "failed", "cancelled")
-
 
 COMPLETE = {"max_nodes": 100}  # no budget binds: every runner builds the whole tree
 
@@ -101,13 +98,13 @@ def rides_done(count: int):
         done = session.scalar(
             select(func.count()).where(Ride.job_id == job.id, Ride.state == "done")
         )
-        return done >= count or job.status in ENDED
+        return done >= count or job.status in JOB_ENDED
 
     return condition
 
 
 def ended(session, job) -> bool:
-    return job.status in ENDED
+    return job.status in JOB_ENDED
 
 
 def complete_spec(running: Pool) -> str:
@@ -285,7 +282,7 @@ def test_a_worker_killed_in_the_middle_of_a_ride_loses_and_repeats_nothing(tmp_p
                     select(Ride.claim_token).where(Ride.job_id == job.id, Ride.state == "claimed")
                 )
                 is not None
-                or job.status in ENDED
+                or job.status in JOB_ENDED
             )
 
         assert wait_for(db, job_id, a_ride_in_flight).status == "running"

@@ -1,0 +1,44 @@
+"""L-BFGS on a torch loss of one flat vector: scipy's optimiser, torch's gradients."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from scipy.optimize import minimize
+from threadpoolctl import threadpool_limits
+from torch import Tensor
+
+
+def lbfgs(
+    loss: Callable[[Tensor], Tensor],
+    start: Tensor,
+    *,
+    gradient_tol: float,
+    max_iterations: int,
+    memory: int = 10,
+) -> tuple[Tensor, float]:
+    """The point L-BFGS-B reaches from `start` (same dtype and device) and its loss. scipy's
+    BLAS runs on one thread meanwhile: its threads spin between the optimiser's calls and
+    starve torch's (5x slower, measured)."""
+
+    def value_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
+        point = torch.as_tensor(x, dtype=start.dtype, device=start.device)
+        gradient, value = torch.func.grad_and_value(loss)(point)
+        return value.item(), gradient.double().cpu().numpy()
+
+    with threadpool_limits(1, user_api="blas"):
+        result = minimize(
+            value_and_grad,
+            start.double().cpu().numpy(),
+            jac=True,
+            method="L-BFGS-B",
+            options={
+                "maxiter": max_iterations,
+                "gtol": gradient_tol,
+                "ftol": 0.0,
+                "maxcor": memory,
+            },
+        )
+    return torch.as_tensor(result.x, dtype=start.dtype, device=start.device), float(result.fun)

@@ -1,0 +1,301 @@
+"""What a job's units found, recorded into its DAG: the root (its start), a branch point's
+rides, a ride's end merged with the points already known, an evaluated minimum kept as a
+solution."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from ridgerider.search.fingerprint import Fingerprint, extend, from_text, to_text
+from storage.jobs import lock_job, touch
+from storage.models import Job, Metric, Node, Ride, Solution, metrics_json, utcnow
+from storage.units import Work, job_of, released_nodes, ridge_of, settle_unit
+
+ROOT_FINGERPRINT = hashlib.sha256(b"root").hexdigest()
+
+
+@dataclass(frozen=True)
+class PointRecord:
+    """What the database keeps of a point of the tree (its parameters, and the spectrum of a
+    branch point found when a ride reached it, are artifacts)."""
+
+    kind: str
+    index: int
+    index_is_exact: bool
+    loss: float
+    grad_norm: float
+    eigenvalues: list[float]
+    theta_sha256: str
+    function_key: float | None = None
+    spectrum_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class MergeWindow:
+    """The ranges of loss (and of function key, when merging by function) that hold every copy
+    of a new point: only the nodes inside are compared with it."""
+
+    loss: tuple[float, float]
+    function: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class RideResult:
+    """What a ride gave: its statistics, and the critical point it settled on (or a failure)."""
+
+    steps: int
+    hvps: int
+    end_reason: str
+    point: PointRecord | None = None
+    failure: str | None = None
+
+
+@dataclass(frozen=True)
+class RideRecord:
+    """Where a recorded ride led: the node, whether it is new, its pending work, and the nodes
+    this ride released (see `released_nodes`)."""
+
+    node_id: int | None
+    new: bool
+    work: Work
+    released: list[int]
+
+
+def lineage(parent: str, eigen_index: int, sign: int) -> str:
+    """The fingerprint of a node first reached by riding (eigen_index, sign) from `parent`."""
+    return hashlib.sha256(f"{parent}/{eigen_index}{sign:+d}".encode()).hexdigest()
+
+
+def root_node(session: Session, job_id: int) -> Node | None:
+    """The job's root node (its start), if it has started."""
+    return session.scalar(
+        select(Node).where(Node.job_id == job_id, Node.fingerprint == ROOT_FINGERPRINT)
+    )
+
+
+def start_job(session: Session, job_id: int, root: PointRecord, work: Work, hvps: int) -> Node:
+    """Mark the job running with its root node, which cost `hvps` to classify (idempotent: a
+    started job keeps its root). A job cancelled while its start was under way keeps its root,
+    skipped, and stays cancelled."""
+    lock_job(session, job_id)
+    job = session.get(Job, job_id, populate_existing=True)
+    existing = root_node(session, job_id)
+    if existing is not None:
+        return existing
+    root_node_ = _add_node(session, job_id, ROOT_FINGERPRINT, (), 0, root, work)
+    if job.cancel_requested:
+        root_node_.state = "skipped"
+        session.flush()
+        return root_node_
+    job.status = "running"
+    job.started_at = utcnow()
+    job.outstanding = int(work != "none")
+    job.hvps += hvps
+    session.flush()
+    return root_node_
+
+
+def _add_node(
+    session: Session,
+    job_id: int,
+    lineage_hash: str,
+    path: Fingerprint,
+    depth: int,
+    point: PointRecord,
+    work: Work,
+) -> Node:
+    node = Node(
+        job_id=job_id,
+        fingerprint=lineage_hash,
+        path=to_text(path),
+        depth=depth,
+        kind=point.kind,
+        index=point.index,
+        index_is_exact=point.index_is_exact,
+        loss=point.loss,
+        grad_norm=point.grad_norm,
+        eigenvalues=point.eigenvalues,
+        function_key=point.function_key,
+        theta_sha256=point.theta_sha256,
+        spectrum_sha256=point.spectrum_sha256,
+        work=work,
+        state="pending" if work != "none" else "done",
+    )
+    session.add(node)
+    session.flush()
+    return node
+
+
+def record_expansion(
+    session: Session,
+    node_id: int,
+    token: str,
+    spectrum_sha256: str,
+    rides: Sequence[tuple[int, int, float]],
+    hvps: int,
+) -> list[int] | None:
+    """The saddle's eigenpairs are stored and its rides, (eigen index, sign, eigenvalue), are
+    queued (or skipped, in a cancelled job). Returns the ids of the new pending rides, or None
+    if the claim was lost."""
+    job_id = job_of(session, "node", node_id)
+    lock_job(session, job_id)
+    if not settle_unit(session, "node", node_id, token, "done", spectrum_sha256=spectrum_sha256):
+        return None
+    node = session.get(Node, node_id, populate_existing=True)
+    job = session.get(Job, job_id, populate_existing=True)
+    state = "skipped" if job.cancel_requested else "pending"
+    created = [
+        Ride(
+            job_id=job_id,
+            from_node_id=node_id,
+            eigen_index=index,
+            sign=sign,
+            eigenvalue=value,
+            depth=node.depth,
+            state=state,
+        )
+        for index, sign, value in rides
+    ]
+    session.add_all(created)
+    job.outstanding += (len(created) if state == "pending" else 0) - 1
+    job.hvps += hvps
+    touch(job)
+    session.flush()
+    return [ride.id for ride in created if ride.state == "pending"]
+
+
+def record_ride(
+    session: Session,
+    ride_id: int,
+    token: str,
+    result: RideResult,
+    window: MergeWindow,
+    find_copy: Callable[[list[tuple[int, str]]], int | None],
+    work_of: Callable[[PointRecord, int], Work],
+) -> RideRecord | None:
+    """Record a ride's outcome, merging the point it reached into the job's DAG.
+
+    Under the job's lock, `find_copy` gets the (node id, theta sha256) of the job's nodes inside
+    `window` (by id) and returns the one the new point copies, if any; a new node gets the work
+    `work_of(point, depth)` says. A copy of a node that the ride along the same ridge in the
+    other direction (a larger id) created takes this ride's point and path (see
+    `released_nodes`). Returns None if the claim was lost.
+    """
+    ride = session.get(Ride, ride_id)
+    if ride is None:
+        raise LookupError(f"no ride {ride_id}")
+    lock_job(session, ride.job_id)
+    job = session.get(Job, ride.job_id, populate_existing=True)
+    stats = {"steps": result.steps, "hvps": result.hvps, "end_reason": result.end_reason}
+    state = "done" if result.point is not None else "failed"
+    failure = {} if result.point is not None else {"failure": result.failure}
+    if not settle_unit(session, "ride", ride_id, token, state, **stats, **failure):
+        return None
+    node_id, new, work = None, False, "none"
+    if result.point is not None:
+        parent = session.get(Node, ride.from_node_id)
+        path = extend(from_text(parent.path), ride.eigen_index, ride.sign)
+        lineage_hash = lineage(parent.fingerprint, ride.eigen_index, ride.sign)
+        node_id = find_copy(_candidates(session, job.id, window))
+        if node_id is None:
+            work = work_of(result.point, parent.depth + 1)
+            node = _add_node(
+                session, job.id, lineage_hash, path, parent.depth + 1, result.point, work
+            )
+            if work != "none" and job.cancel_requested:
+                node.state, work = "skipped", "none"
+            job.outstanding += int(work != "none")
+            node_id, new = node.id, True
+        else:
+            copy = session.get(Node, node_id)
+            if _created_by_later_sibling(session, ride, copy):
+                _take_over(copy, result.point, path, lineage_hash)
+        session.execute(
+            update(Ride)
+            .where(Ride.id == ride_id)
+            .values(to_node_id=node_id)
+            .execution_options(synchronize_session=False)
+        )
+    job.outstanding -= 1
+    job.hvps += result.hvps
+    touch(job)
+    session.flush()
+    released = [node.id for node in released_nodes(session, ride.from_node_id, ride.eigen_index)]
+    return RideRecord(node_id, new, work, released)
+
+
+def _created_by_later_sibling(session: Session, ride: Ride, copy: Node) -> bool:
+    """Whether the ride along `ride`'s ridge in the other direction, with a larger id, created
+    `copy`, still held (pending): then the copy takes `ride`'s point, so that which point a node
+    keeps does not depend on which of the two finished first."""
+    parent = session.get(Node, ride.from_node_id)
+    if copy.state != "pending" or copy.depth == 0:
+        return False
+    if ridge_of(copy.path) != (parent.path, ride.eigen_index):
+        return False
+    _, sign = from_text(copy.path)[-1]
+    creator = session.scalar(
+        select(Ride.id).where(
+            Ride.from_node_id == parent.id, Ride.eigen_index == ride.eigen_index, Ride.sign == sign
+        )
+    )
+    return creator is not None and creator > ride.id
+
+
+def _take_over(node: Node, point: PointRecord, path: Fingerprint, lineage_hash: str) -> None:
+    node.path, node.fingerprint = to_text(path), lineage_hash
+    node.kind, node.index, node.index_is_exact = point.kind, point.index, point.index_is_exact
+    node.loss, node.grad_norm, node.eigenvalues = point.loss, point.grad_norm, point.eigenvalues
+    node.function_key, node.theta_sha256 = point.function_key, point.theta_sha256
+    node.spectrum_sha256 = point.spectrum_sha256
+
+
+def _candidates(session: Session, job_id: int, window: MergeWindow) -> list[tuple[int, str]]:
+    """(id, theta sha256) of the job's nodes inside `window`, by id: range scans of the
+    (job, loss) and (job, function key) indexes."""
+    inside = Node.loss.between(*window.loss)
+    if window.function is not None:
+        inside = or_(inside, Node.function_key.between(*window.function))
+    found = session.execute(
+        select(Node.id, Node.theta_sha256).where(Node.job_id == job_id, inside).order_by(Node.id)
+    ).all()
+    return [(node_id, sha) for node_id, sha in found]
+
+
+def record_evaluation(
+    session: Session,
+    node_id: int,
+    token: str,
+    weights_sha256: str,
+    metrics: dict[str, float],
+    predictions: bytes | None,
+) -> int | None:
+    """Keep an evaluated minimum as a solution with its metrics; its id, or None if the claim
+    was lost."""
+    job_id = job_of(session, "node", node_id)
+    lock_job(session, job_id)
+    if not settle_unit(session, "node", node_id, token, "done"):
+        return None
+    solution = Solution(
+        job_id=job_id,
+        node_id=node_id,
+        weights_sha256=weights_sha256,
+        predictions=predictions,
+        metrics_json=metrics_json(metrics),
+    )
+    session.add(solution)
+    session.flush()
+    session.add_all(
+        Metric(solution_id=solution.id, job_id=job_id, name=name, value=float(value))
+        for name, value in metrics.items()
+    )
+    job = session.get(Job, job_id, populate_existing=True)
+    job.outstanding -= 1
+    touch(job)
+    session.flush()
+    return solution.id
