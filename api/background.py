@@ -8,6 +8,7 @@ import asyncio
 import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -41,21 +42,40 @@ class BackgroundProcess:
             ProblemError: 429 when `most_waiting` are queued already.
         """
         self.check_room()
+        return await self._execute(function, *args)
+
+    def start(
+        self,
+        function: Callable[..., Any],
+        *args: Any,
+        on_error: Callable[[BaseException], None],
+    ) -> None:
+        """`function(*args)` in the child process, not waited for: `function` records its own
+        outcome, and `on_error(error)` (run in a thread) records one the child could not (it
+        died). The caller checked `check_room` before promising the work."""
+
+        async def execute() -> None:
+            try:
+                await self._execute(function, *args)
+            except Exception as error:
+                await asyncio.to_thread(on_error, error)
+
+        task = asyncio.get_running_loop().create_task(execute())
+        self._tasks.add(task)  # the loop keeps only a weak reference
+        task.add_done_callback(self._tasks.discard)
+
+    async def _execute(self, function: Callable[..., Any], *args: Any) -> Any:
         if self._pool is None:  # spawned, not forked: the server has threads and a loop
             context = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
         self.waiting += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, function, *args)
+        except BrokenProcessPool:  # the child died: the next piece of work gets a new one
+            self._pool = None
+            raise
         finally:
             self.waiting -= 1
-
-    def start(self, function: Callable[..., Any], *args: Any) -> None:
-        """`run` without waiting for it: `function` reports its own outcome."""
-        self.check_room()
-        task = asyncio.get_running_loop().create_task(self.run(function, *args))
-        self._tasks.add(task)  # the loop keeps only a weak reference
-        task.add_done_callback(self._tasks.discard)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+from functools import partial
 
 from fastapi import APIRouter, Response
 
@@ -14,7 +15,7 @@ from api.problems_json import ProblemError
 from api.routes.jobs import check_owner
 from api.schemas import MLFLOW_503, HandoffId, HandoffOut, HandoffRequest, JobId
 from storage.filters import FilterError
-from storage.handoffs import create_handoff, get_handoff
+from storage.handoffs import create_handoff, finish_handoff, get_handoff
 from storage.models import Handoff
 from storage.queries import QueryError
 from storage.selection import choose
@@ -63,6 +64,7 @@ async def hand_off(
         str(services.store.root),
         handoff.id,
         services.mlflow_tracking_uri,
+        on_error=partial(_fail, services, handoff.id),
     )
     response.headers["Location"] = f"/jobs/{job_id}/mlflow/{handoff.id}"
     return _out(handoff)
@@ -92,6 +94,12 @@ def handoff_status(
         if handoff is None:
             raise ProblemError(404, "Not Found", f"no hand-off {handoff_id} of job {job_id}")
         return _out(handoff)
+
+
+def _fail(services: Services, handoff_id: int, error: BaseException) -> None:
+    """The hand-off failed outside its own process (the process died)."""
+    with services.db.session() as session:
+        finish_handoff(session, handoff_id, error=f"{type(error).__name__}: {error}")
 
 
 def _out(handoff: Handoff) -> HandoffOut:
