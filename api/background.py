@@ -125,7 +125,7 @@ def hand_off_to_mlflow(db_url: str, artifacts: str, handoff_id: int, tracking_ur
             )
         except Exception as error:
             with db.session() as session:
-                finish_handoff(session, handoff_id, error=f"{type(error).__name__}: {error}")
+                finish_handoff(session, handoff_id, error=error)
             return
         with db.session() as session:
             finish_handoff(session, handoff_id, result=result.to_json())

@@ -26,6 +26,7 @@ from api.cli_common import (
     KeyOption,
     ReportingGroup,
     ServerOption,
+    choose_or_fail,
     console,
     describe,
     describe_progress,
@@ -81,7 +82,7 @@ from storage.schema import (
     head_revision,
 )
 from storage.schema import upgrade as upgrade_schema
-from storage.selection import choose, parse_objectives
+from storage.selection import parse_objectives
 from workers.evaluation import ensemble_metrics
 from workers.local import run_job
 from workers.settings import DEFAULT_BROKER_URL
@@ -414,7 +415,7 @@ def select(
         remote_select(client(server, key), job, body, output)
         return
     db, store = open_database(db_url, artifacts)
-    ids, how = _choose(db, job, pareto, diverse, filter)
+    ids, how = choose_or_fail(db, job, pareto, diverse, filter)
     with db.session(readonly=True) as session:
         rows = solution_rows(session, ids)
         problem_name = job_or_fail(session, job).problem
@@ -460,7 +461,7 @@ def export_command(
         remote_export(client(server, key), job, destination, **query)
         return
     db, store = open_database(db_url, artifacts)
-    ids, how = _choose(db, job, pareto, diverse, filter)
+    ids, how = choose_or_fail(db, job, pareto, diverse, filter)
     with db.session(readonly=True) as session:
         problem = load(job_or_fail(session, job).problem)
     objectives = None
@@ -479,18 +480,6 @@ def export_command(
         set_metrics=ensemble,
     )
     console.print(f"exported {len(ids)} solutions of job {job} to {written}")
-
-
-def _choose(
-    db: Database, job: int, pareto: str | None, diverse: int | None, filter: str | None
-) -> tuple[list[int], str]:
-    """The ids a selection picks, and how it was made (for tables and the model card)."""
-    with db.session(readonly=True) as session:
-        job_or_fail(session, job)
-        try:
-            return choose(session, job, pareto, diverse, filter)
-        except (FilterError, QueryError) as error:
-            fail(str(error))
 
 
 @app.command()

@@ -28,6 +28,7 @@ from storage.jobs import JobNotFoundError, get_job
 from storage.models import Job
 from storage.queries import QueryError
 from storage.schema import SchemaOutdatedError, ensure_schema
+from storage.selection import choose
 from storage.solutions import SolutionNotFoundError
 from workers.settings import BROKER_URL_ENV
 
@@ -152,6 +153,18 @@ def job_or_fail(session: Session, job_id: int) -> Job:
         return get_job(session, job_id)
     except JobNotFoundError as error:
         fail(str(error))
+
+
+def choose_or_fail(
+    db: Database, job: int, pareto: str | None, diverse: int | None, filter: str | None
+) -> tuple[list[int], str]:
+    """The ids a selection picks, and how it was made (for tables and the model card)."""
+    with db.session(readonly=True) as session:
+        job_or_fail(session, job)
+        try:
+            return choose(session, job, pareto, diverse, filter)
+        except (FilterError, QueryError) as error:
+            fail(str(error))
 
 
 def where(db: Database) -> str:

@@ -13,15 +13,12 @@ from api.cli_common import (
     DbOption,
     FilterOption,
     JobArgument,
+    choose_or_fail,
     console,
     fail,
-    job_or_fail,
     open_database,
 )
-from api.schemas import REGISTERED_MODEL_PATTERN
-from storage.filters import FilterError
-from storage.queries import QueryError
-from storage.selection import choose
+from api.schemas import PRINTABLE_PATTERN, REGISTERED_MODEL_PATTERN
 from workers.mlflow_handoff import DEFAULT_EXPERIMENT, MlflowMissingError, hand_off, require_mlflow
 
 commands = typer.Typer()
@@ -59,19 +56,14 @@ def mlflow(
     torch.export); with --register, model versions. Run again, it adds nothing."""
     if register is not None and not re.fullmatch(REGISTERED_MODEL_PATTERN, register):
         fail(f"--register must be 1 to 200 letters, digits, _ or - (got {register!r})")
-    if not experiment.strip() or len(experiment) > 200:
-        fail("--experiment must be 1 to 200 characters")
+    if not re.fullmatch(PRINTABLE_PATTERN, experiment):
+        fail(f"--experiment must be 1 to 200 printable ASCII characters (got {experiment!r})")
     try:
         module = require_mlflow()
     except MlflowMissingError as error:
         fail(str(error))
     db, store = open_database(db_url, artifacts)
-    with db.session(readonly=True) as session:
-        job_or_fail(session, job)
-        try:
-            ids, how = choose(session, job, pareto, diverse, filter)
-        except (FilterError, QueryError) as error:
-            fail(str(error))
+    ids, how = choose_or_fail(db, job, pareto, diverse, filter)
     uri = tracking_uri or module.get_tracking_uri()
     from mlflow.exceptions import MlflowException
 

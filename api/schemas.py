@@ -138,6 +138,10 @@ class SelectRequest(BaseModel):
     diverse: int | None = Field(None, ge=1, le=MAX_PAGE)
     filter: str | None = Field(None, max_length=2000)
 
+    def objectives(self) -> str | None:
+        """`pareto` as the command line writes it (`a:max,b:min`)."""
+        return self.pareto and ",".join(f"{o.name}:{o.direction}" for o in self.pareto)
+
 
 class Selection(BaseModel):
     selection: str
@@ -148,16 +152,11 @@ REGISTERED_MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,199}$"
 PRINTABLE_PATTERN = r"^[ -~]{1,200}$"
 
 
-class HandoffRequest(BaseModel):
+class HandoffRequest(SelectRequest):
     """What to hand to MLflow: every solution passing `filter`, or a Pareto front, or a diverse
     top-k among them; the experiment to log into and, optionally, the registered model whose
     versions the chosen models become. The tracking server is the server's setting."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    pareto: list[ObjectiveIn] | None = Field(None, min_length=1, max_length=10)
-    diverse: int | None = Field(None, ge=1, le=MAX_PAGE)
-    filter: str | None = Field(None, max_length=2000)
     experiment: str = Field("ridgerider", pattern=PRINTABLE_PATTERN)
     registered_model: str | None = Field(
         None, pattern=REGISTERED_MODEL_PATTERN, description="letters, digits, _ and -"
@@ -167,6 +166,8 @@ class HandoffRequest(BaseModel):
 class HandoffOut(BaseModel):
     """A hand-off and where it is: queued, running, finished (`result` says where the runs
     are) or failed (`error` says why)."""
+
+    model_config = ConfigDict(from_attributes=True)
 
     id: int
     job_id: int

@@ -42,11 +42,12 @@ def finish_handoff(
     handoff_id: int,
     *,
     result: dict[str, Any] | None = None,
-    error: str | None = None,
+    error: BaseException | None = None,
 ) -> None:
-    """Mark the hand-off finished with its `result`, or failed with `error`."""
+    """Mark the hand-off finished with its `result`, or failed with `error` (its type and
+    message kept)."""
     handoff = session.get(Handoff, handoff_id)
     handoff.state = HandoffState.FAILED if error is not None else HandoffState.FINISHED
-    handoff.error = error[:MAX_ERROR] if error is not None else None
+    handoff.error = f"{type(error).__name__}: {error}"[:MAX_ERROR] if error is not None else None
     handoff.result = result
     handoff.finished_at = utcnow()

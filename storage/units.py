@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
 from ridgerider.search.fingerprint import extend, from_text
@@ -32,13 +32,17 @@ def unit_table(kind: UnitKind) -> type[Node] | type[Ride]:
     return Node if kind == "node" else Ride
 
 
+def database_clock(session: Session) -> ColumnElement[datetime] | datetime:
+    """The database's clock, to write in a statement: PostgreSQL's now() (the transaction's
+    start), evaluated by the server that every worker and sweep of a pool share, at no extra
+    round trip; on SQLite, whose database is on this machine, this process's clock."""
+    return func.now() if session.get_bind().dialect.name == "postgresql" else utcnow()
+
+
 def database_now(session: Session) -> datetime:
-    """The database's clock: PostgreSQL's now() (the transaction's start), which every worker
-    and sweep of a pool reads alike; on SQLite, whose database is on this machine, this
-    process's clock."""
-    if session.get_bind().dialect.name == "postgresql":
-        return session.scalar(select(func.now()))
-    return utcnow()
+    """`database_clock`'s time, read (for arithmetic such as a sweep's cut-off)."""
+    clock = database_clock(session)
+    return clock if isinstance(clock, datetime) else session.scalar(select(clock))
 
 
 def job_of(session: Session, kind: UnitKind, unit_id: int) -> int:
@@ -53,7 +57,7 @@ def job_of(session: Session, kind: UnitKind, unit_id: int) -> int:
 def claim(session: Session, kind: UnitKind, unit_id: int, token: str) -> bool:
     """Compare-and-set a pending unit to claimed under `token`; False if someone else has it,
     it is finished, or its job is cancelled."""
-    table, now = unit_table(kind), database_now(session)
+    table, now = unit_table(kind), database_clock(session)
     cancelled = select(Job.cancel_requested).where(Job.id == table.job_id).scalar_subquery()
     result = session.execute(
         update(table)
@@ -76,7 +80,7 @@ def heartbeat(session: Session, kind: UnitKind, unit_id: int, token: str) -> boo
     result = session.execute(
         update(table)
         .where(table.id == unit_id, table.state == "claimed", table.claim_token == token)
-        .values(heartbeat_at=database_now(session))
+        .values(heartbeat_at=database_clock(session))
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1
@@ -130,7 +134,7 @@ def mark_enqueued(
     """Note that a message for the unit (or the job's start or finalisation) was sent, and
     count it."""
     table = Job if kind == "job" else unit_table(kind)
-    values: dict[str, Any] = {"enqueued_at": database_now(session), "sends": table.sends + 1}
+    values: dict[str, Any] = {"enqueued_at": database_clock(session), "sends": table.sends + 1}
     if kind != "job":
         values["task_id"] = task_id
     session.execute(

@@ -17,14 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch import Tensor, nn
+from safetensors.torch import load as load_safetensors
+from torch import nn
 
 from ridgerider import __version__
 from ridgerider.problems.base import Problem
 from ridgerider.problems.registry import load
-from storage.artifacts import ArtifactStore, get_tensors
+from ridgerider.search.archive import evaluation_split
+from storage.artifacts import ArtifactStore
 from storage.database import Database
 from storage.export import export
 from storage.jobs import get_job
@@ -202,12 +203,11 @@ def _log_job(
     """The parent run: the spec as params, the chosen set's metrics, and the export (model
     card, lineage, metrics table, plots) as artifacts, without the weights (each solution's
     run holds its own)."""
-    from mlflow.entities import Metric, Param
+    from mlflow.entities import Param
 
     params = [Param(k, v[:MAX_PARAM_CHARS]) for k, v in _flatten(spec).items()]
     set_metrics = ensemble_metrics(db, store, job_id, ids, problem) if ids else {}
-    metrics = [Metric(k, float(v), 0, 0) for k, v in set_metrics.items()]
-    client.log_batch(run_id, metrics=metrics, params=params)
+    client.log_batch(run_id, metrics=_metrics(set_metrics), params=params)
     with tempfile.TemporaryDirectory(prefix="ridgerider-mlflow-") as scratch:
         folder = export(
             db,
@@ -245,33 +245,39 @@ def _log_solution(
     """A solution's run: its metrics, fingerprint and depth, its weights (safetensors, as
     stored) and, for a problem built from a module, an MLflow PyTorch model with a signature
     and an input example."""
-    from mlflow.entities import Metric, Param
+    from mlflow.entities import Param
 
     params = [
         Param("fingerprint", row.fingerprint or "(start)"),
         Param("depth", str(row.depth)),
         Param("weights_sha256", row.weights_sha256),
     ]
-    metrics = [Metric(k, float(v), 0, 0) for k, v in row.metrics.items()]
-    client.log_batch(run_id, metrics=metrics, params=params)
+    client.log_batch(run_id, metrics=_metrics(row.metrics), params=params)
     client.set_tag(run_id, f"{TAG}weights_sha256", row.weights_sha256)
+    data = store.get(row.weights_sha256)  # verified against its sha256
     with tempfile.TemporaryDirectory(prefix="ridgerider-mlflow-") as scratch:
         weights = Path(scratch) / f"solution-{row.id}.safetensors"
-        weights.write_bytes(store.path(row.weights_sha256).read_bytes())
+        weights.write_bytes(data)
         client.log_artifact(run_id, str(weights), "weights")
-    theta = get_tensors(store, row.weights_sha256)["theta"].to(problem.dtype)
     if problem.to_module is not None:
-        module = problem.to_module(theta)
+        module = problem.to_module(load_safetensors(data)["theta"].to(problem.dtype))
         with mlflow.start_run(run_id=run_id):  # log_model logs to the active run
             info = _log_model(mlflow, module, problem)
         client.set_tag(run_id, f"{TAG}model_uri", info.model_uri)
     _finish(client, run_id)
 
 
+def _metrics(values: Mapping[str, float]) -> list[Any]:
+    """MLflow metric entities for `values`, at step 0."""
+    from mlflow.entities import Metric
+
+    return [Metric(name, float(value), 0, 0) for name, value in values.items()]
+
+
 def _log_model(mlflow: Any, module: nn.Module, problem: Problem) -> Any:
     from mlflow.models import infer_signature
 
-    example = _example_inputs(problem)
+    example = evaluation_split(problem)[0][:EXAMPLE_ROWS].detach().cpu().numpy()
     with torch.no_grad():
         outputs = module(torch.as_tensor(example)).numpy()
     return mlflow.pytorch.log_model(
@@ -281,12 +287,6 @@ def _log_model(mlflow: Any, module: nn.Module, problem: Problem) -> Any:
         input_example=example,
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
     )
-
-
-def _example_inputs(problem: Problem) -> np.ndarray:
-    """The first rows of the split the stored predictions were made on."""
-    inputs: Tensor = problem.splits.get("test", problem.splits.get("train"))[0]
-    return inputs[:EXAMPLE_ROWS].detach().cpu().numpy()
 
 
 def _register(

@@ -12,13 +12,10 @@ from fastapi import APIRouter, Response
 from api.background import hand_off_to_mlflow
 from api.deps import OwnerDep, Services, ServicesDep
 from api.problems_json import ProblemError
-from api.routes.jobs import check_owner
+from api.routes.results import choose_or_422
 from api.schemas import MLFLOW_503, HandoffId, HandoffOut, HandoffRequest, JobId
-from storage.filters import FilterError
 from storage.handoffs import create_handoff, finish_handoff, get_handoff
 from storage.models import Handoff
-from storage.queries import QueryError
-from storage.selection import choose
 from workers.mlflow_handoff import INSTALL_HINT
 
 router = APIRouter(tags=["mlflow"])
@@ -67,18 +64,15 @@ async def hand_off(
         on_error=partial(_fail, services, handoff.id),
     )
     response.headers["Location"] = f"/jobs/{job_id}/mlflow/{handoff.id}"
-    return _out(handoff)
+    return HandoffOut.model_validate(handoff)
 
 
 def _record(services: Services, owner: str, job_id: int, request: HandoffRequest) -> Handoff:
     """The hand-off, queued, with the ids its selection picks now."""
-    pareto = request.pareto and ",".join(f"{o.name}:{o.direction}" for o in request.pareto)
     with services.db.session() as session:
-        check_owner(session, owner, job_id)
-        try:
-            ids, how = choose(session, job_id, pareto, request.diverse, request.filter)
-        except (FilterError, QueryError) as error:
-            raise ProblemError(422, "Invalid selection", str(error)) from None
+        ids, how = choose_or_422(
+            session, owner, job_id, request.objectives(), request.diverse, request.filter
+        )
         asked = request.model_dump(include={"experiment", "registered_model"})
         return create_handoff(session, job_id, asked | {"ids": ids, "selection": how})
 
@@ -93,23 +87,10 @@ def handoff_status(
         handoff = get_handoff(session, job_id, handoff_id, owner)
         if handoff is None:
             raise ProblemError(404, "Not Found", f"no hand-off {handoff_id} of job {job_id}")
-        return _out(handoff)
+        return HandoffOut.model_validate(handoff)
 
 
 def _fail(services: Services, handoff_id: int, error: BaseException) -> None:
     """The hand-off failed outside its own process (the process died)."""
     with services.db.session() as session:
-        finish_handoff(session, handoff_id, error=f"{type(error).__name__}: {error}")
-
-
-def _out(handoff: Handoff) -> HandoffOut:
-    return HandoffOut(
-        id=handoff.id,
-        job_id=handoff.job_id,
-        state=handoff.state,
-        request=handoff.request,
-        created_at=handoff.created_at,
-        finished_at=handoff.finished_at,
-        error=handoff.error,
-        result=handoff.result,
-    )
+        finish_handoff(session, handoff_id, error=error)

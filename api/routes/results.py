@@ -135,14 +135,28 @@ def select(
             [{"field": "pareto", "message": "exactly one of pareto, diverse"}],
         )
     with services.db.session(readonly=True) as session:
-        check_owner(session, owner, job_id)
-        pareto = request.pareto and ",".join(f"{o.name}:{o.direction}" for o in request.pareto)
-        try:
-            ids, how = choose(session, job_id, pareto, request.diverse, request.filter)
-        except (FilterError, QueryError) as error:
-            raise ProblemError(422, "Invalid selection", str(error)) from None
+        ids, how = choose_or_422(
+            session, owner, job_id, request.objectives(), request.diverse, request.filter
+        )
         chosen = solution_rows(session, ids)
     return Selection(selection=how, solutions=chosen)
+
+
+def choose_or_422(
+    session: Session,
+    owner: str,
+    job_id: int,
+    pareto: str | None,
+    diverse: int | None,
+    filter: str | None,
+) -> tuple[list[int], str]:
+    """The caller's job's solutions a selection picks, and how (`storage.selection.choose`);
+    another owner's job is a 404, a bad selection a 422."""
+    check_owner(session, owner, job_id)
+    try:
+        return choose(session, job_id, pareto, diverse, filter)
+    except (FilterError, QueryError) as error:
+        raise ProblemError(422, "Invalid selection", str(error)) from None
 
 
 def _export_choice(
@@ -154,11 +168,7 @@ def _export_choice(
     filter: str | None,
 ) -> tuple[list[int], str]:
     with services.db.session(readonly=True) as session:
-        check_owner(session, owner, job_id)
-        try:
-            return choose(session, job_id, pareto, diverse, filter)
-        except (FilterError, QueryError) as error:
-            raise ProblemError(422, "Invalid selection", str(error)) from None
+        return choose_or_422(session, owner, job_id, pareto, diverse, filter)
 
 
 class ExportResponse(FileResponse):

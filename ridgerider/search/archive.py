@@ -68,7 +68,7 @@ def function_key(problem: Problem, theta: Tensor) -> float | None:
     probabilities = evaluation_probabilities(problem, theta)
     if probabilities is None:
         return None
-    _, labels = _evaluation_split(problem)
+    _, labels = evaluation_split(problem)
     return probabilities.gather(1, labels[:, None]).mean().item()
 
 
@@ -93,12 +93,13 @@ def evaluation_probabilities(problem: Problem, theta: Tensor) -> Tensor | None:
     """Class probabilities on the test split (the train split if there is none), or None."""
     if problem.predict is None or not problem.splits:
         return None
-    inputs, _ = _evaluation_split(problem)
+    inputs, _ = evaluation_split(problem)
     with torch.no_grad():
         return problem.probabilities(theta, inputs)
 
 
-def _evaluation_split(problem: Problem) -> tuple[Tensor, Tensor]:
+def evaluation_split(problem: Problem) -> tuple[Tensor, Tensor]:
+    """The split behaviour is compared on: test, else train."""
     return problem.splits.get("test", problem.splits.get("train"))
 
 

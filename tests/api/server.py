@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,7 +10,7 @@ from dataclasses import dataclass
 import httpx
 
 from tests.api.test_cli import RIDGERIDER
-from tests.workers.pool import Pool, free_port
+from tests.workers.pool import Pool, free_port, wait_until_healthy
 
 
 @dataclass
@@ -48,16 +47,7 @@ def serve(
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError((pool.folder / "serve.log").read_text())
-        time.sleep(0.2)
+    wait_until_healthy(f"{url}/healthz", process, pool.folder / "serve.log", 60)
     try:
         yield Server(url, keys)
     finally:

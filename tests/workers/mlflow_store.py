@@ -6,14 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
-from tests.workers.pool import free_port
+from tests.workers.pool import free_port, wait_until_healthy
 
 EXPERIMENT = "ridgerider-test"
 READY_TIMEOUT = 120
@@ -58,18 +55,8 @@ def mlflow_server(folder: Path) -> Iterator[str]:
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + READY_TIMEOUT
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            raise RuntimeError((folder / "mlflow-server.log").read_text())
-        time.sleep(0.2)
     try:
+        wait_until_healthy(f"{url}/health", server, folder / "mlflow-server.log", READY_TIMEOUT)
         yield url
     finally:
         os.killpg(server.pid, 15)
