@@ -109,9 +109,9 @@ def module_problem(
             invariant saddle of `module`, an MLP (`maximally_invariant_point`), float64.
         zero_modes: exactly flat directions of the loss (e.g. 1 for the softmax shift of a
             classifier's output bias), so minima with them are not called degenerate.
-        weight_decay: adds `weight_decay * ||w||^2` over the weights (parameters whose name
-            ends in "weight"; biases are not decayed) to the loss; without any, networks tend
-            to have flat directions, and their minima are degenerate.
+        weight_decay: adds `weight_decay * ||w||^2` over the weights (see `decayed`) to the
+            loss; without any, networks tend to have flat directions, and their minima are
+            degenerate.
 
     Raises:
         ValueError: a negative `weight_decay`, a `start` string other than "mis", or (for
@@ -123,15 +123,10 @@ def module_problem(
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
     data_loss, theta = module_loss(module, loss_fn, [train])
     layout = FlatLayout.of(module)
-    decayed = torch.cat(
-        [
-            torch.full((shape.numel(),), name.endswith("weight"), dtype=torch.bool)
-            for name, shape in zip(layout.names, layout.shapes, strict=True)
-        ]
-    ).to(theta.device)
+    penalty = weight_penalty(layout)
 
     def loss(flat: Tensor) -> Tensor:
-        return data_loss(flat) + weight_decay * flat[decayed].square().sum()
+        return data_loss(flat) + weight_decay * penalty(flat)
 
     def predict(flat: Tensor, inputs: Tensor) -> Tensor:
         with eval_mode(module):
@@ -150,6 +145,24 @@ def module_problem(
         splits=splits,
         to_module=module_factory(module),
     )
+
+
+def decayed(layout: FlatLayout) -> tuple[bool, ...]:
+    """Which parameters weight decay applies to, in `layout`'s order: the weight matrices and
+    kernels (two or more dimensions), not the biases or normalisation scales (vectors)."""
+    return tuple(len(shape) >= 2 for shape in layout.shapes)
+
+
+def weight_penalty(layout: FlatLayout) -> Callable[[Tensor], Tensor]:
+    """`penalty(theta)`: the squared norm of the `decayed` parameters in the flat `theta`,
+    summed parameter by parameter."""
+    names = [name for name, decay in zip(layout.names, decayed(layout), strict=True) if decay]
+
+    def penalty(theta: Tensor) -> Tensor:
+        params = layout.unflatten(theta)
+        return sum(params[name].square().sum() for name in names)
+
+    return penalty
 
 
 def module_factory(module: nn.Module) -> Callable[[Tensor], nn.Module]:

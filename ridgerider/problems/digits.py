@@ -11,16 +11,15 @@ every weight matrix (biases are not decayed).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, replace
 from functools import partial
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 from torch.nn import functional as F
 
-from ridgerider.flat import FlatLayout, eval_mode, module_loss
-from ridgerider.problems.base import Problem, classification_loss, module_factory
+from ridgerider.flat import FlatLayout
+from ridgerider.problems.base import Problem, classification_loss, module_problem
 from ridgerider.problems.invariant import InvariantLayout, maximally_invariant_point
 from ridgerider.problems.parameters import Parameter, choice, declare, integer, number, seed
 from ridgerider.problems.symmetry import align
@@ -118,16 +117,8 @@ def digits_loss(
 ) -> Callable[[Tensor], Tensor]:
     """Training loss of `model` as a function of its flat parameters (see the module doc):
     `loss_fn` (cross-entropy by default) on the train split plus the weight decay."""
-    data_loss, _ = module_loss(model, loss_fn, [(data.x_train, data.y_train)])
-    layout = FlatLayout.of(model)
-    weights = [name for name in layout.names if name.endswith("weight")]
-
-    def loss(theta: Tensor) -> Tensor:
-        params = layout.unflatten(theta)
-        penalty = sum(params[name].square().sum() for name in weights)
-        return data_loss(theta) + weight_decay * penalty
-
-    return loss
+    train = (data.x_train, data.y_train)
+    return module_problem("digits", model, loss_fn, train, weight_decay=weight_decay).loss
 
 
 def symmetric_point(unit: Tensor, hidden: int, inputs: int = INPUTS) -> Tensor:
@@ -215,9 +206,18 @@ def mlp_problem(
             "no negative curvature outside the output bias; use start='mis'"
         )
     binary = outputs == 1
-    loss_fn = classification_loss if binary else F.cross_entropy
-    loss = digits_loss(model, data, weight_decay, loss_fn)
-    point = zero_point(model, data) if start == "zero" else find_mis(model, loss)
+    widths = "-".join(str(width) for width in (inputs, *[hidden] * layers, outputs))
+    problem = module_problem(
+        f"{family}-{widths}-{activation}",
+        model,
+        classification_loss if binary else F.cross_entropy,
+        (data.x_train, data.y_train),
+        test=(data.x_test, data.y_test),
+        ood=ood,
+        zero_modes=0 if binary else 1,
+        weight_decay=weight_decay,
+    )
+    point = zero_point(model, data) if start == "zero" else find_mis(model, problem.loss)
     align_units = partial(
         align,
         inputs=inputs,
@@ -227,28 +227,8 @@ def mlp_problem(
     )
     if binary:
         align_units = partial(_keep_output_bias, align_units, outputs)
-    layout = FlatLayout.of(model)
-
-    def predict(theta: Tensor, batch: Tensor) -> Tensor:
-        with eval_mode(model):
-            return functional_call(model, layout.unflatten(theta), (batch,))
-
-    all_splits = {"train": (data.x_train, data.y_train), "test": (data.x_test, data.y_test)}
-    if ood is not None:
-        all_splits["ood"] = ood
-    all_splits |= splits or {}
-    widths = "-".join(str(width) for width in (inputs, *[hidden] * layers, outputs))
-    return Problem(
-        f"{family}-{widths}-{activation}",
-        loss,
-        layout.numel,
-        point,
-        zero_modes=0 if binary else 1,
-        align=align_units,
-        predict=predict,
-        splits=all_splits,
-        to_module=module_factory(model),
-    )
+    all_splits = {**problem.splits, **(splits or {})}
+    return replace(problem, start=point, align=align_units, splits=all_splits)
 
 
 def _keep_output_bias(

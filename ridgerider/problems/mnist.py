@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ridgerider.flat import FlatLayout, module_loss
-from ridgerider.problems.base import Problem, classification_loss
+from ridgerider.problems.base import Problem, classification_loss, decayed
 from ridgerider.problems.digits import DigitsSplit, mlp_parameters, mlp_problem
 from ridgerider.problems.invariant import (
     checked_critical,
@@ -255,15 +255,12 @@ def narrow_mis(
     narrow = nn.Sequential(*narrow_modules).to(like)
     data_loss, _ = module_loss(narrow, loss_fn, [train])
     narrow_layout = FlatLayout.of(narrow)
+    weights = decayed(narrow_layout)
     scales = iter(out / into for into, out in zip(fan_in, fan_out, strict=True))
     decay = torch.cat(
         [
-            torch.full(
-                (shape.numel(),),
-                next(scales) if name.endswith("weight") else 0.0,
-                dtype=torch.float64,
-            )
-            for name, shape in zip(narrow_layout.names, narrow_layout.shapes, strict=True)
+            torch.full((shape.numel(),), next(scales) if weight else 0.0, dtype=torch.float64)
+            for shape, weight in zip(narrow_layout.shapes, weights, strict=True)
         ]
     ).to(like)
 
@@ -274,8 +271,10 @@ def narrow_mis(
     widths = iter(fan_in)
     reduced = torch.cat(
         [
-            value.reshape(-1) / (next(widths) if name.endswith("weight") else 1)
-            for name, value in narrow_layout.unflatten(narrow_theta).items()
+            value.reshape(-1) / (next(widths) if weight else 1)
+            for value, weight in zip(
+                narrow_layout.unflatten(narrow_theta).values(), weights, strict=True
+            )
         ]
     )
     return checked_critical(loss, layout.embed(reduced).detach())
