@@ -66,10 +66,8 @@ import contextlib
 import math
 import os
 import random
-import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -77,7 +75,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,9 +83,7 @@ from typing import Any
 
 import httpx
 import numpy as np
-import redis
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -96,12 +92,10 @@ from storage.database import Database
 from storage.models import JOB_ENDED, UNIT_ACTIVE, Job, Node, Ride, Solution
 from storage.progress import counts
 from storage.schema import ensure_schema
+from tests.api.test_cli import RIDGERIDER
+from tests.conftest import REPOSITORY, postgres_database
+from tests.workers.pool import free_port, redis_server
 
-REPOSITORY = Path(__file__).resolve().parent.parent
-RIDGERIDER = Path(sys.executable).parent / "ridgerider"
-POSTGRES_ADMIN_URL = os.environ.get(
-    "RIDGERIDER_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 SETTINGS = {
     "RIDGERIDER_STALE_AFTER": "10",
     "RIDGERIDER_REQUEUE_AFTER": "10",
@@ -141,27 +135,6 @@ CHILD_DIED = "] died"  # uvicorn's line when it replaces a server process
 def tells_of_error(line: str) -> bool:
     """Whether a log line tells of an error (Celery's, uvicorn's and our loggers' levels)."""
     return any(word in line for word in ("ERROR", "CRITICAL", "Traceback", CHILD_DIED))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database for the block; its URL. Dropped after."""
-    name = f"ridgerider_soak_{secrets.token_hex(6)}"
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def exited(process: subprocess.Popen) -> bool:
@@ -257,21 +230,7 @@ class Service:
 
     def start_redis(self) -> None:
         """A fresh, empty redis-server on the service's port, answering when this returns."""
-        port, persistence = str(self.redis_port), ("--save", "", "--appendonly", "no")
-        self.redis = self.popen(
-            ["redis-server", "--port", port, "--bind", "127.0.0.1", *persistence], "redis.log"
-        )
-        client = redis.Redis(port=self.redis_port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        client.close()
+        self.redis = redis_server(self.redis_port, lambda args: self.popen(args, "redis.log"))
 
     def kill_redis(self) -> None:
         kill_group(self.redis)
@@ -1089,7 +1048,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up as on Ctrl-C
     with (
         tempfile.TemporaryDirectory(prefix="ridgerider-soak-") as folder,
-        postgres_database() as db_url,
+        postgres_database("ridgerider_soak") as db_url,
     ):
         passed = run(args, Path(folder), db_url)
     sys.exit(0 if passed else 1)

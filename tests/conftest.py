@@ -43,9 +43,10 @@ def pytest_report_header() -> str:
 
 
 @contextmanager
-def postgres_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database for the block; its URL. Dropped after."""
-    name = f"ridgerider_test_{secrets.token_hex(6)}"
+def postgres_database(prefix: str = "ridgerider_test") -> Iterator[str]:
+    """A new, empty PostgreSQL database for the block (named `prefix`_ and a random suffix);
+    its URL. Dropped after."""
+    name = f"{prefix}_{secrets.token_hex(6)}"
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:

@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +50,32 @@ def wait_until_healthy(url: str, process: subprocess.Popen, log: Path, timeout: 
         time.sleep(0.2)
 
 
+def redis_server(
+    port: int,
+    popen: Callable[[list[str]], subprocess.Popen] = lambda args: subprocess.Popen(
+        args, stdout=subprocess.DEVNULL
+    ),
+) -> subprocess.Popen:
+    """A fresh, empty redis-server (no persistence) on `port`, started by `popen` (by default
+    with its output discarded), answering when this returns. Kill it and call this again for a
+    new one on the same port."""
+    persistence = ("--save", "", "--appendonly", "no")
+    process = popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", *persistence])
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    try:
+        while True:
+            try:
+                client.ping()
+                return process
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+    finally:
+        client.close()
+
+
 @dataclass
 class Pool:
     folder: Path
@@ -78,30 +104,7 @@ class Pool:
 
     def start_redis(self) -> None:
         """A fresh, empty redis-server on the pool's port."""
-        self.redis = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        self.redis = redis_server(self.port)
 
     def stop_redis(self) -> None:
         self.redis.kill()
