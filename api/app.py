@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,13 +15,9 @@ from api.deps import Services
 from api.routes import events, handoffs, health, jobs, problems, results, solutions
 from api.schemas import ERRORS
 from ridgerider import __version__
-from storage.artifacts import LocalArtifactStore
-from storage.database import Database
+from workers.settings import load_settings
 
 MAX_BODY_BYTES = 64 * 1024
-THREADS_ENV = "RIDGERIDER_SERVER_THREADS"
-MLFLOW_ENV = "RIDGERIDER_MLFLOW_TRACKING_URI"
-DEFAULT_THREADS = 2
 
 
 class BodyLimit:
@@ -85,10 +80,10 @@ class BodyLimit:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Run at most `RIDGERIDER_SERVER_THREADS` sync endpoints at once: their work is mostly
-    Python holding the GIL, so more threads mostly add switching; requests beyond them wait in
-    the event loop."""
-    threads = int(os.environ.get(THREADS_ENV, DEFAULT_THREADS))
+    """Run at most `settings.server_threads` sync endpoints at once: their work is mostly Python
+    holding the GIL, so more threads mostly add switching; requests beyond them wait in the
+    event loop."""
+    threads = app.state.services.settings.server_threads
     anyio.to_thread.current_default_thread_limiter().total_tokens = threads
     yield
     app.state.services.exports.close()
@@ -124,19 +119,6 @@ def create_app(services: Services) -> FastAPI:
 
 
 def app_from_environment() -> FastAPI:
-    """The API over the database, artifact store, broker and MLflow tracking server that
-    `RIDGERIDER_DATABASE_URL`, `RIDGERIDER_ARTIFACTS`, `RIDGERIDER_BROKER_URL` and
-    `RIDGERIDER_MLFLOW_TRACKING_URI` (optional) name: what each process of `ridgerider serve
-    --workers N` builds. PostgreSQL plans its statements once per connection."""
-    from workers import tasks  # reads the broker's URL from the environment
-
-    db = Database(generic_plans=True)
-    return create_app(
-        Services(
-            db,
-            LocalArtifactStore(),
-            tasks,
-            tasks.app.ridgerider_settings.broker_url,
-            mlflow_tracking_uri=os.environ.get(MLFLOW_ENV) or None,
-        )
-    )
+    """The API over the services that the `RIDGERIDER_*` variables name: what each process of
+    `ridgerider serve --workers N` builds (uvicorn starts them with no arguments)."""
+    return create_app(Services.of(load_settings()))

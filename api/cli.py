@@ -20,13 +20,13 @@ from api.cli_common import (
     ArtifactsOption,
     BrokerOption,
     DbOption,
-    FilterOption,
     Format,
     JobArgument,
     KeyOption,
     ReportingGroup,
     ServerOption,
-    choose_or_fail,
+    WhereOption,
+    backend,
     console,
     describe,
     describe_progress,
@@ -34,21 +34,13 @@ from api.cli_common import (
     fail,
     job_or_fail,
     open_database,
-    pool,
     progress_bar,
     read_spec,
+    settings_of,
     where,
 )
 from api.cli_mlflow import commands as mlflow_commands
-from api.cli_server import (
-    call,
-    client,
-    commands,
-    keys_app,
-    remote_export,
-    remote_select,
-    remote_solutions,
-)
+from api.cli_server import commands, keys_app
 from api.render import cell, jobs_table, print_report, print_rows, print_status
 from ridgerider import __version__
 from ridgerider.linalg import HessianOperator, eigsh
@@ -62,30 +54,18 @@ from ridgerider.problems.invariant import maximally_invariant_point
 from ridgerider.problems.parameters import declared, defaults
 from ridgerider.problems.registry import UnknownProblemError, load, registered
 from ridgerider.search import SearchSpec
-from storage.artifacts import ARTIFACTS_ENV, LocalArtifactStore
-from storage.database import DATABASE_URL_ENV, Database
-from storage.export import export
-from storage.filters import FilterError
-from storage.jobs import cancel_job, create_job, get_job
+from storage.artifacts import LocalArtifactStore
+from storage.database import Database
+from storage.jobs import create_job, get_job
 from storage.models import JOB_ENDED
 from storage.progress import counts
-from storage.queries import (
-    MAX_PAGE,
-    QueryError,
-    list_jobs,
-    solution_rows,
-    solutions_page,
-)
+from storage.queries import MAX_PAGE, list_jobs, solutions_page
 from storage.report import job_document, job_summary
-from storage.schema import (
-    current_revision,
-    head_revision,
-)
+from storage.schema import current_revision, head_revision
 from storage.schema import upgrade as upgrade_schema
-from storage.selection import parse_objectives
-from workers.evaluation import ensemble_metrics
+from storage.selection import Choice
 from workers.local import run_job
-from workers.settings import DEFAULT_BROKER_URL
+from workers.pool import Pool
 from workers.steps import StartError
 
 app = typer.Typer(
@@ -229,21 +209,22 @@ def run(
         fail("invalid search spec:\n" + describe(error))
     except (UnknownProblemError, ValueError, TypeError) as error:
         fail(str(error))
-    db, store = open_database(db_url, artifacts)
+    settings = settings_of(database_url=db_url, artifacts=artifacts, broker_url=broker)
+    pooled = "broker_url" in settings.model_fields_set
+    db, store = open_database(settings)
     with db.session() as session:
         job_id = create_job(session, search_spec.model_dump()).id
-    runner = f"on the pool at {broker}" if broker else "in-process"
+    runner = f"on the pool at {settings.broker_url}" if pooled else "in-process"
     errors.print(
         f"job {job_id}: {search_spec.problem}, {runner}, stored in {where(db)}", highlight=False
     )
-    if not broker:
+    if not pooled:
         _run_in_process(db, store, job_id)
     else:
-        tasks = pool(broker)
         try:
-            tasks.submit(db, job_id)
+            Pool(settings).submit(db, job_id)
         except Exception as error:  # whatever the broker raises: say so, exit 2
-            fail(f"cannot reach the broker at {broker}: {error}")
+            fail(f"cannot reach the broker at {settings.broker_url}: {error}")
         if no_wait:
             print(job_id)
             return
@@ -261,7 +242,7 @@ def resume(
 ) -> None:
     """Go on with an interrupted in-process job: nothing it recorded is lost or redone."""
     torch.set_num_threads(threads)
-    db, store = open_database(db_url, artifacts)
+    db, store = open_database(settings_of(database_url=db_url, artifacts=artifacts))
     with db.session(readonly=True) as session:
         status = job_or_fail(session, job).status
     if status in JOB_ENDED:
@@ -345,7 +326,7 @@ def jobs(
     db_url: DbOption = None,
 ) -> None:
     """The stored jobs, newest first."""
-    db, _ = open_database(db_url, None)
+    db, _ = open_database(settings_of(database_url=db_url))
     with db.session(readonly=True) as session:
         listed = [
             job_summary(job) | {"minima": (job.stats or {}).get("solutions", "-")}
@@ -360,7 +341,7 @@ def jobs(
 @app.command()
 def solutions(
     job: JobArgument,
-    filter: FilterOption = None,
+    where: WhereOption = None,
     sort: Annotated[str, typer.Option(help="A metric or attribute; -name for descending.")] = "id",
     limit: Annotated[int, typer.Option(min=1, max=MAX_PAGE, help="Page size.")] = 50,
     cursor: Annotated[str | None, typer.Option(help="The next page, from the last page.")] = None,
@@ -370,19 +351,8 @@ def solutions(
     key: KeyOption = None,
 ) -> None:
     """A job's solutions: filtered, sorted, one page at a time."""
-    if server:
-        query = {"filter": filter, "sort": sort, "limit": limit, "cursor": cursor}
-        remote_solutions(client(server, key), job, output, **query)
-        return
-    db, _ = open_database(db_url, None)
-    with db.session(readonly=True) as session:
-        job_or_fail(session, job)
-        try:
-            page = solutions_page(
-                session, job, filter=filter, sort=sort, limit=limit, cursor=cursor
-            )
-        except (FilterError, QueryError) as error:
-            fail(str(error))
+    settings = settings_of(database_url=db_url, server=server, api_key=key)
+    page = backend(settings).solutions(job, where, sort, limit, cursor)
     print_rows(console, page.items, output, f"solutions of job {job}", page.next_cursor)
 
 
@@ -395,7 +365,7 @@ def select(
     diverse: Annotated[
         int | None, typer.Option(min=1, max=1000, help="K most mutually disagreeing solutions.")
     ] = None,
-    filter: FilterOption = None,
+    where: WhereOption = None,
     output: Annotated[Format, typer.Option("--format", help="table, json or csv.")] = Format.table,
     db_url: DbOption = None,
     artifacts: ArtifactsOption = None,
@@ -404,37 +374,16 @@ def select(
 ) -> None:
     """Choose solutions: the Pareto front over objectives, or a diverse top-k; with the chosen
     set's ensemble metrics (locally; a server does no model evaluation in a request)."""
-    if server:
-        body = {"diverse": diverse, "filter": filter}
-        if pareto:
-            try:
-                objectives = parse_objectives(pareto)
-            except QueryError as error:
-                fail(str(error))
-            body["pareto"] = [{"name": o.name, "direction": o.direction} for o in objectives]
-        remote_select(client(server, key), job, body, output)
-        return
-    db, store = open_database(db_url, artifacts)
-    ids, how = choose_or_fail(db, job, pareto, diverse, filter)
-    with db.session(readonly=True) as session:
-        rows = solution_rows(session, ids)
-        problem_name = job_or_fail(session, job).problem
-    ensemble = ensemble_metrics(db, store, job, ids, load(problem_name)) if ids else {}
+    settings = settings_of(database_url=db_url, artifacts=artifacts, server=server, api_key=key)
+    chosen = backend(settings).select(job, Choice(pareto, diverse, where))
     if output is Format.json:
-        print(
-            json.dumps(
-                {
-                    "selection": how,
-                    "solutions": [r.to_json() for r in rows],
-                    "set_metrics": ensemble,
-                }
-            )
-        )
+        print(json.dumps(chosen.to_json()))
         return
-    print_rows(console, rows, output, f"{how} of job {job}", None)
-    if output is Format.table and ensemble:
+    print_rows(console, chosen.rows, output, f"{chosen.selection} of job {job}", None)
+    if output is Format.table and chosen.set_metrics:
         console.print(
-            "set: " + ", ".join(f"{k.replace('_', ' ')} {cell(v)}" for k, v in ensemble.items())
+            "set: "
+            + ", ".join(f"{k.replace('_', ' ')} {cell(v)}" for k, v in chosen.set_metrics.items())
         )
 
 
@@ -448,7 +397,7 @@ def export_command(
     diverse: Annotated[
         int | None, typer.Option(min=1, max=1000, help="Export a diverse top-k.")
     ] = None,
-    filter: FilterOption = None,
+    where: WhereOption = None,
     db_url: DbOption = None,
     artifacts: ArtifactsOption = None,
     server: ServerOption = None,
@@ -456,30 +405,9 @@ def export_command(
 ) -> None:
     """Export a job's solutions as an MLOps artifact: model card, metrics CSV, lineage GraphML
     and JSON, weights with hashes, plots."""
-    if server:
-        query = {"pareto": pareto, "diverse": diverse, "filter": filter}
-        remote_export(client(server, key), job, destination, **query)
-        return
-    db, store = open_database(db_url, artifacts)
-    ids, how = choose_or_fail(db, job, pareto, diverse, filter)
-    with db.session(readonly=True) as session:
-        problem = load(job_or_fail(session, job).problem)
-    objectives = None
-    if pareto and len(parse_objectives(pareto)) >= 2:
-        objectives = tuple(o.name for o in parse_objectives(pareto)[:2])
-    ensemble = ensemble_metrics(db, store, job, ids, problem) if ids else {}
-    written = export(
-        db,
-        store,
-        job,
-        destination,
-        problem,
-        ids=ids,
-        selection=how,
-        objectives=objectives,
-        set_metrics=ensemble,
-    )
-    console.print(f"exported {len(ids)} solutions of job {job} to {written}")
+    settings = settings_of(database_url=db_url, artifacts=artifacts, server=server, api_key=key)
+    exported = backend(settings).export(job, destination, Choice(pareto, diverse, where))
+    console.print(f"exported {exported} solutions of job {job} to {destination}")
 
 
 @app.command()
@@ -500,14 +428,10 @@ def worker(
 ) -> None:
     """Start a worker of the pool: Celery with late acknowledgement, one message at a time per
     process, JSON only, and a sweep that recovers lost work."""
-    db, _ = open_database(db_url, artifacts)
-    os.environ[DATABASE_URL_ENV] = db.url.render_as_string(hide_password=False)
-    if artifacts is not None:
-        os.environ[ARTIFACTS_ENV] = str(artifacts.resolve())
-    tasks = pool(broker or DEFAULT_BROKER_URL)
-    tasks.app.worker_main(
+    settings = settings_of(database_url=db_url, artifacts=artifacts, broker_url=broker)
+    open_database(settings)[0].dispose()
+    Pool(settings).run_worker(
         [
-            "worker",
             f"--queues={queues}",
             f"--concurrency={concurrency}",
             f"--loglevel={loglevel}",
@@ -528,18 +452,8 @@ def cancel(
     key: KeyOption = None,
 ) -> None:
     """Cancel a job: nothing more is started, what it found so far is kept."""
-    if server:
-        call(client(server, key).cancel, job)
-        console.print(f"job {job}: cancel requested")
-        return
-    db, _ = open_database(db_url, None)
-    with db.session(readonly=True) as session:
-        pooled = job_or_fail(session, job).enqueued_at is not None
-    if pooled:
-        pool(broker or DEFAULT_BROKER_URL).cancel(db, job)
-    else:
-        with db.session() as session:
-            cancel_job(session, job)
+    settings = settings_of(database_url=db_url, broker_url=broker, server=server, api_key=key)
+    backend(settings).cancel(job)
     console.print(f"job {job}: cancel requested")
 
 
@@ -552,13 +466,8 @@ def status(
     key: KeyOption = None,
 ) -> None:
     """A job's status and progress."""
-    if server:
-        data = call(client(server, key).job, job)
-    else:
-        db, _ = open_database(db_url, None)
-        with db.session(readonly=True) as session:
-            data = job_summary(job_or_fail(session, job)) | {"progress": counts(session, job)}
-    print_status(console, data, output)
+    settings = settings_of(database_url=db_url, server=server, api_key=key)
+    print_status(console, backend(settings).status(job), output)
 
 
 db_app = typer.Typer(help="The database's schema.")
@@ -572,7 +481,7 @@ app.registered_commands += mlflow_commands.registered_commands
 def upgrade(db_url: DbOption = None) -> None:
     """Apply the schema migrations this version ships (safe to run again)."""
     try:
-        database = Database(db_url)
+        database = Database(settings_of(database_url=db_url).database_url)
         before = current_revision(database)
         upgrade_schema(database)
     except (SQLAlchemyError, ValueError) as error:

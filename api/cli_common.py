@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import tomllib
 from enum import StrEnum
 from pathlib import Path
-from types import ModuleType
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -19,18 +17,19 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from typer.core import TyperGroup
 
-from api.client import API_KEY_ENV, SERVER_ENV, ClientError
+from api.backends import Backend, LocalBackend, RemoteBackend
+from api.client import Client, ClientError
 from ridgerider.problems.registry import UnknownProblemError
-from storage.artifacts import ARTIFACTS_ENV, CorruptArtifactError, LocalArtifactStore
-from storage.database import DATABASE_URL_ENV, Database
+from storage.artifacts import CorruptArtifactError, LocalArtifactStore
+from storage.database import Database
 from storage.filters import FilterError
 from storage.jobs import JobNotFoundError, get_job
 from storage.models import Job
 from storage.queries import QueryError
 from storage.schema import SchemaOutdatedError, ensure_schema
-from storage.selection import choose
 from storage.solutions import SolutionNotFoundError
-from workers.settings import BROKER_URL_ENV
+from workers.pool import Pool
+from workers.settings import Settings, SettingsError, load_settings
 
 console = Console()
 errors = Console(stderr=True)
@@ -38,31 +37,25 @@ errors = Console(stderr=True)
 DbOption = Annotated[
     str | None,
     typer.Option(
-        "--db",
-        envvar=DATABASE_URL_ENV,
-        help="Database URL or SQLite path [default: ./ridgerider.db].",
-        show_envvar=True,
+        "--db", help="Database URL or SQLite path [env: RIDGERIDER_DATABASE_URL; ./ridgerider.db]."
     ),
 ]
 ArtifactsOption = Annotated[
     Path | None,
     typer.Option(
-        envvar=ARTIFACTS_ENV,
-        help="Artifact folder [default: ./ridgerider-artifacts].",
-        show_envvar=True,
+        help="Artifact folder [env: RIDGERIDER_ARTIFACTS; ./ridgerider-artifacts].",
         file_okay=False,
     ),
 ]
 BrokerOption = Annotated[
     str | None,
     typer.Option(
-        envvar=BROKER_URL_ENV,
-        help="Redis broker URL of the worker pool, e.g. redis://host:6379/0.",
-        show_envvar=True,
+        help="Redis broker URL of the worker pool, e.g. redis://host:6379/0 "
+        "[env: RIDGERIDER_BROKER_URL]."
     ),
 ]
 JobArgument = Annotated[int, typer.Argument(min=1, help="The job id.")]
-FilterOption = Annotated[
+WhereOption = Annotated[
     str | None,
     typer.Option("--filter", help="e.g. 'test_accuracy > 0.95 and sharpness < 20'."),
 ]
@@ -96,38 +89,52 @@ class Format(StrEnum):
     csv = "csv"
 
 
-def open_database(
-    db_url: str | None, artifacts: Path | None
-) -> tuple[Database, LocalArtifactStore]:
+def settings_of(**flags: Any) -> Settings:
+    """The settings from the environment and the flags given (exit 2 naming a bad variable)."""
+    try:
+        return load_settings(**flags)
+    except SettingsError as error:
+        fail(str(error))
+
+
+def open_database(settings: Settings) -> tuple[Database, LocalArtifactStore]:
     """The database (created if empty, checked against this version's schema) and the store."""
     try:
-        db = Database(db_url)
+        db = Database(settings.database_url)
         ensure_schema(db)
     except (SchemaOutdatedError, SQLAlchemyError, ValueError) as error:
         fail(str(error).splitlines()[0] if isinstance(error, SQLAlchemyError) else str(error))
-    return db, LocalArtifactStore(artifacts)
+    return db, LocalArtifactStore(settings.artifacts)
 
 
 ServerOption = Annotated[
     str | None,
     typer.Option(
-        envvar=SERVER_ENV,
-        help="A ridgerider server's URL: work against it instead of the local database.",
-        show_envvar=True,
+        help="A ridgerider server's URL: work against it instead of the local database "
+        "[env: RIDGERIDER_SERVER]."
     ),
 ]
 KeyOption = Annotated[
     str | None,
-    typer.Option("--key", envvar=API_KEY_ENV, help="The API key for --server.", show_envvar=True),
+    typer.Option("--key", help="The API key for --server [env: RIDGERIDER_API_KEY]."),
 ]
 
 
-def pool(broker: str) -> ModuleType:
-    """The pool's task module, configured for `broker` (Celery reads it when first imported)."""
-    os.environ[BROKER_URL_ENV] = broker
-    from workers import tasks
+def client(settings: Settings) -> Client:
+    """The client of `settings.server`, with its key."""
+    if not settings.server:
+        fail("give --server (or RIDGERIDER_SERVER)")
+    if settings.api_key is None:
+        fail("give --key (or RIDGERIDER_API_KEY): the server needs an API key")
+    return Client(settings.server, settings.api_key.get_secret_value())
 
-    return tasks
+
+def backend(settings: Settings) -> Backend:
+    """The server `settings` name, else the local database."""
+    if settings.server:
+        return RemoteBackend(client(settings))
+    db, store = open_database(settings)
+    return LocalBackend(db, store, Pool(settings))
 
 
 def progress_bar() -> Progress:
@@ -153,18 +160,6 @@ def job_or_fail(session: Session, job_id: int) -> Job:
         return get_job(session, job_id)
     except JobNotFoundError as error:
         fail(str(error))
-
-
-def choose_or_fail(
-    db: Database, job: int, pareto: str | None, diverse: int | None, filter: str | None
-) -> tuple[list[int], str]:
-    """The ids a selection picks, and how it was made (for tables and the model card)."""
-    with db.session(readonly=True) as session:
-        job_or_fail(session, job)
-        try:
-            return choose(session, job, pareto, diverse, filter)
-        except (FilterError, QueryError) as error:
-            fail(str(error))
 
 
 def where(db: Database) -> str:

@@ -11,14 +11,16 @@ from rich.table import Table
 from api.cli_common import (
     ArtifactsOption,
     DbOption,
-    FilterOption,
     JobArgument,
-    choose_or_fail,
+    WhereOption,
     console,
     fail,
     open_database,
+    settings_of,
 )
 from api.schemas import PRINTABLE_PATTERN, REGISTERED_MODEL_PATTERN
+from storage.jobs import get_job
+from storage.selection import Choice, choose
 from workers.mlflow_handoff import DEFAULT_EXPERIMENT, MlflowMissingError, hand_off, require_mlflow
 
 commands = typer.Typer()
@@ -47,7 +49,7 @@ def mlflow(
     diverse: Annotated[
         int | None, typer.Option(min=1, max=1000, help="Hand off a diverse top-k.")
     ] = None,
-    filter: FilterOption = None,
+    where: WhereOption = None,
     db_url: DbOption = None,
     artifacts: ArtifactsOption = None,
 ) -> None:
@@ -62,8 +64,10 @@ def mlflow(
         module = require_mlflow()
     except MlflowMissingError as error:
         fail(str(error))
-    db, store = open_database(db_url, artifacts)
-    ids, how = choose_or_fail(db, job, pareto, diverse, filter)
+    db, store = open_database(settings_of(database_url=db_url, artifacts=artifacts))
+    with db.session(readonly=True) as session:
+        get_job(session, job)
+        ids, how = choose(session, job, Choice(pareto, diverse, where))
     uri = tracking_uri or module.get_tracking_uri()
     from mlflow.exceptions import MlflowException
 

@@ -1,13 +1,11 @@
 """The command line's server side: `serve` the HTTP API, make API `keys`, `submit` to a server
-and follow it, and the `--server` forms of status, cancel, solutions, select and export."""
+and follow it."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
 import os
-import tarfile
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,14 +13,13 @@ import typer
 import uvicorn
 from rich.table import Table
 
-from api.app import DEFAULT_THREADS, MLFLOW_ENV, THREADS_ENV
 from api.cli_common import (
     ArtifactsOption,
     BrokerOption,
     DbOption,
-    Format,
     KeyOption,
     ServerOption,
+    client,
     console,
     describe_progress,
     errors,
@@ -30,15 +27,13 @@ from api.cli_common import (
     open_database,
     progress_bar,
     read_spec,
+    settings_of,
 )
 from api.client import Client, ClientError
 from api.deps import KEY_CACHE_SECONDS
-from api.render import print_report, print_rows
-from storage.artifacts import ARTIFACTS_ENV
-from storage.database import DATABASE_URL_ENV
+from api.render import print_report
 from storage.keys import KeyNameError, create_key, has_keys, list_keys, revoke_key
 from storage.queries import SolutionRow
-from workers.settings import BROKER_URL_ENV, DEFAULT_BROKER_URL
 
 commands = typer.Typer()
 WORKER_HEALTHCHECK_SECONDS = 60
@@ -62,29 +57,44 @@ def serve(
         int, typer.Option(min=1, max=64, help="Server processes (one per core is right).")
     ] = 1,
     threads: Annotated[
-        int, typer.Option(min=1, max=256, help="Requests each process works on at once.")
-    ] = DEFAULT_THREADS,
+        int | None,
+        typer.Option(
+            min=1,
+            max=256,
+            help="Requests each process works on at once [env: RIDGERIDER_SERVER_THREADS; 2].",
+        ),
+    ] = None,
     db_url: DbOption = None,
     artifacts: ArtifactsOption = None,
     broker: BrokerOption = None,
     mlflow_tracking_uri: Annotated[
         str | None,
-        typer.Option(help="The MLflow tracking server that POST /jobs/{id}/mlflow logs to."),
+        typer.Option(
+            help="The MLflow tracking server that POST /jobs/{id}/mlflow logs to "
+            "[env: RIDGERIDER_MLFLOW_TRACKING_URI]."
+        ),
     ] = None,
 ) -> None:
     """Serve the HTTP API (uvicorn). Beyond loopback only once API keys exist."""
-    db, store = open_database(db_url, artifacts)
+    settings = settings_of(
+        database_url=db_url,
+        artifacts=artifacts,
+        broker_url=broker,
+        server_threads=threads,
+        mlflow_tracking_uri=mlflow_tracking_uri,
+    )
+    db, store = open_database(settings)
     with db.session(readonly=True) as session:
         keyed = has_keys(session)
     if not _loopback(host) and not keyed:
         fail(f"refusing to listen on {host} with no API keys: `ridgerider keys create NAME` first")
-    os.environ[DATABASE_URL_ENV] = db.url.render_as_string(hide_password=False)
-    os.environ[ARTIFACTS_ENV] = str(store.root.resolve())
-    os.environ[BROKER_URL_ENV] = broker or DEFAULT_BROKER_URL
-    os.environ[THREADS_ENV] = str(threads)
-    if mlflow_tracking_uri:
-        os.environ[MLFLOW_ENV] = mlflow_tracking_uri
     db.dispose()
+    # uvicorn starts each server process with no arguments: they read the settings from the
+    # environment they inherit (absolute paths, so that no process depends on its folder).
+    absolute = {"database_url": db.url.render_as_string(hide_password=False)}
+    os.environ.update(
+        settings.model_copy(update=absolute | {"artifacts": store.root.resolve()}).environment()
+    )
     uvicorn.run(
         "api.app:app_from_environment",
         factory=True,
@@ -104,7 +114,7 @@ def create(
     db_url: DbOption = None,
 ) -> None:
     """Make an API key and print it, once: only its hash is stored."""
-    db, _ = open_database(db_url, None)
+    db, _ = open_database(settings_of(database_url=db_url))
     try:
         with db.session() as session:
             key = create_key(session, name)
@@ -121,7 +131,7 @@ def revoke(
 ) -> None:
     """Revoke a key: servers refuse it within their key cache's lifetime. `keys create NAME`
     then makes a new key for the same name, which keeps its jobs."""
-    db, _ = open_database(db_url, None)
+    db, _ = open_database(settings_of(database_url=db_url))
     with db.session() as session:
         revoked = revoke_key(session, name)
     if not revoked:
@@ -132,7 +142,7 @@ def revoke(
 @keys_app.command("list")
 def list_(db_url: DbOption = None) -> None:
     """The keys: name, first characters, when made, whether revoked (never the keys)."""
-    db, _ = open_database(db_url, None)
+    db, _ = open_database(settings_of(database_url=db_url))
     table = Table("name", "starts with", "created (UTC)", "revoked", title="API keys")
     with db.session(readonly=True) as session:
         for key in list_keys(session):
@@ -140,14 +150,6 @@ def list_(db_url: DbOption = None) -> None:
                 key.name, key.prefix, f"{key.created_at:%Y-%m-%d %H:%M}", str(key.revoked)
             )
     console.print(table)
-
-
-def client(server: str | None, key: str | None) -> Client:
-    if not server:
-        fail("give --server (or RIDGERIDER_SERVER)")
-    if not key:
-        fail("give --key (or RIDGERIDER_API_KEY): the server needs an API key")
-    return Client(server, key)
 
 
 def call(function: Any, *args: Any, **kwargs: Any) -> Any:
@@ -177,12 +179,13 @@ def submit(
     fields = read_spec(spec)
     if problem is not None:
         fields["problem"] = problem
-    remote = client(server, key)
+    settings = settings_of(server=server, api_key=key)
+    remote = client(settings)
     job = call(remote.submit, fields)
     if no_wait:
         print(job["id"])
         return
-    errors.print(f"job {job['id']}: {job['problem']}, on {server}", highlight=False)
+    errors.print(f"job {job['id']}: {job['problem']}, on {settings.server}", highlight=False)
     with progress_bar() as progress:
         task = progress.add_task(f"job {job['id']}: queued", total=None)
         try:
@@ -208,40 +211,3 @@ def report(remote: Client, job_id: int, as_json: bool) -> None:
         print_report(console, rows, document)
     if job["status"] == "failed":
         fail(f"job {job_id} failed: {job['error']}")
-
-
-def remote_solutions(remote: Client, job: int, output: Format, **query: Any) -> None:
-    page = call(remote.solutions, job, **query)
-    print_rows(
-        console,
-        [SolutionRow.from_json(s) for s in page["solutions"]],
-        output,
-        f"solutions of job {job}",
-        page["next_cursor"],
-    )
-
-
-def remote_select(remote: Client, job: int, body: dict[str, Any], output: Format) -> None:
-    chosen = call(remote.select, job, body)
-    rows = [SolutionRow.from_json(s) for s in chosen["solutions"]]
-    if output is Format.json:
-        print(json.dumps(chosen))
-    else:
-        print_rows(console, rows, output, f"{chosen['selection']} of job {job}", None)
-
-
-def remote_export(remote: Client, job: int, destination: Path, **query: Any) -> None:
-    """Download the archive; a destination not ending in .tar.gz is a folder to unpack into."""
-    if destination.exists() and (destination.is_file() or any(destination.iterdir())):
-        fail(f"{destination} exists and is not empty; choose a new path")
-    if destination.name.endswith(".tar.gz"):
-        call(remote.export, job, destination, **query)
-    else:
-        with tempfile.TemporaryDirectory() as folder:
-            archive = call(remote.export, job, Path(folder) / "export.tar.gz", **query)
-            with tarfile.open(archive) as tar:
-                tar.extractall(folder, filter="data")
-            (unpacked,) = [p for p in Path(folder).iterdir() if p.is_dir()]
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            unpacked.rename(destination)
-    console.print(f"exported job {job} to {destination}")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Annotated
 
 import cachetools
@@ -17,11 +16,13 @@ from starlette.concurrency import run_in_threadpool
 
 from api.background import BackgroundProcess
 from api.caches import LruCache, SharedCache, page_cache, progress_cache
-from api.limits import Limits, StreamSlots
+from api.limits import StreamSlots
 from api.problems_json import ProblemError
-from storage.artifacts import ArtifactStore
+from storage.artifacts import ArtifactStore, LocalArtifactStore
 from storage.database import Database
 from storage.keys import key_digest, owner_of_digest
+from workers.pool import Pool
+from workers.settings import Settings
 
 BEARER = HTTPBearer(auto_error=False, description="an API key: `ridgerider keys create NAME`")
 API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False)
@@ -39,28 +40,37 @@ class KeyCache(SharedCache[str]):
 
 @dataclass(frozen=True)
 class Services:
-    """What the app talks to: the database, the artifact store, the pool's task module
-    (`workers.tasks`), which it only asks to enqueue, and the MLflow tracking server that
+    """What the app talks to: the database, the artifact store and the worker pool (which it
+    only asks to enqueue and cancel), built from `settings`, whose MLflow tracking server
     hand-offs go to (None: this server hands off nothing)."""
 
+    settings: Settings
     db: Database
     store: ArtifactStore
-    pool: ModuleType
-    broker_url: str
-    mlflow_tracking_uri: str | None = None
+    pool: Pool
     keys: KeyCache = field(default_factory=KeyCache)
     pages: LruCache[bytes] = field(default_factory=page_cache)
     progress: LruCache[dict[str, int]] = field(default_factory=progress_cache)
-    limits: Limits = field(default_factory=Limits.from_environment)
     streams: StreamSlots = field(init=False)
     exports: BackgroundProcess = field(init=False)
     handoffs: BackgroundProcess = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "streams", StreamSlots(self.limits))
-        waiting = self.limits.exports_waiting
+        object.__setattr__(self, "streams", StreamSlots(self.settings))
+        waiting = self.settings.exports_waiting
         object.__setattr__(self, "exports", BackgroundProcess("exports", waiting))
         object.__setattr__(self, "handoffs", BackgroundProcess("MLflow hand-offs", waiting))
+
+    @classmethod
+    def of(cls, settings: Settings) -> Services:
+        """The services `settings` name. PostgreSQL plans a server's statements once per
+        connection (see `storage.database.make_engine`)."""
+        return cls(
+            settings,
+            Database(settings.database_url, generic_plans=True),
+            LocalArtifactStore(settings.artifacts),
+            Pool(settings),
+        )
 
 
 async def services(request: Request) -> Services:

@@ -13,6 +13,7 @@ from ridgerider.problems.registry import UnknownProblemError, resolve
 from ridgerider.search import SearchSpec
 from storage.models import HandoffState
 from storage.queries import MAX_PAGE, SolutionRow
+from storage.selection import Choice
 
 MAX_ID = 2**31 - 1  # ids are 32-bit integers in the database
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]{0,99}$"
@@ -138,9 +139,10 @@ class SelectRequest(BaseModel):
     diverse: int | None = Field(None, ge=1, le=MAX_PAGE)
     filter: str | None = Field(None, max_length=2000)
 
-    def objectives(self) -> str | None:
-        """`pareto` as the command line writes it (`a:max,b:min`)."""
-        return self.pareto and ",".join(f"{o.name}:{o.direction}" for o in self.pareto)
+    def choice(self) -> Choice:
+        """The selection, with `pareto` as the command line writes it (`a:max,b:min`)."""
+        pareto = self.pareto and ",".join(f"{o.name}:{o.direction}" for o in self.pareto)
+        return Choice(pareto or None, self.diverse, self.filter)
 
 
 class Selection(BaseModel):

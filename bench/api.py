@@ -151,7 +151,7 @@ def main() -> None:
             for _ in range(200):
                 started = time.perf_counter()
                 threshold = f"80.{next(unique)}"
-                solutions_page(session, job_id, filter=FILTER.format(threshold), sort=SORT)
+                solutions_page(session, job_id, where=FILTER.format(threshold), sort=SORT)
                 peer.append((time.perf_counter() - started) * 1000)
         rate = 1000 / float(np.mean(peer))
         rows.append(

@@ -38,7 +38,6 @@ from unittest.mock import patch
 
 from ridgerider.critical import classify
 from ridgerider.problems.registry import load
-from ridgerider.ride import RideEnd
 from ridgerider.search.frontier import Unit
 from ridgerider.search.spec import SearchSpec
 from ridgerider.search.steps import Outcome
@@ -109,7 +108,7 @@ def measure(db: Database, label: str, solutions: int, repeats: int) -> list[tupl
     def page(cursor: str | None = None) -> list[int]:
         with db.session(readonly=True) as session:
             result = solutions_page(
-                session, job_id, filter=FILTER, sort=SORT, limit=PAGE, cursor=cursor
+                session, job_id, where=FILTER, sort=SORT, limit=PAGE, cursor=cursor
             )
         return [row.id for row in result.items], result.next_cursor
 
@@ -179,7 +178,7 @@ def record_rows(db: Database, label: str, folder: Path, repeats: int) -> list[tu
                 point = classify(problem.loss, theta, probe=1, zero_modes=1)
                 point = replace(point, grad_norm=1e-9)  # as a minimum's: its window as narrow
                 unit = _pending_ride(db, tree, job_id, root)
-                outcome = Outcome(None, RideEnd(theta, 1, 1, "loss-rose", -1.0), 1, point=point)
+                outcome = Outcome(1, 1, "loss-rose", point=point)
                 started = time.perf_counter()
                 if scan:  # the window made to hold every node: a comparison with each
                     with patch("storage.tree.window_of", lambda *_: EVERYWHERE):

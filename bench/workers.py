@@ -34,9 +34,9 @@ from storage.models import Job
 from storage.schema import ensure_schema
 from storage.units import mark_enqueued
 from tests.workers.pool import pool
-from workers.celery_app import make_app
+from workers.celery_app import app, configure
 from workers.local import run_job
-from workers.settings import PoolSettings
+from workers.settings import load_settings
 
 NODES = 40  # a job of about 6 minutes on one core
 
@@ -60,7 +60,7 @@ def in_process(folder: Path, problem: str) -> tuple[float, dict]:
 def on_pool(folder: Path, problem: str, workers: int, probes: int) -> tuple[float, dict, list]:
     """Wall time from sending the job's start to its end, on a pool that is already running."""
     with pool(folder, workers=workers) as (running, db):
-        app = make_app(PoolSettings.from_env(running.broker_url))
+        configure(load_settings(broker_url=running.broker_url))
         with db.session() as session:
             job_id = create_job(session, job_spec(problem)).id
         started = time.perf_counter()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from torch import Tensor
 
@@ -18,6 +18,7 @@ from ridgerider.search.budget import Progress
 from ridgerider.search.fingerprint import to_text
 
 THETA_IN_JSON_MAX_DIM = 100
+SOLUTION_NODE_KEYS = ("loss", "grad_norm", "index", "fingerprint")  # a solution's, of its node
 
 
 @dataclass(frozen=True)
@@ -44,20 +45,17 @@ class SearchReport:
     def to_json(self) -> dict[str, Any]:
         """`minima`, `graph` (nodes and edges), `stats` and `set_metrics`, as plain JSON."""
         graph = self.result.graph
-        minima = [
-            solution_json(m.id, m.point, m.metrics, graph.nodes[m.id]["fingerprint"])
-            for m in self.minima
-        ]
-        nodes = [
-            node_json(node, data["point"], data["depth"], data["fingerprint"])
+        nodes = {
+            node: node_json(node, data["point"], data["depth"], to_text(data["fingerprint"]))
             for node, data in graph.nodes(data=True)
-        ]
+        }
+        minima = [solution_json(nodes[m.id], m.metrics, m.point.theta) for m in self.minima]
         edges = [{"from": a, "to": b, **labels} for a, b, labels in graph.edges(data=True)]
         return {
             "problem": self.problem.name,
             "spec": self.spec.model_dump(),
             "minima": minima,
-            "graph": {"nodes": nodes, "edges": edges},
+            "graph": {"nodes": list(nodes.values()), "edges": edges},
             "pairs": [
                 {"a": self.minima[i].id, "b": self.minima[j].id, **v}
                 for (i, j), v in self.pairs.items()
@@ -75,8 +73,23 @@ class SearchReport:
         }
 
 
-def node_json(node_id: int, point: CriticalPoint, depth: int, fingerprint: tuple) -> dict:
-    """A node of the DAG as JSON."""
+class NodePoint(Protocol):
+    """What a node's JSON shows of its point: a CriticalPoint, or a node as a database keeps it
+    (`storage.models.Node`)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def index(self) -> int: ...
+    @property
+    def loss(self) -> float: ...
+    @property
+    def grad_norm(self) -> float: ...
+
+
+def node_json(node_id: int, point: NodePoint, depth: int, fingerprint: str) -> dict[str, Any]:
+    """A node of the DAG as JSON: the one shape every view of a node (a report's graph and
+    minima; a stored job's document, events and graph) is taken from."""
     return {
         "id": node_id,
         "kind": point.kind,
@@ -84,25 +97,20 @@ def node_json(node_id: int, point: CriticalPoint, depth: int, fingerprint: tuple
         "loss": point.loss,
         "grad_norm": point.grad_norm,
         "depth": depth,
-        "fingerprint": to_text(fingerprint),
+        "fingerprint": fingerprint,
     }
 
 
 def solution_json(
-    node_id: int, point: CriticalPoint, metrics: dict[str, float], fingerprint: tuple
+    node: dict[str, Any], metrics: dict[str, float], theta: Tensor, **labels: Any
 ) -> dict[str, Any]:
-    """A solution as JSON: its node, loss, gradient norm, index, fingerprint and metrics, and
-    `theta` for problems of at most THETA_IN_JSON_MAX_DIM parameters."""
-    entry: dict[str, Any] = {
-        "node": node_id,
-        "loss": point.loss,
-        "grad_norm": point.grad_norm,
-        "index": point.index,
-        "fingerprint": to_text(fingerprint),
-        "metrics": metrics,
-    }
-    if (theta := theta_json(point.theta)) is not None:
-        entry["theta"] = theta
+    """A solution as JSON, from its node's (`node_json`): the node's id, loss, gradient norm,
+    index and fingerprint, any `labels`, the metrics, and `theta` for problems of at most
+    THETA_IN_JSON_MAX_DIM parameters."""
+    entry = {"node": node["id"], **{key: node[key] for key in SOLUTION_NODE_KEYS}, **labels}
+    entry["metrics"] = metrics
+    if (values := theta_json(theta)) is not None:
+        entry["theta"] = values
     return entry
 
 

@@ -16,9 +16,6 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import Tensor
 
-ARTIFACTS_ENV = "RIDGERIDER_ARTIFACTS"
-DEFAULT_ROOT = "ridgerider-artifacts"
-
 
 class CorruptArtifactError(RuntimeError):
     """An artifact's bytes do not hash to the name it is stored under (`sha256`)."""
@@ -62,8 +59,8 @@ class ArtifactStore(Protocol):
 class LocalArtifactStore:
     """A folder: `<root>/<first two hex digits>/<sha256>.safetensors`, written atomically."""
 
-    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
-        self.root = Path(root or os.environ.get(ARTIFACTS_ENV) or DEFAULT_ROOT)
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
 
     def path(self, sha256: str) -> Path:
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):

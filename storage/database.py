@@ -1,5 +1,5 @@
 """Engines and sessions: SQLite (WAL, busy timeout) embedded by default, PostgreSQL (psycopg 3)
-for a worker pool; one URL from a flag, `RIDGERIDER_DATABASE_URL`, or `./ridgerider.db`."""
+for a worker pool; the URL is given (the service's settings choose it)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-DATABASE_URL_ENV = "RIDGERIDER_DATABASE_URL"
-DEFAULT_URL = "sqlite:///ridgerider.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 READONLY_OPTION = "ridgerider_readonly"
 POSTGRES_POOL_SIZE = 10  # connections kept: an API process serves this many requests at once
@@ -21,10 +19,9 @@ POSTGRES_CONNECT_TIMEOUT_S = 10  # a database that does not answer is an error, 
 POSTGRES_STATEMENT_TIMEOUT_MS = 120_000  # no statement of ours is near this; a stuck one ends
 
 
-def database_url(url: str | os.PathLike[str] | None = None) -> str:
-    """`url`, else `RIDGERIDER_DATABASE_URL`, else `./ridgerider.db`; PostgreSQL URLs are given
-    the psycopg 3 driver, and a bare path is read as an SQLite file."""
-    url = os.fspath(url or os.environ.get(DATABASE_URL_ENV) or DEFAULT_URL)
+def database_url(url: str | os.PathLike[str]) -> str:
+    """`url` with the psycopg 3 driver for PostgreSQL; a bare path is read as an SQLite file."""
+    url = os.fspath(url)
     if "://" not in url:
         url = f"sqlite:///{url}"
     parsed = make_url(url)
@@ -33,9 +30,7 @@ def database_url(url: str | os.PathLike[str] | None = None) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def make_engine(
-    url: str | os.PathLike[str] | None = None, *, generic_plans: bool = False
-) -> Engine:
+def make_engine(url: str | os.PathLike[str], *, generic_plans: bool = False) -> Engine:
     """An engine for `url` (see `database_url`). SQLite gets WAL, a busy timeout, foreign keys
     and real transactions: BEGIN IMMEDIATE (the write lock, waited for) unless the connection is
     read-only, so that a transaction never fails by upgrading a stale read to a write.
@@ -79,9 +74,7 @@ def make_engine(
 class Database:
     """An engine and its session factory; `session()` is one transaction."""
 
-    def __init__(
-        self, url: str | os.PathLike[str] | None = None, *, generic_plans: bool = False
-    ) -> None:
+    def __init__(self, url: str | os.PathLike[str], *, generic_plans: bool = False) -> None:
         self.engine = make_engine(url, generic_plans=generic_plans)
         self.url = self.engine.url
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)

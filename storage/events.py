@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from storage.jobs import get_job
 from storage.models import UNIT_ACTIVE, Node, Ride, Solution
 from storage.progress import counts
-from storage.queries import solution_metrics
+from storage.queries import NODE_EVENT_KEYS, solution_metrics, stored_node
 from storage.report import job_summary
 
 
@@ -38,19 +38,8 @@ def job_events(
     progress = counts(session, job_id)
     summary = job_summary(job)
     for node in nodes:
-        out.append(
-            (
-                "node",
-                {
-                    "id": node.id,
-                    "kind": node.kind,
-                    "index": node.index,
-                    "loss": node.loss,
-                    "depth": node.depth,
-                    "fingerprint": node.path,
-                },
-            )
-        )
+        fields = stored_node(node)
+        out.append(("node", {key: fields[key] for key in NODE_EVENT_KEYS}))
         seen["node"] = node.id
     for ride in rides:  # in id order, up to the first still under way (reported later)
         if ride.state in UNIT_ACTIVE:

@@ -54,7 +54,7 @@ def export(
         OSError: `destination` cannot be written.
         CorruptArtifactError, MissingArtifactError: a solution's weights are damaged or gone.
     """
-    _check_destination(destination)
+    check_destination(destination)
     with db.session(readonly=True) as session:
         job = get_job(session, job_id)
         all_ids = session.scalars(
@@ -85,11 +85,11 @@ def export(
         figures = _plots(rows, predictions, graph, folder / "plots", objectives)
         card = _card(job, problem, rows, selection, set_metrics, figures)
         (folder / "MODEL_CARD.md").write_text(card)
-        _deliver(folder, destination)
+        deliver(folder, destination)
     return destination
 
 
-def _check_destination(destination: Path) -> None:
+def check_destination(destination: Path) -> None:
     """Refuse to overwrite anything: an archive needs a new path, a folder a new or empty one;
     checked before any work, as is a file where a folder on the way should be.
 
@@ -107,7 +107,7 @@ def _check_destination(destination: Path) -> None:
         raise FileExistsError(f"{destination} exists and is not empty; choose a new path")
 
 
-def _deliver(folder: Path, destination: Path) -> None:
+def deliver(folder: Path, destination: Path) -> None:
     """Move the finished export `folder` to `destination`, or pack it there as a .tar.gz; a
     partly written archive is removed, so that a failed export leaves nothing behind."""
     destination.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from pydantic_core import from_json
 from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, or_, select
 from sqlalchemy.orm import Session
 
+from ridgerider.report import node_json
 from ridgerider.search.fingerprint import from_text
 from storage.filters import (
     ATTRIBUTES,
@@ -37,6 +38,8 @@ from storage.secrets import CURSOR, service_secret, sign, verify
 MAX_PAGE = 1000
 MAX_CURSOR = 4096  # characters: a cursor holds its filter (at most 2000), base64-encoded
 SORT_KEY = METRICS.alias("sort_key")  # made once: an alias builds its columns when made
+NODE_EVENT_KEYS = ("id", "kind", "index", "loss", "depth", "fingerprint")
+GRAPH_NODE_KEYS = ("kind", "index", "loss", "grad_norm", "depth", "state", "fingerprint")
 
 
 class QueryError(ValueError):
@@ -175,12 +178,12 @@ def solutions_page(
     session: Session,
     job_id: int,
     *,
-    filter: str | None = None,
+    where: str | None = None,
     sort: str = "id",
     limit: int = 50,
     cursor: str | None = None,
 ) -> Page:
-    """One page of the job's solutions passing `filter`, sorted by `sort` (a metric or attribute,
+    """One page of the job's solutions passing `where`, sorted by `sort` (a metric or attribute,
     `-name` for descending; ties broken by id), after the opaque `cursor` of the previous page.
 
     Keyset pagination: a page starts strictly after the previous page's last (value, id), so it
@@ -195,7 +198,7 @@ def solutions_page(
         raise QueryError(f"limit must be in [1, {MAX_PAGE}], got {limit}")
     descending = sort.startswith("-")
     name = sort.lstrip("-+")
-    parsed = parse_filter(filter) if filter else None
+    parsed = parse_filter(where) if where else None
     wanted = metric_names_of(parsed) if parsed is not None else set()
     if name not in ATTRIBUTES:
         wanted.add(name)
@@ -204,7 +207,7 @@ def solutions_page(
         known = ", ".join(sorted([*ATTRIBUTES, *metric_names(session, job_id)]))
         raise QueryError(f"sort: unknown metric {name!r}; known: {known}")
     if parsed is not None:
-        check_names(filter, parsed, present, lambda: metric_names(session, job_id))
+        check_names(where, parsed, present, lambda: metric_names(session, job_id))
     if name in ATTRIBUTES:
         query, _ = filtered_solutions(job_id, parsed)
         key = ATTRIBUTES[name]
@@ -212,7 +215,7 @@ def solutions_page(
         query, key = filtered_solutions(job_id, parsed, sort_metric=name)
     query = query.add_columns(key.label("sort_value"))
     if cursor is not None:
-        value, last_id = _read_cursor(session, cursor, job_id, sort, filter)
+        value, last_id = _read_cursor(session, cursor, job_id, sort, where)
         beyond = key < value if descending else key > value
         query = query.where(or_(beyond, and_(key == value, SOLUTIONS.c.id > last_id)))
     query = query.order_by(key.desc() if descending else key.asc(), SOLUTIONS.c.id.asc())
@@ -234,7 +237,7 @@ def solutions_page(
     next_cursor = None
     if more:
         last = rows[-1]
-        next_cursor = _make_cursor(session, job_id, last.sort_value, last.id, sort, filter)
+        next_cursor = _make_cursor(session, job_id, last.sort_value, last.id, sort, where)
     return Page(items, next_cursor)
 
 
@@ -303,9 +306,9 @@ def solution_metrics(session: Session, ids: Sequence[int]) -> dict[int, dict[str
 
 
 def metric_matrix(
-    session: Session, job_id: int, names: Sequence[str], filter: str | None = None
+    session: Session, job_id: int, names: Sequence[str], where: str | None = None
 ) -> tuple[list[int], np.ndarray]:
-    """Solution ids passing `filter` that have every metric in `names`, and their values
+    """Solution ids passing `where` that have every metric in `names`, and their values
     (one row per solution, one column per name).
 
     Raises:
@@ -316,7 +319,7 @@ def metric_matrix(
         if name not in present:
             known = ", ".join(metric_names(session, job_id)) or "none"
             raise QueryError(f"unknown metric {name!r}; known: {known}")
-    parsed = parse_job_filter(session, job_id, filter) if filter else None
+    parsed = parse_job_filter(session, job_id, where) if where else None
     passing = filtered_solutions(job_id, parsed)[0].with_only_columns(SOLUTIONS.c.id).subquery()
     rows = session.execute(
         select(Metric.solution_id, Metric.name, Metric.value).where(
@@ -332,6 +335,12 @@ def metric_matrix(
     ids = sorted(i for i, row in values.items() if not np.isnan(row).any())
     matrix = np.array([values[i] for i in ids]).reshape(len(ids), len(names))
     return ids, matrix
+
+
+def stored_node(node: Node) -> dict[str, Any]:
+    """A stored node as JSON: the engine's `node_json` of it, and its state. A job's document
+    shows it whole; its events and graph show parts (`NODE_EVENT_KEYS`, `GRAPH_NODE_KEYS`)."""
+    return node_json(node.id, node, node.depth, node.path) | {"state": node.state}
 
 
 def lineage(session: Session, node_id: int) -> list[dict[str, Any]]:
@@ -370,17 +379,9 @@ def lineage_graph(session: Session, job_id: int) -> nx.MultiDiGraph:
         ).all()
     )
     for node in session.scalars(select(Node).where(Node.job_id == job_id).order_by(Node.id)):
-        graph.add_node(
-            node.id,
-            kind=node.kind,
-            index=node.index,
-            loss=node.loss,
-            grad_norm=node.grad_norm,
-            depth=node.depth,
-            state=node.state,
-            fingerprint=node.path,
-            solution_id=solutions.get(node.id, -1),
-        )
+        fields = stored_node(node)
+        attributes = {key: fields[key] for key in GRAPH_NODE_KEYS}
+        graph.add_node(node.id, **attributes, solution_id=solutions.get(node.id, -1))
     rides = select(Ride).where(Ride.job_id == job_id, Ride.state == "done").order_by(Ride.id)
     for ride in session.scalars(rides):
         graph.add_edge(

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from ridgerider.search.fingerprint import Fingerprint, extend, from_text, to_text
+from ridgerider.search.steps import Outcome
 from storage.jobs import lock_job, touch
 from storage.models import Job, Metric, Node, Ride, Solution, metrics_json, utcnow
 from storage.units import Work, job_of, released_nodes, ridge_of, settle_unit
@@ -21,8 +22,9 @@ ROOT_FINGERPRINT = hashlib.sha256(b"root").hexdigest()
 
 @dataclass(frozen=True)
 class PointRecord:
-    """What the database keeps of a point of the tree (its parameters, and the spectrum of a
-    branch point found when a ride reached it, are artifacts)."""
+    """What the database keeps of a point of the tree, named as a node's columns (its
+    parameters, and the spectrum of a branch point found when a ride reached it, are
+    artifacts)."""
 
     kind: str
     index: int
@@ -35,6 +37,9 @@ class PointRecord:
     spectrum_sha256: str | None = None
 
 
+RideResult = Outcome[PointRecord]  # a ride's outcome as recorded: its point kept as a record
+
+
 @dataclass(frozen=True)
 class MergeWindow:
     """The ranges of loss (and of function key, when merging by function) that hold every copy
@@ -42,17 +47,6 @@ class MergeWindow:
 
     loss: tuple[float, float]
     function: tuple[float, float] | None = None
-
-
-@dataclass(frozen=True)
-class RideResult:
-    """What a ride gave: its statistics, and the critical point it settled on (or a failure)."""
-
-    steps: int
-    hvps: int
-    end_reason: str
-    point: PointRecord | None = None
-    failure: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,15 +108,7 @@ def _add_node(
         fingerprint=lineage_hash,
         path=to_text(path),
         depth=depth,
-        kind=point.kind,
-        index=point.index,
-        index_is_exact=point.index_is_exact,
-        loss=point.loss,
-        grad_norm=point.grad_norm,
-        eigenvalues=point.eigenvalues,
-        function_key=point.function_key,
-        theta_sha256=point.theta_sha256,
-        spectrum_sha256=point.spectrum_sha256,
+        **asdict(point),
         work=work,
         state="pending" if work != "none" else "done",
     )
@@ -249,10 +235,8 @@ def _created_by_later_sibling(session: Session, ride: Ride, copy: Node) -> bool:
 
 def _take_over(node: Node, point: PointRecord, path: Fingerprint, lineage_hash: str) -> None:
     node.path, node.fingerprint = to_text(path), lineage_hash
-    node.kind, node.index, node.index_is_exact = point.kind, point.index, point.index_is_exact
-    node.loss, node.grad_norm, node.eigenvalues = point.loss, point.grad_norm, point.eigenvalues
-    node.function_key, node.theta_sha256 = point.function_key, point.theta_sha256
-    node.spectrum_sha256 = point.spectrum_sha256
+    for column, value in asdict(point).items():
+        setattr(node, column, value)
 
 
 def _candidates(session: Session, job_id: int, window: MergeWindow) -> list[tuple[int, str]]:

@@ -8,11 +8,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ridgerider.report import theta_json
+from ridgerider.report import solution_json
 from storage.artifacts import ArtifactStore, get_tensors
 from storage.jobs import get_job
 from storage.models import Job, Node, PairMetric, Ride, Solution
-from storage.queries import solution_metrics
+from storage.queries import solution_metrics, stored_node
 
 
 def job_summary(job: Job) -> dict[str, Any]:
@@ -34,41 +34,23 @@ def job_document(session: Session, store: ArtifactStore, job_id: int) -> dict[st
     and, for small problems, `theta`), `graph` (nodes, edges), `failures`, `pairs`,
     `set_metrics`, `stats`."""
     job = get_job(session, job_id)
-    rows = session.execute(
-        select(Solution, Node)
-        .join(Node, Node.id == Solution.node_id)
-        .where(Solution.job_id == job_id)
-        .order_by(Solution.id)
-    ).all()
-    metrics = solution_metrics(session, [solution.id for solution, _ in rows])
-    minima = []
-    for solution, node in rows:
-        entry: dict[str, Any] = {
-            "id": solution.id,
-            "node": node.id,
-            "loss": node.loss,
-            "grad_norm": node.grad_norm,
-            "index": node.index,
-            "fingerprint": node.path,
-            "weights_sha256": solution.weights_sha256,
-            "metrics": metrics[solution.id],
-        }
-        theta = theta_json(get_tensors(store, solution.weights_sha256)["theta"])
-        if theta is not None:
-            entry["theta"] = theta
-        minima.append(entry)
-    nodes = [
-        {
-            "id": node.id,
-            "kind": node.kind,
-            "index": node.index,
-            "loss": node.loss,
-            "grad_norm": node.grad_norm,
-            "depth": node.depth,
-            "fingerprint": node.path,
-            "state": node.state,
-        }
+    nodes = {
+        node.id: stored_node(node)
         for node in session.scalars(select(Node).where(Node.job_id == job_id).order_by(Node.id))
+    }
+    solutions = session.scalars(
+        select(Solution).where(Solution.job_id == job_id).order_by(Solution.id)
+    ).all()
+    metrics = solution_metrics(session, [solution.id for solution in solutions])
+    minima = [
+        {"id": solution.id}
+        | solution_json(
+            nodes[solution.node_id],
+            metrics[solution.id],
+            get_tensors(store, solution.weights_sha256)["theta"],
+            weights_sha256=solution.weights_sha256,
+        )
+        for solution in solutions
     ]
     rides = session.scalars(select(Ride).where(Ride.job_id == job_id).order_by(Ride.id)).all()
     edges = [_ride(ride) for ride in rides if ride.state == "done"]
@@ -83,7 +65,7 @@ def job_document(session: Session, store: ArtifactStore, job_id: int) -> dict[st
         "problem": job.problem,
         "spec": job.spec,
         "minima": minima,
-        "graph": {"nodes": nodes, "edges": edges},
+        "graph": {"nodes": list(nodes.values()), "edges": edges},
         "failures": failures,
         "pairs": [{"a": a, "b": b, **values} for (a, b), values in sorted(pairs.items())],
         "set_metrics": set_metrics,

@@ -86,16 +86,16 @@ def pareto_indices(values: np.ndarray) -> np.ndarray:
 
 
 def pareto_front(
-    session: Session, job_id: int, objectives: Sequence[Objective], filter: str | None = None
+    session: Session, job_id: int, objectives: Sequence[Objective], where: str | None = None
 ) -> list[int]:
-    """Ids of the solutions (passing `filter`) on the Pareto front of `objectives` (repeats
+    """Ids of the solutions (passing `where`) on the Pareto front of `objectives` (repeats
     count once).
 
     Raises:
         QueryError: an unknown metric, or one given with both directions.
     """
     objectives = distinct_objectives(objectives)
-    ids, matrix = metric_matrix(session, job_id, [o.name for o in objectives], filter)
+    ids, matrix = metric_matrix(session, job_id, [o.name for o in objectives], where)
     if not ids:
         return []
     signs = np.array([1.0 if o.direction == "max" else -1.0 for o in objectives])
@@ -106,10 +106,10 @@ def diverse_top_k(
     session: Session,
     job_id: int,
     k: int,
-    filter: str | None = None,
+    where: str | None = None,
     first_by: str | None = None,
 ) -> list[int]:
-    """`k` solutions passing `filter` chosen greedily to maximise the smallest prediction
+    """`k` solutions passing `where` chosen greedily to maximise the smallest prediction
     disagreement with those already chosen. The first is the best by `first_by` (default:
     highest `test_accuracy`, else lowest `loss`); ties go to the lower id.
 
@@ -122,7 +122,7 @@ def diverse_top_k(
         "-test_accuracy" if has_metric(session, job_id, "test_accuracy") else "loss"
     )
     name = first_by.lstrip("-+")
-    ids, matrix = metric_matrix(session, job_id, [name], filter)
+    ids, matrix = metric_matrix(session, job_id, [name], where)
     if not ids:
         return []
     score = -matrix[:, 0] if first_by.startswith("-") else matrix[:, 0]
@@ -151,32 +151,36 @@ def stored_predictions(session: Session, ids: Sequence[int]) -> np.ndarray:
     return np.stack([np.frombuffer(rows[i], dtype=np.int16) for i in ids])
 
 
-def choose(
-    session: Session,
-    job_id: int,
-    pareto: str | None = None,
-    diverse: int | None = None,
-    filter: str | None = None,
-) -> tuple[list[int], str]:
-    """The ids a selection picks (a Pareto front given as `name:max,name:min`, a diverse
-    top-k, or every solution passing `filter`), and how it was made, in words.
+@dataclass(frozen=True)
+class Choice:
+    """Which solutions: those passing `where`, or among them a Pareto front over `pareto`
+    (`name:max,name:min`) or the `diverse` most mutually disagreeing."""
+
+    pareto: str | None = None
+    diverse: int | None = None
+    where: str | None = None
+
+
+def choose(session: Session, job_id: int, choice: Choice) -> tuple[list[int], str]:
+    """The ids `choice` picks, and how it was made, in words.
 
     Raises:
         QueryError, FilterError: a bad selection or filter.
     """
+    pareto, diverse, where = choice.pareto, choice.diverse, choice.where
     if pareto and diverse:
         raise QueryError("give pareto or diverse, not both")
-    passing = f" among those with {filter}" if filter else ""
+    passing = f" among those with {where}" if where else ""
     if pareto:
         objectives = parse_objectives(pareto)
         names = ", ".join(f"{o.name} ({o.direction})" for o in objectives)
-        return pareto_front(session, job_id, objectives, filter), (
+        return pareto_front(session, job_id, objectives, where), (
             f"the Pareto front over {names}{passing}"
         )
     if diverse:
-        ids = diverse_top_k(session, job_id, diverse, filter)
+        ids = diverse_top_k(session, job_id, diverse, where)
         return ids, f"{len(ids)} most mutually disagreeing (greedy max-min){passing}"
-    parsed = parse_job_filter(session, job_id, filter) if filter else None
+    parsed = parse_job_filter(session, job_id, where) if where else None
     query, _ = filtered_solutions(job_id, parsed)
     ids = list(session.scalars(query.with_only_columns(SOLUTIONS.c.id).order_by(SOLUTIONS.c.id)))
     return ids, f"every solution{passing}"

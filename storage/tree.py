@@ -9,6 +9,7 @@ job's lock. Tensors go to the artifact store; rows hold their sha256.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -133,21 +134,14 @@ class JobTree:
             for ride_id, (i, s, value) in zip(ids or [], labelled, strict=False)
         ]
 
-    def record_ride(self, unit: Unit, outcome: Outcome) -> list[Unit]:
-        stats = {
-            "steps": outcome.end.steps,
-            "hvps": outcome.hvps,
-            "end_reason": outcome.end.reason,
-        }
-        if outcome.point is None:
-            result = RideResult(**stats, failure=outcome.failure)
-            window = MergeWindow((0.0, 0.0))
-        else:
+    def record_ride(self, unit: Unit, outcome: Outcome[CriticalPoint]) -> list[Unit]:
+        window, record = MergeWindow((0.0, 0.0)), None
+        if outcome.point is not None:
             keys = keys_of(self.problem, outcome.point, self.spec)
             found = window_of(outcome.point, keys, self.spec)
             window = MergeWindow(found.loss, found.function)
             record = self._save(outcome.point, outcome.spectrum, keys.function)
-            result = RideResult(**stats, point=record)
+        result: RideResult = replace(outcome, point=record, spectrum=None)
 
         def copy_of(candidates: list[tuple[int, str]]) -> int | None:
             known = ((node_id, self._theta(sha256)) for node_id, sha256 in candidates)

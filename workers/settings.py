@@ -1,13 +1,19 @@
-"""The worker pool's settings, from the environment (one place, so that the Celery app, the
-workers and the command line agree)."""
+"""The service's settings: one `Settings`, read from `RIDGERIDER_*` variables (and command-line
+flags, which override them) where a process starts, then passed to what it builds."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-BROKER_URL_ENV = "RIDGERIDER_BROKER_URL"
-DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "RIDGERIDER_"
+
+
+class SettingsError(ValueError):
+    """A setting is out of its range: the message names the variable and the range."""
 
 
 def job_channel(job_id: int) -> str:
@@ -16,73 +22,82 @@ def job_channel(job_id: int) -> str:
     return f"ridgerider:job:{job_id}"
 
 
-def _seconds(name: str, default: float) -> float:
-    text = os.environ.get(name)
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{name} must be a number of seconds, got {text!r}") from None
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0 seconds, got {value}")
-    return value
+def _seconds(default: float, help: str) -> Any:
+    return Field(default, gt=0, le=10**7, description=f"{help} (seconds, > 0)")
 
 
-def env_integer(name: str, default: int, maximum: int) -> int:
-    """The integer environment variable `name` (`default` if unset), in [1, `maximum`].
+def _count(default: int, maximum: int, help: str) -> Any:
+    return Field(default, ge=1, le=maximum, description=f"{help} (an integer in [1, {maximum}])")
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; each field is read from `RIDGERIDER_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
+
+    database_url: str = Field(
+        "sqlite:///ridgerider.db",
+        description="the database: an SQLAlchemy URL or an SQLite file's path",
+    )
+    artifacts: Path = Field(Path("ridgerider-artifacts"), description="the weights' folder")
+    broker_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="the worker pool's Redis broker"
+    )
+    server: str | None = Field(None, description="a ridgerider server, for the command line")
+    api_key: SecretStr | None = Field(None, description="the command line's key for `server`")
+
+    task_time_limit: float = _seconds(3600, "a task is killed after this")
+    stale_after: float = _seconds(
+        60, "a claimed unit whose heartbeat is older is given back (beats every quarter of it)"
+    )
+    requeue_after: float = _seconds(
+        120, "a pending unit sent longer ago is sent again when the broker's queues are empty"
+    )
+    sweep_every: float = _seconds(10, "how often each worker looks for lost work")
+    gpu_queue: bool = Field(False, description="send expansions and rides to the `gpu` queue")
+    max_parameters: int = _count(
+        100_000_000, 10**12, "a job whose problem has more parameters fails at its start"
+    )
+
+    server_threads: int = _count(2, 256, "requests each server process works on at once")
+    mlflow_tracking_uri: str | None = Field(
+        None, description="the MLflow tracking server that POST /jobs/{id}/mlflow logs to"
+    )
+    max_active_jobs: int = _count(20, 100_000, "jobs of one key queued or running at once")
+    submissions_per_minute: int = _count(60, 100_000, "jobs one key may submit a minute")
+    streams_per_key: int = _count(8, 10_000, "event streams one key may hold open a process")
+    streams: int = _count(256, 100_000, "event streams a server process holds open in all")
+    stream_seconds: int = _count(3600, 86_400, "an event stream ends after this many seconds")
+    exports_waiting: int = _count(4, 1_000, "exports or hand-offs queued on a server process")
+
+    @property
+    def visibility_timeout(self) -> float:
+        """An unacknowledged message is redelivered after this: above the time limit, so a
+        running task is never handed to a second worker by the broker."""
+        return self.task_time_limit * 2
+
+    def environment(self) -> dict[str, str]:
+        """These settings as the variables that give them to a child process."""
+        values = self.model_dump(exclude_none=True)
+        if self.api_key is not None:
+            values["api_key"] = self.api_key.get_secret_value()
+        return {ENV_PREFIX + name.upper(): str(value) for name, value in values.items()}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The settings from the environment, with the `overrides` that are not None (flags).
 
     Raises:
-        ValueError: it is not an integer in that range (named).
+        SettingsError: a value is out of range; one line per bad variable, naming it.
     """
-    text = os.environ.get(name)
-    if text is None:
-        return default
     try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer in [1, {maximum}], got {text!r}") from None
-    if not 1 <= value <= maximum:
-        raise ValueError(f"{name} must be an integer in [1, {maximum}], got {value}")
-    return value
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as error:
+        raise SettingsError("\n".join(_describe(e) for e in error.errors())) from None
 
 
-@dataclass(frozen=True)
-class PoolSettings:
-    """Attributes:
-    broker_url: the Redis broker (`RIDGERIDER_BROKER_URL`).
-    time_limit: a task is killed after this many seconds (`RIDGERIDER_TASK_TIME_LIMIT`).
-    visibility_timeout: an unacknowledged message is redelivered after this; above the time
-        limit, so a running task is never handed to a second worker by the broker.
-    stale_after: a claimed unit whose heartbeat is older is given back
-        (`RIDGERIDER_STALE_AFTER`); heartbeats come every quarter of it.
-    requeue_after: a pending unit whose message went out longer ago is sent again when the
-        broker's queues are empty (`RIDGERIDER_REQUEUE_AFTER`): its message was lost.
-    sweep_every: how often each worker looks for such work (`RIDGERIDER_SWEEP_EVERY`).
-    gpu_queue: send expansions and rides to the `gpu` queue (`RIDGERIDER_GPU_QUEUE=1`).
-    max_parameters: a job whose problem has more parameters fails at its start
-        (`RIDGERIDER_MAX_PARAMETERS`, 100,000,000: an admin's bound on a job's memory).
-    """
-
-    broker_url: str
-    time_limit: float
-    visibility_timeout: float
-    stale_after: float
-    requeue_after: float
-    sweep_every: float
-    gpu_queue: bool
-    max_parameters: int
-
-    @classmethod
-    def from_env(cls, broker_url: str | None = None) -> PoolSettings:
-        time_limit = _seconds("RIDGERIDER_TASK_TIME_LIMIT", 3600)
-        return cls(
-            broker_url=broker_url or os.environ.get(BROKER_URL_ENV) or DEFAULT_BROKER_URL,
-            time_limit=time_limit,
-            visibility_timeout=time_limit * 2,
-            stale_after=_seconds("RIDGERIDER_STALE_AFTER", 60),
-            requeue_after=_seconds("RIDGERIDER_REQUEUE_AFTER", 120),
-            sweep_every=_seconds("RIDGERIDER_SWEEP_EVERY", 10),
-            gpu_queue=os.environ.get("RIDGERIDER_GPU_QUEUE", "") not in ("", "0"),
-            max_parameters=env_integer("RIDGERIDER_MAX_PARAMETERS", 100_000_000, 10**12),
-        )
+def _describe(error: Any) -> str:
+    name = str(error["loc"][0]) if error["loc"] else "?"
+    field = Settings.model_fields.get(name)
+    allowed = f": {field.description}" if field and field.description else ""
+    return f"{ENV_PREFIX}{name.upper()} = {error.get('input')!r} is not allowed{allowed}"

@@ -37,7 +37,7 @@ from storage.records import root_node
 from storage.sweep import Message, lost_work
 from storage.units import UnitKind, heartbeat, mark_enqueued
 from workers import steps
-from workers.celery_app import DEFAULT_QUEUE, GPU_QUEUE, app
+from workers.celery_app import DEFAULT_QUEUE, GPU_QUEUE, app, settings
 from workers.settings import job_channel
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class _Process:
         """Say on the broker that the job changed, for the event streams that watch it (a
         broker that is down is ignored: streams poll the database now and then anyway)."""
         if cls.publisher is None:
-            url = app.ridgerider_settings.broker_url
+            url = settings().broker_url
             cls.publisher = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         try:
             cls.publisher.publish(job_channel(job_id), b"")
@@ -75,7 +75,8 @@ class _Process:
     @classmethod
     def resources(cls) -> tuple[Database, LocalArtifactStore]:
         if cls.db is None:
-            cls.db, cls.store = Database(), LocalArtifactStore()
+            cls.db = Database(settings().database_url)
+            cls.store = LocalArtifactStore(settings().artifacts)
         return cls.db, cls.store
 
     @classmethod
@@ -99,13 +100,12 @@ def _child_started(**_: object) -> None:
 
 @signals.worker_ready.connect
 def _start_sweeping(**_: object) -> None:
-    settings = app.ridgerider_settings
-    thread = threading.Thread(target=_sweep_forever, args=(settings.sweep_every,), daemon=True)
+    thread = threading.Thread(target=_sweep_forever, args=(settings().sweep_every,), daemon=True)
     thread.start()
 
 
 def _sweep_forever(every: float) -> None:
-    db = Database()
+    db = Database(settings().database_url)
     while True:
         time.sleep(every)
         try:
@@ -115,7 +115,7 @@ def _sweep_forever(every: float) -> None:
 
 
 def queue_for(work: str) -> str:
-    if app.ridgerider_settings.gpu_queue and work in ("expand", "ride"):
+    if settings().gpu_queue and work in ("expand", "ride"):
         return GPU_QUEUE
     return DEFAULT_QUEUE
 
@@ -155,7 +155,7 @@ def _finalise_if_done(db: Database, job_id: int) -> None:
 def _heartbeat(db: Database, kind: UnitKind, unit_id: int, token: str) -> Iterator[None]:
     """Beat for a claimed unit while it is worked on, so the sweep leaves it alone."""
     stop = threading.Event()
-    every = app.ridgerider_settings.stale_after / 4
+    every = settings().stale_after / 4
 
     def beat() -> None:
         while not stop.wait(every):
@@ -211,7 +211,7 @@ def ticket(job_id: int, kind: UnitKind, unit_id: int, work: str) -> str:
     except Exception as error:
         return _fail(_Process.resources()[0], job_id, "it could not be loaded", error)
     works = ("expand", "evaluate", "ride")
-    if app.ridgerider_settings.gpu_queue:
+    if settings().gpu_queue:
         works = ("evaluate",) if work == "evaluate" else ("expand", "ride")
     unit = ctx.tree.claim(frontier_key(ctx.spec.frontier), works)
     if unit is None:
@@ -249,7 +249,7 @@ def finalise(job_id: int) -> str:
 
 def _check_size(parameters: int) -> None:
     """Refuse a problem over the pool's parameter limit (what an admin bounds memory by)."""
-    limit = app.ridgerider_settings.max_parameters
+    limit = settings().max_parameters
     if parameters > limit:
         raise ValueError(
             f"the problem has {parameters:,} parameters, over this pool's limit "
@@ -272,7 +272,7 @@ def _fail(db: Database, job_id: int, what: str, error: Exception) -> str:
 def probe(key: str, sent_at: float) -> None:
     """Push to Redis list `key` how long this message took from send to start: the pool's
     per-task overhead, as `bench/workers.py` measures it."""
-    client = redis.Redis.from_url(app.ridgerider_settings.broker_url)
+    client = redis.Redis.from_url(settings().broker_url)
     try:
         client.rpush(key, time.time() - sent_at)
     finally:
@@ -295,7 +295,7 @@ def cancel(db: Database, job_id: int) -> None:
 
 def _broker_idle() -> bool:
     """Whether no message waits in any of our queues (so a pending unit's message is lost)."""
-    client = redis.Redis.from_url(app.ridgerider_settings.broker_url)
+    client = redis.Redis.from_url(settings().broker_url)
     try:
         return all(client.llen(queue) == 0 for queue in (DEFAULT_QUEUE, GPU_QUEUE))
     finally:
@@ -305,12 +305,11 @@ def _broker_idle() -> bool:
 def sweep(db: Database) -> int:
     """Give back units whose worker died; resend units, starts and finalisations whose message
     was lost. Returns how many messages were sent."""
-    settings = app.ridgerider_settings
     with db.session() as session:
         lost = lost_work(
             session,
-            timedelta(seconds=settings.stale_after),
-            timedelta(seconds=settings.requeue_after),
+            timedelta(seconds=settings().stale_after),
+            timedelta(seconds=settings().requeue_after),
         )
     if not (lost.units or lost.jobs_to_start or lost.jobs_to_finalise) or not _broker_idle():
         return 0

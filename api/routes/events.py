@@ -64,7 +64,7 @@ async def _event_stream(
     started = last_sent = time.monotonic()
     version = None
     try:
-        async with job_changes(services.broker_url, job_id) as changed:
+        async with job_changes(services.settings.broker_url, job_id) as changed:
             while not await request.is_disconnected():
                 now = time.monotonic()
                 current = await asyncio.to_thread(_job_state, services, job_id)
@@ -80,8 +80,8 @@ async def _event_stream(
                 elif now - last_sent >= KEEPALIVE_SECONDS:
                     yield ": keepalive\n\n"
                     last_sent = now
-                if now - started >= services.limits.stream_seconds:
-                    after = {"seconds": services.limits.stream_seconds}
+                if now - started >= services.settings.stream_seconds:
+                    after = {"seconds": services.settings.stream_seconds}
                     yield f"event: expired\ndata: {json.dumps(after)}\n\n"
                     return
                 await changed(KEEPALIVE_SECONDS)

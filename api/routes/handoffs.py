@@ -42,7 +42,7 @@ async def hand_off(
     model card, lineage, plots), a nested run per solution with its model, and with
     `registered_model` a model version each. Runs in the background (poll the returned
     hand-off); a second hand-off of the same selection adds no run and no version."""
-    if services.mlflow_tracking_uri is None:
+    if services.settings.mlflow_tracking_uri is None:
         raise ProblemError(503, "Service Unavailable", TRACKING_URI_HINT)
     if importlib.util.find_spec("mlflow") is None:
         raise ProblemError(503, "Service Unavailable", f"{INSTALL_HINT} (on the server)")
@@ -60,7 +60,7 @@ async def hand_off(
         services.db.url.render_as_string(hide_password=False),
         str(services.store.root),
         handoff.id,
-        services.mlflow_tracking_uri,
+        services.settings.mlflow_tracking_uri,
         on_error=partial(_fail, services, handoff.id),
     )
     response.headers["Location"] = f"/jobs/{job_id}/mlflow/{handoff.id}"
@@ -70,9 +70,7 @@ async def hand_off(
 def _record(services: Services, owner: str, job_id: int, request: HandoffRequest) -> Handoff:
     """The hand-off, queued, with the ids its selection picks now."""
     with services.db.session() as session:
-        ids, how = choose_or_422(
-            session, owner, job_id, request.objectives(), request.diverse, request.filter
-        )
+        ids, how = choose_or_422(session, owner, job_id, request.choice())
         asked = request.model_dump(include={"experiment", "registered_model"})
         return create_handoff(session, job_id, asked | {"ids": ids, "selection": how})
 

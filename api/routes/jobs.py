@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.deps import OwnerDep, Services, ServicesDep
-from api.limits import SUBMISSION_WINDOW_SECONDS, Limits, check_submission
+from api.limits import SUBMISSION_WINDOW_SECONDS, check_submission
 from api.problems_json import ProblemError
 from api.schemas import (
     ERRORS_503,
@@ -39,6 +39,7 @@ from storage.queries import (
     list_jobs,
 )
 from storage.report import job_summary
+from workers.settings import Settings
 
 router = APIRouter(tags=["jobs"])
 # OpenAPI links from a submitted job to what can be done with it (clients and stateful fuzzing
@@ -132,7 +133,7 @@ def _create(
     try:
         with services.db.session() as session:
             if idempotency_key is None or not _key_used(session, owner, idempotency_key):
-                _check_quota(session, services.limits, owner)
+                _check_quota(session, services.settings, owner)
             job = create_job(
                 session, fields, owner=owner, idempotency_key=idempotency_key, allow_import=False
             )
@@ -147,10 +148,10 @@ def _key_used(session: Session, owner: str, idempotency_key: str) -> bool:
     return session.scalar(found) is not None
 
 
-def _check_quota(session: Session, limits: Limits, owner: str) -> None:
+def _check_quota(session: Session, settings: Settings, owner: str) -> None:
     """Refuse a new job past the key's jobs in flight or submissions a minute (429)."""
     window = timedelta(seconds=SUBMISSION_WINDOW_SECONDS)
-    check_submission(limits, *submission_load(session, owner, window))
+    check_submission(settings, *submission_load(session, owner, window))
 
 
 @router.get("/jobs", response_model=JobPage)

@@ -41,7 +41,7 @@ from storage.queries import (
     solution_rows,
     solutions_page,
 )
-from storage.selection import choose
+from storage.selection import Choice, choose
 
 router = APIRouter(tags=["jobs"])
 GRAPHML = "application/graphml+xml"
@@ -74,7 +74,7 @@ def solutions(
     job_id: JobId,
     services: ServicesDep,
     owner: OwnerDep,
-    filter: Annotated[str | None, Query(max_length=2000)] = None,
+    where: Annotated[str | None, Query(alias="filter", max_length=2000)] = None,
     sort: Annotated[str, Query(pattern=SORT_PATTERN, description="-name descends")] = "id",
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=MAX_CURSOR)] = None,
@@ -85,22 +85,22 @@ def solutions(
     records anything; a page unchanged since is served from memory, or 304 to `If-None-Match`."""
     with services.db.session(readonly=True) as session:
         version = check_owner(session, owner, job_id)
-        key = (__version__, job_id, version, filter, sort, limit, cursor)
+        key = (__version__, job_id, version, where, sort, limit, cursor)
         tag = etag(key)
         if if_none_match == tag:
             return Response(status_code=304, headers={"ETag": tag})
         body = services.pages.get(key)
         if body is None:
-            body = _solutions_body(session, job_id, filter, sort, limit, cursor)
+            body = _solutions_body(session, job_id, where, sort, limit, cursor)
             services.pages.put(key, body)
     return Response(body, media_type="application/json", headers={"ETag": tag})
 
 
 def _solutions_body(
-    session: Session, job_id: int, filter: str | None, sort: str, limit: int, cursor: str | None
+    session: Session, job_id: int, where: str | None, sort: str, limit: int, cursor: str | None
 ) -> bytes:
     try:
-        page = solutions_page(session, job_id, filter=filter, sort=sort, limit=limit, cursor=cursor)
+        page = solutions_page(session, job_id, where=where, sort=sort, limit=limit, cursor=cursor)
     except FilterError as error:
         raise ProblemError(
             422,
@@ -135,40 +135,28 @@ def select(
             [{"field": "pareto", "message": "exactly one of pareto, diverse"}],
         )
     with services.db.session(readonly=True) as session:
-        ids, how = choose_or_422(
-            session, owner, job_id, request.objectives(), request.diverse, request.filter
-        )
+        ids, how = choose_or_422(session, owner, job_id, request.choice())
         chosen = solution_rows(session, ids)
     return Selection(selection=how, solutions=chosen)
 
 
 def choose_or_422(
-    session: Session,
-    owner: str,
-    job_id: int,
-    pareto: str | None,
-    diverse: int | None,
-    filter: str | None,
+    session: Session, owner: str, job_id: int, choice: Choice
 ) -> tuple[list[int], str]:
     """The caller's job's solutions a selection picks, and how (`storage.selection.choose`);
     another owner's job is a 404, a bad selection a 422."""
     check_owner(session, owner, job_id)
     try:
-        return choose(session, job_id, pareto, diverse, filter)
+        return choose(session, job_id, choice)
     except (FilterError, QueryError) as error:
         raise ProblemError(422, "Invalid selection", str(error)) from None
 
 
 def _export_choice(
-    services: Services,
-    owner: str,
-    job_id: int,
-    pareto: str | None,
-    diverse: int | None,
-    filter: str | None,
+    services: Services, owner: str, job_id: int, choice: Choice
 ) -> tuple[list[int], str]:
     with services.db.session(readonly=True) as session:
-        return choose_or_422(session, owner, job_id, pareto, diverse, filter)
+        return choose_or_422(session, owner, job_id, choice)
 
 
 class ExportResponse(FileResponse):
@@ -199,14 +187,14 @@ async def export_archive(
         str | None, Query(max_length=1000, pattern=OBJECTIVES_PATTERN, description="a:max,b:min")
     ] = None,
     diverse: Annotated[int | None, Query(ge=1, le=MAX_PAGE)] = None,
-    filter: Annotated[str | None, Query(max_length=2000)] = None,
+    where: Annotated[str | None, Query(alias="filter", max_length=2000)] = None,
 ) -> FileResponse:
     """The job's solutions (all, or a Pareto front, or a diverse top-k, among those passing
     `filter`) as an archive: model card, metrics CSV, lineage GraphML and JSON, weights with
     their hashes, plots. Built in the server's export process, one at a time (429 when too
     many wait)."""
     ids, how = await asyncio.to_thread(
-        _export_choice, services, owner, job_id, pareto, diverse, filter
+        _export_choice, services, owner, job_id, Choice(pareto, diverse, where)
     )
     folder = Path(tempfile.mkdtemp(prefix="ridgerider-export-"))
     try:

@@ -64,7 +64,7 @@ class Tree(Protocol):
         self, unit: Unit, spectrum: Spectrum, rides: list[tuple[int, int]], hvps: int
     ) -> list[Unit]: ...
 
-    def record_ride(self, unit: Unit, outcome: Outcome) -> list[Unit]: ...
+    def record_ride(self, unit: Unit, outcome: Outcome[CriticalPoint]) -> list[Unit]: ...
 
     def record_evaluation(self, unit: Unit, metrics: dict[str, float]) -> list[Unit]: ...
 
@@ -99,7 +99,7 @@ def work_on(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> list[
         return tree.fail(unit, f"{type(error).__name__}: {error}")
 
 
-def _ride(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> Outcome:
+def _ride(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> Outcome[CriticalPoint]:
     spectrum = tree.spectrum(unit.node_id)
     if spectrum is None:
         raise LookupError(f"node {unit.node_id} has no spectrum to ride from")

@@ -33,7 +33,7 @@ class SearchResult:
     hvps: int
     seconds: float
     stopped: str
-    failures: list[Outcome] = field(default_factory=list)
+    failures: list[Outcome[CriticalPoint]] = field(default_factory=list)
     open: dict[str, int] = field(default_factory=dict)
 
     def points(self, kind: str | None = None) -> list[CriticalPoint]:
@@ -70,7 +70,7 @@ class MemoryTree:
         self.claimed: dict[tuple[str, int], Unit] = {}
         self.unfinished: dict[RidgeKey, int] = {}  # its rides (+ and -) not yet ended
         self.held: dict[RidgeKey, list[int]] = {}  # the nodes its rides created
-        self.failures: list[Outcome] = []
+        self.failures: list[Outcome[CriticalPoint]] = []
         self.open = {"expansions": 0, "rides": 0}
         self.hvps = 0
         self.solutions = 0
@@ -137,7 +137,7 @@ class MemoryTree:
         self.pending.update(((u.kind, u.id), u) for u in created)
         return created
 
-    def record_ride(self, unit: Unit, outcome: Outcome) -> list[Unit]:
+    def record_ride(self, unit: Unit, outcome: Outcome[CriticalPoint]) -> list[Unit]:
         self._done(unit)
         self.hvps += outcome.hvps
         if outcome.point is None:
@@ -163,9 +163,9 @@ class MemoryTree:
             eigen_index=ride.eigen_index,
             sign=ride.sign,
             eigenvalue=ride.eigenvalue,
-            steps=outcome.end.steps,
+            steps=outcome.steps,
             hvps=outcome.hvps,
-            end_reason=outcome.end.reason,
+            end_reason=outcome.end_reason,
         )
         return self._ride_ended(unit)
 
@@ -205,7 +205,7 @@ class MemoryTree:
             self.spectra[node] = spectrum
         return node
 
-    def _take_over(self, node: int, ride: Unit, outcome: Outcome) -> None:
+    def _take_over(self, node: int, ride: Unit, outcome: Outcome[CriticalPoint]) -> None:
         """Node `node`, held, keeps the point of `ride`, the other sign of its ride's ridge."""
         point = outcome.point
         self.graph.nodes[node].update(point=point, fingerprint=ride.fingerprint, ride=ride.id)

@@ -5,7 +5,7 @@ in-memory tree and the database-backed one call these same functions."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 import torch
 from torch import Tensor
@@ -36,6 +36,7 @@ from ridgerider.search.ridges import (
 from ridgerider.search.spec import SearchSpec, SettleTarget
 
 NodeWork = Literal["expand", "evaluate", "none"]
+P = TypeVar("P")
 START_GRAD_RTOL = 1e-5
 NUDGE = 1e-6  # relative size of the nudge before a descent to a minimum
 ORIENTATION_TOL = 1e-8  # slopes and third derivatives below this are rounding
@@ -46,16 +47,18 @@ class StartError(ValueError):
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """What following a ridge gave: the point it led to (with its spectrum where it is a branch
-    point, computed on the way), or the reason it failed."""
+class Outcome(Generic[P]):
+    """What following a ridge gave: the ride's steps, HVPs (settling included) and why it
+    stopped, and the point it led to (with its spectrum where it is a branch point, computed on
+    the way), or the reason it failed. The engine's point is a CriticalPoint; a database keeps
+    its own record of it in the same shape (`storage.records.RideResult`)."""
 
-    ridge: Ridge
-    end: RideEnd
+    steps: int
     hvps: int
-    point: CriticalPoint | None = None
-    spectrum: Spectrum | None = None
+    end_reason: str
+    point: P | None = None
     failure: str | None = None
+    spectrum: Spectrum | None = None
 
 
 def start_point(problem: Problem, spec: SearchSpec) -> CriticalPoint:
@@ -106,7 +109,7 @@ def follow(
     spec: SearchSpec,
     target: SettleTarget,
     last: bool = False,
-) -> Outcome:
+) -> Outcome[CriticalPoint]:
     """Ride `ridge` from `start` and say where it leads, by `target`:
 
     - "saddle": the critical point beneath the ride's end (descent along positive curvature,
@@ -129,7 +132,8 @@ def follow(
         norm_estimate=ridge.norm_estimate,
     )
     if end.reason == "non-finite-loss":
-        return Outcome(ridge, end, end.hvps, failure="the loss turned NaN or Inf during the ride")
+        failure = "the loss turned NaN or Inf during the ride"
+        return Outcome(end.steps, end.hvps, end.reason, failure=failure)
     try:
         if target == "branch":
             point, spectrum, hvps = _ride_end(problem, start, end, spec, last)
@@ -138,12 +142,12 @@ def follow(
             point, hvps = _settled(problem, end.theta, spec, settle_to, start)
             spectrum = None
     except FloatingPointError as error:
-        return Outcome(ridge, end, end.hvps, failure=f"settling failed: {error}")
+        return Outcome(end.steps, end.hvps, end.reason, failure=f"settling failed: {error}")
     hvps += end.hvps
     if point.kind not in ("branch", "ride-end") and point.grad_norm > 1e3 * spec.grad_tol:
         failure = f"settling ended at gradient norm {point.grad_norm:.3g}, not a critical point"
-        return Outcome(ridge, end, hvps, failure=failure)
-    return Outcome(ridge, end, hvps, point=point, spectrum=spectrum)
+        return Outcome(end.steps, hvps, end.reason, failure=failure)
+    return Outcome(end.steps, hvps, end.reason, point=point, spectrum=spectrum)
 
 
 def _settled(

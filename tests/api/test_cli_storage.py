@@ -1,5 +1,6 @@
-"""The stored-results commands as real processes against the embedded database: jobs,
-solutions (filter, sort, formats), select, export, db upgrade, and their errors."""
+"""The stored-results commands as real processes: status, cancel, solutions (filter, sort,
+formats), select and export run as one suite against both backends, the embedded database and
+a `ridgerider serve` over it (`--server`); db upgrade, keys, serve and mlflow; and their errors."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ import re
 import subprocess
 import tarfile
 import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,7 +25,7 @@ from storage.keys import key_digest, owner_of_digest
 from storage.schema import VERSION_TABLE, head_revision
 from tests.api.test_cli import RIDGERIDER, ridgerider
 from tests.conftest import REPOSITORY
-from tests.workers.pool import free_port
+from tests.workers.pool import free_port, wait_until_healthy
 
 
 @pytest.fixture(scope="module")
@@ -36,96 +40,163 @@ def folder(tmp_path_factory):
     return path
 
 
-def cli(folder, *args):
-    result = ridgerider(*args, cwd=folder)
+@dataclass(frozen=True)
+class Backend:
+    """Where the commands act: the folder's database, or a server over it (`args`)."""
+
+    name: str
+    folder: Path
+    args: tuple[str, ...] = ()
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return ridgerider(*args, *self.args, cwd=self.folder)
+
+
+@pytest.fixture(scope="module", params=["local", "remote"])
+def backend(request, folder):
+    """Each command suite's backend: the embedded database, then a real server over it."""
+    if request.param == "local":
+        yield Backend("local", folder)
+        return
+    key = ridgerider("keys", "create", "alice", cwd=folder).stdout.strip()
+    database = Database(folder / "ridgerider.db")
+    with database.engine.begin() as connection:  # a local run's job has no owner: give it one
+        connection.execute(text("UPDATE jobs SET owner = 'alice' WHERE id = 1"))
+    database.dispose()
+    port = free_port()
+    with (folder / "serve.log").open("w") as log:
+        process = subprocess.Popen(
+            [str(RIDGERIDER), "serve", "--port", str(port)],
+            cwd=folder,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPOSITORY)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(f"{url}/healthz", process, folder / "serve.log", 60)
+        yield Backend("remote", folder, ("--server", url, "--key", key))
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def cli(where, *args):
+    run = where.run if isinstance(where, Backend) else partial(ridgerider, cwd=where)
+    result = run(*args)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
-def test_solutions_in_every_format_agree(folder):
-    rows = json.loads(cli(folder, "solutions", "1", "--format", "json"))["solutions"]
-    status = json.loads(cli(folder, "status", "1", "--format", "json"))
+def test_solutions_in_every_format_agree(backend):
+    rows = json.loads(cli(backend, "solutions", "1", "--format", "json"))["solutions"]
+    status = json.loads(cli(backend, "status", "1", "--format", "json"))
     assert len(rows) == status["progress"]["solutions"] >= 2
     assert all(r["metrics"]["grad_norm"] < 1e-6 for r in rows)
     assert rows[0]["fingerprint"] and all(
         r["depth"] == r["fingerprint"].count(".") + 1 for r in rows
     )
-    table = list(csv.DictReader(io.StringIO(cli(folder, "solutions", "1", "--format", "csv"))))
+    table = list(csv.DictReader(io.StringIO(cli(backend, "solutions", "1", "--format", "csv"))))
     assert [int(r["id"]) for r in table] == [r["id"] for r in rows]
     assert float(table[0]["test_accuracy"]) == rows[0]["metrics"]["test_accuracy"]
-    assert "solutions of job 1" in cli(folder, "solutions", "1")
+    assert "solutions of job 1" in cli(backend, "solutions", "1")
 
 
-def test_solutions_filter_sort_and_page(folder):
+def test_solutions_filter_sort_and_page(backend):
     ordered = json.loads(
-        cli(folder, "solutions", "1", "--sort", "-test_accuracy", "--format", "json")
+        cli(backend, "solutions", "1", "--sort", "-test_accuracy", "--format", "json")
     )
     accuracies = [r["metrics"]["test_accuracy"] for r in ordered["solutions"]]
     assert accuracies == sorted(accuracies, reverse=True)
     best = accuracies[0]
     passing = json.loads(
-        cli(folder, "solutions", "1", "--filter", f"test_accuracy >= {best}", "--format", "json")
+        cli(backend, "solutions", "1", "--filter", f"test_accuracy >= {best}", "--format", "json")
     )["solutions"]
     assert passing and all(r["metrics"]["test_accuracy"] == best for r in passing)
-    pages = [json.loads(cli(folder, "solutions", "1", "--limit", "3", "--format", "json"))]
+    pages = [json.loads(cli(backend, "solutions", "1", "--limit", "3", "--format", "json"))]
     while pages[-1]["next_cursor"] is not None:
         cursor = pages[-1]["next_cursor"]
-        more = cli(folder, "solutions", "1", "--limit", "3", "--cursor", cursor, "--format", "json")
+        more = cli(
+            backend, "solutions", "1", "--limit", "3", "--cursor", cursor, "--format", "json"
+        )
         pages.append(json.loads(more))
     ids = [r["id"] for page in pages for r in page["solutions"]]
-    solutions = json.loads(cli(folder, "status", "1", "--format", "json"))["progress"]["solutions"]
+    solutions = json.loads(cli(backend, "status", "1", "--format", "json"))["progress"]["solutions"]
     assert len(pages) > 1 and ids == list(range(1, solutions + 1))
 
 
-def test_bad_queries_exit_2_and_point_at_the_problem(folder):
-    result = ridgerider("solutions", "1", "--filter", "test_acuracy > 0.9", cwd=folder)
+def test_bad_queries_exit_2_and_point_at_the_problem(backend):
+    result = backend.run("solutions", "1", "--filter", "test_acuracy > 0.9")
     assert result.returncode == 2
     assert "unknown metric 'test_acuracy'" in result.stderr
     assert "  test_acuracy > 0.9\n  ^" in result.stderr
-    result = ridgerider("solutions", "1", "--sort", "speed", cwd=folder)
+    result = backend.run("solutions", "1", "--sort", "speed")
     assert result.returncode == 2 and "sort: unknown metric 'speed'" in result.stderr
-    result = ridgerider("solutions", "99", cwd=folder)
+    result = backend.run("solutions", "99")
     assert result.returncode == 2 and "no job 99" in result.stderr
-    result = ridgerider("select", "1", "--pareto", "loss:down", cwd=folder)
+    result = backend.run("select", "1", "--pareto", "loss:down")
     assert result.returncode == 2 and "direction must be max or min" in result.stderr
 
 
-def test_select_pareto_and_diverse_with_ensemble_metrics(folder):
+def test_select_pareto_and_diverse_with_ensemble_metrics(backend):
+    """Locally with the set's ensemble metrics; a server evaluates no model in a request."""
     pareto = json.loads(
         cli(
-            folder, "select", "1", "--pareto", "test_accuracy:max,sharpness:min", "--format", "json"
+            backend,
+            "select",
+            "1",
+            "--pareto",
+            "test_accuracy:max,sharpness:min",
+            "--format",
+            "json",
         )
     )
     assert "Pareto front over test_accuracy (max), sharpness (min)" in pareto["selection"]
-    assert pareto["solutions"] and pareto["set_metrics"]["solutions"] == len(pareto["solutions"])
-    diverse = json.loads(cli(folder, "select", "1", "--diverse", "2", "--format", "json"))
+    diverse = json.loads(cli(backend, "select", "1", "--diverse", "2", "--format", "json"))
     assert len(diverse["solutions"]) == 2
+    assert pareto["solutions"]
+    if backend.name == "remote":
+        assert pareto["set_metrics"] is None and diverse["set_metrics"] is None
+        return
+    assert pareto["set_metrics"]["solutions"] == len(pareto["solutions"])
     assert diverse["set_metrics"]["mean_disagreement"] > 0  # two functionally different models
-    assert "ensemble test accuracy" in cli(folder, "select", "1", "--diverse", "2")
+    assert "ensemble test accuracy" in cli(backend, "select", "1", "--diverse", "2")
 
 
-def test_a_repeated_pareto_objective_counts_once(folder):
-    once = json.loads(cli(folder, "select", "1", "--pareto", "loss:min", "--format", "json"))
-    twice = cli(folder, "select", "1", "--pareto", "loss:min,loss:min", "--format", "json")
+def test_a_repeated_pareto_objective_counts_once(backend):
+    once = json.loads(cli(backend, "select", "1", "--pareto", "loss:min", "--format", "json"))
+    twice = cli(backend, "select", "1", "--pareto", "loss:min,loss:min", "--format", "json")
     assert once["solutions"] and json.loads(twice) == once
-    result = ridgerider("select", "1", "--pareto", "loss:min,loss:max", cwd=folder)
+    result = backend.run("select", "1", "--pareto", "loss:min,loss:max")
     assert result.returncode == 2 and "'loss' is given as both max and min" in result.stderr
 
 
-def test_export_folder_and_archive(folder):
-    out = cli(folder, "export", "1", "exported", "--diverse", "2")
-    assert "exported 2 solutions of job 1" in out
-    card = (folder / "exported" / "MODEL_CARD.md").read_text()
+def test_export_folder_and_archive(backend):
+    exported = f"exported-{backend.name}"
+    out = cli(backend, "export", "1", exported, "--diverse", "2")
+    assert f"exported 2 solutions of job 1 to {exported}" in out
+    card = (backend.folder / exported / "MODEL_CARD.md").read_text()
     assert "most mutually disagreeing" in card
-    cli(folder, "export", "1", "exported.tar.gz")
-    with tarfile.open(folder / "exported.tar.gz") as archive:
+    cli(backend, "export", "1", f"{exported}.tar.gz")
+    with tarfile.open(backend.folder / f"{exported}.tar.gz") as archive:
         names = archive.getnames()
-    assert "exported/MODEL_CARD.md" in names and "exported/weights/SHA256SUMS" in names
-    status = json.loads(cli(folder, "status", "1", "--format", "json"))
-    weights = sum(n.startswith("exported/weights/solution-") for n in names)
+    top = names[0].split("/")[0]  # the folder's name locally, the server's otherwise
+    assert f"{top}/MODEL_CARD.md" in names and f"{top}/weights/SHA256SUMS" in names
+    status = json.loads(cli(backend, "status", "1", "--format", "json"))
+    weights = sum(n.startswith(f"{top}/weights/solution-") for n in names)
     assert weights == status["progress"]["solutions"]
-    again = ridgerider("export", "1", "exported", cwd=folder)
+    again = backend.run("export", "1", exported)
     assert again.returncode == 2 and "exists and is not empty" in again.stderr
+
+
+def test_cancelling_a_finished_job_keeps_what_it_found(backend):
+    before = json.loads(cli(backend, "status", "1", "--format", "json"))
+    assert "job 1: cancel requested" in cli(backend, "cancel", "1")
+    after = json.loads(cli(backend, "status", "1", "--format", "json"))
+    assert after["status"] == before["status"] == "finished"
+    assert after["progress"] == before["progress"]
+    missing = backend.run("cancel", "99")
+    assert missing.returncode == 2 and "no job 99" in missing.stderr
 
 
 def test_db_upgrade_and_an_outdated_schema(tmp_path):

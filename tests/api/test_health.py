@@ -15,11 +15,13 @@ from storage.database import Database
 from storage.schema import ensure_schema
 from tests.conftest import postgres_database
 from tests.workers.pool import pool
-from workers import tasks
+from workers.pool import Pool
+from workers.settings import load_settings
 
 
 def health(db: Database, store: LocalArtifactStore, broker_url: str) -> httpx.Response:
-    app = create_app(Services(db, store, tasks, broker_url))
+    settings = load_settings(broker_url=broker_url)
+    app = create_app(Services(settings, db, store, Pool(settings)))
 
     async def get() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)

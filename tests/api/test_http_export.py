@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import tarfile
-from types import ModuleType
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,6 +16,8 @@ from storage.jobs import create_job
 from storage.keys import create_key
 from tests.storage.test_export import corrupt
 from workers.local import run_job
+from workers.pool import Pool
+from workers.settings import load_settings
 
 
 @pytest.fixture
@@ -27,8 +28,8 @@ def served(db, store):
         spec = SearchSpec(problem="himmelblau").model_dump()
         job_id = create_job(session, spec, owner="alice").id
     run_job(db, store, job_id)
-    no_pool = ModuleType("no_pool")  # an export enqueues nothing
-    app = create_app(Services(db, store, no_pool, "redis://127.0.0.1:1/0"))
+    settings = load_settings(broker_url="redis://127.0.0.1:1/0")  # an export enqueues nothing
+    app = create_app(Services(settings, db, store, Pool(settings)))
     headers = {"Authorization": f"Bearer {key}"}
     with TestClient(app, raise_server_exceptions=False, headers=headers) as http:
         yield http, job_id

@@ -7,7 +7,6 @@ nothing; a server set up without MLflow says how to set it up."""
 from __future__ import annotations
 
 import time
-from types import ModuleType
 
 import mlflow
 import numpy as np
@@ -29,6 +28,8 @@ from tests.api.server import serve
 from tests.workers.mlflow_store import mlflow_server
 from tests.workers.pool import pool
 from workers.local import run_job
+from workers.pool import Pool
+from workers.settings import load_settings
 
 PROBLEM = "tests.problems:tiny_net"
 FINISH_TIMEOUT = 180
@@ -124,8 +125,8 @@ def test_another_key_sees_no_hand_off_and_bad_requests_name_the_field(served):
 
 def test_a_server_without_a_tracking_uri_says_how_to_set_one(served, tmp_path):
     server, _, job_id, db = served
-    no_pool = ModuleType("no_pool")  # a hand-off enqueues nothing
-    app = create_app(Services(db, LocalArtifactStore(tmp_path), no_pool, ""))
+    settings = load_settings(broker_url="redis://127.0.0.1:1/0")  # a hand-off enqueues nothing
+    app = create_app(Services(settings, db, LocalArtifactStore(tmp_path), Pool(settings)))
     key = server.keys["alice"]
     with TestClient(app, headers={"Authorization": f"Bearer {key}"}) as http:
         response = http.post(f"/jobs/{job_id}/mlflow", json={})

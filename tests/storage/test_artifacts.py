@@ -43,8 +43,3 @@ def test_missing_and_malformed_references_fail_loudly(tmp_path):
         store.get("0" * 64)
     with pytest.raises(ValueError, match="not a sha256"):
         store.get("../../etc/passwd")
-
-
-def test_the_folder_comes_from_the_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("RIDGERIDER_ARTIFACTS", str(tmp_path / "from-env"))
-    assert LocalArtifactStore().root == tmp_path / "from-env"

@@ -58,7 +58,7 @@ def test_filters_select_what_python_selects(db, job, expression):
     job_id, metrics = job
     expected = sorted(i for i, m in metrics.items() if FILTERS[expression](m))
     assert 0 < len(expected) < len(metrics)
-    found = walk(db, job_id, filter=expression, limit=37)
+    found = walk(db, job_id, where=expression, limit=37)
     assert [row.id for row in found] == expected
     assert all(row.metrics == metrics[row.id] for row in found)
 
@@ -110,7 +110,7 @@ def test_bad_filters_point_at_the_token(db, job):
         assert message in str(raised.value)
         assert str(raised.value).endswith(" " * (position + 2) + "^")
     with db.session(readonly=True) as session, pytest.raises(FilterError, match="unknown metric"):
-        solutions_page(session, job_id, filter="accuracy > 0.9")
+        solutions_page(session, job_id, where="accuracy > 0.9")
 
 
 def test_bad_sorts_limits_and_cursors_name_the_parameter(db, job):
@@ -177,9 +177,9 @@ def test_filters_nest_at_most_max_nesting_deep_and_that_deep_runs(db, job):
     expected = sorted(
         i for i, m in metrics.items() if (m["sharpness"] > 1) == (MAX_NESTING % 2 == 0)
     )
-    assert [row.id for row in walk(db, job_id, filter=deepest, limit=500)] == expected
+    assert [row.id for row in walk(db, job_id, where=deepest, limit=500)] == expected
     bracketed = "(" * MAX_NESTING + "sharpness > 1" + ")" * MAX_NESTING
-    assert len(walk(db, job_id, filter=bracketed, limit=500)) == sum(
+    assert len(walk(db, job_id, where=bracketed, limit=500)) == sum(
         m["sharpness"] > 1 for m in metrics.values()
     )
     for too_deep in ("not " * 50 + "sharpness > 1", "(" * 990 + "sharpness > 1" + ")" * 990):
@@ -187,7 +187,7 @@ def test_filters_nest_at_most_max_nesting_deep_and_that_deep_runs(db, job):
             db.session(readonly=True) as session,
             pytest.raises(FilterError, match=f"at most {MAX_NESTING} deep"),
         ):
-            solutions_page(session, job_id, filter=too_deep)
+            solutions_page(session, job_id, where=too_deep)
 
 
 def test_the_longest_flat_filter_runs(db, job):
@@ -195,7 +195,7 @@ def test_the_longest_flat_filter_runs(db, job):
     clause = "sharpness > 1 or "
     longest = clause * ((MAX_LENGTH - 20) // len(clause)) + "sharpness > 1"
     assert len(longest) <= MAX_LENGTH
-    assert len(walk(db, job_id, filter=longest, limit=500)) == sum(
+    assert len(walk(db, job_id, where=longest, limit=500)) == sum(
         m["sharpness"] > 1 for m in metrics.values()
     )
 

@@ -8,6 +8,7 @@ import pytest
 from storage.jobs import create_job
 from storage.queries import QueryError
 from storage.selection import (
+    Choice,
     Objective,
     choose,
     diverse_top_k,
@@ -101,11 +102,11 @@ def test_a_repeated_objective_counts_once_and_opposite_directions_are_refused(db
     points = [(0.3, 0.9), (0.1, 0.5), (0.2, 0.95), (0.1, 0.4)]
     ids = [record_solution(db, job_id, {"loss": x, "test_accuracy": y}) for x, y in points]
     with db.session(readonly=True) as session:
-        lowest, how = choose(session, job_id, "loss:min,loss:min")
-        front, _ = choose(session, job_id, "loss:min, test_accuracy:max, loss:min")
+        lowest, how = choose(session, job_id, Choice("loss:min,loss:min"))
+        front, _ = choose(session, job_id, Choice("loss:min, test_accuracy:max, loss:min"))
         repeated = pareto_front(session, job_id, [Objective("loss", "min")] * 2)
         with pytest.raises(QueryError, match="'loss' is given as both max and min"):
-            choose(session, job_id, "loss:min,loss:max")
+            choose(session, job_id, Choice("loss:min,loss:max"))
         with pytest.raises(QueryError, match="'loss' is given as both max and min"):
             pareto_front(session, job_id, [Objective("loss", "min"), Objective("loss", "max")])
     assert lowest == repeated == [ids[1], ids[3]]
