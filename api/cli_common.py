@@ -37,13 +37,14 @@ errors = Console(stderr=True)
 DbOption = Annotated[
     str | None,
     typer.Option(
-        "--db", help="Database URL or SQLite path [env: RIDGERIDER_DATABASE_URL; ./ridgerider.db]."
+        "--db",
+        help="Database URL or SQLite path (env RIDGERIDER_DATABASE_URL; default ./ridgerider.db).",
     ),
 ]
 ArtifactsOption = Annotated[
     Path | None,
     typer.Option(
-        help="Artifact folder [env: RIDGERIDER_ARTIFACTS; ./ridgerider-artifacts].",
+        help="Artifact folder (env RIDGERIDER_ARTIFACTS; default ./ridgerider-artifacts).",
         file_okay=False,
     ),
 ]
@@ -51,7 +52,7 @@ BrokerOption = Annotated[
     str | None,
     typer.Option(
         help="Redis broker URL of the worker pool, e.g. redis://host:6379/0 "
-        "[env: RIDGERIDER_BROKER_URL]."
+        "(env RIDGERIDER_BROKER_URL)."
     ),
 ]
 JobArgument = Annotated[int, typer.Argument(min=1, help="The job id.")]
@@ -111,12 +112,12 @@ ServerOption = Annotated[
     str | None,
     typer.Option(
         help="A ridgerider server's URL: work against it instead of the local database "
-        "[env: RIDGERIDER_SERVER]."
+        "(env RIDGERIDER_SERVER)."
     ),
 ]
 KeyOption = Annotated[
     str | None,
-    typer.Option("--key", help="The API key for --server [env: RIDGERIDER_API_KEY]."),
+    typer.Option("--key", help="The API key for --server (env RIDGERIDER_API_KEY)."),
 ]
 
 

@@ -133,13 +133,12 @@ def settle(
     saddle below and lose its branch (KNOWN-ANSWERS.md: 3 of Himmelblau's 4 minima instead of 4).
     """
     gradient_of = grad(loss)
-    hvps = 0
     n = theta.numel()
     vectors = None
     start_norm = gradient_of(theta).norm().item()
     top = eigsh(HessianOperator(loss, theta), 1, "LA", tol=1e-3, seed=0)
     step_size = 1 / max(top.eigenvalues[0].item(), 1e-12)
-    hvps += top.info.matvecs
+    hvps = top.info.matvecs
     for _ in range(config.descent_steps):
         low = eigsh(HessianOperator(loss, theta), min(config.probe, n), "SA", v0=vectors, tol=1e-6)
         hvps += low.info.matvecs

@@ -89,21 +89,16 @@ def set_metrics(
         return metrics
     inputs, labels = problem.splits["test"]
     probabilities = torch.stack([problem.probabilities(theta, inputs) for theta in thetas])
-    metrics["ensemble_test_accuracy"] = (
-        (probabilities.mean(0).argmax(1) == labels).double().mean().item()
-    )
+    ensemble = probabilities.mean(0).argmax(1)
+    metrics["ensemble_test_accuracy"] = (ensemble == labels).double().mean().item()
     disagreements = [values["disagreement"] for values in pairs.values()]
     metrics["mean_disagreement"] = sum(disagreements) / len(disagreements) if disagreements else 0.0
-    distinct = 0
-    for i in range(len(thetas)):
-        same = [
-            j
-            for j in range(i)
-            if (probabilities[i] - probabilities[j]).abs().max() < SAME_FUNCTION_TOL
-        ]
-        distinct += not same
+    distinct = sum(
+        not any((p - q).abs().max() < SAME_FUNCTION_TOL for q in probabilities[:i])
+        for i, p in enumerate(probabilities)
+    )
     metrics["functionally_distinct"] = float(distinct)
     metrics["best_test_accuracy"] = max(
-        (probabilities[i].argmax(1) == labels).double().mean().item() for i in range(len(thetas))
+        (p.argmax(1) == labels).double().mean().item() for p in probabilities
     )
     return metrics

@@ -50,7 +50,7 @@ class SearchReport:
             for node, data in graph.nodes(data=True)
         }
         minima = [solution_json(nodes[m.id], m.metrics, m.point.theta) for m in self.minima]
-        edges = [{"from": a, "to": b, **labels} for a, b, labels in graph.edges(data=True)]
+        edges = [ride_json(a, b, labels) for a, b, labels in graph.edges(data=True)]
         return {
             "problem": self.problem.name,
             "spec": self.spec.model_dump(),
@@ -99,6 +99,12 @@ def node_json(node_id: int, point: NodePoint, depth: int, fingerprint: str) -> d
         "depth": depth,
         "fingerprint": fingerprint,
     }
+
+
+def ride_json(start: int, end: int | None, labels: dict[str, Any]) -> dict[str, Any]:
+    """A ride (an edge of the DAG) as JSON, from its labels (`ride_labels`): the one shape every
+    view of a ride (a report's graph; a stored job's document, events and lineage) is taken from."""
+    return {"from": start, "to": end, **labels}
 
 
 def solution_json(

@@ -9,7 +9,7 @@ import functools
 import json
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import networkx as nx
 import numpy as np
@@ -18,8 +18,9 @@ from pydantic_core import from_json
 from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, or_, select
 from sqlalchemy.orm import Session
 
-from ridgerider.report import node_json
+from ridgerider.report import node_json, ride_json
 from ridgerider.search.fingerprint import from_text
+from ridgerider.search.steps import ride_labels
 from storage.filters import (
     ATTRIBUTES,
     METRICS,
@@ -38,8 +39,9 @@ from storage.secrets import CURSOR, service_secret, sign, verify
 MAX_PAGE = 1000
 MAX_CURSOR = 4096  # characters: a cursor holds its filter (at most 2000), base64-encoded
 SORT_KEY = METRICS.alias("sort_key")  # made once: an alias builds its columns when made
-NODE_EVENT_KEYS = ("id", "kind", "index", "loss", "depth", "fingerprint")
 GRAPH_NODE_KEYS = ("kind", "index", "loss", "grad_norm", "depth", "state", "fingerprint")
+LINEAGE_KEYS = ("from", "to", "eigen_index", "sign", "eigenvalue")
+Row = TypeVar("Row", Node, Ride, Solution)
 
 
 class QueryError(ValueError):
@@ -337,10 +339,28 @@ def metric_matrix(
     return ids, matrix
 
 
+def job_rows(session: Session, model: type[Row], job_id: int, after: int = 0) -> Sequence[Row]:
+    """The job's nodes, rides or solutions (`model`) with ids above `after`, by id."""
+    query = select(model).where(model.job_id == job_id, model.id > after).order_by(model.id)
+    return session.scalars(query).all()
+
+
+def part(fields: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
+    """The `keys` of a record (`stored_node`, `stored_ride`), in that order."""
+    return {key: fields[key] for key in keys}
+
+
 def stored_node(node: Node) -> dict[str, Any]:
     """A stored node as JSON: the engine's `node_json` of it, and its state. A job's document
-    shows it whole; its events and graph show parts (`NODE_EVENT_KEYS`, `GRAPH_NODE_KEYS`)."""
+    shows it whole; its events and graph show parts (`storage.events`, `GRAPH_NODE_KEYS`)."""
     return node_json(node.id, node, node.depth, node.path) | {"state": node.state}
+
+
+def stored_ride(ride: Ride) -> dict[str, Any]:
+    """A stored ride as JSON: its id and the engine's `ride_json` of it. A job's document shows
+    it whole (a failed one with its failure); its events (with its state and failure) and a
+    solution's lineage show parts (`storage.events`, `LINEAGE_KEYS`)."""
+    return {"id": ride.id} | ride_json(ride.from_node_id, ride.to_node_id, ride_labels(ride, ride))
 
 
 def lineage(session: Session, node_id: int) -> list[dict[str, Any]]:
@@ -355,15 +375,7 @@ def lineage(session: Session, node_id: int) -> list[dict[str, Any]]:
                 Ride.from_node_id == at, Ride.eigen_index == eigen_index, Ride.sign == direction
             )
         )
-        rides.append(
-            {
-                "from": at,
-                "to": ride.to_node_id,
-                "eigen_index": eigen_index,
-                "sign": direction,
-                "eigenvalue": ride.eigenvalue,
-            }
-        )
+        rides.append(part(stored_ride(ride), LINEAGE_KEYS))
         at = ride.to_node_id
     return rides
 
@@ -378,21 +390,10 @@ def lineage_graph(session: Session, job_id: int) -> nx.MultiDiGraph:
             select(Solution.node_id, Solution.id).where(Solution.job_id == job_id)
         ).all()
     )
-    for node in session.scalars(select(Node).where(Node.job_id == job_id).order_by(Node.id)):
-        fields = stored_node(node)
-        attributes = {key: fields[key] for key in GRAPH_NODE_KEYS}
+    for node in job_rows(session, Node, job_id):
+        attributes = part(stored_node(node), GRAPH_NODE_KEYS)
         graph.add_node(node.id, **attributes, solution_id=solutions.get(node.id, -1))
     rides = select(Ride).where(Ride.job_id == job_id, Ride.state == "done").order_by(Ride.id)
     for ride in session.scalars(rides):
-        graph.add_edge(
-            ride.from_node_id,
-            ride.to_node_id,
-            key=ride.id,
-            eigen_index=ride.eigen_index,
-            sign=ride.sign,
-            eigenvalue=ride.eigenvalue,
-            steps=ride.steps,
-            hvps=ride.hvps,
-            end_reason=ride.end_reason,
-        )
+        graph.add_edge(ride.from_node_id, ride.to_node_id, key=ride.id, **ride_labels(ride, ride))
     return graph

@@ -12,7 +12,7 @@ from ridgerider.report import solution_json
 from storage.artifacts import ArtifactStore, get_tensors
 from storage.jobs import get_job
 from storage.models import Job, Node, PairMetric, Ride, Solution
-from storage.queries import solution_metrics, stored_node
+from storage.queries import job_rows, solution_metrics, stored_node, stored_ride
 
 
 def job_summary(job: Job) -> dict[str, Any]:
@@ -34,13 +34,8 @@ def job_document(session: Session, store: ArtifactStore, job_id: int) -> dict[st
     and, for small problems, `theta`), `graph` (nodes, edges), `failures`, `pairs`,
     `set_metrics`, `stats`."""
     job = get_job(session, job_id)
-    nodes = {
-        node.id: stored_node(node)
-        for node in session.scalars(select(Node).where(Node.job_id == job_id).order_by(Node.id))
-    }
-    solutions = session.scalars(
-        select(Solution).where(Solution.job_id == job_id).order_by(Solution.id)
-    ).all()
+    nodes = {node.id: stored_node(node) for node in job_rows(session, Node, job_id)}
+    solutions = job_rows(session, Solution, job_id)
     metrics = solution_metrics(session, [solution.id for solution in solutions])
     minima = [
         {"id": solution.id}
@@ -52,9 +47,11 @@ def job_document(session: Session, store: ArtifactStore, job_id: int) -> dict[st
         )
         for solution in solutions
     ]
-    rides = session.scalars(select(Ride).where(Ride.job_id == job_id).order_by(Ride.id)).all()
-    edges = [_ride(ride) for ride in rides if ride.state == "done"]
-    failures = [_ride(ride) | {"failure": ride.failure} for ride in rides if ride.state == "failed"]
+    rides = job_rows(session, Ride, job_id)
+    edges = [stored_ride(ride) for ride in rides if ride.state == "done"]
+    failures = [
+        stored_ride(ride) | {"failure": ride.failure} for ride in rides if ride.state == "failed"
+    ]
     pairs: dict[tuple[int, int], dict[str, float]] = {}
     for pair in session.scalars(select(PairMetric).where(PairMetric.job_id == job_id)):
         pairs.setdefault((pair.a_id, pair.b_id), {})[pair.name] = pair.value
@@ -70,18 +67,4 @@ def job_document(session: Session, store: ArtifactStore, job_id: int) -> dict[st
         "pairs": [{"a": a, "b": b, **values} for (a, b), values in sorted(pairs.items())],
         "set_metrics": set_metrics,
         "stats": stats,
-    }
-
-
-def _ride(ride: Ride) -> dict[str, Any]:
-    return {
-        "id": ride.id,
-        "from": ride.from_node_id,
-        "to": ride.to_node_id,
-        "eigen_index": ride.eigen_index,
-        "sign": ride.sign,
-        "eigenvalue": ride.eigenvalue,
-        "steps": ride.steps,
-        "hvps": ride.hvps,
-        "end_reason": ride.end_reason,
     }

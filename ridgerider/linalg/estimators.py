@@ -63,8 +63,4 @@ def hutchinson_trace(
         quadratic_forms.append((Z * product(A, Z, done)).sum(0).to(torch.float64).cpu())
         done += width
     values = torch.cat(quadratic_forms)
-    return TraceEstimate(
-        value=values.mean().item(),
-        stderr=values.std().item() / math.sqrt(samples),
-        matvecs=samples,
-    )
+    return TraceEstimate(values.mean().item(), values.std().item() / math.sqrt(samples), samples)

@@ -197,14 +197,7 @@ def eigsh(
             restarts += 1
 
     vectors = _fix_signs(U[:, :k])
-    info = EigshInfo(
-        matvecs=matvecs,
-        residuals=residuals,
-        converged=converged,
-        anorm=anorm,
-        tol=tol,
-        restarts=restarts,
-    )
+    info = EigshInfo(matvecs, residuals, converged, anorm, tol, restarts)
     if not info.all_converged:
         warnings.warn(
             f"eigsh: {int(converged.sum())} of {k} pairs converged to tol={tol:g} within "
@@ -224,12 +217,8 @@ def _whole_space(A: LinearOperator, k: int, which: Which, tol: float) -> EigshRe
     theta, Y = torch.linalg.eigh(((AV + AV.T) / 2).to(torch.float64).cpu())
     order = _wanted(theta, k, which)
     vectors = _fix_signs(Y[:, order].to(dtype=A.dtype, device=A.device))
-    residuals = torch.linalg.vector_norm(
-        (AV @ vectors - vectors * theta[order].to(dtype=A.dtype, device=A.device)).to(
-            torch.float64
-        ),
-        dim=0,
-    ).cpu()
+    R = AV @ vectors - vectors * theta[order].to(dtype=A.dtype, device=A.device)
+    residuals = torch.linalg.vector_norm(R.to(torch.float64), dim=0).cpu()
     anorm = theta.abs().max().item()
     info = EigshInfo(n, residuals, residuals <= tol * anorm, anorm, tol, 0)
     return EigshResult(theta[order].to(A.device), vectors, info)

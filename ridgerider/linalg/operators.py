@@ -40,7 +40,29 @@ class LinearOperator(Protocol):
     def matvec(self, v: Tensor) -> Tensor: ...
 
 
-class DenseOperator:
+class _SquareOperator:
+    """The `shape`, `dtype` and `device` of an n x n operator, read from a tensor of its size
+    (`like.shape[0] == n`), and `matvecs`, the products it has made."""
+
+    def __init__(self, like: Tensor) -> None:
+        self._like = like
+        self.matvecs = 0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        n = self._like.shape[0]
+        return (n, n)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._like.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self._like.device
+
+
+class DenseOperator(_SquareOperator):
     """A dense symmetric matrix as an operator (tests, tiny problems, comparisons).
 
     Args:
@@ -60,20 +82,8 @@ class DenseOperator:
                 f"the operator must be symmetric: max |A - A^T| = {asym:.3g} "
                 f"against max |A| = {scale:.3g}"
             )
+        super().__init__(matrix)
         self.matrix = matrix
-        self.matvecs = 0
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (self.matrix.shape[0], self.matrix.shape[1])
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.matrix.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.matrix.device
 
     def matvec(self, v: Tensor) -> Tensor:
         self.matvecs += 1
@@ -84,7 +94,7 @@ class DenseOperator:
         return self.matrix @ V
 
 
-class HessianOperator:
+class HessianOperator(_SquareOperator):
     """The Hessian of a scalar loss of one flat parameter vector, applied by HVPs.
 
     Products are exact (automatic differentiation, no finite differences) and never form the
@@ -119,14 +129,14 @@ class HessianOperator:
             raise ValueError(f"mode must be one of {HVP_MODES}, got {mode!r}")
         if batching not in BATCHINGS:
             raise ValueError(f"batching must be one of {BATCHINGS}, got {batching!r}")
-        self.loss = loss
         self.theta = theta.detach()
+        super().__init__(self.theta)
+        self.loss = loss
         self.mode = mode
         if batching == "auto":
             small = theta.numel() <= VMAP_MAX_CPU_SIZE
             batching = "vmap" if theta.device.type == "cuda" or small else "loop"
         self.batching = batching
-        self.matvecs = 0
         self._vjp_fn: Callable[[Tensor], tuple[Tensor]] | None = None
 
     @classmethod
@@ -145,19 +155,6 @@ class HessianOperator:
         """
         loss, theta = module_loss(module, loss_fn, batches)
         return cls(loss, theta, mode=mode, batching=batching)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        n = self.theta.numel()
-        return (n, n)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.theta.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.theta.device
 
     def matvec(self, v: Tensor) -> Tensor:
         self._check(v, 1)

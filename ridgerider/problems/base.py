@@ -8,11 +8,13 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
+from torch.func import functional_call, grad
 from torch.nn import functional as F
 
 from ridgerider.flat import FlatLayout, eval_mode, module_loss
 from ridgerider.problems.invariant import maximally_invariant_point
+
+START_GRADIENT_TOL = 1e-10
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,17 @@ class Problem:
     def probabilities(self, theta: Tensor, inputs: Tensor) -> Tensor:
         """Class probabilities (N x classes) of the classifier `theta` on `inputs`."""
         return class_probabilities(self.predict(theta, inputs))
+
+
+def check_critical_start(loss: Callable[[Tensor], Tensor], start: Tensor, label: str) -> None:
+    """Raise RuntimeError (a bug, not a user error) unless a closed-form `start` is critical:
+    its gradient norm is at most START_GRADIENT_TOL. `label` names the problem and arguments."""
+    gradient = grad(loss)(start).norm().item()
+    if not gradient <= START_GRADIENT_TOL:
+        raise RuntimeError(
+            f"{label}: the start is not critical "
+            f"(gradient norm {gradient:.3g} > {START_GRADIENT_TOL})"
+        )
 
 
 def class_probabilities(logits: Tensor) -> Tensor:

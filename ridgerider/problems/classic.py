@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -46,26 +48,24 @@ def _six_hump_camel(theta: Tensor) -> Tensor:
     return (4 - 2.1 * x**2 + x**4 / 3) * x**2 + x * y + (-4 + 4 * y**2) * y**2
 
 
+def _from_origin(name: str, loss: Callable[[Tensor], Tensor]) -> Problem:
+    """A function of (x, y) that starts at the origin."""
+    return Problem(name, loss, 2, torch.zeros(2, dtype=torch.float64))
+
+
 @declare()
 def six_hump_camel() -> Problem:
     """Six minima, seven saddles, two maxima; starts at the saddle at the origin."""
-    return Problem("six-hump-camel", _six_hump_camel, 2, torch.zeros(2, dtype=torch.float64))
+    return _from_origin("six-hump-camel", _six_hump_camel)
 
 
 @declare()
 def monkey_saddle() -> Problem:
     """x^3 - 3 x y^2: at the origin gradient and Hessian vanish (a higher-order point)."""
-    return Problem(
-        "monkey-saddle",
-        lambda t: t[0] ** 3 - 3 * t[0] * t[1] ** 2,
-        2,
-        torch.zeros(2, dtype=torch.float64),
-    )
+    return _from_origin("monkey-saddle", lambda t: t[0] ** 3 - 3 * t[0] * t[1] ** 2)
 
 
 @declare()
 def cubic_valley() -> Problem:
     """x^2 + y^3: the Hessian at the origin is diag(2, 0), yet the origin is no minimum."""
-    return Problem(
-        "cubic-valley", lambda t: t[0] ** 2 + t[1] ** 3, 2, torch.zeros(2, dtype=torch.float64)
-    )
+    return _from_origin("cubic-valley", lambda t: t[0] ** 2 + t[1] ** 3)

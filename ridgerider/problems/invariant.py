@@ -175,9 +175,8 @@ def invariant_layout(module: nn.Module) -> InvariantLayout:
             width = children[max(j for j in linear if j < i)][1].out_features
             _check_elementwise(name, child, width, next(module.parameters()))
     layers = [children[i][1] for i in linear]
-    if len({id(p) for layer in layers for p in layer.parameters()}) != sum(
-        1 for _ in module.parameters()
-    ):
+    owned = {id(p) for layer in layers for p in layer.parameters()}
+    if len(owned) != sum(1 for _ in module.parameters()):
         raise ValueError("Linear layers of the MLP share parameters; each needs its own")
     return InvariantLayout(
         (layers[0].in_features, *(layer.out_features for layer in layers)),

@@ -60,7 +60,7 @@ import torch
 from torch import Tensor
 from torch.func import grad, hessian
 
-from ridgerider.problems.base import Problem
+from ridgerider.problems.base import Problem, check_critical_start
 from ridgerider.problems.parameters import declare, integer, number
 
 LEVERS_RANGE = (2, 32)
@@ -71,7 +71,6 @@ SEED = integer("seed", 0, 2**63 - 1, "the relabelling's seed")
 ENTROPY = number(
     "entropy", *ENTROPY_RANGE, "each player's Tsallis-entropy weight", open_low=True, open_high=True
 )
-GRADIENT_TOL = 1e-10
 TSALLIS_ORDER = 1.5
 
 
@@ -153,13 +152,9 @@ class LeverGame:
             step = torch.linalg.solve(hessian(symmetric)(amplitude), grad(symmetric)(amplitude))
             amplitude = amplitude - step
             game = cls(levers, seed, tau, permutation, payoffs, torch.cat([amplitude, amplitude]))
-        start = game.start
-        gradient = grad(game.loss)(start).norm().item()
-        if not gradient <= GRADIENT_TOL:
-            raise RuntimeError(
-                f"lever-game levers={levers} seed={seed} entropy={tau}: the start is not "
-                f"critical (gradient norm {gradient:.3g} > {GRADIENT_TOL})"
-            )
+        check_critical_start(
+            game.loss, game.start, f"lever-game levers={levers} seed={seed} entropy={tau}"
+        )
         if game.start_index() == 0:
             raise ValueError(f"entropy={tau!r} makes the symmetric start a minimum, not a saddle")
         return game
@@ -199,17 +194,17 @@ class LeverGame:
             greedy pair's payoff (payoff if coordinated, else 0); return: the exact self-play
             J; probability: the probability player A puts on `lever`.
         """
-        pi_a, pi_b = self.true_strategies(theta.detach().to(torch.float64))
+        theta = theta.detach().to(torch.float64)
+        pi_a, pi_b = self.true_strategies(theta)
         lever, lever_b = int(pi_a.argmax()), int(pi_b.argmax())
-        truth = true_payoffs(self.levers)
-        payoff = truth[lever].item()
+        payoff = true_payoffs(self.levers)[lever].item()
         return {
             "lever": float(lever),
             "lever_b": float(lever_b),
             "payoff": payoff,
             "coordinated": float(lever == lever_b),
             "greedy_return": payoff if lever == lever_b else 0.0,
-            "return": self.expected_payoff(theta.detach().to(torch.float64)).item(),
+            "return": self.expected_payoff(theta).item(),
             "probability": pi_a[lever].item(),
         }
 
@@ -239,7 +234,7 @@ class LeverGame:
                 end += 1
             vector = vectors[:, index]
             together, apart = (vector[:n] + vector[n:]) / 2, (vector[:n] - vector[n:]) / 2
-            part = together if together.norm() >= apart.norm() else apart
+            kind, part = ("A+B", together) if together.norm() >= apart.norm() else ("A-B", apart)
             relative = to_true_labels(part / self.start[:n], self.permutation) ** 2
             total = relative.sum()
             shares = {
@@ -247,7 +242,6 @@ class LeverGame:
                 "0.8": (relative[self.levers : self.levers + 2].sum() / total).item(),
                 "0.6": (relative[-1] / total).item(),
             }
-            kind = "A+B" if together.norm() >= apart.norm() else "A-B"
             groups.append((values[index].item(), end - index, kind, shares))
             index = end
         return groups
@@ -266,7 +260,6 @@ class LeverGame:
             self.loss,
             2 * self.count,
             self.start.clone(),
-            zero_modes=0,
             align=self.align,
             behaviour=self.behaviour,
         )

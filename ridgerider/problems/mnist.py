@@ -37,7 +37,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -192,8 +192,7 @@ def colored_mnist_data(
         of_digit = of_digit[torch.randperm(len(of_digit), generator=generator)]
         for name, chunk in zip(PER_DIGIT, of_digit.split(list(PER_DIGIT.values())), strict=True):
             members[name].append(chunk)
-    flips = {"env1": env1_flip, "env2": env2_flip, "val1": env1_flip, "val2": env2_flip}
-    flips["test"] = test_flip
+    flips = dict(env1=env1_flip, env2=env2_flip, val1=env1_flip, val2=env2_flip, test=test_flip)
     environments = {}
     for name, chunks in members.items():
         index = torch.cat(chunks)
@@ -236,23 +235,17 @@ def narrow_mis(
     # The width each Linear layer reads from and writes to, counting inputs and outputs as 1.
     fan_in = (1, *hidden)
     fan_out = (*hidden, 1)
-    narrow_modules: list[nn.Module] = []
-    last = len(hidden)
-    index = 0
-    for child in model:
-        if isinstance(child, nn.Linear):
-            narrow_modules.append(
-                nn.Linear(
-                    child.in_features if index == 0 else 1,
-                    child.out_features if index == last else 1,
-                    bias=child.bias is not None,
-                )
-            )
-            index += 1
-        else:
-            narrow_modules.append(copy.deepcopy(child))
+    # The width-1 network: its Linear layers (built in order) keep only the inputs and outputs.
+    ones = (1,) * len(hidden)
+    shapes = zip((layout.widths[0], *ones), (*ones, layout.widths[-1]), layout.biased, strict=True)
+    linears = (nn.Linear(into, out, bias=bias) for into, out, bias in shapes)
     like = next(model.parameters())
-    narrow = nn.Sequential(*narrow_modules).to(like)
+    narrow = nn.Sequential(
+        *(
+            next(linears) if isinstance(child, nn.Linear) else copy.deepcopy(child)
+            for child in model
+        )
+    ).to(like)
     data_loss, _ = module_loss(narrow, loss_fn, [train])
     narrow_layout = FlatLayout.of(narrow)
     weights = decayed(narrow_layout)
@@ -383,13 +376,7 @@ def colored_mnist_problem(
         splits=data.splits(),
         find_mis=find_mis,
     )
-    return _with_behaviour(problem, colored_behaviour(problem.predict, data))
-
-
-def _with_behaviour(
-    problem: Problem, behaviour: Callable[[Tensor], Mapping[str, float]]
-) -> Problem:
-    return dataclasses.replace(problem, behaviour=behaviour)
+    return dataclasses.replace(problem, behaviour=colored_behaviour(problem.predict, data))
 
 
 def colored_behaviour(

@@ -55,9 +55,9 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
-from torch.func import grad, hessian
+from torch.func import hessian
 
-from ridgerider.problems.base import Problem
+from ridgerider.problems.base import Problem, check_critical_start
 from ridgerider.problems.parameters import declare, integer, number
 
 DEPTH_RANGE = (4, 10)
@@ -73,7 +73,6 @@ ENTROPY = number(
     nullable=True,
 )
 GAP_RANGE = (0.4, 0.9)
-GRADIENT_TOL = 1e-10
 
 
 def default_entropy(depth: int) -> float:
@@ -203,12 +202,7 @@ class TreeMDP:
         winners = 2 * torch.arange(pairs) + side
 
         tree = cls(depth, seed, tau, rewards, start, winners)
-        gradient = grad(tree.loss)(start).norm().item()
-        if not gradient <= GRADIENT_TOL:
-            raise RuntimeError(
-                f"tree-mdp depth={depth} seed={seed}: the start is not critical "
-                f"(gradient norm {gradient:.3g} > {GRADIENT_TOL})"
-            )
+        check_critical_start(tree.loss, start, f"tree-mdp depth={depth} seed={seed}")
         if tree.start_index() == 0:
             raise ValueError(
                 f"entropy={tau!r} makes the start of tree-mdp depth={depth} seed={seed} a "
@@ -344,7 +338,6 @@ class TreeMDP:
             self.loss,
             self.states,
             self.start.clone(),
-            zero_modes=0,
             align=self.align,
             behaviour=self.behaviour,
         )

@@ -18,7 +18,7 @@ from ridgerider.search.frontier import Unit
 from ridgerider.search.loop import run
 from ridgerider.search.ridges import Spectrum
 from ridgerider.search.spec import SearchSpec
-from ridgerider.search.steps import NodeWork, Outcome, work_of
+from ridgerider.search.steps import NodeWork, Outcome, ride_labels, work_of
 
 EXHAUSTED = "frontier exhausted"
 
@@ -26,8 +26,8 @@ EXHAUSTED = "frontier exhausted"
 @dataclass
 class SearchResult:
     """The DAG (node attributes: `point`, a CriticalPoint; `depth`; `fingerprint`; edge
-    attributes: the ride's labels), the failed rides, HVPs spent, seconds, why the search
-    stopped, and the units a budget left undone (`open`: expansions and rides)."""
+    attributes: `ride_labels`), the failed rides, HVPs spent, seconds, why the search stopped,
+    and the units a budget left undone (`open`: expansions and rides)."""
 
     graph: nx.MultiDiGraph
     hvps: int
@@ -144,6 +144,7 @@ class MemoryTree:
             self.failures.append(outcome)
             return self._ride_ended(unit)
         point, ride = outcome.point, self.rides[unit.id]
+        ridge = (ride.node, ride.eigen_index)
         keys = keys_of(self.problem, point, self.spec)
         candidates = self.archive.candidates(window_of(point, keys, self.spec))
         target = find_copy(self.problem, point.theta, candidates, self.spec)
@@ -151,22 +152,10 @@ class MemoryTree:
             depth = unit.depth + 1
             work = work_of(point, depth, self.spec)
             target = self._add_node(point, depth, unit.fingerprint, work, outcome.spectrum, unit)
-            self.held.setdefault((ride.node, ride.eigen_index), []).append(target)
-        elif (
-            target in self.held.get((ride.node, ride.eigen_index), [])
-            and self.graph.nodes[target]["ride"] > unit.id
-        ):
+            self.held.setdefault(ridge, []).append(target)
+        elif target in self.held.get(ridge, []) and self.graph.nodes[target]["ride"] > unit.id:
             self._take_over(target, unit, outcome)
-        self.graph.add_edge(
-            ride.node,
-            target,
-            eigen_index=ride.eigen_index,
-            sign=ride.sign,
-            eigenvalue=ride.eigenvalue,
-            steps=outcome.steps,
-            hvps=outcome.hvps,
-            end_reason=outcome.end_reason,
-        )
+        self.graph.add_edge(ride.node, target, **ride_labels(ride, outcome))
         return self._ride_ended(unit)
 
     def record_evaluation(self, unit: Unit, metrics: dict[str, float]) -> list[Unit]:

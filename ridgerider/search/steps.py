@@ -4,8 +4,8 @@ in-memory tree and the database-backed one call these same functions."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import torch
 from torch import Tensor
@@ -59,6 +59,41 @@ class Outcome(Generic[P]):
     point: P | None = None
     failure: str | None = None
     spectrum: Spectrum | None = None
+
+
+class RidgeLabel(Protocol):
+    """The ridge a ride followed: a ride in memory, or a stored one (`storage.models.Ride`)."""
+
+    @property
+    def eigen_index(self) -> int: ...
+    @property
+    def sign(self) -> int: ...
+    @property
+    def eigenvalue(self) -> float: ...
+
+
+class RideStats(Protocol):
+    """How a ride went: its `Outcome`, or a stored ride (`storage.models.Ride`)."""
+
+    @property
+    def steps(self) -> int | None: ...
+    @property
+    def hvps(self) -> int | None: ...
+    @property
+    def end_reason(self) -> str | None: ...
+
+
+def ride_labels(ridge: RidgeLabel, stats: RideStats) -> dict[str, Any]:
+    """A ride's labels, in order: the one shape of an edge's attributes (the tree in memory, a
+    stored job's graph) and, with its ends, of a ride as JSON (`ridgerider.report.ride_json`)."""
+    return {
+        "eigen_index": ridge.eigen_index,
+        "sign": ridge.sign,
+        "eigenvalue": ridge.eigenvalue,
+        "steps": stats.steps,
+        "hvps": stats.hvps,
+        "end_reason": stats.end_reason,
+    }
 
 
 def start_point(problem: Problem, spec: SearchSpec) -> CriticalPoint:
@@ -230,25 +265,11 @@ def _ride_end(
         zero_modes=problem.zero_modes,
     )
     if probe.index > 0 and not last:
-        return _relabelled(probe, "branch"), spectrum, probe.hvps
+        return replace(probe, kind="branch"), spectrum, probe.hvps
     if spec.leaf == "ride-end":
-        return _relabelled(probe, "ride-end"), None, probe.hvps
+        return replace(probe, kind="ride-end"), None, probe.hvps
     point, hvps = _settled(problem, end.theta, spec, "minimum", start, spectrum)
     return point, None, probe.hvps + hvps
-
-
-def _relabelled(point: CriticalPoint, kind: str) -> CriticalPoint:
-    return CriticalPoint(
-        point.theta,
-        point.loss,
-        point.grad_norm,
-        kind,
-        point.index,
-        point.eigenvalues,
-        point.hvps,
-        point.index_is_exact,
-        point.norm_estimate,
-    )
 
 
 def evaluate(problem: Problem, point: CriticalPoint, spec: SearchSpec) -> dict[str, float]:
