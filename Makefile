@@ -17,6 +17,14 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The dashboard's browser test drives Debian's Chromium through its chromedriver.
+CHROMEDRIVER := /usr/bin/chromedriver
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+$(CHROMEDRIVER):
+	$(SUDO) apt-get install -y -q chromium chromium-driver || \
+		($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver)
+
 run: $(STAMP)
 	$(BIN)/ridgerider run
 
@@ -24,7 +32,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+test: lint $(CHROMEDRIVER)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

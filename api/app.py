@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import problems_json
 from api.deps import Services
-from api.routes import events, handoffs, health, jobs, problems, results, solutions
+from api.routes import dashboard, events, handoffs, health, jobs, problems, results, solutions
 from api.schemas import ERRORS
 from ridgerider import __version__
 from workers.settings import load_settings
@@ -113,6 +113,8 @@ def create_app(services: Services) -> FastAPI:
     ):
         app.include_router(router, responses=ERRORS)
     app.include_router(health.router)
+    app.include_router(dashboard.router)
+    app.mount("/dashboard", dashboard.assets, name="dashboard")
     app.add_middleware(BodyLimit)
     app.add_middleware(problems_json.UnexpectedErrors)
     return app

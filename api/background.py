@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from api.limits import too_many
+from ridgerider.problems.registry import load
 from storage.artifacts import LocalArtifactStore
 from storage.database import Database
 from storage.export import export
 from storage.handoffs import finish_handoff, start_handoff
+from storage.jobs import get_job
 
 
 class BackgroundProcess:
@@ -97,6 +99,20 @@ def build_export(
             selection=selection,
         )
         return str(written)
+    finally:
+        db.dispose()
+
+
+def ensemble_of(db_url: str, artifacts: str, job_id: int, ids: list[int]) -> dict[str, float]:
+    """`workers.evaluation.ensemble_metrics` for the export process."""
+    from workers.evaluation import ensemble_metrics
+
+    db = Database(db_url)
+    try:
+        with db.session(readonly=True) as session:
+            job = get_job(session, job_id)
+        problem = load(job.problem, allow_import=job.allow_import)
+        return ensemble_metrics(db, LocalArtifactStore(artifacts), job_id, ids, problem)
     finally:
         db.dispose()
 

@@ -57,6 +57,7 @@ from ridgerider.search import SearchSpec
 from storage.artifacts import LocalArtifactStore
 from storage.database import Database
 from storage.jobs import create_job, get_job
+from storage.keys import LOCAL_OWNER
 from storage.models import JOB_ENDED
 from storage.progress import counts
 from storage.queries import MAX_PAGE, list_jobs, solutions_page
@@ -213,7 +214,7 @@ def run(
     pooled = "broker_url" in settings.model_fields_set
     db, store = open_database(settings)
     with db.session() as session:
-        job_id = create_job(session, search_spec.model_dump()).id
+        job_id = create_job(session, search_spec.model_dump(), owner=LOCAL_OWNER).id
     runner = f"on the pool at {settings.broker_url}" if pooled else "in-process"
     errors.print(
         f"job {job_id}: {search_spec.problem}, {runner}, stored in {where(db)}", highlight=False
@@ -473,8 +474,8 @@ def status(
 db_app = typer.Typer(help="The database's schema.")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
-app.registered_commands += commands.registered_commands
-app.registered_commands += mlflow_commands.registered_commands
+app.add_typer(commands)
+app.add_typer(mlflow_commands)
 
 
 @db_app.command()

@@ -9,10 +9,12 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
+import torch
 import typer
 import uvicorn
 from rich.table import Table
 
+from api.app import create_app
 from api.cli_common import (
     ArtifactsOption,
     BrokerOption,
@@ -30,10 +32,19 @@ from api.cli_common import (
     settings_of,
 )
 from api.client import Client, ClientError
-from api.deps import KEY_CACHE_SECONDS
+from api.deps import KEY_CACHE_SECONDS, Services
 from api.render import print_report
-from storage.keys import KeyNameError, create_key, has_keys, list_keys, revoke_key
+from storage.jobs import adopt_unowned
+from storage.keys import (
+    LOCAL_OWNER,
+    KeyNameError,
+    create_key,
+    has_keys,
+    list_keys,
+    revoke_key,
+)
 from storage.queries import SolutionRow
+from workers.pool import InProcessPool
 
 commands = typer.Typer()
 WORKER_HEALTHCHECK_SECONDS = 60
@@ -61,7 +72,8 @@ def serve(
         typer.Option(
             min=1,
             max=256,
-            help="Requests each process works on at once [env: RIDGERIDER_SERVER_THREADS; 2].",
+            help="Requests each process works on at once "
+            "(env RIDGERIDER_SERVER_THREADS; default 2).",
         ),
     ] = None,
     db_url: DbOption = None,
@@ -71,7 +83,7 @@ def serve(
         str | None,
         typer.Option(
             help="The MLflow tracking server that POST /jobs/{id}/mlflow logs to "
-            "[env: RIDGERIDER_MLFLOW_TRACKING_URI]."
+            "(env RIDGERIDER_MLFLOW_TRACKING_URI)."
         ),
     ] = None,
 ) -> None:
@@ -106,6 +118,32 @@ def serve(
         # (torch, Celery: seconds on a busy machine); uvicorn's 5 s would kill it in a loop.
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
+
+
+@commands.command()
+def dashboard(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8765,
+    db_url: DbOption = None,
+    artifacts: ArtifactsOption = None,
+) -> None:
+    """The web dashboard over the embedded database, on loopback, with submitted jobs run in
+    this process (no broker, no workers): watch searches, choose models. Prints a new key for
+    `local`, who owns the jobs run on this machine."""
+    settings = settings_of(database_url=db_url, artifacts=artifacts)
+    db, store = open_database(settings)
+    with db.session() as session:
+        revoke_key(session, LOCAL_OWNER)
+        key = create_key(session, LOCAL_OWNER)
+        adopt_unowned(session, LOCAL_OWNER)
+    torch.set_num_threads(1)
+    errors.print(
+        f"dashboard: http://127.0.0.1:{port}/ - sign in with this key (made for {LOCAL_OWNER!r}; "
+        "the previous one is revoked):",
+        highlight=False,
+    )
+    print(key, flush=True)
+    services = Services(settings, db, store, InProcessPool(store))
+    uvicorn.run(create_app(services), host="127.0.0.1", port=port, log_level="warning")
 
 
 @keys_app.command("create")

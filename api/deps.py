@@ -21,7 +21,7 @@ from api.problems_json import ProblemError
 from storage.artifacts import ArtifactStore, LocalArtifactStore
 from storage.database import Database
 from storage.keys import key_digest, owner_of_digest
-from workers.pool import Pool
+from workers.pool import JobPool, Pool
 from workers.settings import Settings
 
 BEARER = HTTPBearer(auto_error=False, description="an API key: `ridgerider keys create NAME`")
@@ -47,7 +47,7 @@ class Services:
     settings: Settings
     db: Database
     store: ArtifactStore
-    pool: Pool
+    pool: JobPool
     keys: KeyCache = field(default_factory=KeyCache)
     pages: LruCache[bytes] = field(default_factory=page_cache)
     progress: LruCache[dict[str, int]] = field(default_factory=progress_cache)

@@ -150,6 +150,25 @@ class Selection(BaseModel):
     solutions: list[SolutionRow]
 
 
+MAX_ENSEMBLE = 20
+
+
+class EnsembleRequest(BaseModel):
+    """Solutions of the job whose ensemble metrics to compute (models are evaluated)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(min_length=1, max_length=MAX_ENSEMBLE)
+
+
+class Ensemble(BaseModel):
+    set_metrics: dict[str, float]
+    disagreement: list[list[float]] = Field(
+        description="the fraction of evaluation examples each pair predicts differently (empty "
+        "for a problem that is no classifier)"
+    )
+
+
 REGISTERED_MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,199}$"
 PRINTABLE_PATTERN = r"^[ -~]{1,200}$"
 

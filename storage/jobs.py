@@ -67,6 +67,12 @@ def create_job(
     return job
 
 
+def adopt_unowned(session: Session, owner: str) -> int:
+    """Give the jobs that no key owns (those run on the command line) to `owner`, so that a
+    dashboard signed in as `owner` shows them; returns how many."""
+    return session.execute(update(Job).where(Job.owner.is_(None)).values(owner=owner)).rowcount
+
+
 def get_job(session: Session, job_id: int, owner: str | None = None) -> Job:
     """The job, if it exists and (when `owner` is given) belongs to `owner`.
 

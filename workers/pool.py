@@ -1,17 +1,40 @@
-"""The worker pool as the API and the command line use it: one object, built from the
-settings, that submits and cancels jobs, says whether the broker answers, and runs a worker."""
+"""Where the API sends jobs: the worker pool (`Pool`, built from the settings: submits and
+cancels jobs, says whether the broker answers, runs a worker), or this process
+(`InProcessPool`, the local dashboard's)."""
 
 from __future__ import annotations
 
+import logging
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
+from typing import Protocol
 
 import redis
 
+from storage.artifacts import ArtifactStore
 from storage.database import Database
+from storage.jobs import cancel_job, fail_job
 from workers import celery_app
+from workers.local import run_job
 from workers.settings import Settings
+from workers.steps import StartError
 
 BROKER_PING_SECONDS = 2
+log = logging.getLogger(__name__)
+
+
+class JobPool(Protocol):
+    def submit(self, db: Database, job_id: int) -> None:
+        """Start a stored, queued job."""
+        ...
+
+    def cancel(self, db: Database, job_id: int) -> None:
+        """Cancel a job: no unit is claimed after this; what it found is kept."""
+        ...
+
+    def status(self) -> str:
+        """ "ok", or why jobs cannot be started."""
+        ...
 
 
 class Pool:
@@ -54,3 +77,32 @@ class Pool:
     def run_worker(self, arguments: list[str]) -> None:
         """Run a Celery worker in this process (until it is stopped) with `arguments`."""
         self._tasks().app.worker_main(["worker", *arguments])
+
+
+class InProcessPool:
+    """Runs submitted jobs one at a time in a thread of this process, with the in-process
+    runner: a pool for one local user, with no broker and no workers."""
+
+    def __init__(self, store: ArtifactStore) -> None:
+        self.store = store
+        self._runner = ThreadPoolExecutor(1, thread_name_prefix="ridgerider-job")
+
+    def submit(self, db: Database, job_id: int) -> None:
+        self._runner.submit(self._run, db, job_id)
+
+    def _run(self, db: Database, job_id: int) -> None:
+        try:
+            run_job(db, self.store, job_id)
+        except StartError:
+            pass  # the job is failed already, with the reason
+        except Exception as error:  # nobody waits for this thread: the job records the error
+            log.exception("job %s failed", job_id)
+            with db.session() as session:
+                fail_job(session, job_id, f"{type(error).__name__}: {error}")
+
+    def cancel(self, db: Database, job_id: int) -> None:
+        with db.session() as session:
+            cancel_job(session, job_id)
+
+    def status(self) -> str:
+        return "ok"

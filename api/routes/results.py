@@ -17,7 +17,7 @@ from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
 from starlette.types import Receive, Scope, Send
 
-from api.background import build_export
+from api.background import build_export, ensemble_of
 from api.caches import etag
 from api.deps import OwnerDep, Services, ServicesDep
 from api.problems_json import ProblemError
@@ -25,12 +25,15 @@ from api.routes.jobs import check_owner
 from api.schemas import (
     OBJECTIVES_PATTERN,
     SORT_PATTERN,
+    Ensemble,
+    EnsembleRequest,
     JobId,
     Selection,
     SelectRequest,
     SolutionPage,
 )
 from ridgerider import __version__
+from storage.export import disagreement_matrix
 from storage.filters import FilterError
 from storage.queries import (
     MAX_CURSOR,
@@ -41,7 +44,7 @@ from storage.queries import (
     solution_rows,
     solutions_page,
 )
-from storage.selection import Choice, choose
+from storage.selection import Choice, choose, stored_predictions
 
 router = APIRouter(tags=["jobs"])
 GRAPHML = "application/graphml+xml"
@@ -211,3 +214,40 @@ async def export_archive(
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return ExportResponse(Path(built), folder)
+
+
+@router.post("/jobs/{job_id}/ensemble", response_model=Ensemble)
+async def ensemble(
+    job_id: JobId, request: EnsembleRequest, services: ServicesDep, owner: OwnerDep
+) -> Ensemble:
+    """The chosen solutions' ensemble metrics (ensemble and best test accuracy, mean
+    disagreement, how many are functionally distinct) and their pairwise disagreement. The
+    models are evaluated in the server's export process, one request at a time (429 when too
+    many wait)."""
+    ids = list(dict.fromkeys(request.ids))
+    disagreement = await asyncio.to_thread(_disagreement, services, owner, job_id, ids)
+    metrics = await services.exports.run(
+        ensemble_of,
+        services.db.url.render_as_string(hide_password=False),
+        str(services.store.root),
+        job_id,
+        ids,
+    )
+    return Ensemble(set_metrics=metrics, disagreement=disagreement)
+
+
+def _disagreement(services: Services, owner: str, job_id: int, ids: list[int]) -> list[list[float]]:
+    with services.db.session(readonly=True) as session:
+        check_owner(session, owner, job_id)
+        found = {row.id for row in solution_rows(session, ids) if row.job_id == job_id}
+        if missing := [i for i in ids if i not in found]:
+            raise ProblemError(
+                422,
+                "Invalid selection",
+                f"no solution {missing[0]} in job {job_id}",
+                [{"field": "ids", "message": f"{missing[0]} is no solution of this job"}],
+            )
+        try:
+            return disagreement_matrix(stored_predictions(session, ids)).tolist()
+        except QueryError:  # not a classifier
+            return []

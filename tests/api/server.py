@@ -1,4 +1,5 @@
-"""A real `ridgerider serve` (uvicorn on a free port) over a real pool, for HTTP tests."""
+"""A real `ridgerider serve` (uvicorn on a free port) over a real pool, for HTTP tests; and any
+serving command (`serve`, `dashboard`) over a folder's embedded database."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 
 from tests.api.test_cli import RIDGERIDER
+from tests.conftest import REPOSITORY
 from tests.workers.pool import Pool, free_port, wait_until_healthy
 
 
@@ -50,6 +53,29 @@ def serve(
     wait_until_healthy(f"{url}/healthz", process, pool.folder / "serve.log", 60)
     try:
         yield Server(url, keys)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@contextmanager
+def serving(folder: Path, command: str) -> Iterator[tuple[str, Path]]:
+    """`ridgerider COMMAND --port P` in `folder` (its embedded database), answering on a free
+    port: its URL and the file its output goes to; stopped after."""
+    port = free_port()
+    log = folder / f"{command}.out"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [str(RIDGERIDER), command, "--port", str(port)],
+            cwd=folder,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPOSITORY)},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(f"{url}/healthz", process, log, 60)
+        yield url, log
     finally:
         process.terminate()
         process.wait(timeout=20)

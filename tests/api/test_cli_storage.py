@@ -23,9 +23,10 @@ from sqlalchemy import text
 from storage.database import Database
 from storage.keys import key_digest, owner_of_digest
 from storage.schema import VERSION_TABLE, head_revision
+from tests.api.server import serving
 from tests.api.test_cli import RIDGERIDER, ridgerider
 from tests.conftest import REPOSITORY
-from tests.workers.pool import free_port, wait_until_healthy
+from tests.workers.pool import free_port
 
 
 @pytest.fixture(scope="module")
@@ -63,22 +64,8 @@ def backend(request, folder):
     with database.engine.begin() as connection:  # a local run's job has no owner: give it one
         connection.execute(text("UPDATE jobs SET owner = 'alice' WHERE id = 1"))
     database.dispose()
-    port = free_port()
-    with (folder / "serve.log").open("w") as log:
-        process = subprocess.Popen(
-            [str(RIDGERIDER), "serve", "--port", str(port)],
-            cwd=folder,
-            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPOSITORY)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(f"{url}/healthz", process, folder / "serve.log", 60)
+    with serving(folder, "serve") as (url, _):
         yield Backend("remote", folder, ("--server", url, "--key", key))
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 def cli(where, *args):

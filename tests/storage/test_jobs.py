@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 import storage.units
 from storage.database import Database
-from storage.jobs import cancel_job, claim_finalisation, create_job, get_job
+from storage.jobs import adopt_unowned, cancel_job, claim_finalisation, create_job, get_job
 from storage.models import Job, Node, Ride, utcnow
 from storage.records import (
     MergeWindow,
@@ -411,3 +411,17 @@ def test_a_worker_whose_clock_is_behind_keeps_its_live_units_on_postgresql(
         assert session.get(Ride, ride).state == "claimed"
     assert all(message.job_id != job_id for message in found.units)
     db.dispose()
+
+
+def test_unowned_jobs_are_adopted_and_owned_ones_kept(db):
+    with db.session() as session:
+        unowned = create_job(session, {"problem": "himmelblau"}).id
+        owned = create_job(session, {"problem": "himmelblau"}, owner="alice").id
+    with db.session() as session:
+        unowned_before = session.scalar(
+            select(func.count()).select_from(Job).where(Job.owner.is_(None))
+        )
+        assert adopt_unowned(session, "local") == unowned_before >= 1
+    with db.session(readonly=True) as session:
+        assert get_job(session, unowned).owner == "local"
+        assert get_job(session, owned).owner == "alice"

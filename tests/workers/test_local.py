@@ -14,6 +14,7 @@ from storage.jobs import create_job
 from storage.models import Job, Ride, Solution
 from storage.report import job_document
 from workers.local import run_job
+from workers.pool import InProcessPool
 from workers.steps import StartError
 
 HIMMELBLAU_MINIMA = torch.tensor(
@@ -90,3 +91,16 @@ def test_a_start_that_is_no_critical_point_fails_the_job(db, store):
     with db.session(readonly=True) as session:
         job = session.get(Job, job_id)
         assert job.status == "failed" and "not a critical point" in job.error
+
+
+def test_the_in_process_pool_runs_a_submitted_job_and_cancels_another(db, store):
+    pool = InProcessPool(store)
+    finished, cancelled = submit(db, problem="himmelblau"), submit(db, problem="styblinski-tang")
+    pool.submit(db, finished)
+    pool.cancel(db, cancelled)
+    pool.submit(db, cancelled)
+    pool._runner.shutdown(wait=True)
+    with db.session(readonly=True) as session:
+        assert session.get(Job, finished).status == "finished"
+        assert session.get(Job, cancelled).status == "cancelled"
+    assert pool.status() == "ok"
