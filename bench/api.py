@@ -33,8 +33,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import p50_p99, print_table
 
 from storage.models import Job
 from storage.queries import solutions_page
@@ -144,7 +143,8 @@ def main() -> None:
                 latencies, failed = asyncio.run(
                     load(port, clients, args.seconds, next_request, expected)
                 )
-                rows.append((name, clients, len(latencies) / args.seconds, latencies, failed))
+                rate = len(latencies) / args.seconds
+                rows.append([name, clients, f"{rate:.0f}", *p50_p99(latencies), failed])
                 print(f"{name}, {clients} clients: done", file=sys.stderr)
         peer = []
         with db.session(readonly=True) as session:
@@ -153,23 +153,16 @@ def main() -> None:
                 threshold = f"80.{next(unique)}"
                 solutions_page(session, job_id, where=FILTER.format(threshold), sort=SORT)
                 peer.append((time.perf_counter() - started) * 1000)
-        rate = 1000 / float(np.mean(peer))
-        rows.append(
-            ("peer: `solutions_page` in process, no HTTP, a new filter each", 1, rate, peer, 0)
-        )
+        name = "peer: `solutions_page` in process, no HTTP, a new filter each"
+        rows.append([name, 1, f"{1000 / float(np.mean(peer)):.0f}", *p50_p99(peer), 0])
     print(
         f"\n{args.solutions:,} solutions x 20 metrics on PostgreSQL; page: filter "
         f"`{FILTER.format(80)}`, sort {SORT}, 50 rows; `ridgerider serve --workers "
         f"{args.workers} --threads {args.threads}`; {args.seconds:.0f} s a row after "
         f"{WARMUP_SECONDS:.0f} s of warm-up\n"
     )
-    print("| request | clients | requests/s | p50 ms | p99 ms | failed |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for name, clients, rate, latencies, failed in rows:
-        print(
-            f"| {name} | {clients} | {rate:.0f} | {np.percentile(latencies, 50):.1f} | "
-            f"{np.percentile(latencies, 99):.1f} | {failed} |"
-        )
+    header = ["request", "clients", "requests/s", "p50 ms", "p99 ms", "failed"]
+    print_table(header, "lrrrrr", rows)
 
 
 if __name__ == "__main__":

@@ -18,11 +18,12 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass
 
 import numpy as np
 import scipy.sparse.linalg as sla
 import torch
+from common import markdown_row, print_table, samples, timed
 from threadpoolctl import threadpool_limits
 from torch.func import grad
 from torch.nn import functional as F
@@ -34,6 +35,8 @@ from ridgerider.problems.invariant import maximally_invariant_point
 
 RESIDUAL_TOL = 1e-6  # relative to ||H||, for every solver
 DENSE_MAX_N = 3000
+CELLS = ("<36", ">6", ">2", "<19", ">8", ">8.3f", ">9.1e", ">5")  # a Row's, padded to the table
+HVP_MODELS = {"~1k": [14], "~50k": [700], "~500k": [640, 640]}  # hidden widths
 
 
 @dataclass
@@ -46,6 +49,12 @@ class Row:
     seconds: float
     max_rel_residual: float
     multiplicity_ok: str
+
+    def cells(self) -> list[str]:
+        """The table's cells ("-" where no products are counted)."""
+        return [
+            format("-" if v is None else v, f) for v, f in zip(astuple(self), CELLS, strict=True)
+        ]
 
 
 def _problems(device: torch.device, quick: bool):
@@ -78,12 +87,6 @@ def _multiplicity_ok(values: torch.Tensor, reference: torch.Tensor | None, hnorm
     return "yes" if close <= 1e-5 * hnorm else "NO"
 
 
-def _solve_ours(op: HessianOperator, k: int):
-    start = time.perf_counter()
-    values, vectors, info = eigsh(op, k, "SA", tol=RESIDUAL_TOL)
-    return values, vectors, info.matvecs, time.perf_counter() - start
-
-
 def _solve_arpack(op: HessianOperator, k: int, hnorm: float, reference: torch.Tensor):
     counter = {"products": 0}
 
@@ -102,9 +105,8 @@ def _solve_arpack(op: HessianOperator, k: int, hnorm: float, reference: torch.Te
     with threadpool_limits(1, user_api="blas"):
         values, vectors = sla.eigsh(linear, k=k, which="SA", tol=tol, v0=v0, maxiter=100_000)
     seconds = time.perf_counter() - start
-    values_t = torch.as_tensor(values)
     vectors_t = torch.as_tensor(vectors, dtype=op.dtype, device=op.device)
-    return values_t, vectors_t, counter["products"], seconds
+    return torch.as_tensor(values), vectors_t, counter["products"], seconds
 
 
 def _solve_dense(op: HessianOperator, k: int):
@@ -129,79 +131,60 @@ def eigensolver_rows(device: torch.device, quick: bool) -> list[Row]:
         else:  # the positive end dominates ||H||; the negative end is checked below
             hnorm = eigsh(op, 1, "LA", tol=1e-8).eigenvalues[0].item()
         for k in (1, 8):
-            values, vectors, products, seconds = _solve_ours(op, k)
+            ours = timed(eigsh, op, k, "SA", tol=RESIDUAL_TOL)
+            values, vectors, info = ours.value
             hnorm = max(hnorm, values.abs().max().item())
             reference = spectrum if spectrum is not None else values.cpu()
-            results = [("ridgerider.eigsh", (values, vectors, products, seconds))]
-            results.append(("scipy ARPACK", _solve_arpack(op, k, hnorm, reference)))
+            results = {
+                "ridgerider.eigsh": (values, vectors, info.matvecs, ours.seconds),
+                "scipy ARPACK": _solve_arpack(op, k, hnorm, reference),
+            }
             if n <= DENSE_MAX_N:
-                results.append(("dense hessian+eigh", _solve_dense(op, k)))
-            for solver, (values, vectors, products, seconds) in results:
+                results["dense hessian+eigh"] = _solve_dense(op, k)
+            for solver, (values, vectors, products, seconds) in results.items():
                 residual = _true_residuals(op, values, vectors) / hnorm
                 multiplicity = _multiplicity_ok(values, spectrum, hnorm)
                 rows.append(Row(name, n, k, solver, products, seconds, residual, multiplicity))
-                print(_format_row(rows[-1]), file=sys.stderr, flush=True)
+                print(markdown_row(rows[-1].cells()), file=sys.stderr, flush=True)
     return rows
 
 
-def _format_row(row: Row) -> str:
-    products = "-" if row.products is None else str(row.products)
-    return (
-        f"| {row.problem:<36} | {row.n:>6} | {row.k:>2} | {row.solver:<19} | {products:>8} "
-        f"| {row.seconds:>8.3f} | {row.max_rel_residual:>9.1e} | {row.multiplicity_ok:>5} |"
-    )
+def _hvp_times(hidden: list[int], batches: list, device: torch.device, repeats: int) -> dict:
+    """An MLP's size and gradient time, and each way of computing its HVPs over that time."""
+    layers: list[torch.nn.Module] = []
+    for fan_in, fan_out in itertools.pairwise([64, *hidden, 10]):
+        layers += [torch.nn.Linear(fan_in, fan_out), torch.nn.Tanh()]
+    model = torch.nn.Sequential(*layers[:-1]).to(device)
+    loss, theta = module_loss(model, F.cross_entropy, batches)
+    n = theta.numel()
+    v = torch.randn(n, device=device)
+    V = torch.randn(n, 8, device=device)
 
+    def median(fn: Callable[[], object]) -> float:
+        return statistics.median(samples(fn, repeats, device))
 
-def _timeit(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
-    """Median seconds of `fn` over `repeats` runs, after one warm-up run."""
-    fn()
-    samples = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+    gradient = median(lambda: grad(loss)(theta))
+    row = {"n": n, "gradient_ms": 1e3 * gradient}
+    for mode in ("reverse-over-reverse", "forward-over-reverse"):
+        fresh = lambda mode=mode: HessianOperator(loss, theta, mode=mode).matvec(v)  # noqa: E731
+        row[f"{mode} first"] = median(fresh) / gradient
+        op = HessianOperator(loss, theta, mode=mode)
+        row[f"{mode} reused"] = median(lambda op=op: op.matvec(v)) / gradient
+    for batching in ("vmap", "loop"):
+        op = HessianOperator(loss, theta, batching=batching)
+        row[f"block of 8, {batching}, per product"] = (
+            median(lambda op=op: op.matmat(V)) / 8 / gradient
+        )
+    return row
 
 
 def hvp_rows(device: torch.device, quick: bool) -> list[dict]:
     data = digits_split(dtype=torch.float32)
     batches = [(data.x_train.to(device), data.y_train.to(device))]
     rows = []
-    shapes = {"~1k": [14], "~50k": [700], "~500k": [640, 640]}
-    for label, hidden in shapes.items():
-        if quick and label == "~500k":
-            continue
-        sizes = [64, *hidden, 10]
-        layers: list[torch.nn.Module] = []
-        for fan_in, fan_out in itertools.pairwise(sizes):
-            layers += [torch.nn.Linear(fan_in, fan_out), torch.nn.Tanh()]
-        model = torch.nn.Sequential(*layers[:-1]).to(device)
-        loss, theta = module_loss(model, F.cross_entropy, batches)
-        n = theta.numel()
-        v = torch.randn(n, device=device)
-        V = torch.randn(n, 8, device=device)
-        repeats = 5 if quick else 20
-        gradient = _timeit(lambda loss=loss, theta=theta: grad(loss)(theta), device, repeats)
-        row = {"model": label, "n": n, "gradient_ms": 1e3 * gradient}
-        for mode in ("reverse-over-reverse", "forward-over-reverse"):
-            fresh = lambda mode=mode, loss=loss, theta=theta, v=v: (  # noqa: E731
-                HessianOperator(loss, theta, mode=mode).matvec(v)
-            )
-            op = HessianOperator(loss, theta, mode=mode)
-            row[f"{mode} first"] = _timeit(fresh, device, repeats) / gradient
-            row[f"{mode} reused"] = (
-                _timeit(lambda op=op, v=v: op.matvec(v), device, repeats) / gradient
-            )
-        for batching in ("vmap", "loop"):
-            op = HessianOperator(loss, theta, batching=batching)
-            seconds = _timeit(lambda op=op, V=V: op.matmat(V), device, repeats)
-            row[f"block of 8, {batching}, per product"] = seconds / 8 / gradient
-        rows.append(row)
-        print(row, file=sys.stderr, flush=True)
+    for label, hidden in list(HVP_MODELS.items())[: 2 if quick else 3]:
+        rows.append({"model": label, **_hvp_times(hidden, batches, device, 5 if quick else 20)})
+        print(rows[-1], file=sys.stderr, flush=True)
     return rows
 
 
@@ -210,7 +193,6 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="smaller problems, fewer repeats")
     parser.add_argument("--json", help="also write the rows to this file")
-    parser.add_argument("--skip-solvers", action="store_true")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -219,21 +201,22 @@ def main() -> None:
         f"# bench/eigsh.py on {name}, torch {torch.__version__}, {torch.get_num_threads()} "
         f"threads; tolerance: max residual <= {RESIDUAL_TOL:g} ||H||, float64\n"
     )
-    solver_rows = [] if args.skip_solvers else eigensolver_rows(device, args.quick)
-    if solver_rows:
-        print("| problem | n | k | solver | products | seconds | max res/||H|| | mult ok |")
-        print("|---|---:|---:|---|---:|---:|---:|---:|")
-        for row in solver_rows:
-            print(_format_row(row))
+    solver_rows = eigensolver_rows(device, args.quick)
+    header = ["problem", "n", "k", "solver", "products", "seconds", "max res/||H||", "mult ok"]
+    print_table(header, "lrrlrrrr", (row.cells() for row in solver_rows))
     print()
     hvp = hvp_rows(device, args.quick)
     columns = [c for c in hvp[0] if c not in ("model", "n", "gradient_ms")]
     print("One HVP's time over one gradient's time (float32, digits batch of 1347; median)\n")
-    print("| model | n | gradient ms | " + " | ".join(columns) + " |")
-    print("|---|---:|---:|" + "---:|" * len(columns))
-    for row in hvp:
-        cells = " | ".join(f"{row[c]:.2f}x" for c in columns)
-        print(f"| {row['model']} | {row['n']} | {row['gradient_ms']:.2f} | {cells} |")
+    print_table(
+        ["model", "n", "gradient ms", *columns],
+        "lrr" + "r" * len(columns),
+        (
+            [row["model"], row["n"], f"{row['gradient_ms']:.2f}"]
+            + [f"{row[c]:.2f}x" for c in columns]
+            for row in hvp
+        ),
+    )
     if device.type != "cuda":
         print("\nCUDA rows: not applicable (no CUDA device here; run with --device cuda on one).")
     if args.json:

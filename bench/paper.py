@@ -51,12 +51,11 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
+from common import adam_from_seeds, default_initialisation, gradient_seconds, timed
 from scipy.optimize import minimize as scipy_minimize
-from search import default_initialisation, gradient_seconds
 from torch import Tensor
 from torch.func import grad, vmap
 
@@ -76,21 +75,8 @@ RESTART_TOL = 1e-4
 GD_STEP, GD_STEPS, GD_BATCH, GD_TOL = 0.5, 1500, 16, 1e-4
 MIS_NOISE, RANDOM_RADIUS = 0.01, 1.0
 DEPTHS = (4, 5, 6, 7)
-ADAM_STEPS, ADAM_LR, ADAM_TOL = 1000, 1e-2, 1e-4
-
-
-@dataclass(frozen=True)
-class Timed:
-    """What a method returned and the seconds it took."""
-
-    value: object
-    seconds: float
-
-
-def timed(work: Callable[..., object], *args: object, **kwargs: object) -> Timed:
-    started = time.perf_counter()
-    value = work(*args, **kwargs)
-    return Timed(value, time.perf_counter() - started)
+ADAM_STEPS = 1000
+EXPERIMENTS = ("colored-mnist", "tree-mdp", "lever-game", "mnist-mlp")
 
 
 def mean_sd(values: Iterable[float], scale: float = 100.0, digits: int = 1) -> str:
@@ -251,14 +237,16 @@ def colored_mnist(seeds: int, seconds_per_seed: float) -> None:
     costs: dict[str, list[float]] = {}
     counts: dict[str, list[float]] = {}
 
-    def note(method: str, profiles: list[dict[str, float]], seconds: float, unit: float) -> None:
+    def note(method: str, sets: list[list[dict[str, float]]], cost: float, count: int) -> None:
+        """The test accuracy each rule chooses from each set of solution profiles (a method
+        that reached no minimum in its time has nothing to choose), its cost and count."""
         chosen = results.setdefault(method, {r: [] for r in (*rules, "train")})
-        if profiles:  # a method that reached no minimum in its time has nothing to choose
+        for profiles in filter(None, sets):
             for rule in rules:
                 chosen[rule].append(choose(profiles, rule)["test"])
             chosen["train"].append(choose(profiles, "val")["train"])
-        costs.setdefault(method, []).append(seconds / unit)
-        counts.setdefault(method, []).append(len(profiles))
+        costs.setdefault(method, []).append(cost)
+        counts.setdefault(method, []).append(count)
 
     for seed in range(seeds):
         built = timed(colored_mnist_problem, seed=seed)
@@ -268,45 +256,27 @@ def colored_mnist(seeds: int, seconds_per_seed: float) -> None:
         minima = leaves(rr.value)
         seconds = built.seconds + rr.seconds
         profiles = [environment_profile(problem, p.theta) for p in minima]
-        note("Ridge Rider", profiles, seconds, unit)
+        note("Ridge Rider", [profiles], seconds / unit, len(profiles))
         print(
             f"  colored-mnist seed {seed}: Ridge Rider {len(minima)} solutions in {seconds:.0f} s"
         )
         for profile in profiles:
             print(f"    Ridge Rider solution: {profile}")
         erm = timed(train_several, problem, erm_objective(problem), ERM_LR, 1000)
-        for k, theta in enumerate(erm.value):
-            profile = environment_profile(problem, theta)
-            results.setdefault("ERM (Adam, 501 steps)", {r: [] for r in (*rules, "train")})
-            for rule in (*rules, "train"):
-                key = "test" if rule != "train" else "train"
-                results["ERM (Adam, 501 steps)"][rule].append(profile[key])
-            if k == 0:
-                costs.setdefault("ERM (Adam, 501 steps)", []).append(erm.seconds / ENSEMBLE / unit)
-        counts.setdefault("ERM (Adam, 501 steps)", []).append(1)
-        ensemble = ensemble_test_accuracy(problem, erm.value)
-        results.setdefault(f"ERM ensemble of {ENSEMBLE}", {r: [] for r in (*rules, "train")})
+        each = [[environment_profile(problem, theta)] for theta in erm.value]
+        note("ERM (Adam, 501 steps)", each, erm.seconds / ENSEMBLE / unit, 1)
+        ensemble = f"ERM ensemble of {ENSEMBLE}"
+        note(ensemble, [], erm.seconds / unit, ENSEMBLE)
+        tested = ensemble_test_accuracy(problem, erm.value)
         for rule in rules:
-            results[f"ERM ensemble of {ENSEMBLE}"][rule].append(ensemble)
-        costs.setdefault(f"ERM ensemble of {ENSEMBLE}", []).append(erm.seconds / unit)
-        counts.setdefault(f"ERM ensemble of {ENSEMBLE}", []).append(ENSEMBLE)
+            results[ensemble][rule].append(tested)
         irm = timed(train_several, problem, irm_objective(problem), IRM_LR, 2000)
-        results.setdefault("IRMv1", {r: [] for r in (*rules, "train")})
-        for theta in irm.value:
-            profile = environment_profile(problem, theta)
-            for rule in rules:
-                results["IRMv1"][rule].append(profile["test"])
-            results["IRMv1"]["train"].append(profile["train"])
-        costs.setdefault("IRMv1", []).append(irm.seconds / ENSEMBLE / unit)
-        counts.setdefault("IRMv1", []).append(1)
+        each = [[environment_profile(problem, theta)] for theta in irm.value]
+        note("IRMv1", each, irm.seconds / ENSEMBLE / unit, 1)
         restarted = restarts_within(problem, seconds)
         print(f"  colored-mnist seed {seed}: {len(restarted)} restarts reached a minimum")
-        note(
-            "random restarts (L-BFGS)",
-            [environment_profile(problem, t) for t in restarted],
-            seconds,
-            unit,
-        )
+        profiles = [environment_profile(problem, t) for t in restarted]
+        note("random restarts (L-BFGS)", [profiles], seconds / unit, len(profiles))
     rows = [
         [
             method,
@@ -462,29 +432,19 @@ def lever_game(runs: int, max_nodes: int) -> None:
         path: [cross_play(solutions[a][path], a, solutions[b][path], b) for a, b in pairs]
         for path in shared
     }
+
+    def cells(values: list[float]) -> list[str]:
+        return [f"{statistics.mean(values):.3f}", f"{min(values):.3f}"]
+
     rows = []
     best = max(scored, key=lambda p: statistics.mean(scored[p])) if scored else None
     game = LeverGame.build(seed=0)
     for path in sorted(scored, key=lambda p: -statistics.mean(scored[p])):
-        values = scored[path]
         chosen = " (played: best average cross-play)" if path == best else ""
-        rows.append(
-            [
-                f"Ridge Rider, fingerprint {path}{chosen}",
-                f"{game.behaviour(solutions[0][path])['payoff']:.1f}",
-                f"{statistics.mean(values):.3f}",
-                f"{min(values):.3f}",
-            ]
-        )
+        pays = f"{game.behaviour(solutions[0][path])['payoff']:.1f}"
+        rows.append([f"Ridge Rider, fingerprint {path}{chosen}", pays, *cells(scored[path])])
     plays = [cross_play(self_played[a], a, self_played[b], b) for a, b in pairs]
-    rows.append(
-        [
-            "self-play (GD from random strategies)",
-            "-",
-            f"{statistics.mean(plays):.3f}",
-            f"{min(plays):.3f}",
-        ]
-    )
+    rows.append(["self-play (GD from random strategies)", "-", *cells(plays)])
     print_table(
         f"lever-game: cross-play over {len(pairs)} ordered pairs of {runs} runs ({seconds:.0f} s);"
         " the paper: RR 0.6 (optimal), self-play 1/k",
@@ -494,23 +454,6 @@ def lever_game(runs: int, max_nodes: int) -> None:
 
 
 # --- mnist-mlp -------------------------------------------------------------------------------
-
-
-def adam_runs(problem: Problem, seconds: float) -> list[Tensor]:
-    thetas, started, seed = [], time.perf_counter(), 0
-    gradient_of = grad(problem.loss)
-    while not thetas or time.perf_counter() - started < seconds:
-        parameter = torch.nn.Parameter(default_initialisation(problem, seed))
-        seed += 1
-        optimiser = torch.optim.Adam([parameter], lr=ADAM_LR)
-        for _ in range(ADAM_STEPS):
-            gradient = gradient_of(parameter.detach())
-            if gradient.norm() < ADAM_TOL:
-                break
-            parameter.grad = gradient
-            optimiser.step()
-        thetas.append(parameter.detach().clone())
-    return thetas
 
 
 def mnist_mlp(hidden: int, max_seconds: float) -> None:
@@ -524,20 +467,18 @@ def mnist_mlp(hidden: int, max_seconds: float) -> None:
         for _, data in rr.value.graph.nodes(data=True)
         if data["point"].kind in ("minimum", "ride-end")
     ]
-    adam = adam_runs(problem, seconds)
+    adam = adam_from_seeds(problem, seconds, ADAM_STEPS)
     rows = [
         [
-            "Ridge Rider",
-            str(len(minima)),
+            method,
+            str(len(thetas)),
             f"{seconds / unit:,.0f}",
-            f"{100 * max((accuracy(problem, t, 'test') for _, t in minima), default=0):.1f}",
-        ],
-        [
-            "Adam from random seeds",
-            str(len(adam)),
-            f"{seconds / unit:,.0f}",
-            f"{100 * max(accuracy(problem, t, 'test') for t in adam):.1f}",
-        ],
+            f"{100 * max((accuracy(problem, t, 'test') for t in thetas), default=0):.1f}",
+        ]
+        for method, thetas in (
+            ("Ridge Rider", [t for _, t in minima]),
+            ("Adam from random seeds", adam),
+        )
     ]
     print_table(
         f"mnist-mlp 784-{hidden}-{hidden}-10: best test accuracy (%), 1,000 test images;"
@@ -574,7 +515,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=("colored-mnist", "tree-mdp", "lever-game", "mnist-mlp"),
+        choices=EXPERIMENTS,
         action="append",
         help="run only these experiments (repeatable)",
     )
@@ -583,7 +524,7 @@ def main() -> None:
     if args.quick:
         args.seeds, args.trees, args.tree_seconds, args.runs = 1, 2, 1.0, 2
         args.colored_seconds = 30.0
-    only = set(args.only or ("colored-mnist", "tree-mdp", "lever-game", "mnist-mlp"))
+    only = args.only or EXPERIMENTS
     started = time.perf_counter()
     if "lever-game" in only:
         lever_game(args.runs, max_nodes=24)

@@ -30,11 +30,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
-from torch.func import grad
+from common import adam_from_seeds, default_initialisation, gradient_seconds, print_table, timed
 
 from ridgerider.critical import SettleConfig, settle_to_minimum
 from ridgerider.linalg import HessianOperator, eigsh
@@ -49,17 +47,16 @@ from ridgerider.search.archive import evaluation_probabilities
 from ridgerider.search.ridges import canonical_basis
 
 PROBLEMS = ("digits-mlp", "colored-digits", "digits-mlp:layers=2")
-ADAM_STEPS, ADAM_LR, ADAM_GRAD_TOL = 3_000, 1e-2, 1e-4
-
-
-@dataclass(frozen=True)
-class Row:
-    problem: str
-    method: str
-    seconds: float
-    equivalents: float
-    tries: int
-    summary: dict[str, float]
+ADAM_STEPS = 3_000
+COLUMNS = (
+    "solutions",
+    "functionally distinct",
+    "per 1k grad-eq",
+    "mean disagreement",
+    "ensemble test accuracy",
+    "best test accuracy",
+    "best OOD accuracy",
+)
 
 
 def ride_step_costs(steps: int = 30) -> dict[str, list[int]]:
@@ -71,6 +68,7 @@ def ride_step_costs(steps: int = 30) -> dict[str, list[int]]:
     start = eigsh(HessianOperator(problem.loss, problem.start), 9)
     group = canonical_basis(start.eigenvectors[:, :8])
     theta, d, neighbours = problem.start, group[:, 0], group[:, 1:3]
+    tight_tracking = {"tol": config.tracking_tol, "max_matvecs": config.tracking_matvecs}
     costs: dict[str, list[int]] = {"loose": [], "tight": [], "fresh": []}
     for _ in range(steps):
         theta = theta + 0.05 * d
@@ -78,57 +76,20 @@ def ride_step_costs(steps: int = 30) -> dict[str, list[int]]:
         costs["fresh"].append(eigsh(op, 3, tol=1e-3).info.matvecs)
         loose = track_eigenvector(op, d, neighbours, tol=1e-3, norm_estimate=13.0)
         costs["loose"].append(loose.matvecs)
-        tight = track_eigenvector(
-            op,
-            d,
-            neighbours,
-            tol=config.tracking_tol,
-            norm_estimate=13.0,
-            max_matvecs=config.tracking_matvecs,
-        )
+        tight = track_eigenvector(op, d, neighbours, norm_estimate=13.0, **tight_tracking)
         costs["tight"].append(tight.matvecs)
         d, neighbours = tight.vector, tight.neighbours
     return costs
 
 
-def default_initialisation(problem: Problem, seed: int) -> torch.Tensor:
-    """The flat parameters of the problem's module with PyTorch's default initialisation."""
-    module = problem.to_module(problem.start)
-    torch.manual_seed(seed)
-    for layer in module.modules():
-        if hasattr(layer, "reset_parameters"):
-            layer.reset_parameters()
-    return torch.cat([p.detach().reshape(-1) for p in module.parameters()]).to(problem.dtype)
-
-
-def restarts(problem: Problem, seconds: float) -> tuple[list[torch.Tensor], int]:
+def restarts(problem: Problem, seconds: float) -> list[torch.Tensor]:
     """Random initialisations polished to minima (L-BFGS, then Newton) until `seconds`."""
-    thetas, started, tries = [], time.perf_counter(), 0
+    thetas: list[torch.Tensor] = []
+    started = time.perf_counter()
     while time.perf_counter() - started < seconds:
-        theta = default_initialisation(problem, seed=tries)
-        tries += 1
-        settled, _ = settle_to_minimum(problem.loss, theta, SettleConfig())
-        thetas.append(settled)
-    return thetas, tries
-
-
-def adam(problem: Problem, seconds: float) -> tuple[list[torch.Tensor], int]:
-    """Full-batch Adam from random initialisations until `seconds`."""
-    thetas, started, tries = [], time.perf_counter(), 0
-    gradient_of = grad(problem.loss)
-    while time.perf_counter() - started < seconds:
-        theta = default_initialisation(problem, seed=tries).requires_grad_(False)
-        tries += 1
-        parameter = torch.nn.Parameter(theta.clone())
-        optimiser = torch.optim.Adam([parameter], lr=ADAM_LR)
-        for _ in range(ADAM_STEPS):
-            gradient = gradient_of(parameter.detach())
-            if gradient.norm() < ADAM_GRAD_TOL:
-                break
-            parameter.grad = gradient
-            optimiser.step()
-        thetas.append(parameter.detach().clone())
-    return thetas, tries
+        theta = default_initialisation(problem, seed=len(thetas))
+        thetas.append(settle_to_minimum(problem.loss, theta, SettleConfig())[0])
+    return thetas
 
 
 def summary(problem: Problem, thetas: list[torch.Tensor], equivalents: float) -> dict[str, float]:
@@ -177,65 +138,33 @@ def _copies(problem: Problem, reference: torch.Tensor, theta: torch.Tensor) -> b
     return (aligned - reference).norm().item() <= 1e-3 * (1 + reference.norm().item())
 
 
-def gradient_seconds(problem: Problem, repeats: int = 50) -> float:
-    """Median wall time of one full-batch gradient at the start."""
-    gradient = grad(problem.loss)
-    gradient(problem.start)
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        gradient(problem.start)
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples)
-
-
-@dataclass(frozen=True)
-class Run:
-    """What one method produced in its budget."""
-
-    method: str
-    seconds: float
-    tries: int
-    thetas: list[torch.Tensor]
-
-
-def ridge_rider(problem: Problem, name: str, seconds: float, method: str, **fields) -> Run:
-    """The search with a time budget (nodes unbounded); its solutions."""
-    spec = SearchSpec(problem=name, max_nodes=10_000, max_seconds=seconds, **fields)
-    started = time.perf_counter()
-    report = run(spec, problem)
+def ridge_rider(problem: Problem, name: str, seconds: float, **fields) -> tuple[list, int]:
+    """The search with a time budget (nodes unbounded): its solutions and rides."""
+    report = run(SearchSpec(problem=name, max_nodes=10_000, max_seconds=seconds, **fields), problem)
     rides = report.result.graph.number_of_edges() + len(report.result.failures)
-    thetas = [m.point.theta for m in report.minima]
-    return Run(method, time.perf_counter() - started, rides, thetas)
+    return [m.point.theta for m in report.minima], rides
 
 
-def baseline(
-    problem: Problem,
-    seconds: float,
-    method: str,
-    runner: Callable[[Problem, float], tuple[list[torch.Tensor], int]],
-) -> Run:
-    started = time.perf_counter()
-    thetas, tries = runner(problem, seconds)
-    return Run(method, time.perf_counter() - started, tries, thetas)
-
-
-def measure(name: str, seconds: float) -> list[Row]:
-    """Every method on problem `name`; the baselines get the longer of the two searches' time."""
+def measure(name: str, seconds: float) -> list[list[object]]:
+    """Every method on problem `name`, the baselines for the longer of the two searches' time:
+    a table row each."""
     problem = load(name)
     per_gradient = gradient_seconds(problem)
-    runs = [
-        ridge_rider(problem, name, seconds, "Ridge Rider, recursive"),
-        ridge_rider(problem, name, seconds, "Ridge Rider, one level", settle="minimum"),
-    ]
-    budget = max(r.seconds for r in runs)
-    runs.append(baseline(problem, budget, "random restarts", restarts))
-    runs.append(baseline(problem, budget, "Adam from random seeds", adam))
+    runs = {
+        "Ridge Rider, recursive": timed(ridge_rider, problem, name, seconds),
+        "Ridge Rider, one level": timed(ridge_rider, problem, name, seconds, settle="minimum"),
+    }
+    budget = max(r.seconds for r in runs.values())
+    runs["random restarts"] = timed(restarts, problem, budget)
+    runs["Adam from random seeds"] = timed(adam_from_seeds, problem, budget, ADAM_STEPS)
     rows = []
-    for r in runs:
+    for method, r in runs.items():
+        # a search counts its rides, a baseline its runs
+        thetas, tries = r.value if isinstance(r.value, tuple) else (r.value, len(r.value))
         equivalents = r.seconds / per_gradient
-        result = summary(problem, r.thetas, equivalents)
-        rows.append(Row(name, r.method, r.seconds, equivalents, r.tries, result))
+        result = summary(problem, thetas, equivalents)
+        cells = [f"{result[c]:.4f}" if c in result else "-" for c in COLUMNS]
+        rows.append([name, method, f"{r.seconds:.1f}", f"{equivalents:,.0f}", tries, *cells])
     return rows
 
 
@@ -243,48 +172,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=150.0, help="each method's budget")
     parser.add_argument("--quick", action="store_true", help="30 s budgets, digits-mlp only")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(1)
     seconds = 30.0 if args.quick else args.seconds
-    problems = PROBLEMS[:1] if args.quick else PROBLEMS
-    print(f"# bench/search.py on CPU, torch {torch.__version__}, {args.threads} thread(s)\n")
+    print(f"# bench/search.py on CPU, torch {torch.__version__}, 1 thread(s)\n")
     costs = ride_step_costs()
     print("HVPs per ride step, digits-mlp (64-8-10 tanh) from the zero point, 30 steps of 0.05\n")
-    print("| method | median | max |")
-    print("|---|---:|---:|")
-    for label, key in (
-        ("tracking, residual 1e-3", "loose"),
-        ("tracking, residual 1e-10 (the search's default)", "tight"),
-        ("fresh eigsh, 3 pairs, residual 1e-3", "fresh"),
-    ):
-        print(f"| {label} | {statistics.median(costs[key]):g} | {max(costs[key])} |")
-    print(f"\nEvery method with the same wall time ({seconds:g} s budgets)\n", flush=True)
-    columns = [
-        "solutions",
-        "functionally distinct",
-        "per 1k grad-eq",
-        "mean disagreement",
-        "ensemble test accuracy",
-        "best test accuracy",
-        "best OOD accuracy",
-    ]
-    print(
-        "| problem | method | seconds | gradient-equivalents | rides or runs | "
-        + " | ".join(columns)
-        + " |"
+    labels = {
+        "loose": "tracking, residual 1e-3",
+        "tight": "tracking, residual 1e-10 (the search's default)",
+        "fresh": "fresh eigsh, 3 pairs, residual 1e-3",
+    }
+    print_table(
+        ["method", "median", "max"],
+        "lrr",
+        ([label, f"{statistics.median(costs[k]):g}", max(costs[k])] for k, label in labels.items()),
     )
-    print("|---|---|---:|---:|---:|" + "---:|" * len(columns), flush=True)
-    for name in problems:
-        for row in measure(name, seconds):
-            cells = " | ".join(
-                f"{row.summary[c]:.4f}" if c in row.summary else "-" for c in columns
-            )
-            print(
-                f"| {row.problem} | {row.method} | {row.seconds:.1f} | {row.equivalents:,.0f} | "
-                f"{row.tries} | {cells} |",
-                flush=True,
-            )
+    print(f"\nEvery method with the same wall time ({seconds:g} s budgets)\n", flush=True)
+    print_table(
+        ["problem", "method", "seconds", "gradient-equivalents", "rides or runs", *COLUMNS],
+        "llrrr" + "r" * len(COLUMNS),
+        (row for name in PROBLEMS[: 1 if args.quick else 3] for row in measure(name, seconds)),
+    )
 
 
 if __name__ == "__main__":

@@ -24,17 +24,15 @@ import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
-
-import numpy as np
-import torch
-from sqlalchemy import func, insert, select
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from unittest.mock import patch
+
+import torch
+from common import p50_p99, print_table, samples, timed
+from sqlalchemy import func, insert, select
 
 from ridgerider.critical import classify
 from ridgerider.problems.registry import load
@@ -61,14 +59,9 @@ PAGE = 50
 DEPTH = 2500  # rows into the filtered, sorted set (at most a quarter of it)
 
 
-def timed(function: Callable[[], object], repeats: int) -> tuple[float, float]:
-    function()  # warm the caches and the plan
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        samples.append((time.perf_counter() - started) * 1000)
-    return float(np.percentile(samples, 50)), float(np.percentile(samples, 99))
+def latency(function: Callable[[], object], repeats: int) -> list[str]:
+    """p50 and p99 milliseconds of `function`, after a call that warms the caches and the plan."""
+    return p50_p99([1000 * s for s in samples(function, repeats)])
 
 
 def offset_page(db: Database, job_id: int, offset: int) -> list[int]:
@@ -95,17 +88,15 @@ def python_page(db: Database, job_id: int) -> list[int]:
 
 
 def measure(db: Database, label: str, solutions: int, repeats: int) -> list[tuple]:
+    """The query rows, on a job of `solutions` synthetic solutions stored in `db`."""
     ensure_schema(db)
-    started = time.perf_counter()
-    job_id, _ = synthetic_job(db, solutions)
-    print(
-        f"{label}: inserted {solutions:,} solutions in {time.perf_counter() - started:.1f} s",
-        file=sys.stderr,
-    )
+    inserted = timed(synthetic_job, db, solutions)
+    job_id, _ = inserted.value
+    print(f"{label}: inserted {solutions:,} solutions in {inserted.seconds:.1f} s", file=sys.stderr)
     with db.engine.begin() as connection:  # fresh statistics, as autovacuum would gather
         connection.exec_driver_sql("ANALYZE")
 
-    def page(cursor: str | None = None) -> list[int]:
+    def page(cursor: str | None = None) -> tuple[list[int], str | None]:
         with db.session(readonly=True) as session:
             result = solutions_page(
                 session, job_id, where=FILTER, sort=SORT, limit=PAGE, cursor=cursor
@@ -133,31 +124,22 @@ def measure(db: Database, label: str, solutions: int, repeats: int) -> list[tupl
         with db.session(readonly=True) as session:
             return diverse_top_k(session, job_id, 10, FILTER)
 
-    rows = [
-        ("filter + sort, first page (ours)", *timed(page, repeats)),
-        (f"same, {DEPTH:,} rows deep: keyset (ours)", *timed(lambda: page(cursor), repeats)),
+    few = max(5, repeats // 10)  # for the slow ones
+    two = [("test_accuracy", "max"), ("sharpness", "min")]
+    queries = [
+        ("filter + sort, first page (ours)", page, repeats),
+        (f"same, {DEPTH:,} rows deep: keyset (ours)", lambda: page(cursor), repeats),
         (
             f"same, {DEPTH:,} rows deep: OFFSET (peer)",
-            *timed(lambda: offset_page(db, job_id, DEPTH), repeats),
+            lambda: offset_page(db, job_id, DEPTH),
+            repeats,
         ),
-        (
-            "first page, filtered in Python (peer)",
-            *timed(lambda: python_page(db, job_id), max(5, repeats // 10)),
-        ),
-        (
-            "Pareto front, 2 metrics",
-            *timed(pareto([("test_accuracy", "max"), ("sharpness", "min")]), max(5, repeats // 10)),
-        ),
-        (
-            "Pareto front, 3 metrics",
-            *timed(
-                pareto([("test_accuracy", "max"), ("sharpness", "min"), ("ood_accuracy", "max")]),
-                max(5, repeats // 10),
-            ),
-        ),
-        ("diverse top-10 (filtered)", *timed(diverse, max(5, repeats // 10))),
+        ("first page, filtered in Python (peer)", lambda: python_page(db, job_id), few),
+        ("Pareto front, 2 metrics", pareto(two), few),
+        ("Pareto front, 3 metrics", pareto([*two, ("ood_accuracy", "max")]), few),
+        ("diverse top-10 (filtered)", diverse, few),
     ]
-    return [(label, *row) for row in rows]
+    return [(label, query, *latency(function, n)) for query, function, n in queries]
 
 
 def record_rows(db: Database, label: str, folder: Path, repeats: int) -> list[tuple]:
@@ -172,7 +154,7 @@ def record_rows(db: Database, label: str, folder: Path, repeats: int) -> list[tu
         job_id, root = _job_of_nodes(db, store, problem, nodes, generator)
         tree = JobTree(db, store, job_id, problem, spec)
         for method, scan in (("loss window (ours)", False), ("every node (peer)", True)):
-            samples = []
+            milliseconds = []
             for _ in range(repeats):
                 theta = 0.3 * torch.randn(problem.dim, generator=generator, dtype=torch.float64)
                 point = classify(problem.loss, theta, probe=1, zero_modes=1)
@@ -185,9 +167,10 @@ def record_rows(db: Database, label: str, folder: Path, repeats: int) -> list[tu
                         tree.record_ride(unit, outcome)
                 else:
                     tree.record_ride(unit, outcome)
-                samples.append((time.perf_counter() - started) * 1000)
-            p50, p99 = np.percentile(samples, 50), np.percentile(samples, 99)
-            rows.append((label, f"record a ride, {nodes:,} nodes: {method}", p50, p99))
+                milliseconds.append((time.perf_counter() - started) * 1000)
+            rows.append(
+                (label, f"record a ride, {nodes:,} nodes: {method}", *p50_p99(milliseconds))
+            )
     return rows
 
 
@@ -204,13 +187,10 @@ def _job_of_nodes(
     for i in range(count):
         theta = 0.3 * torch.randn(problem.dim, generator=generator, dtype=torch.float64)
         row = minimum_row(job_id, secrets.token_hex(32), depth=min(i, 1))
-        nodes.append(
-            row
-            | {
-                "loss": problem.loss(theta).item(),
-                "theta_sha256": put_tensors(store, {"theta": theta}),
-            }
+        row.update(
+            loss=problem.loss(theta).item(), theta_sha256=put_tensors(store, {"theta": theta})
         )
+        nodes.append(row)
     with db.session() as session:
         session.execute(insert(Node), nodes)
         root = session.scalar(select(func.min(Node.id)).where(Node.job_id == job_id))
@@ -233,41 +213,35 @@ def _pending_ride(db: Database, tree: JobTree, job_id: int, root: int) -> Unit:
     return unit
 
 
+@contextmanager
+def fresh_database(engine: str, file: Path) -> Iterator[Database]:
+    """A new, empty database: an SQLite `file`, or a PostgreSQL database dropped after."""
+    with nullcontext(file) if engine == "SQLite" else postgres_database() as url:
+        db = Database(url)
+        yield db
+        db.dispose()
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--solutions", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--record-repeats", type=int, default=30)
     args = parser.parse_args()
     results, records = [], []
     with tempfile.TemporaryDirectory() as folder:
-        sqlite = Database(Path(folder) / "bench.db")
-        results += measure(sqlite, "SQLite", args.solutions, args.repeats)
-        sqlite.dispose()
-        sqlite = Database(Path(folder) / "records.db")
-        records += record_rows(sqlite, "SQLite", Path(folder), args.record_repeats)
-        sqlite.dispose()
-        with postgres_database() as url:
-            postgres = Database(url)
-            results += measure(postgres, "PostgreSQL", args.solutions, args.repeats)
-            postgres.dispose()
-        with postgres_database() as url:
-            postgres = Database(url)
-            records += record_rows(postgres, "PostgreSQL", Path(folder), args.record_repeats)
-            postgres.dispose()
+        for engine in ("SQLite", "PostgreSQL"):
+            with fresh_database(engine, Path(folder) / "bench.db") as db:
+                results += measure(db, engine, args.solutions, args.repeats)
+            with fresh_database(engine, Path(folder) / "records.db") as db:
+                records += record_rows(db, engine, Path(folder), args.record_repeats)
     print(
         f"\n{args.solutions:,} solutions x 20 metrics; filter `{FILTER}`, sort `{SORT}`, "
         f"{PAGE} rows a page\n"
     )
-    print("| engine | query | p50 ms | p99 ms |")
-    print("|---|---|---:|---:|")
-    for engine, query, p50, p99 in results:
-        print(f"| {engine} | {query} | {p50:.1f} | {p99:.1f} |")
+    print_table(["engine", "query", "p50 ms", "p99 ms"], "llrr", results)
     print("\nRecording a ride's new point into a job's tree (digits-mlp 64-4-10), milliseconds\n")
-    print("| engine | record | p50 ms | p99 ms |")
-    print("|---|---|---:|---:|")
-    for engine, record, p50, p99 in records:
-        print(f"| {engine} | {record} | {p50:.1f} | {p99:.1f} |")
+    print_table(["engine", "record", "p50 ms", "p99 ms"], "llrr", records)
 
 
 if __name__ == "__main__":

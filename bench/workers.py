@@ -13,30 +13,26 @@ Run: `python bench/workers.py` (about 6 minutes on 2 CPU cores).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import redis
 import torch
 from celery import Celery
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import p50_p99, print_table
 
 from ridgerider.search import SearchSpec
 from storage.artifacts import LocalArtifactStore
 from storage.database import Database
 from storage.jobs import create_job
-from storage.models import Job
+from storage.models import JOB_ENDED, Job
 from storage.schema import ensure_schema
 from storage.units import mark_enqueued
 from tests.workers.pool import pool
-from workers.celery_app import app, configure
+from workers.celery_app import DEFAULT_QUEUE
 from workers.local import run_job
-from workers.settings import load_settings
 
 NODES = 40  # a job of about 6 minutes on one core
 
@@ -58,9 +54,11 @@ def in_process(folder: Path, problem: str) -> tuple[float, dict]:
 
 
 def on_pool(folder: Path, problem: str, workers: int, probes: int) -> tuple[float, dict, list]:
-    """Wall time from sending the job's start to its end, on a pool that is already running."""
+    """Wall time from sending the job's start to its end, on a pool (in the new `folder`) that is
+    already running."""
+    folder.mkdir()
     with pool(folder, workers=workers) as (running, db):
-        configure(load_settings(broker_url=running.broker_url))
+        app = sender(running.broker_url)
         with db.session() as session:
             job_id = create_job(session, job_spec(problem)).id
         started = time.perf_counter()
@@ -70,12 +68,23 @@ def on_pool(folder: Path, problem: str, workers: int, probes: int) -> tuple[floa
         while True:
             with db.session(readonly=True) as session:
                 job = session.get(Job, job_id)
-                if job.status in ("finished", "failed", "cancelled"):
+                if job.status in JOB_ENDED:
                     break
             time.sleep(0.05)
         seconds = time.perf_counter() - started
         latencies = overhead(app, running.broker_url, probes) if probes else []
+    app.close()
     return seconds, job.stats, latencies
+
+
+def sender(broker_url: str) -> Celery:
+    """A Celery app of its own that sends to `broker_url` as the service does (JSON, the
+    default queue): the service's app is configured once a process, for one pool."""
+    app = Celery("bench", broker=broker_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json", accept_content=["json"], task_default_queue=DEFAULT_QUEUE
+    )
+    return app
 
 
 def overhead(app: Celery, broker_url: str, count: int) -> list[float]:
@@ -103,27 +112,28 @@ def main() -> None:
         root = Path(folder)
         local_seconds, local_stats = in_process(root, args.problem)
         print(f"in-process: {local_seconds:.1f} s", file=sys.stderr)
-        (root / "one").mkdir()
         one_seconds, one_stats, _ = on_pool(root / "one", args.problem, 1, 0)
         print(f"1 worker: {one_seconds:.1f} s", file=sys.stderr)
-        (root / "two").mkdir()
         two_seconds, two_stats, latencies = on_pool(root / "two", args.problem, 2, args.probes)
         print(f"2 workers: {two_seconds:.1f} s", file=sys.stderr)
     print(f"\n{args.problem}, default spec, max_nodes = {NODES}\n")
-    print("| runner | wall s | speedup over 1 worker | rides | distinct minima |")
-    print("|---|---:|---:|---:|---:|")
-    for name, seconds, stats in (
+    runs = (
         ("in-process (peer, 1 torch thread)", local_seconds, local_stats),
         ("pool, 1 worker process (1 torch thread)", one_seconds, one_stats),
         ("pool, 2 worker processes (1 torch thread each)", two_seconds, two_stats),
-    ):
-        speedup = one_seconds / seconds
-        print(
-            f"| {name} | {seconds:.1f} | {speedup:.2f}x | {stats['rides']} | {stats['solutions']} |"
-        )
+    )
+    print_table(
+        ["runner", "wall s", "speedup over 1 worker", "rides", "distinct minima"],
+        "lrrrr",
+        (
+            [n, f"{s:.1f}", f"{one_seconds / s:.2f}x", t["rides"], t["solutions"]]
+            for n, s, t in runs
+        ),
+    )
+    p50, p99 = p50_p99(latencies)
     print(
         f"\nper-task overhead, send to start, {len(latencies)} probes on an idle pool: "
-        f"p50 {statistics.median(latencies):.1f} ms, p99 {np.percentile(latencies, 99):.1f} ms"
+        f"p50 {p50} ms, p99 {p99} ms"
     )
 
 
