@@ -35,12 +35,13 @@ lint: $(STAMP)
 test: lint $(CHROMEDRIVER)
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)
+bench: $(STAMP) $(CHROMEDRIVER)
 	$(BIN)/python bench/eigsh.py
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/storage.py
 	$(BIN)/python bench/workers.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/dashboard.py
 	$(BIN)/python bench/paper.py
 
 # The HTTP fuzz (schemathesis, stateful) with 20x the examples `make test` runs.

@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
+from common import print_table
 from selenium.webdriver.common.by import By
 
 from storage.database import Database
@@ -99,15 +96,18 @@ def main() -> None:
                 headers={"Authorization": f"Bearer {key}"},
             ).content
     page_bytes = statistics.median(times["bytes"])
-    print(f"dashboard, job of {args.solutions:,} solutions, median of {args.repeats}")
-    print(f"{'what':<44}{'ms':>10}")
-    for name, label in (
-        ("open", "open the job's solutions (page of 50)"),
-        ("next", "next page"),
-        ("sort", "sort by a metric (new first page)"),
-        ("api", "peer: GET /jobs/1/solutions?limit=50 alone"),
-    ):
-        print(f"{label:<44}{statistics.median(times[name]):>10.1f}")
+    print(f"dashboard, job of {args.solutions:,} solutions, median of {args.repeats} (ms)")
+    labels = {
+        "open": "open the job's solutions (page of 50)",
+        "next": "next page",
+        "sort": "sort by a metric (new first page)",
+        "api": "peer: GET /jobs/1/solutions?limit=50 alone",
+    }
+    print_table(
+        ["what", "ms"],
+        "lr",
+        ([label, f"{statistics.median(times[name]):.1f}"] for name, label in labels.items()),
+    )
     print(
         f"rows in the browser: {times['drawn'][0]}; bytes a page: {page_bytes:,.0f}; "
         f"the whole set would be about {len(whole) * args.solutions / 1000:,.0f} bytes"

@@ -3,8 +3,9 @@
 
 const KEY = "ridgerider-key";
 const PAGE = 50;
-const ENSEMBLE = 20;
-const MAX_DRAWN = 2000;  // critical points the tree view draws at most  // solutions whose models one ensemble request evaluates, at most
+const ENSEMBLE = 20;  // solutions whose models one ensemble request evaluates, at most
+const MAX_DRAWN = 2000;  // critical points the tree view draws at most
+const ENDED = ["finished", "failed", "cancelled"];
 const SVG = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
 const state = { job: null, sort: "id", cursors: [null], page: 0, rows: [], picked: new Set(),
@@ -106,7 +107,7 @@ async function refreshJobs() {
   }));
   $("jobs").dataset.loaded = "true";
   clearTimeout(state.jobsTimer);
-  if (page.jobs.some((job) => !["finished", "failed", "cancelled"].includes(job.status))) {
+  if (page.jobs.some((job) => !ENDED.includes(job.status))) {
     state.jobsTimer = setTimeout(() => refreshJobs().catch(() => {}), 3000);
   }
 }
@@ -215,8 +216,8 @@ async function openJob(jobId) {
   $("filter").value = "";
   $("filter-error").textContent = "";
   $("node-details").replaceChildren();
-  await Promise.all([drawTree(), loadSolutions()]);
-  follow(jobId);
+  const [job] = await Promise.all([api(`/jobs/${jobId}`), drawTree(), loadSolutions()]);
+  if (!ENDED.includes(job.status)) follow(jobId);  // an ended job changes no more
 }
 
 async function follow(jobId) {

@@ -126,7 +126,7 @@ def test_a_job_from_the_form_grows_in_the_tree_while_it_runs(dashboard, browser)
     )
     assert "greater than or equal to 1" in refusal
     shot(browser, "submit-error")
-    set_value(field(browser, "max_nodes"), "8")
+    set_value(field(browser, "max_nodes"), "10")
     browser.find_element(By.CSS_SELECTOR, "#submit-form button[type=submit]").click()
     until(lambda: browser.find_element(By.ID, "job-title").text == "Job 2")
 
