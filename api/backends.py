@@ -32,38 +32,27 @@ class Chosen:
     metrics (None from a server, which evaluates no model in a request)."""
 
     selection: str
-    rows: list[SolutionRow]
+    solutions: list[SolutionRow]
     set_metrics: dict[str, float] | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "selection": self.selection,
-            "solutions": [row.to_json() for row in self.rows],
-            "set_metrics": self.set_metrics,
-        }
 
 
 class Backend(Protocol):
     def status(self, job_id: int) -> dict[str, Any]:
         """The job's summary with its `progress` counts."""
-        ...
 
     def cancel(self, job_id: int) -> None:
         """Stop the job: nothing more starts; what it found is kept."""
-        ...
 
     def solutions(
         self, job_id: int, where: str | None, sort: str, limit: int, cursor: str | None
     ) -> Page:
         """A page of the job's solutions passing `where`, sorted by `sort`."""
-        ...
 
     def select(self, job_id: int, choice: Choice) -> Chosen: ...
 
     def export(self, job_id: int, destination: Path, choice: Choice) -> int:
         """Write the chosen solutions' export to `destination` (a new folder, or a path ending
         .tar.gz); returns how many solutions it holds."""
-        ...
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -32,7 +33,6 @@ from api.cli_common import (
     describe_progress,
     errors,
     fail,
-    job_or_fail,
     open_database,
     progress_bar,
     read_spec,
@@ -245,7 +245,7 @@ def resume(
     torch.set_num_threads(threads)
     db, store = open_database(settings_of(database_url=db_url, artifacts=artifacts))
     with db.session(readonly=True) as session:
-        status = job_or_fail(session, job).status
+        status = get_job(session, job).status
     if status in JOB_ENDED:
         fail(f"job {job} is {status}; there is nothing to resume")
     _run_in_process(db, store, job)
@@ -378,9 +378,9 @@ def select(
     settings = settings_of(database_url=db_url, artifacts=artifacts, server=server, api_key=key)
     chosen = backend(settings).select(job, Choice(pareto, diverse, where))
     if output is Format.json:
-        print(json.dumps(chosen.to_json()))
+        print(json.dumps(asdict(chosen)))
         return
-    print_rows(console, chosen.rows, output, f"{chosen.selection} of job {job}", None)
+    print_rows(console, chosen.solutions, output, f"{chosen.selection} of job {job}", None)
     if output is Format.table and chosen.set_metrics:
         console.print(
             "set: "

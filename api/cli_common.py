@@ -14,7 +14,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.orm import Session
 from typer.core import TyperGroup
 
 from api.backends import Backend, LocalBackend, RemoteBackend
@@ -23,8 +22,7 @@ from ridgerider.problems.registry import UnknownProblemError
 from storage.artifacts import CorruptArtifactError, LocalArtifactStore
 from storage.database import Database
 from storage.filters import FilterError
-from storage.jobs import JobNotFoundError, get_job
-from storage.models import Job
+from storage.jobs import JobNotFoundError
 from storage.queries import QueryError
 from storage.schema import SchemaOutdatedError, ensure_schema
 from storage.solutions import SolutionNotFoundError
@@ -154,13 +152,6 @@ def describe_progress(job_id: int, counts: dict[str, int]) -> str:
         f"points, {counts['minima']} minima, "
         f"{counts['outstanding']} to go, {counts['hvps']:,} HVPs"
     )
-
-
-def job_or_fail(session: Session, job_id: int) -> Job:
-    try:
-        return get_job(session, job_id)
-    except JobNotFoundError as error:
-        fail(str(error))
 
 
 def where(db: Database) -> str:

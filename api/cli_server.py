@@ -7,7 +7,7 @@ import ipaddress
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import torch
 import typer
@@ -31,7 +31,7 @@ from api.cli_common import (
     read_spec,
     settings_of,
 )
-from api.client import Client, ClientError
+from api.client import Client
 from api.deps import KEY_CACHE_SECONDS, Services
 from api.render import print_report
 from storage.jobs import adopt_unowned
@@ -190,14 +190,6 @@ def list_(db_url: DbOption = None) -> None:
     console.print(table)
 
 
-def call(function: Any, *args: Any, **kwargs: Any) -> Any:
-    """A client call whose refusal becomes a clear error and exit code 2."""
-    try:
-        return function(*args, **kwargs)
-    except ClientError as error:
-        fail(str(error))
-
-
 @commands.command()
 def submit(
     spec: Annotated[
@@ -219,28 +211,23 @@ def submit(
         fields["problem"] = problem
     settings = settings_of(server=server, api_key=key)
     remote = client(settings)
-    job = call(remote.submit, fields)
+    job = remote.submit(fields)
     if no_wait:
         print(job["id"])
         return
     errors.print(f"job {job['id']}: {job['problem']}, on {settings.server}", highlight=False)
     with progress_bar() as progress:
         task = progress.add_task(f"job {job['id']}: queued", total=None)
-        try:
-            for event, data in remote.events(job["id"]):
-                if event == "progress":
-                    progress.update(task, description=describe_progress(job["id"], data))
-        except ClientError as error:
-            fail(str(error))
+        for event, data in remote.events(job["id"]):
+            if event == "progress":
+                progress.update(task, description=describe_progress(job["id"], data))
     report(remote, job["id"], as_json)
 
 
 def report(remote: Client, job_id: int, as_json: bool) -> None:
     """The same end-of-run report as an in-process run, from the server."""
-    job = call(remote.job, job_id)
-    rows = [
-        SolutionRow.from_json(s) for s in call(remote.solutions, job_id, limit=1000)["solutions"]
-    ]
+    job = remote.job(job_id)
+    rows = [SolutionRow.from_json(s) for s in remote.solutions(job_id, limit=1000)["solutions"]]
     stats = dict(job["stats"])
     document = {"job": job, "set_metrics": stats.pop("set_metrics", {}), "stats": stats}
     if as_json:

@@ -9,8 +9,6 @@ from typing import Any
 
 import httpx
 
-SERVER_ENV = "RIDGERIDER_SERVER"
-API_KEY_ENV = "RIDGERIDER_API_KEY"
 EVENTS_READ_TIMEOUT = 60.0  # seconds without a byte: the server sends a comment every 15 s
 
 

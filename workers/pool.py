@@ -26,15 +26,12 @@ log = logging.getLogger(__name__)
 class JobPool(Protocol):
     def submit(self, db: Database, job_id: int) -> None:
         """Start a stored, queued job."""
-        ...
 
     def cancel(self, db: Database, job_id: int) -> None:
         """Cancel a job: no unit is claimed after this; what it found is kept."""
-        ...
 
     def status(self) -> str:
-        """ "ok", or why jobs cannot be started."""
-        ...
+        """Whether jobs can be started: "ok", or why not."""
 
 
 class Pool:
@@ -60,7 +57,7 @@ class Pool:
         self._tasks().cancel(db, job_id)
 
     def status(self) -> str:
-        """ "ok" if the broker answers, else why not."""
+        """Whether the broker answers: "ok", or why not."""
         client = redis.Redis.from_url(
             self.settings.broker_url,
             socket_timeout=BROKER_PING_SECONDS,

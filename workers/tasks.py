@@ -28,7 +28,7 @@ from celery import signals
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import OperationalError as DatabaseError
 
-from ridgerider.search.frontier import Unit, frontier_key
+from ridgerider.search.frontier import frontier_key
 from ridgerider.search.loop import work_on
 from storage.artifacts import LocalArtifactStore
 from storage.database import Database
@@ -221,13 +221,9 @@ def ticket(job_id: int, kind: UnitKind, unit_id: int, work: str) -> str:
         created = work_on(ctx.tree, ctx.problem, ctx.spec, unit)
     _Process.notify(job_id)
     for new in created:
-        send(ctx.db, _message(job_id, new))
+        send(ctx.db, Message(job_id, new.kind, new.id, new.work))
     _finalise_if_done(ctx.db, job_id)
     return f"did {unit.kind} {unit.id}"
-
-
-def _message(job_id: int, unit: Unit) -> Message:
-    return Message(job_id, unit.kind, unit.id, unit.work)
 
 
 @app.task(name="ridgerider.finalise", **RETRY)
