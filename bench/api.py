@@ -37,8 +37,8 @@ from common import p50_p99, print_table
 
 from storage.models import Job
 from storage.queries import solutions_page
+from storage.synthetic import synthetic_job
 from tests.api.server import serve
-from tests.storage.synthetic import synthetic_job
 from tests.workers.pool import pool
 
 FILTER = "test_accuracy > 0.3 and sharpness < {}"

@@ -23,9 +23,9 @@ from selenium.webdriver.common.by import By
 
 from storage.database import Database
 from storage.schema import ensure_schema
+from storage.synthetic import synthetic_job
 from tests.api.server import serving
 from tests.api.test_dashboard import chromium, sign_in, until
-from tests.storage.synthetic import synthetic_job
 
 DRAWN = "return document.querySelectorAll('#solutions tbody tr').length"
 FIRST_ID = "return document.querySelector('#solutions tbody tr')?.dataset.solution"

@@ -48,9 +48,9 @@ from storage.queries import filtered_solutions, parse_job_filter, solutions_page
 from storage.records import MergeWindow
 from storage.schema import ensure_schema
 from storage.selection import Objective, diverse_top_k, pareto_front
+from storage.synthetic import minimum_row, synthetic_job
 from storage.tree import JobTree
 from tests.conftest import postgres_database
-from tests.storage.synthetic import minimum_row, synthetic_job
 
 EVERYWHERE = MergeWindow((-1e300, 1e300))
 FILTER = "test_accuracy > 0.3 and sharpness < 80"

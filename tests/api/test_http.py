@@ -27,8 +27,8 @@ from storage.artifacts import LocalArtifactStore
 from storage.database import Database
 from storage.jobs import create_job
 from storage.models import JOB_ENDED, Solution
+from storage.synthetic import record_solution
 from tests.api.server import serve
-from tests.storage.synthetic import record_solution
 from tests.workers.pool import pool
 
 PROBLEM_JSON = "application/problem+json"

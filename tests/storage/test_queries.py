@@ -22,7 +22,7 @@ from storage.queries import (
     metric_matrix,
     solutions_page,
 )
-from tests.storage.synthetic import synthetic_job
+from storage.synthetic import synthetic_job
 from workers.local import run_job
 
 FILTERS = {

@@ -24,8 +24,8 @@ from storage.schema import (
     head_revision,
     upgrade,
 )
+from storage.synthetic import synthetic_job
 from tests.conftest import ENGINES, postgres_database
-from tests.storage.synthetic import synthetic_job
 from workers.local import run_job
 
 

@@ -17,7 +17,7 @@ from storage.selection import (
     parse_objectives,
     stored_predictions,
 )
-from tests.storage.synthetic import record_solution, synthetic_job
+from storage.synthetic import record_solution, synthetic_job
 
 
 def brute_force_front(values: np.ndarray) -> list[int]:

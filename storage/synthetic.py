@@ -1,4 +1,5 @@
-"""Synthetic solution sets, inserted in bulk: for query tests and the storage benchmark."""
+"""Synthetic solution sets, inserted in bulk: for query tests and the storage, API and dashboard
+benchmarks (they ship with storage so that benchmarks need nothing of the tests)."""
 
 from __future__ import annotations
 
