@@ -29,7 +29,7 @@ from workers.pool import Pool
 @dataclass(frozen=True)
 class Chosen:
     """A choice's solutions and how they were chosen; `set_metrics` are the set's ensemble
-    metrics (None from a server, which evaluates no model in a request)."""
+    metrics (None from a server, whose select evaluates no model)."""
 
     selection: str
     solutions: list[SolutionRow]

@@ -5,6 +5,7 @@ nor the threads that other requests need; a bounded number wait their turn (429 
 from __future__ import annotations
 
 import asyncio
+import functools
 import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from api.limits import too_many
+from ridgerider.problems.base import Problem
 from ridgerider.problems.registry import load
 from storage.artifacts import LocalArtifactStore
 from storage.database import Database
@@ -103,6 +105,13 @@ def build_export(
         db.dispose()
 
 
+@functools.lru_cache(maxsize=4)
+def loaded(name: str, allow_import: bool) -> Problem:
+    """The problem `name`, kept by the background process: building one can take minutes (a
+    network's maximally invariant start), and a user asks for one set after another."""
+    return load(name, allow_import=allow_import)
+
+
 def ensemble_of(db_url: str, artifacts: str, job_id: int, ids: list[int]) -> dict[str, float]:
     """`workers.evaluation.ensemble_metrics` for the export process."""
     from workers.evaluation import ensemble_metrics
@@ -111,7 +120,7 @@ def ensemble_of(db_url: str, artifacts: str, job_id: int, ids: list[int]) -> dic
     try:
         with db.session(readonly=True) as session:
             job = get_job(session, job_id)
-        problem = load(job.problem, allow_import=job.allow_import)
+        problem = loaded(job.problem, job.allow_import)
         return ensemble_metrics(db, LocalArtifactStore(artifacts), job_id, ids, problem)
     finally:
         db.dispose()

@@ -353,7 +353,7 @@ def solutions(
 ) -> None:
     """A job's solutions: filtered, sorted, one page at a time."""
     settings = settings_of(database_url=db_url, server=server, api_key=key)
-    page = backend(settings).solutions(job, where, sort, limit, cursor)
+    page = backend(settings, db_url).solutions(job, where, sort, limit, cursor)
     print_rows(console, page.items, output, f"solutions of job {job}", page.next_cursor)
 
 
@@ -374,9 +374,9 @@ def select(
     key: KeyOption = None,
 ) -> None:
     """Choose solutions: the Pareto front over objectives, or a diverse top-k; with the chosen
-    set's ensemble metrics (locally; a server does no model evaluation in a request)."""
+    set's ensemble metrics (locally; a server's select evaluates no model)."""
     settings = settings_of(database_url=db_url, artifacts=artifacts, server=server, api_key=key)
-    chosen = backend(settings).select(job, Choice(pareto, diverse, where))
+    chosen = backend(settings, db_url).select(job, Choice(pareto, diverse, where))
     if output is Format.json:
         print(json.dumps(asdict(chosen)))
         return
@@ -407,7 +407,7 @@ def export_command(
     """Export a job's solutions as an MLOps artifact: model card, metrics CSV, lineage GraphML
     and JSON, weights with hashes, plots."""
     settings = settings_of(database_url=db_url, artifacts=artifacts, server=server, api_key=key)
-    exported = backend(settings).export(job, destination, Choice(pareto, diverse, where))
+    exported = backend(settings, db_url).export(job, destination, Choice(pareto, diverse, where))
     console.print(f"exported {exported} solutions of job {job} to {destination}")
 
 
@@ -454,7 +454,7 @@ def cancel(
 ) -> None:
     """Cancel a job: nothing more is started, what it found so far is kept."""
     settings = settings_of(database_url=db_url, broker_url=broker, server=server, api_key=key)
-    backend(settings).cancel(job)
+    backend(settings, db_url).cancel(job)
     console.print(f"job {job}: cancel requested")
 
 
@@ -468,7 +468,7 @@ def status(
 ) -> None:
     """A job's status and progress."""
     settings = settings_of(database_url=db_url, server=server, api_key=key)
-    print_status(console, backend(settings).status(job), output)
+    print_status(console, backend(settings, db_url).status(job), output)
 
 
 db_app = typer.Typer(help="The database's schema.")

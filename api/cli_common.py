@@ -128,9 +128,11 @@ def client(settings: Settings) -> Client:
     return Client(settings.server, settings.api_key.get_secret_value())
 
 
-def backend(settings: Settings) -> Backend:
-    """The server `settings` name, else the local database."""
+def backend(settings: Settings, database_flag: str | None) -> Backend:
+    """The server `settings` name, else the local database (`--db`, refused with a server)."""
     if settings.server:
+        if database_flag:
+            fail("--db and --server (or RIDGERIDER_SERVER) are both given: choose one")
         return RemoteBackend(client(settings))
     db, store = open_database(settings)
     return LocalBackend(db, store, Pool(settings))

@@ -133,7 +133,7 @@ def dashboard(
     db, store = open_database(settings)
     with db.session() as session:
         revoke_key(session, LOCAL_OWNER)
-        key = create_key(session, LOCAL_OWNER)
+        key = create_key(session, LOCAL_OWNER, local=True)
         adopt_unowned(session, LOCAL_OWNER)
     torch.set_num_threads(1)
     errors.print(

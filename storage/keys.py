@@ -25,16 +25,22 @@ def key_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_key(session: Session, name: str) -> str:
+def create_key(session: Session, name: str, *, local: bool = False) -> str:
     """A new key for `name` (letters, digits, `_.@-`, up to 100); returns the key itself, which
     is not stored and cannot be shown again. A name whose key was revoked gets a new one (the
-    name keeps its jobs).
+    name keeps its jobs). `LOCAL_OWNER`'s key, which sees the command line's jobs, is made only
+    by `ridgerider dashboard` (`local`).
 
     Raises:
-        KeyNameError: the name is malformed or already has a valid key.
+        KeyNameError: the name is malformed, reserved, or already has a valid key.
     """
     if not NAME.match(name):
         raise KeyNameError(f"key name {name!r}: use 1-100 letters, digits and _.@- characters")
+    if name == LOCAL_OWNER and not local:
+        raise KeyNameError(
+            f"key name {name!r} is reserved: it owns the command line's jobs "
+            "(`ridgerider dashboard` makes its key)"
+        )
     found = session.scalar(select(ApiKey).where(ApiKey.name == name))
     if found is not None and not found.revoked:
         raise KeyNameError(f"key name {name!r} is taken")

@@ -1,5 +1,5 @@
 """Synthetic solution sets, inserted in bulk: for query tests and the storage, API and dashboard
-benchmarks (they ship with storage so that benchmarks need nothing of the tests)."""
+benchmarks (they ship with storage so that benchmarks build their data from the package)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ cancels jobs, says whether the broker answers, runs a worker), or this process
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
 from types import ModuleType
 from typing import Protocol
 
@@ -42,8 +43,11 @@ class Pool:
         self.settings = settings
 
     def _tasks(self) -> ModuleType:
-        if getattr(celery_app.app, "ridgerider_settings", None) != self.settings:
+        configured = getattr(celery_app.app, "ridgerider_settings", None)
+        if configured is None:
             celery_app.configure(self.settings)
+        elif configured != self.settings:
+            raise RuntimeError("this process's Celery app serves another pool's settings")
         from workers import tasks  # torch and the engine: only where work is sent or done
 
         return tasks
@@ -77,25 +81,29 @@ class Pool:
 
 
 class InProcessPool:
-    """Runs submitted jobs one at a time in a thread of this process, with the in-process
-    runner: a pool for one local user, with no broker and no workers."""
+    """Runs submitted jobs one at a time in a daemon thread of this process, with the in-process
+    runner: a pool for one local user, with no broker and no workers. Stopping the process
+    stops the job under way; `ridgerider resume` goes on with it."""
 
     def __init__(self, store: ArtifactStore) -> None:
         self.store = store
-        self._runner = ThreadPoolExecutor(1, thread_name_prefix="ridgerider-job")
+        self._submitted: queue.SimpleQueue[tuple[Database, int]] = queue.SimpleQueue()
+        threading.Thread(target=self._work, name="ridgerider-jobs", daemon=True).start()
 
     def submit(self, db: Database, job_id: int) -> None:
-        self._runner.submit(self._run, db, job_id)
+        self._submitted.put((db, job_id))
 
-    def _run(self, db: Database, job_id: int) -> None:
-        try:
-            run_job(db, self.store, job_id)
-        except StartError:
-            pass  # the job is failed already, with the reason
-        except Exception as error:  # nobody waits for this thread: the job records the error
-            log.exception("job %s failed", job_id)
-            with db.session() as session:
-                fail_job(session, job_id, f"{type(error).__name__}: {error}")
+    def _work(self) -> None:
+        while True:
+            db, job_id = self._submitted.get()
+            try:
+                run_job(db, self.store, job_id)
+            except StartError:
+                pass  # the job is failed already, with the reason
+            except Exception as error:  # nobody waits for this thread: the job records the error
+                log.exception("job %s failed", job_id)
+                with db.session() as session:
+                    fail_job(session, job_id, f"{type(error).__name__}: {error}")
 
     def cancel(self, db: Database, job_id: int) -> None:
         with db.session() as session:

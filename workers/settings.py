@@ -33,7 +33,9 @@ def _count(default: int, maximum: int, help: str) -> Any:
 class Settings(BaseSettings):
     """Every setting of the service; each field is read from `RIDGERIDER_<FIELD>`."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_ignore_empty=True, frozen=True, extra="forbid"
+    )
 
     database_url: str = Field(
         "sqlite:///ridgerider.db",

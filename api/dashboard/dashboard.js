@@ -67,6 +67,9 @@ async function signIn(event) {
 function signOut(reason = "") {
   sessionStorage.removeItem(KEY);
   if (state.stream) state.stream.abort();
+  clearTimeout(state.jobsTimer);
+  clearTimeout(state.redraw);
+  state.redraw = 0;
   state.job = null;
   $("login-error").textContent = reason;
   $("app").hidden = true;
@@ -113,8 +116,13 @@ async function refreshJobs() {
 }
 
 async function cancel(jobId) {
-  await api(`/jobs/${jobId}/cancel`, { method: "POST" });
+  await api(`/jobs/${jobId}/cancel`, { method: "POST" }).catch(notice);
   await refreshJobs();
+}
+
+function notice(error) {
+  // An error of an action that has no place of its own on the page.
+  $("notice").textContent = error ? error.message : "";
 }
 
 function fieldInput(name, schema, value) {
@@ -123,7 +131,10 @@ function fieldInput(name, schema, value) {
   let input;
   if (options) {
     input = element("select", { name }, ...options.map((o) => element("option", { text: o })));
-    if (value !== null && value !== undefined) input.value = String(value);
+    if (schema.nullable || value === null) {  // the problem's own default, sent as nothing
+      input.prepend(element("option", { value: "", text: "(default)" }));
+    }
+    input.value = value === null || value === undefined ? "" : String(value);
   } else {
     const numeric = ["integer", "number"].includes(schema.type || schema.kind);
     input = element("input", { name, type: numeric ? "number" : "text", step: "any" });
@@ -199,7 +210,7 @@ function showFieldErrors(error) {
   let placed = 0;
   for (const item of errors) {
     const field = String(item.field || "").split(".").pop();
-    const label = $("submit-form").querySelector(`[data-field="${field}"] .field-error`);
+    const label = $("submit-form").querySelector(`[data-field="${CSS.escape(field)}"] .field-error`);
     if (label) { label.textContent = item.message; placed += 1; }
   }
   if (placed < errors.length || !errors.length) $("submit-error").textContent = error.message;
@@ -217,11 +228,12 @@ async function openJob(jobId) {
   $("filter-error").textContent = "";
   $("node-details").replaceChildren();
   const [job] = await Promise.all([api(`/jobs/${jobId}`), drawTree(), loadSolutions()]);
-  if (!ENDED.includes(job.status)) follow(jobId);  // an ended job changes no more
+  if (state.job === jobId && !ENDED.includes(job.status)) follow(jobId);  // ended: no changes
 }
 
 async function follow(jobId) {
   // Server-sent events through fetch (EventSource cannot send the key in a header).
+  if (state.stream) state.stream.abort();  // one stream at a time: each holds one of the key's
   const controller = new AbortController();
   state.stream = controller;
   try {
@@ -390,9 +402,11 @@ async function loadSolutions() {
   if (where) query.set("filter", where);
   const cursor = state.cursors[state.page];
   if (cursor) query.set("cursor", cursor);
+  const asked = [state.job, state.page, state.sort, where].join("|");
   let page;
   try {
     page = await api(`/jobs/${state.job}/solutions?${query}`);
+    if (asked !== [state.job, state.page, state.sort, $("filter").value.trim()].join("|")) return;
   } catch (error) {
     const item = (error.body && error.body.errors || [])[0];
     $("filter-error").textContent = item && item.position !== undefined
@@ -554,6 +568,7 @@ async function choose(event) {
     $("chosen-how").textContent = chosen.selection;
     solutionsTable($("chosen"), chosen.solutions, false);
     const ids = chosen.solutions.map((s) => s.id).slice(0, ENSEMBLE);
+    if (!ids.length) throw new Error("the choice holds no solution");
     const first = ids.length < chosen.solutions.length ? ` (of the first ${ENSEMBLE})` : "";
     $("set-metrics").tBodies[0].replaceChildren(element("tr", {},
       element("td", { class: "text", text: `computing the set's ensemble metrics${first}…` })));
@@ -584,10 +599,12 @@ function drawHeatmap(ids, matrix) {
 
 async function download(path, name) {
   const response = await api(path, { raw: true });
-  const link = element("a", { href: URL.createObjectURL(await response.blob()), download: name });
+  const href = URL.createObjectURL(await response.blob());
+  const link = element("a", { href, download: name });
   document.body.append(link);
   link.click();
   link.remove();
+  setTimeout(() => URL.revokeObjectURL(href), 60000);
 }
 
 async function downloadArchive() {
@@ -609,14 +626,14 @@ async function downloadArchive() {
 }
 
 function downloadWeights(row) {
-  download(`/solutions/${row.id}/weights`, `solution-${row.id}.safetensors`);
+  download(`/solutions/${row.id}/weights`, `solution-${row.id}.safetensors`).catch(notice);
 }
 
 function switchTab(name) {
   document.querySelectorAll("#tabs button").forEach((b) => b.classList
     .toggle("active", b.dataset.tab === name));
   document.querySelectorAll(".tab").forEach((t) => { t.hidden = t.id !== `tab-${name}`; });
-  if (name === "tree") drawTree();
+  if (name === "tree") drawTree().catch(notice);
 }
 
 document.addEventListener("DOMContentLoaded", () => {

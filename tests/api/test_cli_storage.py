@@ -284,3 +284,15 @@ def test_mlflow_errors_exit_2_naming_the_fix(folder):
     )
     assert without.returncode == 2, without.stderr
     assert "pip install 'ridgerider[mlflow]'" in without.stderr
+
+
+def test_the_local_key_name_is_reserved_for_the_dashboard(tmp_path):
+    result = ridgerider("keys", "create", "local", cwd=tmp_path)
+    assert result.returncode == 2 and "'local' is reserved" in result.stderr
+
+
+def test_a_database_and_a_server_together_are_refused(tmp_path):
+    result = ridgerider(
+        "status", "1", "--db", "x.db", "--server", "http://127.0.0.1:1", "--key", "k", cwd=tmp_path
+    )
+    assert result.returncode == 2 and "--db and --server" in result.stderr

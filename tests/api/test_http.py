@@ -184,6 +184,19 @@ def test_concurrent_exports_queue_in_the_export_process_and_the_rest_are_told_to
             assert f"ridgerider-job-{job_id}/MODEL_CARD.md" in archive.getnames()
 
 
+def test_serve_gives_the_dashboard_page_and_its_assets_without_a_key(api):
+    """They hold no data (the page asks the API, with a key); everything else needs one."""
+    server, _ = api
+    with server.client(None) as http:
+        page = http.get("/")
+        assets = [http.get(f"/dashboard/dashboard.{kind}") for kind in ("js", "css")]
+        assert http.get("/jobs").status_code == 401
+    assert page.status_code == 200 and "<title>ridgerider</title>" in page.text
+    assert '<script src="/dashboard/dashboard.js"' in page.text
+    assert [a.status_code for a in assets] == [200, 200]
+    assert "sessionStorage" in assets[0].text and "localStorage" not in assets[0].text
+
+
 def test_keys_are_required_and_scope_what_is_seen(api, finished_job):
     server, _ = api
     job_id, _ = finished_job

@@ -3,6 +3,8 @@ search finds, marks NaN rides failed and goes on, honours budgets, and refuses a
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from sqlalchemy import select
@@ -10,7 +12,7 @@ from sqlalchemy import select
 from ridgerider.problems.registry import load
 from ridgerider.search import SearchSpec, search
 from storage.artifacts import get_tensors
-from storage.jobs import create_job
+from storage.jobs import create_job, get_job
 from storage.models import Job, Ride, Solution
 from storage.report import job_document
 from workers.local import run_job
@@ -99,7 +101,13 @@ def test_the_in_process_pool_runs_a_submitted_job_and_cancels_another(db, store)
     pool.submit(db, finished)
     pool.cancel(db, cancelled)
     pool.submit(db, cancelled)
-    pool._runner.shutdown(wait=True)
+    deadline = time.monotonic() + 120
+    while True:
+        with db.session(readonly=True) as session:
+            statuses = {get_job(session, i).status for i in (finished, cancelled)}
+        if statuses <= {"finished", "failed", "cancelled"} or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     with db.session(readonly=True) as session:
         assert session.get(Job, finished).status == "finished"
         assert session.get(Job, cancelled).status == "cancelled"
