@@ -18,7 +18,17 @@ app = Celery("ridgerider", include=["workers.tasks"])
 
 
 def configure(settings: Settings) -> None:
-    """Point the app at `settings`' broker, with their time limits (before its first message)."""
+    """Point the app at `settings`' broker, with their time limits (before its first message);
+    again with the same settings, nothing changes.
+
+    Raises:
+        RuntimeError: the app serves other settings already (its connections are to them).
+    """
+    configured = getattr(app, "ridgerider_settings", None)
+    if configured == settings:
+        return
+    if configured is not None:
+        raise RuntimeError("this process's Celery app serves another pool's settings")
     app.conf.update(
         broker_url=settings.broker_url,
         task_serializer="json",

@@ -43,11 +43,7 @@ class Pool:
         self.settings = settings
 
     def _tasks(self) -> ModuleType:
-        configured = getattr(celery_app.app, "ridgerider_settings", None)
-        if configured is None:
-            celery_app.configure(self.settings)
-        elif configured != self.settings:
-            raise RuntimeError("this process's Celery app serves another pool's settings")
+        celery_app.configure(self.settings)
         from workers import tasks  # torch and the engine: only where work is sent or done
 
         return tasks
