@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import textwrap
 
 from tests.api.test_cli import ridgerider
+from tests.conftest import REPOSITORY
 
 USER_PROBLEMS = textwrap.dedent(
     """
@@ -57,6 +59,30 @@ def test_run_stores_every_job_and_prints_json(tmp_path):
         (2, "himmelblau", 4),
         (1, "styblinski-tang:dim=2", 4),
     ]
+
+
+def test_what_a_run_and_a_hand_off_leave_in_the_working_folder_is_ignored_by_git(tmp_path):
+    """`run` and `mlflow` (to MLflow's default store) write the database, the weights and
+    MLflow's store and artifacts into the folder they run in: in a checkout, git ignores each."""
+    (tmp_path / "spec.toml").write_text("max_nodes = 12\nmax_depth = 3\n")
+    run = ridgerider(
+        "run", "--problem", "tests.problems:tiny_net", "--spec", "spec.toml", cwd=tmp_path
+    )
+    assert run.returncode == 0, run.stderr
+    handed = ridgerider("mlflow", "1", "--diverse", "2", cwd=tmp_path)  # no MLFLOW_TRACKING_URI
+    assert handed.returncode == 0, handed.stderr
+    written = sorted(
+        path.name + "/" * path.is_dir() for path in tmp_path.iterdir() if path.name != "spec.toml"
+    )
+    assert {"ridgerider.db", "ridgerider-artifacts/", "mlflow.db", "mlruns/"} <= set(written)
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--stdin"],  # a committed copy would not count as ignored
+        input="\n".join(written),
+        capture_output=True,
+        text=True,
+        cwd=REPOSITORY,
+    )
+    assert ignored.stdout.split() == written
 
 
 def test_user_problems_from_a_function_and_a_module(tmp_path):
