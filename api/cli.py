@@ -23,6 +23,7 @@ from api.cli_common import (
     DbOption,
     Format,
     JobArgument,
+    JobProgress,
     KeyOption,
     ReportingGroup,
     ServerOption,
@@ -30,11 +31,9 @@ from api.cli_common import (
     backend,
     console,
     describe,
-    describe_progress,
     errors,
     fail,
     open_database,
-    progress_bar,
     read_spec,
     settings_of,
     where,
@@ -220,7 +219,7 @@ def run(
         f"job {job_id}: {search_spec.problem}, {runner}, stored in {where(db)}", highlight=False
     )
     if not pooled:
-        _run_in_process(db, store, job_id)
+        _run_in_process(db, store, job_id, settings.progress_every)
     else:
         try:
             Pool(settings).submit(db, job_id)
@@ -229,7 +228,7 @@ def run(
         if no_wait:
             print(job_id)
             return
-        _wait(db, job_id)
+        _wait(db, job_id, settings.progress_every)
     _report(db, store, job_id, as_json)
 
 
@@ -243,39 +242,33 @@ def resume(
 ) -> None:
     """Go on with an interrupted in-process job: nothing it recorded is lost or redone."""
     torch.set_num_threads(threads)
-    db, store = open_database(settings_of(database_url=db_url, artifacts=artifacts))
+    settings = settings_of(database_url=db_url, artifacts=artifacts)
+    db, store = open_database(settings)
     with db.session(readonly=True) as session:
         status = get_job(session, job).status
     if status in JOB_ENDED:
         fail(f"job {job} is {status}; there is nothing to resume")
-    _run_in_process(db, store, job)
+    _run_in_process(db, store, job, settings.progress_every)
     _report(db, store, job, as_json)
 
 
-def _run_in_process(db: Database, store: LocalArtifactStore, job_id: int) -> None:
-    with progress_bar() as progress:
-        task = progress.add_task(f"job {job_id}", total=None)
-
-        def on_progress(counts: dict[str, int]) -> None:
-            progress.update(task, description=describe_progress(job_id, counts))
-
+def _run_in_process(db: Database, store: LocalArtifactStore, job_id: int, every: float) -> None:
+    """Run the job here, showing its progress (plain lines every `every` s off a terminal)."""
+    with JobProgress(job_id, every) as progress:
         try:
-            run_job(db, store, job_id, on_progress=on_progress)
+            run_job(db, store, job_id, on_progress=progress.update)
         except (StartError, UnknownProblemError, ValueError) as error:
             fail(str(error))
 
 
-def _wait(db: Database, job_id: int) -> None:
+def _wait(db: Database, job_id: int, every: float) -> None:
     """Follow a pool job in the database until it ends (Ctrl-C stops watching, not the job)."""
     try:
-        with progress_bar() as progress:
-            task = progress.add_task(f"job {job_id}: queued", total=None)
+        with JobProgress(job_id, every) as progress:
             while True:
                 with db.session(readonly=True) as session:
                     job = get_job(session, job_id)
-                    progress.update(
-                        task, description=describe_progress(job_id, counts(session, job_id))
-                    )
+                    progress.update(counts(session, job_id))
                 if job.status in JOB_ENDED:
                     break
                 time.sleep(WAIT_POLL_SECONDS)

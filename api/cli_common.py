@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 import tomllib
 from enum import StrEnum
 from pathlib import Path
@@ -138,22 +140,87 @@ def backend(settings: Settings, database_flag: str | None) -> Backend:
     return LocalBackend(db, store, Pool(settings))
 
 
-def progress_bar() -> Progress:
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=errors,
-        transient=True,
-    )
-
-
 def describe_progress(job_id: int, counts: dict[str, int]) -> str:
+    """A job's progress in a line: points, minima, rides, branch points, units to go, HVPs."""
     return (
-        f"job {job_id}: {counts['rides']} rides, {counts.get('branch_points', 0)} branch "
-        f"points, {counts['minima']} minima, "
+        f"job {job_id}: {counts['nodes']} points, {counts['minima']} minima, "
+        f"{counts['rides']} rides, {counts.get('branch_points', 0)} branch points, "
         f"{counts['outstanding']} to go, {counts['hvps']:,} HVPs"
     )
+
+
+class JobProgress:
+    """A running job's progress on `console` (stderr): rich's live line where that is a
+    terminal; elsewhere (a pipe, a log, CI, `make` without a terminal) plain lines, as pip and
+    pytest print them: one when the first counts come, then one every `every` seconds while the
+    job runs (a long step still shows time passing), and one when it ends."""
+
+    def __init__(self, job_id: int, every: float, console: Console = errors) -> None:
+        self.job_id = job_id
+        self.every = every
+        self.console = console
+        self.counts: dict[str, int] | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._started = self._last = time.monotonic()
+        self._bar: Progress | None = None
+        self._ticker: threading.Thread | None = None
+
+    def __enter__(self) -> JobProgress:
+        self._started = self._last = time.monotonic()
+        if self.console.is_terminal:
+            self._bar = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(f"job {self.job_id}: starting", total=None)
+        else:
+            self._ticker = threading.Thread(target=self._tick, daemon=True)
+            self._ticker.start()
+        return self
+
+    def update(self, counts: dict[str, int]) -> None:
+        """The job's latest counts (`storage.progress.counts`); the first are printed at once."""
+        if self._bar is not None:
+            self._bar.update(self._task, description=describe_progress(self.job_id, counts))
+            return
+        with self._lock:
+            first, self.counts = self.counts is None, counts
+            if first:
+                self._line()
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        """Stop; on success, the last line (the counts the job ended with)."""
+        if self._bar is not None:
+            self._bar.stop()
+            return
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join()
+        if kind is None and self.counts is not None:
+            with self._lock:
+                self._line()
+
+    def _tick(self) -> None:
+        """A line whenever `every` seconds have passed since the last one, until stopped."""
+        while not self._stop.wait(max(0.0, self._last + self.every - time.monotonic())):
+            with self._lock:
+                if time.monotonic() - self._last >= self.every:
+                    self._line()
+
+    def _line(self) -> None:
+        """Print the progress line now (the caller holds the lock)."""
+        self._last = time.monotonic()
+        if self.counts is None:
+            what = f"job {self.job_id}: starting"
+        else:
+            what = describe_progress(self.job_id, self.counts)
+        seconds = self._last - self._started
+        self.console.print(f"{what}, {seconds:.1f} s", highlight=False, soft_wrap=True)
 
 
 def where(db: Database) -> str:

@@ -19,15 +19,14 @@ from api.cli_common import (
     ArtifactsOption,
     BrokerOption,
     DbOption,
+    JobProgress,
     KeyOption,
     ServerOption,
     client,
     console,
-    describe_progress,
     errors,
     fail,
     open_database,
-    progress_bar,
     read_spec,
     settings_of,
 )
@@ -216,11 +215,10 @@ def submit(
         print(job["id"])
         return
     errors.print(f"job {job['id']}: {job['problem']}, on {settings.server}", highlight=False)
-    with progress_bar() as progress:
-        task = progress.add_task(f"job {job['id']}: queued", total=None)
+    with JobProgress(job["id"], settings.progress_every) as progress:
         for event, data in remote.events(job["id"]):
             if event == "progress":
-                progress.update(task, description=describe_progress(job["id"], data))
+                progress.update(data)
     report(remote, job["id"], as_json)
 
 

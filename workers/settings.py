@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     )
     server: str | None = Field(None, description="a ridgerider server, for the command line")
     api_key: SecretStr | None = Field(None, description="the command line's key for `server`")
+    progress_every: float = _seconds(
+        5, "a running job's progress line on the command line, where stderr is no terminal"
+    )
 
     task_time_limit: float = _seconds(3600, "a task is killed after this")
     stale_after: float = _seconds(

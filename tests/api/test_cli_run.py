@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import textwrap
 
-from tests.api.test_cli import ridgerider
+from tests.api.test_cli import RIDGERIDER, ridgerider
 from tests.conftest import REPOSITORY
 
 USER_PROBLEMS = textwrap.dedent(
@@ -83,6 +84,42 @@ def test_what_a_run_and_a_hand_off_leave_in_the_working_folder_is_ignored_by_git
         cwd=REPOSITORY,
     )
     assert ignored.stdout.split() == written
+
+
+def test_a_run_into_a_pipe_prints_progress_lines_before_its_table(tmp_path):
+    """`ridgerider run ... 2>&1 | cat`: stderr is no terminal, so plain progress lines come
+    while the search runs (here the first counts and the last: the interval is set long), then
+    the table; the last line holds the counts the report ends with."""
+    result = subprocess.run(
+        [str(RIDGERIDER), "run", "--problem", "himmelblau"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # one pipe, in the order written
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={"COLUMNS": "120", "PATH": "/usr/bin:/bin", "RIDGERIDER_PROGRESS_EVERY": "1000000"},
+    )
+    assert result.returncode == 0, result.stdout
+    lines = result.stdout.splitlines()
+    table = next(i for i, line in enumerate(lines) if "distinct minima of himmelblau" in line)
+    progress = re.compile(
+        r"job 1: (?P<points>\d+) points, (?P<minima>\d+) minima, (?P<rides>\d+) rides, "
+        r"\d+ branch points, (?P<to_go>\d+) to go, (?P<hvps>[\d,]+) HVPs, \d+\.\d s"
+    )
+    shown = [match for line in lines[:table] if (match := progress.fullmatch(line))]
+    assert len(shown) == 2, lines[:table]  # the first counts and the last; none after the table
+    assert not any(progress.fullmatch(line) for line in lines[table:])
+    first, last = shown
+    assert int(first["rides"]) < int(last["rides"]) and last["to_go"] == "0"
+    ended = re.search(r"(\d+) points \(.*\), (\d+) rides, .*, ([\d,]+) HVPs", result.stdout)
+    assert (last["points"], last["rides"], last["hvps"]) == ended.groups()
+    assert last["minima"] == "4"
+
+    refused = ridgerider(
+        "run", "--problem", "himmelblau", cwd=tmp_path, env={"RIDGERIDER_PROGRESS_EVERY": "0"}
+    )
+    assert refused.returncode == 2
+    assert "RIDGERIDER_PROGRESS_EVERY = '0' is not allowed" in refused.stderr
 
 
 def test_user_problems_from_a_function_and_a_module(tmp_path):
