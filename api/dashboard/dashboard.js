@@ -5,11 +5,16 @@ const KEY = "ridgerider-key";
 const PAGE = 50;
 const ENSEMBLE = 20;  // solutions whose models one ensemble request evaluates, at most
 const MAX_DRAWN = 2000;  // critical points the tree view draws at most
+const FOLD_ABOVE = 150;  // a tree of more points opens folded below the start's rides
+const SLOT = 48;  // px between neighbouring points of a row at least (wider labels widen it)
+const ROW = 110;  // px between depths
+const LEGIBLE = 0.5;  // the least zoom at which the tree's 9 px labels are drawn
 const ENDED = ["finished", "failed", "cancelled"];
 const SVG = "http://www.w3.org/2000/svg";
 const $ = (id) => document.getElementById(id);
 const state = { job: null, sort: "id", cursors: [null], page: 0, rows: [], picked: new Set(),
-  stream: null, graph: null, redraw: 0, chosen: null };
+  stream: null, graph: null, redraw: 0, chosen: null, folded: null, following: true,
+  view: { x: 0, y: 0, zoom: 1 } };
 
 class ApiError extends Error {
   constructor(status, body) {
@@ -221,7 +226,7 @@ function showFieldErrors(error) {
 async function openJob(jobId) {
   if (state.stream) state.stream.abort();
   Object.assign(state, { job: jobId, sort: "id", cursors: [null], page: 0, picked: new Set(),
-    chosen: null, graph: null, selected: null });
+    chosen: null, graph: null, tree: null, selected: null, folded: null, following: true });
   $("job-section").hidden = false;
   $("job-title").textContent = `Job ${jobId}`;
   $("filter").value = "";
@@ -272,7 +277,7 @@ function scheduleRedraw() {
 }
 
 async function drawTree() {
-  // The whole DAG is drawn, so only where it is shown and not too large to draw.
+  // The whole DAG is fetched and laid out, so only where it is shown and not too large to draw.
   const jobId = state.job;
   if ($("tab-tree").hidden) return;
   const points = (await api(`/jobs/${jobId}`)).progress.nodes;
@@ -280,74 +285,241 @@ async function drawTree() {
     $("tree-summary").textContent = `${points} critical points: too many to draw here; `
       + "GET /jobs/{id}/graph gives the DAG (GraphML for Gephi or yEd)";
     $("tree-view").replaceChildren();
+    state.tree = null;
     return;
   }
   const graph = await api(`/jobs/${jobId}/graph`);
   if (jobId !== state.job) return;
   state.graph = graph;
-  const byDepth = new Map();
+  state.tree = treeOf(graph);
+  if (state.folded === null) {  // the job's first drawing: a large tree opens folded
+    state.folded = new Set(graph.nodes.length > FOLD_ABOVE ? foldable() : []);
+  }
+  renderTree();
+}
+
+function stepOf(fingerprint) {
+  // The last ride of a path as [eigen index, sign]: "0+.8-" gives [8, -1].
+  const [, index, sign] = fingerprint.match(/(\d+)([+-])$/);
+  return [Number(index), sign === "+" ? 1 : -1];
+}
+
+const rideName = (ride) => `${ride.eigen_index}${ride.sign > 0 ? "+" : "-"} λ=${
+  number(ride.eigenvalue)}`;
+
+function treeOf(graph) {
+  // The tree the paths name (each point under the point its path's last ride left), the rides
+  // along it by the point they reached, the other rides (to a point first reached elsewhere),
+  // and the size of each subtree.
+  const byPath = new Map(graph.nodes.map((n) => [n.fingerprint, n]));
+  const byId = new Map(graph.nodes.map((n) => [n.id, n]));
+  const children = new Map(graph.nodes.map((n) => [n.id, []]));
+  const parent = new Map();
   for (const node of graph.nodes) {
-    if (!byDepth.has(node.depth)) byDepth.set(node.depth, []);
-    byDepth.get(node.depth).push(node);
+    if (!node.fingerprint) continue;
+    const cut = node.fingerprint.lastIndexOf(".");
+    const above = byPath.get(cut < 0 ? "" : node.fingerprint.slice(0, cut));
+    if (above) {
+      parent.set(node.id, above.id);
+      children.get(above.id).push(node);
+    }
   }
-  const width = Math.max(860, Math.max(...[...byDepth.values()].map((r) => r.length)) * 70);
-  const parent = new Map(graph.edges.map((e) => [e.target, e.source]));
-  const place = new Map();
-  for (const depth of [...byDepth.keys()].sort((a, b) => a - b)) {
-    const row = byDepth.get(depth);  // under their parents, so that rides seldom cross
-    row.sort((a, b) => (place.get(parent.get(a.id))?.x ?? 0) - (place.get(parent.get(b.id))?.x ?? 0));
-    row.forEach((node, i) => place.set(node.id,
-      { x: 20 + ((i + 0.5) * width) / row.length, y: 40 + depth * 110 }));
+  const order = (node) => {  // by ridge, + before -
+    const [index, sign] = stepOf(node.fingerprint);
+    return 2 * index + (sign > 0 ? 0 : 1);
+  };
+  children.forEach((kids) => kids.sort((a, b) => order(a) - order(b)));
+  const into = new Map();
+  const cross = [];
+  for (const edge of graph.edges) {
+    if (parent.get(edge.target) !== edge.source) cross.push(edge);
+    else into.set(edge.target, [...(into.get(edge.target) || []), edge]);
   }
-  const view = $("tree-view");
-  const edges = graph.edges.map((edge) => {
-    const a = place.get(edge.source);
-    const b = place.get(edge.target);
-    const label = `${edge.eigen_index}${edge.sign > 0 ? "+" : "-"} λ=${number(edge.eigenvalue)}`;
-    return element("svg:g", {},
-      element("svg:line", { class: "edge", x1: a.x, y1: a.y, x2: b.x, y2: b.y,
-        "data-edge": `${edge.source}-${edge.target}` }),
-      element("svg:text", { class: "edge-label", x: (a.x + b.x) / 2 + 3, y: (a.y + b.y) / 2,
-        text: label }));
-  });
-  const nodes = graph.nodes.map((node) => {
-    const at = place.get(node.id);
+  const size = new Map();
+  for (const node of [...graph.nodes].sort((a, b) => b.depth - a.depth)) {
+    size.set(node.id, children.get(node.id).reduce((sum, kid) => sum + size.get(kid.id), 1));
+  }
+  const roots = graph.nodes.filter((n) => !parent.has(n.id));
+  return { byId, children, parent, into, cross, size, roots };
+}
+
+function rideLabel(node, rides) {
+  // The rides that reached a point from its parent: "0+ λ=-0.2405", or "0± λ=-0.2405" where
+  // both directions of the ridge reached it.
+  if (!rides) return node.fingerprint.split(".").pop();
+  const byIndex = new Map();
+  rides.forEach((r) => byIndex.set(r.eigen_index, [...(byIndex.get(r.eigen_index) || []), r]));
+  return [...byIndex.values()].map((pair) => (pair.length > 1
+    ? `${pair[0].eigen_index}± λ=${number(pair[0].eigenvalue)}` : rideName(pair[0]))).join(", ");
+}
+
+function unfolded(node, out = []) {
+  // The point and the points under it that are drawn (none under a folded point), in order.
+  out.push(node);
+  if (!state.folded.has(node.id)) {
+    state.tree.children.get(node.id).forEach((kid) => unfolded(kid, out));
+  }
+  return out;
+}
+
+function renderTree() {
+  // Lay the unfolded tree out (each leaf a slot as wide as the widest label, a parent centred
+  // over its children, so no two labels of a row meet) and draw it.
+  const { graph, tree, folded } = state;
+  const shown = tree.roots.flatMap((root) => unfolded(root));
+  const drawn = new Set(shown.map((n) => n.id));
+  const groups = shown.map((node) => {
     const name = node.kind === "minimum" ? "min" : `${node.kind} ${node.index}`;
-    return element("svg:g", { class: `node ${node.kind}`, "data-node": node.id,
-      "data-depth": node.depth,
-      transform: `translate(${at.x},${at.y})`, onclick: () => showNode(node) },
+    const group = element("svg:g", { class: `node ${node.kind}`, "data-node": node.id,
+      "data-depth": node.depth, onclick: () => showNode(node),
+      ondblclick: () => zoomToSubtree(node.id) },
     element("svg:circle", { r: 8 }), element("svg:text", { x: 10, y: 4, text: name }));
+    if (tree.children.get(node.id).length) {
+      const hidden = tree.size.get(node.id) - 1;
+      const text = folded.has(node.id) ? `+${hidden}` : "−";
+      group.append(element("svg:g", { class: "toggle", "data-toggle": node.id,
+        transform: "translate(0,21)",
+        onclick: (event) => { event.stopPropagation(); toggle(node.id); } },
+      element("svg:rect", { x: -4 - 3 * text.length, y: -7, width: 8 + 6 * text.length,
+        height: 13, rx: 3 }),
+      element("svg:text", { y: 3, "text-anchor": "middle", text }),
+      element("svg:title", { text: folded.has(node.id) ? `unfold: ${hidden} points below`
+        : "fold the points below" })));
+    }
+    return group;
   });
-  view.replaceChildren(...edges, ...nodes);
+  const inTree = shown.filter((node) => tree.parent.has(node.id));
+  const lines = inTree.map((node) => element("svg:line", { class: "edge",
+    "data-edge": `${tree.parent.get(node.id)}-${node.id}` }));
+  const labels = inTree.map((node) => element("svg:text", { class: "edge-label",
+    "data-ride-to": node.id, "text-anchor": "middle",
+    text: rideLabel(node, tree.into.get(node.id)) }));
+  const cross = tree.cross.filter((e) => drawn.has(e.source) && drawn.has(e.target));
+  const crossLines = cross.map((edge) => element("svg:line", { class: "edge cross",
+    "data-edge": `${edge.source}-${edge.target}` }, element("svg:title", { text: rideName(edge) })));
+  const view = $("tree-view");
+  view.replaceChildren(...crossLines, ...lines, ...labels, ...groups);
+  $("tree").classList.remove("small");  // measured while drawn; applyView hides them again
+  const widest = (texts) => Math.max(0, ...texts.map((t) => t.getComputedTextLength()));
+  const names = widest(groups.map((g) => g.children[1]));
+  const slot = Math.max(SLOT, widest(labels) + 12, names + 26);
+  const place = new Map();
+  let leaves = 0;
+  const layout = (node) => {
+    const kids = folded.has(node.id) ? [] : tree.children.get(node.id);
+    kids.forEach(layout);
+    const x = kids.length ? (place.get(kids[0].id).x + place.get(kids[kids.length - 1].id).x) / 2
+      : (leaves++ + 0.5) * slot;
+    place.set(node.id, { x, y: 40 + node.depth * ROW });
+  };
+  tree.roots.forEach(layout);
+  shown.forEach((node, i) => {
+    const at = place.get(node.id);
+    groups[i].setAttribute("transform", `translate(${at.x},${at.y})`);
+  });
+  const join = (line, a, b) => Object.entries({ x1: a.x, y1: a.y, x2: b.x, y2: b.y })
+    .forEach(([k, v]) => line.setAttribute(k, v));
+  inTree.forEach((node, i) => {
+    const at = place.get(node.id);
+    join(lines[i], place.get(tree.parent.get(node.id)), at);
+    labels[i].setAttribute("x", at.x);
+    labels[i].setAttribute("y", at.y - 13);
+  });
+  cross.forEach((edge, i) => join(crossLines[i], place.get(edge.source), place.get(edge.target)));
+  Object.assign(state, { place, slot, reach: Math.max(slot / 2, names + 14) });
+
   const kinds = graph.nodes.reduce((c, n) => ({ ...c, [n.kind]: (c[n.kind] || 0) + 1 }), {});
   $("tree-summary").textContent = `${graph.nodes.length} critical points (`
     + Object.entries(kinds).map(([k, n]) => `${n} ${k}`).join(", ")
-    + `), ${graph.edges.length} rides`;
+    + `), ${graph.edges.length} rides`
+    + (shown.length < graph.nodes.length
+      ? `; ${shown.length} drawn, the rest folded (+ unfolds)` : "");
   $("tree-summary").dataset.nodes = graph.nodes.length;
-  const selected = graph.nodes.find((n) => n.id === state.selected);
+  $("tree-summary").dataset.drawn = shown.length;
+  const selected = tree.byId.get(state.selected);
   if (selected) highlight(selected);
+  if (state.following) fitView(shown.map((n) => n.id), 1.5);
+  else applyView();
+}
+
+function toggle(id) {
+  // Fold or unfold the points below `id`.
+  if (!state.folded.delete(id)) state.folded.add(id);
+  redrawKeeping(id);
+}
+
+function foldable() {
+  // The points below the start with points below them: folding them all leaves the start's rides.
+  return state.graph.nodes.filter((n) => state.tree.parent.has(n.id)
+    && state.tree.children.get(n.id).length).map((n) => n.id);
+}
+
+function foldAll(fold) {
+  state.folded = new Set(fold ? foldable() : []);
+  redrawKeeping(state.selected);
+}
+
+function redrawKeeping(id) {
+  // Draw the tree again after a fold, keeping point `id` where it was on the screen (unless the
+  // frame follows the whole tree, as it does until the user zooms or pans).
+  const before = state.place.get(id);
+  renderTree();
+  const after = state.place.get(id);
+  if (!state.following && before && after) {
+    state.view.x += (before.x - after.x) * state.view.zoom;
+    state.view.y += (before.y - after.y) * state.view.zoom;
+    applyView();
+  }
+}
+
+function zoomToSubtree(id) {
+  // Unfold point `id` and fit the frame to it and the points drawn below it.
+  state.folded.delete(id);
+  state.following = false;
+  renderTree();
+  fitView(unfolded(state.tree.byId.get(id)).map((n) => n.id), 2);
+}
+
+function applyView() {
+  // Labels and names too small to read (the overview of a wide tree) are not drawn.
+  const { x, y, zoom } = state.view;
+  $("tree-view").setAttribute("transform", `translate(${x},${y}) scale(${zoom})`);
+  $("tree").classList.toggle("small", zoom < LEGIBLE);
+}
+
+function fitView(ids, largest) {
+  // Centre the points `ids` with their labels in the tree's frame, whole, zoomed in at most
+  // to `largest`.
+  const frame = $("tree").getBoundingClientRect();
+  const at = ids.map((id) => state.place.get(id));
+  if (!at.length || !frame.width) {
+    applyView();
+    return;
+  }
+  const xs = at.map((p) => p.x);
+  const ys = at.map((p) => p.y);
+  const [left, right] = [Math.min(...xs) - state.slot / 2, Math.max(...xs) + state.reach];
+  const [top, bottom] = [Math.min(...ys) - 30, Math.max(...ys) + 36];
+  const zoom = Math.min(largest, frame.width / (right - left), frame.height / (bottom - top));
+  state.view = { zoom, x: (frame.width - (right + left) * zoom) / 2,
+    y: (frame.height - (bottom + top) * zoom) / 2 };
+  applyView();
 }
 
 function pathTo(node) {
-  // The rides the node's fingerprint names, from the start.
-  const root = state.graph.nodes.find((n) => n.depth === 0);
-  const path = [root.id];
-  for (const step of node.fingerprint.split(".").filter(Boolean)) {
-    const [, index, sign] = step.match(/^(\d+)([+-])$/);
-    const edge = state.graph.edges.find((e) => e.source === path[path.length - 1]
-      && e.eigen_index === Number(index) && (e.sign > 0) === (sign === "+"));
-    if (!edge) break;
-    path.push(edge.target);
-  }
-  return path;
+  // The points from the start to `node`: those its fingerprint's prefixes name.
+  const byPath = new Map(state.graph.nodes.map((n) => [n.fingerprint, n.id]));
+  const steps = node.fingerprint.split(".").filter(Boolean);
+  return ["", ...steps.map((_, i) => steps.slice(0, i + 1).join("."))]
+    .map((path) => byPath.get(path)).filter((id) => id !== undefined);
 }
 
 function highlight(node) {
   const path = pathTo(node);
   document.querySelectorAll("#tree .path").forEach((e) => e.classList.remove("path"));
   path.forEach((id, i) => {
-    document.querySelector(`#tree [data-node="${id}"]`)?.classList.add("path");
-    if (i) document.querySelector(`#tree [data-edge="${path[i - 1]}-${id}"]`)
+    document.querySelector(`#tree .node[data-node="${id}"]`)?.classList.add("path");
+    if (i) document.querySelector(`#tree .edge[data-edge="${path[i - 1]}-${id}"]`)
       ?.classList.add("path");
   });
 }
@@ -363,34 +535,45 @@ async function showNode(node) {
     rows.push(["solution", solution.id], ...Object.entries(solution.metrics)
       .map(([k, v]) => [k, number(v)]));
   }
+  const rides = state.graph.edges.filter((e) => e.source === node.id).map((edge) => {
+    const to = state.tree.byId.get(edge.target);
+    const first = state.tree.parent.get(to.id) === node.id ? "" : ", first reached from elsewhere";
+    return element("li", { text: `${rideName(edge)} → ${to.kind} (point ${to.id}${first})` });
+  });
   $("node-details").replaceChildren(element("table", {}, ...rows.map(([k, v]) =>
-    element("tr", {}, element("th", { class: "text", text: k }), element("td", { text: v })))));
+    element("tr", {}, element("th", { class: "text", text: k }), element("td", { text: v })))),
+  element("p", {}, element("button", { id: "zoom-subtree", text: "Zoom to its subtree",
+    onclick: () => zoomToSubtree(node.id) })),
+  ...(rides.length ? [element("h3", { text: `Rides from here (${rides.length})` }),
+    element("ul", { class: "rides" }, ...rides)] : []));
 }
 
-function enablePanZoom(svg, view) {
-  let zoom = 1;
-  let x = 0;
-  let y = 0;
+function enablePanZoom(svg) {
+  // Wheel to zoom about the pointer, drag to pan; either stops the frame following the tree.
   let drag = null;
-  const apply = () => view.setAttribute("transform", `translate(${x},${y}) scale(${zoom})`);
   svg.addEventListener("wheel", (event) => {
     event.preventDefault();
     const factor = event.deltaY < 0 ? 1.15 : 1 / 1.15;
     const box = svg.getBoundingClientRect();
     const px = event.clientX - box.left;
     const py = event.clientY - box.top;
-    x = px - (px - x) * factor;
-    y = py - (py - y) * factor;
-    zoom *= factor;
-    apply();
+    const { x, y, zoom } = state.view;
+    state.view = { x: px - (px - x) * factor, y: py - (py - y) * factor, zoom: zoom * factor };
+    state.following = false;
+    applyView();
   });
-  svg.addEventListener("mousedown", (event) => { drag = [event.clientX - x, event.clientY - y]; });
+  svg.addEventListener("mousedown", (event) => {
+    drag = [event.clientX - state.view.x, event.clientY - state.view.y];
+  });
   window.addEventListener("mouseup", () => { drag = null; });
   window.addEventListener("mousemove", (event) => {
     if (!drag) return;
-    x = event.clientX - drag[0];
-    y = event.clientY - drag[1];
-    apply();
+    const [x, y] = [event.clientX - drag[0], event.clientY - drag[1]];
+    const jitter = Math.abs(x - state.view.x) + Math.abs(y - state.view.y) < 3;
+    if (jitter && state.following) return;  // a click, not a drag: the frame still follows
+    Object.assign(state.view, { x, y });
+    state.following = false;
+    applyView();
   });
 }
 
@@ -655,6 +838,12 @@ document.addEventListener("DOMContentLoaded", () => {
   $("download").addEventListener("click", downloadArchive);
   document.querySelectorAll("#tabs button").forEach((b) => b
     .addEventListener("click", () => switchTab(b.dataset.tab)));
-  enablePanZoom($("tree"), $("tree-view"));
+  enablePanZoom($("tree"));
+  $("tree-fit").addEventListener("click", () => {
+    state.following = true;
+    if (state.tree) renderTree();
+  });
+  $("tree-unfold").addEventListener("click", () => { if (state.tree) foldAll(false); });
+  $("tree-fold").addEventListener("click", () => { if (state.tree) foldAll(true); });
   if (sessionStorage.getItem(KEY)) show().catch(() => signOut());
 });
