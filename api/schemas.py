@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ridgerider.problems.registry import UnknownProblemError, resolve
 from ridgerider.search import SearchSpec
+from ridgerider.search.spec import SMALL_DEFAULTS
 from storage.models import HandoffState
 from storage.queries import MAX_PAGE, SolutionRow
 from storage.selection import Choice
@@ -60,12 +61,27 @@ class JobSubmission(SearchSpec):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    max_nodes: int = Field(24, ge=1, le=10_000, description="distinct points in the tree")
-    max_depth: int = Field(4, ge=1, le=50, description="rides from the start to the deepest point")
-    ridges_per_node: int = Field(8, ge=1, le=64, description="ridges ridden per branch point")
+    max_nodes: int | None = Field(
+        None,
+        ge=1,
+        le=10_000,
+        description=SearchSpec.model_fields["max_nodes"].description,
+    )
+    max_depth: int | None = Field(
+        None,
+        ge=1,
+        le=SMALL_DEFAULTS["max_depth"],
+        description=SearchSpec.model_fields["max_depth"].description,
+    )
+    ridges_per_node: int | None = Field(
+        None,
+        ge=1,
+        le=SMALL_DEFAULTS["ridges_per_node"],
+        description=SearchSpec.model_fields["ridges_per_node"].description,
+    )
     max_hvps: int | None = Field(None, ge=1, le=10**9, description="total HVP budget")
     max_seconds: float | None = Field(None, gt=0, le=86_400, description="wall-time budget")
-    max_steps: int = Field(1000, ge=1, le=100_000, description="steps per ride")
+    max_steps: int = Field(10_000, ge=1, le=100_000, description="steps per ride")
 
     @field_validator("problem")
     @classmethod

@@ -1,18 +1,22 @@
 """Benchmark: Ridge Rider against what a user would run instead, and the cost of a ride step.
 
 Prints two tables:
-1. HVPs per ride step on digits-mlp: tracking (warm start from the ridge and its neighbours,
-   at a loose residual and at the search's 1e-10) against a fresh eigsh of the 3 smallest pairs
-   at every step of the same path;
+1. the ride steps of real searches: every ride of the default digits-mlp search (the tree
+   `make run` grows) and of `mnist-mlp:hidden=16` (its maximally invariant saddle, the default
+   network spec within `--mnist-seconds`): HVPs a step (median, 90th percentile, max; tracking
+   products of steps retaken shorter included) and the overlap of each step's ridge with the
+   previous step's (minimum and 1st percentile), steps a ride and why rides ended;
 2. on digits-mlp (64-8-10 from its zero point), colored-digits (the same with a spurious colour
    input) and the two-hidden-layer digits MLP (64-8-8-10 from its maximally invariant saddle),
-   every method gets the same wall-time budget, also given in gradient-equivalents (that time
-   over one full-batch gradient's, measured on the problem):
-   - Ridge Rider, recursive (the default spec: the tree branches where a ride ends with
-     negative curvature left, leaves polished to minima);
-   - Ridge Rider, one level (settle = "minimum": every ride's end descends to a minimum);
-   - random restarts: PyTorch's default initialisation, polished by L-BFGS then Newton (the
-     same polish as Ridge Rider's leaves);
+   every method gets the wall time recursive Ridge Rider took (the default spec, at most
+   `--seconds`), also given in gradient-equivalents (that time over one full-batch gradient's,
+   measured on the problem):
+   - Ridge Rider, recursive (the default spec: two rides deep, the tree branching where a ride
+     ends with negative curvature left, leaves polished to minima);
+   - Ridge Rider, one level (settle = "minimum": every ride from the start descends to a
+     minimum, as many ridges as the recursive search's time allows);
+   - random restarts: PyTorch's default initialisation, polished exactly as Ridge Rider's
+     leaves are (L-BFGS until no gradient entry exceeds leaf_tol * max(1, |loss|));
    - Adam from random seeds: the same initialisation, full-batch Adam (lr 1e-2) until the
      gradient norm is below 1e-4 or 3,000 steps, as a user trains.
    Columns: solutions (distinct after aligning symmetric copies), functionally distinct ones
@@ -21,8 +25,8 @@ Prints two tables:
    distinct ones, ensemble test accuracy (averaged probabilities), best test accuracy, best
    out-of-distribution accuracy (colored-digits).
 
-Run: `python bench/search.py` (about 40 minutes on 2 CPU cores; `--seconds` sets each method's
-budget, 150 by default; `--quick` runs 30 s budgets on digits-mlp only).
+Run: `python bench/search.py` (about 35 minutes on 2 CPU cores; `--seconds` caps each
+method's budget, 300 by default; `--quick` runs digits-mlp only, with 30 s on mnist).
 """
 
 from __future__ import annotations
@@ -30,21 +34,22 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections import Counter
 
 import torch
 from common import adam_from_seeds, default_initialisation, gradient_seconds, print_table, timed
 
-from ridgerider.critical import SettleConfig, settle_to_minimum
-from ridgerider.linalg import HessianOperator, eigsh
-from ridgerider.linalg.tracking import track_eigenvector
+from ridgerider.critical import settle_to_minimum
 from ridgerider.metrics import SAME_FUNCTION_TOL
 from ridgerider.problems.base import Problem
 from ridgerider.problems.registry import load
 from ridgerider.report import run
-from ridgerider.ride import RideConfig
 from ridgerider.search import SearchSpec
 from ridgerider.search.archive import evaluation_probabilities
-from ridgerider.search.ridges import canonical_basis
+from ridgerider.search.frontier import Unit
+from ridgerider.search.loop import run as run_loop
+from ridgerider.search.memory import MemoryTree
+from ridgerider.search.steps import Outcome
 
 PROBLEMS = ("digits-mlp", "colored-digits", "digits-mlp:layers=2")
 ADAM_STEPS = 3_000
@@ -59,36 +64,49 @@ COLUMNS = (
 )
 
 
-def ride_step_costs(steps: int = 30) -> dict[str, list[int]]:
-    """HVPs each step of a ride costs on digits-mlp from its zero point, along a canonical
-    ridge: tracking at a loose residual (1e-3 of ||H||) and at the search's (`RideConfig`'s
-    `tracking_tol`, 1e-10, within its product budget), against a fresh eigsh of 3 pairs (1e-3)."""
-    problem = load("digits-mlp")
-    config = RideConfig()
-    start = eigsh(HessianOperator(problem.loss, problem.start), 9)
-    group = canonical_basis(start.eigenvectors[:, :8])
-    theta, d, neighbours = problem.start, group[:, 0], group[:, 1:3]
-    tight_tracking = {"tol": config.tracking_tol, "max_matvecs": config.tracking_matvecs}
-    costs: dict[str, list[int]] = {"loose": [], "tight": [], "fresh": []}
-    for _ in range(steps):
-        theta = theta + 0.05 * d
-        op = HessianOperator(problem.loss, theta)
-        costs["fresh"].append(eigsh(op, 3, tol=1e-3).info.matvecs)
-        loose = track_eigenvector(op, d, neighbours, tol=1e-3, norm_estimate=13.0)
-        costs["loose"].append(loose.matvecs)
-        tight = track_eigenvector(op, d, neighbours, norm_estimate=13.0, **tight_tracking)
-        costs["tight"].append(tight.matvecs)
-        d, neighbours = tight.vector, tight.neighbours
-    return costs
+class RecordingTree(MemoryTree):
+    """The tree in memory, keeping every ride's outcome (its steps' products and overlaps)."""
+
+    def __init__(self, problem: Problem, spec: SearchSpec) -> None:
+        super().__init__(problem, spec)
+        self.outcomes: list[Outcome] = []
+
+    def record_ride(self, unit: Unit, outcome: Outcome) -> list[Unit]:
+        self.outcomes.append(outcome)
+        return super().record_ride(unit, outcome)
+
+
+def ride_steps(name: str, spec: SearchSpec) -> list[object]:
+    """A table row of the ride steps of the search `spec` on problem `name`."""
+    problem = load(name)
+    tree = RecordingTree(problem, spec)
+    run_loop(tree, problem, spec)
+    costs = [c for outcome in tree.outcomes for c in outcome.step_hvps]
+    overlaps = sorted(o for outcome in tree.outcomes for o in outcome.overlaps)
+    ends = Counter(outcome.end_reason for outcome in tree.outcomes)
+    deciles = statistics.quantiles(costs, n=10) if len(costs) > 1 else costs * 9
+    return [
+        name,
+        len(tree.outcomes),
+        len(costs),
+        f"{statistics.median(costs):g}",
+        f"{deciles[-1]:g}",
+        max(costs),
+        f"{overlaps[0]:.3f}",
+        f"{overlaps[len(overlaps) // 100]:.3f}",
+        f"{statistics.median(len(o.step_hvps) for o in tree.outcomes):g}",
+        ", ".join(f"{reason} {count}" for reason, count in ends.most_common()),
+    ]
 
 
 def restarts(problem: Problem, seconds: float) -> list[torch.Tensor]:
-    """Random initialisations polished to minima (L-BFGS, then Newton) until `seconds`."""
+    """Random initialisations polished as Ridge Rider's leaves are, until `seconds`."""
+    config = SearchSpec().settle_config(problem)
     thetas: list[torch.Tensor] = []
     started = time.perf_counter()
     while time.perf_counter() - started < seconds:
         theta = default_initialisation(problem, seed=len(thetas))
-        thetas.append(settle_to_minimum(problem.loss, theta, SettleConfig())[0])
+        thetas.append(settle_to_minimum(problem.loss, theta, config)[0])
     return thetas
 
 
@@ -139,8 +157,9 @@ def _copies(problem: Problem, reference: torch.Tensor, theta: torch.Tensor) -> b
 
 
 def ridge_rider(problem: Problem, name: str, seconds: float, **fields) -> tuple[list, int]:
-    """The search with a time budget (nodes unbounded): its solutions and rides."""
-    report = run(SearchSpec(problem=name, max_nodes=10_000, max_seconds=seconds, **fields), problem)
+    """The search with the default spec and `fields`, within `seconds`: its solutions and
+    rides."""
+    report = run(SearchSpec(problem=name, max_seconds=seconds, **fields), problem)
     rides = report.result.graph.number_of_edges() + len(report.result.failures)
     return [m.point.theta for m in report.minima], rides
 
@@ -150,11 +169,14 @@ def measure(name: str, seconds: float) -> list[list[object]]:
     a table row each."""
     problem = load(name)
     per_gradient = gradient_seconds(problem)
+    recursive = timed(ridge_rider, problem, name, seconds)
+    budget = recursive.seconds
     runs = {
-        "Ridge Rider, recursive": timed(ridge_rider, problem, name, seconds),
-        "Ridge Rider, one level": timed(ridge_rider, problem, name, seconds, settle="minimum"),
+        "Ridge Rider, recursive": recursive,
+        "Ridge Rider, one level": timed(
+            ridge_rider, problem, name, budget, settle="minimum", ridges_per_node=512
+        ),
     }
-    budget = max(r.seconds for r in runs.values())
     runs["random restarts"] = timed(restarts, problem, budget)
     runs["Adam from random seeds"] = timed(adam_from_seeds, problem, budget, ADAM_STEPS)
     rows = []
@@ -170,29 +192,40 @@ def measure(name: str, seconds: float) -> list[list[object]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=150.0, help="each method's budget")
-    parser.add_argument("--quick", action="store_true", help="30 s budgets, digits-mlp only")
+    parser.add_argument("--seconds", type=float, default=300.0, help="each method's budget cap")
+    parser.add_argument(
+        "--mnist-seconds", type=float, default=300.0, help="the mnist-mlp search's budget"
+    )
+    parser.add_argument("--quick", action="store_true", help="digits-mlp only, 30 s on mnist")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    seconds = 30.0 if args.quick else args.seconds
+    mnist_seconds = 30.0 if args.quick else args.mnist_seconds
     print(f"# bench/search.py on CPU, torch {torch.__version__}, 1 thread(s)\n")
-    costs = ride_step_costs()
-    print("HVPs per ride step, digits-mlp (64-8-10 tanh) from the zero point, 30 steps of 0.05\n")
-    labels = {
-        "loose": "tracking, residual 1e-3",
-        "tight": "tracking, residual 1e-10 (the search's default)",
-        "fresh": "fresh eigsh, 3 pairs, residual 1e-3",
-    }
+    print("Ride steps of real searches (the default spec; mnist-mlp within its budget)\n")
     print_table(
-        ["method", "median", "max"],
-        "lrr",
-        ([label, f"{statistics.median(costs[k]):g}", max(costs[k])] for k, label in labels.items()),
+        [
+            "problem",
+            "rides",
+            "steps",
+            "median HVPs a step",
+            "90th percentile",
+            "max",
+            "min overlap",
+            "1st percentile overlap",
+            "median steps a ride",
+            "rides ended by",
+        ],
+        "lrrrrrrrrl",
+        [
+            ride_steps("digits-mlp", SearchSpec()),
+            ride_steps("mnist-mlp:hidden=16", SearchSpec(max_seconds=mnist_seconds)),
+        ],
     )
-    print(f"\nEvery method with the same wall time ({seconds:g} s budgets)\n", flush=True)
+    print(f"\nEvery method with recursive Ridge Rider's wall time (at most {args.seconds:g} s)\n")
     print_table(
         ["problem", "method", "seconds", "gradient-equivalents", "rides or runs", *COLUMNS],
         "llrrr" + "r" * len(COLUMNS),
-        (row for name in PROBLEMS[: 1 if args.quick else 3] for row in measure(name, seconds)),
+        (row for name in PROBLEMS[: 1 if args.quick else 3] for row in measure(name, args.seconds)),
     )
 
 

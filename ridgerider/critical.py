@@ -33,6 +33,11 @@ class SettleConfig:
             fraction of the full gradient's norm at the start.
         newton_steps: at most this many Newton steps (MINRES on HVPs) to polish.
         probe: how many of the smallest eigenpairs are computed to guide and classify.
+        minimum_tol: the gradient tolerance of the L-BFGS descent to a minimum (its largest
+            entry): absolute where `polish`, else relative to max(1, |loss|) at its start.
+        polish: whether a minimum is then polished by Newton steps to `grad_tol` (exact
+            critical points, for small problems); a network's leaf is the practical
+            minimum L-BFGS reaches.
     """
 
     grad_tol: float = 1e-9
@@ -40,6 +45,8 @@ class SettleConfig:
     descent_tol: float = 1e-3
     newton_steps: int = 30
     probe: int = 8
+    minimum_tol: float = 1e-7
+    polish: bool = True
 
 
 @dataclass(frozen=True)
@@ -72,17 +79,19 @@ def classify(
     zero_tol: float = ZERO_RTOL,
     zero_modes: int = 0,
     v0: Tensor | None = None,
+    tol: float | None = None,
 ) -> CriticalPoint:
     """Kind and index of `theta` from the smallest eigenvalues of the Hessian there (warm
-    started from `v0`, e.g. the vectors a ride tracked, where given).
+    started from `v0`, e.g. the vectors a ride tracked, where given; to `eigsh`'s residual
+    `tol`, its default where None; ||H|| itself to 1e-3).
 
     An eigenvalue is zero when |lambda| <= zero_tol * max(||H||, 1). A point with no negative
     eigenvalue but more zero ones than the problem's declared `zero_modes` is `degenerate`:
     second order cannot certify it is a minimum (x^2 + y^3, the monkey saddle).
     """
     op = HessianOperator(loss, theta)
-    low = eigsh(op, min(probe, theta.numel()), "SA", v0=v0, seed=0)
-    top = eigsh(op, 1, "LA", seed=0)
+    low = eigsh(op, min(probe, theta.numel()), "SA", v0=v0, tol=tol, seed=0)
+    top = eigsh(op, 1, "LA", tol=1e-3, seed=0)
     norm_estimate = max(abs(top.eigenvalues[0].item()), low.eigenvalues.abs().max().item())
     hvps = low.info.matvecs + top.info.matvecs
     return point_of(loss, theta, low.eigenvalues.cpu(), norm_estimate, hvps, zero_tol, zero_modes)
@@ -156,12 +165,48 @@ def settle(
 def settle_to_minimum(
     loss: Callable[[Tensor], Tensor], theta: Tensor, config: SettleConfig = SettleConfig()
 ) -> tuple[Tensor, int]:
-    """The minimum that L-BFGS reaches from `theta`, polished by Newton steps (MINRES on HVPs),
-    and the HVPs spent. For networks, whose negative-curvature subspace is too large to hold."""
-    theta, value = lbfgs(loss, theta, gradient_tol=1e-7, max_iterations=20_000)
+    """The minimum that L-BFGS reaches from `theta`, polished by Newton steps (MINRES on HVPs)
+    where `config.polish`, and the HVPs spent. For networks, whose negative-curvature subspace
+    is too large to hold."""
+    tol = config.minimum_tol
+    if not config.polish:
+        tol *= max(1.0, abs(loss(theta).item()))
+    theta, value = lbfgs(loss, theta, gradient_tol=tol, max_iterations=20_000)
     if not math.isfinite(value):
         raise FloatingPointError("the loss turned NaN or Inf while settling")
+    if not config.polish:
+        return theta, 0
     return _newton_polish(loss, theta, config)
+
+
+def escape_to_minimum(
+    loss: Callable[[Tensor], Tensor],
+    theta: Tensor,
+    config: SettleConfig = SettleConfig(),
+    tol: float = 1e-4,
+) -> tuple[Tensor, int]:
+    """From `theta`, where a descent stopped with negative curvature left (a practical
+    minimum on a shallow saddle), a step down along the negative eigenvectors (each oriented
+    downhill; backtracking from a tenth of 1 + ||theta||) and a descent again; the HVPs
+    spent. `theta` itself if no step lowers the loss."""
+    op = HessianOperator(loss, theta)
+    low = eigsh(op, min(config.probe, theta.numel()), "SA", tol=tol, seed=0)
+    hvps = low.info.matvecs
+    negative = low.eigenvectors[:, low.eigenvalues < 0]
+    if not negative.shape[1]:
+        return theta, hvps
+    slopes = grad(loss)(theta) @ negative
+    direction = (negative * torch.where(slopes > 0, -1.0, 1.0).to(negative)).sum(1)
+    direction = direction / direction.norm()
+    current = loss(theta).item()
+    step = 0.1 * (1 + theta.norm().item())
+    for _ in range(30):
+        candidate = theta + step * direction
+        if loss(candidate).item() < current:
+            settled, polish_hvps = settle_to_minimum(loss, candidate, config)
+            return settled, hvps + polish_hvps
+        step /= 2
+    return theta, hvps
 
 
 def _newton_polish(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -14,6 +14,9 @@ from ridgerider.linalg import HessianOperator, eigsh
 from ridgerider.linalg.tracking import track_eigenvector
 
 EndReason = Literal["curvature-nonnegative", "loss-rose", "step-budget", "non-finite-loss"]
+MIN_OVERLAP = 0.9  # consecutive ridges of an accepted step overlap at least this much
+STEP_GROWTH = 1.5  # an accepted step's successor is this much longer (up to max_step)
+SHORTEST_STEP = 1 / 64  # the shortest step tried, as a fraction of step_size
 
 
 @dataclass(frozen=True)
@@ -21,31 +24,42 @@ class RideConfig:
     """When and how a ride moves and stops.
 
     Attributes:
-        step_size: the length of one step in parameter space.
-        max_steps: the step budget.
+        step_size: the length of a ride's first step in parameter space.
+        max_steps: the step budget (accepted steps).
         curvature_tol: the ride ends once the tracked eigenvalue is >= -curvature_tol.
         track: the ridge and its neighbours: how many eigenvectors each step starts from (the
             ridge is the Ritz vector that overlaps most with the previous step's).
-        tracking_tol: the residual tolerance of tracking (relative to ||H||). Tight, so that a
-            ride does not depend on rounding: stopped early, the tracked vector depends on
-            how many products the solve took, which rounding decides, and a ride then drifts
-            with the thread count or the CPU (1e-3 let two threads' ride end 0.01 away from
-            one thread's; 1e-10 keeps them within 1e-8).
+        tracking_tol: the residual tolerance of tracking (relative to ||H||). 3e-3 costs a few
+            products a step; 1e-10 makes a ride independent of rounding (the tracked vector of
+            a loose solve depends on how many products it took, which rounding decides), at
+            about ten times the cost (bench/search.py).
         tracking_matvecs: the product budget of one step's tracking.
+        adaptive: the step adapts (a backtracking line search along the ridge): a step that
+            raises the loss or turns the ridge by more than MIN_OVERLAP allows is halved and
+            tried again (down to SHORTEST_STEP of step_size), and each accepted one lets the
+            next grow by STEP_GROWTH up to `max_step`. A ride then lasts as long as the ridge
+            descends; a fixed step ends at the first rise.
+        max_step: the longest step, as a multiple of step_size (longer steps turned the ridge
+            too far and were retaken: more products for the same ride, measured on digits-mlp).
     """
 
-    step_size: float = 0.05
-    max_steps: int = 1000
+    step_size: float = 0.02
+    max_steps: int = 10_000
     curvature_tol: float = 1e-8
-    track: int = 3
-    tracking_tol: float = 1e-10
+    track: int = 2
+    tracking_tol: float = 3e-3
     tracking_matvecs: int = 100
+    adaptive: bool = True
+    max_step: float = 1.0
 
 
 @dataclass(frozen=True)
 class RideEnd:
     """Where a ride stopped, why, and what it cost; `vectors` are the ridge and its neighbours
-    as last tracked (n x track), a warm start for the eigenpairs at the end."""
+    as last tracked (n x track), a warm start for the eigenpairs at the end. `step_hvps` and
+    `overlaps` are each accepted step's tracking products (those of tries retaken shorter
+    included) and the overlap of its ridge with the previous step's (what bench/search.py
+    reports of real rides)."""
 
     theta: Tensor
     steps: int
@@ -53,6 +67,8 @@ class RideEnd:
     reason: EndReason
     eigenvalue: float
     vectors: Tensor | None = None
+    step_hvps: tuple[int, ...] = field(default=(), repr=False)
+    overlaps: tuple[float, ...] = field(default=(), repr=False)
 
 
 def ride(
@@ -83,16 +99,29 @@ def ride(
         norm_estimate = abs(top.eigenvalues[0].item())
     previous = loss(theta).item()
     eigenvalue = math.nan
-    for step in range(1, config.max_steps + 1):
-        theta = theta + config.step_size * d
-        value = loss(theta).item()
+    step = config.step_size
+    shortest = config.step_size * SHORTEST_STEP if config.adaptive else config.step_size
+    step_hvps: list[int] = []
+    overlaps: list[float] = []
+    retaken = 0  # products of tracking a step that was then retaken shorter
+
+    def end(reason: EndReason) -> RideEnd:
+        vectors = torch.cat([d[:, None], neighbours], 1)
+        steps = len(step_hvps)
+        return RideEnd(theta, steps, hvps, reason, eigenvalue, vectors, (*step_hvps,), (*overlaps,))
+
+    while len(step_hvps) < config.max_steps:
+        candidate = theta + step * d
+        value = loss(candidate).item()
         if not math.isfinite(value):
-            return RideEnd(theta, step, hvps, "non-finite-loss", eigenvalue)
+            return RideEnd(candidate, len(step_hvps) + 1, hvps, "non-finite-loss", eigenvalue)
         if value > previous:
-            return RideEnd(theta, step, hvps, "loss-rose", eigenvalue, _vectors(d, neighbours))
-        previous = value
+            if step / 2 < shortest:
+                return end("loss-rose")
+            step /= 2
+            continue
         tracked = track_eigenvector(
-            HessianOperator(loss, theta),
+            HessianOperator(loss, candidate),
             d,
             neighbours,
             tol=config.tracking_tol,
@@ -100,13 +129,18 @@ def ride(
             norm_estimate=norm_estimate,
         )
         hvps += tracked.matvecs
+        overlap = (tracked.vector @ d).item()
+        if overlap < MIN_OVERLAP and step / 2 >= shortest:
+            retaken += tracked.matvecs
+            step /= 2  # the ridge turned too far within the step: retake it shorter
+            continue
+        theta, previous = candidate, value
         d, eigenvalue, neighbours = tracked.vector, tracked.eigenvalue, tracked.neighbours
+        step_hvps.append(retaken + tracked.matvecs)
+        retaken = 0
+        overlaps.append(overlap)
         if eigenvalue >= -config.curvature_tol:
-            vectors = _vectors(d, neighbours)
-            return RideEnd(theta, step, hvps, "curvature-nonnegative", eigenvalue, vectors)
-    vectors = _vectors(d, neighbours)
-    return RideEnd(theta, config.max_steps, hvps, "step-budget", eigenvalue, vectors)
-
-
-def _vectors(direction: Tensor, neighbours: Tensor) -> Tensor:
-    return torch.cat([direction[:, None], neighbours], 1)
+            return end("curvature-nonnegative")
+        if config.adaptive:
+            step = min(step * STEP_GROWTH, config.max_step * config.step_size)
+    return end("step-budget")

@@ -72,6 +72,21 @@ def root_node(session: Session, job_id: int) -> Node | None:
     )
 
 
+def rides_taken(session: Session, job_id: int, path: Fingerprint) -> list[tuple[int, int]]:
+    """(eigen index, sign) of the rides queued from the job's node at `path`, in order; none
+    if there is no such node or it is not expanded yet."""
+    fingerprint = ROOT_FINGERPRINT
+    for eigen_index, sign in path:
+        fingerprint = lineage(fingerprint, eigen_index, sign)
+    node_id = select(Node.id).where(Node.job_id == job_id, Node.fingerprint == fingerprint)
+    rides = session.execute(
+        select(Ride.eigen_index, Ride.sign)
+        .where(Ride.from_node_id == node_id.scalar_subquery())
+        .order_by(Ride.id)
+    ).all()
+    return [(eigen_index, sign) for eigen_index, sign in rides]
+
+
 def start_job(session: Session, job_id: int, root: PointRecord, work: Work, hvps: int) -> Node:
     """Mark the job running with its root node, which cost `hvps` to classify (idempotent: a
     started job keeps its root). A job cancelled while its start was under way keeps its root,

@@ -20,7 +20,7 @@ from ridgerider.critical import CriticalPoint
 from ridgerider.problems.base import Problem
 from ridgerider.search.archive import evaluation_probabilities, find_copy, keys_of, window_of
 from ridgerider.search.budget import Progress
-from ridgerider.search.fingerprint import from_text
+from ridgerider.search.fingerprint import Fingerprint, from_text
 from ridgerider.search.frontier import Unit
 from ridgerider.search.ridges import Spectrum
 from ridgerider.search.spec import SearchSpec
@@ -36,6 +36,7 @@ from storage.records import (
     record_evaluation,
     record_expansion,
     record_ride,
+    rides_taken,
     root_node,
     start_job,
 )
@@ -66,6 +67,7 @@ class JobTree:
         self.token_prefix = token_prefix
         self.tokens: dict[tuple[str, int], str] = {}
         self._tensors: LRUCache[str, dict[str, Tensor]] = LRUCache(TENSOR_CACHE_SIZE)
+        self._rides_from: LRUCache[Fingerprint, list[tuple[int, int]]] = LRUCache(TENSOR_CACHE_SIZE)
 
     def has_root(self) -> bool:
         with self.db.session(readonly=True) as session:
@@ -110,6 +112,16 @@ class JobTree:
             0,
             bool(stored["truncated"].item()),
         )
+
+    def rides_from(self, fingerprint: Fingerprint) -> list[tuple[int, int]]:
+        cached = self._rides_from.get(fingerprint)
+        if cached is not None:
+            return cached
+        with self.db.session(readonly=True) as session:
+            taken = rides_taken(session, self.job_id, fingerprint)
+        if taken:  # a branch point's rides never change once it is expanded
+            self._rides_from[fingerprint] = taken
+        return taken
 
     def skip(self, unit: Unit, reason: str) -> list[Unit]:
         return self._end(unit, "skipped", reason)

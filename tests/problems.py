@@ -4,6 +4,7 @@ is on the path: pytest's rootdir in-process, PYTHONPATH for subprocesses)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -14,19 +15,41 @@ from ridgerider.problems.classic import himmelblau
 from ridgerider.problems.registry import load
 
 
-def tiny_net(hidden: int = 3) -> Problem:
-    """A 4-hidden-2 tanh classifier from its zero point: fast, with accuracies and predictions."""
+def zero_point_classifier(
+    name: str, hidden: int, label: Callable[[torch.Tensor], torch.Tensor], weight_decay: float
+) -> Problem:
+    """A 4-`hidden`-classes tanh classifier of 120 Gaussian points labelled by `label` (80 to
+    train on, 40 to test), from its zero point (the output bias at the log class frequencies)."""
     generator = torch.Generator().manual_seed(0)
     inputs = torch.randn(120, 4, generator=generator, dtype=torch.float64)
-    labels = (inputs[:, 0] * inputs[:, 1] > 0).long()
-    net = nn.Sequential(nn.Linear(4, hidden), nn.Tanh(), nn.Linear(hidden, 2)).double()
+    labels = label(inputs)
+    classes = int(labels.max()) + 1
+    net = nn.Sequential(nn.Linear(4, hidden), nn.Tanh(), nn.Linear(hidden, classes)).double()
     with torch.no_grad():
         for parameter in net.parameters():
             parameter.zero_()
-        net[2].bias.copy_(torch.bincount(labels[:80], minlength=2).double().log())
+        net[2].bias.copy_(torch.bincount(labels[:80], minlength=classes).double().log())
     train, test = (inputs[:80], labels[:80]), (inputs[80:], labels[80:])
     return module_problem(
-        "tiny-net", net, F.cross_entropy, train, test=test, weight_decay=1e-2, zero_modes=1
+        name, net, F.cross_entropy, train, test=test, weight_decay=weight_decay, zero_modes=1
+    )
+
+
+def tiny_net(hidden: int = 3) -> Problem:
+    """A 4-hidden-2 tanh classifier from its zero point: fast, with accuracies and predictions."""
+    return zero_point_classifier(
+        "tiny-net", hidden, lambda x: (x[:, 0] * x[:, 1] > 0).long(), weight_decay=1e-2
+    )
+
+
+def three_class_net() -> Problem:
+    """A 4-2-3 classifier (three classes cut by two inputs) whose tree reaches minima that
+    predict differently, unlike `tiny_net`'s, which all compute one function."""
+    return zero_point_classifier(
+        "three-class-net",
+        2,
+        lambda x: (x[:, 0] > 0.4).long() + (x[:, 1] > 0).long(),
+        weight_decay=1e-3,
     )
 
 

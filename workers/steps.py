@@ -52,6 +52,7 @@ class JobContext:
             job = get_job(session, job_id)
             spec, allow_import = SearchSpec(**job.spec), job.allow_import
         problem = load(spec.problem, allow_import=allow_import)
+        spec = spec.resolved(problem)
         tree = JobTree(db, store, job_id, problem, spec, token_prefix)
         return cls(db, store, job_id, spec, problem, tree)
 

@@ -99,7 +99,7 @@ async function refreshJobs() {
   const body = $("jobs").tBodies[0];
   body.replaceChildren(...page.jobs.map((job) => {
     const p = job.progress || {};
-    const budgets = [`${job.spec.max_nodes} points`, `depth ${job.spec.max_depth}`];
+    const budgets = [`${job.spec.max_nodes ?? "auto"} points`, `depth ${job.spec.max_depth ?? "auto"}`];
     if (job.spec.max_seconds) budgets.push(`${job.spec.max_seconds} s`);
     if (job.spec.max_hvps) budgets.push(`${job.spec.max_hvps} HVPs`);
     const live = ["queued", "running", "finalising"].includes(job.status);

@@ -1,9 +1,21 @@
-"""Budgets: when a search stops taking new work (evaluations of what it found always run)."""
+"""Budgets: when a search stops taking new work (evaluations of what it found always run).
+
+The node budget is a quota split down the tree, not a running count: the start may have
+`max_nodes` points below and at it; a branch point's quota, less its own point, is shared
+evenly by its rides in the order they were chosen, and a ride's share bounds the points its
+end and everything below it may hold. A ride whose share is 0 is skipped; one whose share is 1
+ends in a leaf. Each ride's share follows from its path alone, so the tree a node budget leaves
+is the same whatever order the units ran in: on one runner or on a pool of workers, with one
+killed and its unit redone. (The solution, HVP and time budgets are running counts: where they
+end a search depends on that order.)
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from ridgerider.search.fingerprint import Fingerprint
 from ridgerider.search.spec import SearchSpec
 
 
@@ -18,10 +30,8 @@ class Progress:
 
 
 def exhausted(spec: SearchSpec, progress: Progress) -> str | None:
-    """The budget `progress` has used up ("node budget", "solution budget", "HVP budget",
-    "time budget"), or None."""
-    if progress.nodes >= spec.max_nodes:
-        return "node budget"
+    """The running budget `progress` has used up ("solution budget", "HVP budget", "time
+    budget"), or None."""
     if spec.max_solutions is not None and progress.solutions >= spec.max_solutions:
         return "solution budget"
     if spec.max_hvps is not None and progress.hvps >= spec.max_hvps:
@@ -29,3 +39,25 @@ def exhausted(spec: SearchSpec, progress: Progress) -> str | None:
     if spec.max_seconds is not None and progress.seconds > spec.max_seconds:
         return "time budget"
     return None
+
+
+def shares(quota: int, rides: int) -> list[int]:
+    """`quota` points split as evenly as can be among `rides`, the first ones taking the rest."""
+    each, rest = divmod(max(quota, 0), rides)
+    return [each + (position < rest) for position in range(rides)]
+
+
+def quota_of(
+    fingerprint: Fingerprint,
+    max_nodes: int,
+    rides_from: Callable[[Fingerprint], list[tuple[int, int]]],
+) -> int:
+    """The node quota of the point at `fingerprint` (of the ride that reaches it): `max_nodes`
+    at the start, then each ride's share of its branch point's quota less the branch point's own
+    point; `rides_from(path)` gives the (eigen index, sign) of the rides taken from the point at
+    `path`, in order."""
+    quota = max_nodes
+    for depth, ride in enumerate(fingerprint):
+        taken = rides_from(fingerprint[:depth])
+        quota = shares(quota - 1, len(taken))[taken.index(ride)]
+    return quota

@@ -9,12 +9,14 @@ frontier orders the units, the archive merges copies, the budget stops new work,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Protocol
 
 from ridgerider.critical import CriticalPoint
 from ridgerider.problems.base import Problem
-from ridgerider.search.budget import Progress, exhausted
+from ridgerider.search.budget import Progress, exhausted, quota_of
+from ridgerider.search.fingerprint import Fingerprint
 from ridgerider.search.frontier import Unit, frontier_key
 from ridgerider.search.ridges import Spectrum, make_ridge
 from ridgerider.search.spec import SearchSpec
@@ -36,6 +38,9 @@ class Tree(Protocol):
     archive atomically (two rides reaching one point give one node and two edges); it and
     `skip` / `fail` return the units that became claimable (a worker pool sends work for each).
 
+    `rides_from(path)` gives the (eigen index, sign) of the rides taken from the point at `path`,
+    in the order they were queued (the node budget's quotas follow from them).
+
     A node that a ride created is held (not claimable) until the ride along the same ridge in
     the other direction has ended too, and if both reach one point the node keeps the point and
     path of the + ride: so the tree does not depend on which of the two finishes first (one
@@ -55,6 +60,8 @@ class Tree(Protocol):
     def point(self, node_id: int) -> CriticalPoint: ...
 
     def spectrum(self, node_id: int) -> Spectrum | None: ...
+
+    def rides_from(self, fingerprint: Fingerprint) -> list[tuple[int, int]]: ...
 
     def skip(self, unit: Unit, reason: str) -> list[Unit]: ...
 
@@ -77,15 +84,20 @@ def begin(tree: Tree, problem: Problem, spec: SearchSpec) -> list[Unit]:
     """
     if tree.has_root():
         return []
+    spec = spec.resolved(problem)
     root = start_point(problem, spec)
     return tree.add_root(root, work_of(root, 0, spec))
 
 
 def work_on(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> list[Unit]:
     """Do one claimed unit and record it; returns the units it created. A budget used up skips
-    the unit (evaluations are never skipped); an error fails that unit only."""
+    the unit (evaluations are never skipped); an error fails that unit only. Budgets `spec`
+    omits are filled in for `problem` (`SearchSpec.resolved`)."""
+    spec = spec.resolved(problem)
     if unit.work != "evaluate" and (reason := exhausted(spec, tree.progress())):
         return tree.skip(unit, reason)
+    if unit.work == "ride" and _quota(tree, spec, unit) < 1:
+        return tree.skip(unit, "node budget")
     try:
         if unit.work == "expand":
             point = tree.point(unit.node_id)
@@ -108,8 +120,19 @@ def _ride(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> Outcome
     ridge = make_ridge(unit.node_id, spectrum, eigen_index, sign, track)
     start = tree.point(unit.node_id)
     target = spec.settle_target(tree.root())
-    last = unit.depth + 1 >= spec.max_depth or tree.progress().nodes + 1 >= spec.max_nodes
-    return follow(problem, start, ridge, spec, target, last)
+    last = unit.depth + 1 >= spec.max_depth or _quota(tree, spec, unit) <= 1
+
+    def over_budget() -> bool:
+        return exhausted(spec, tree.progress()) is not None
+
+    return follow(problem, start, ridge, spec, target, last, over_budget)
+
+
+def _quota(tree: Tree, spec: SearchSpec, unit: Unit) -> float:
+    """The node quota of the point `unit` reaches (`budget.quota_of`); inf without a budget."""
+    if spec.max_nodes is None:
+        return math.inf
+    return quota_of(unit.fingerprint, spec.max_nodes, tree.rides_from)
 
 
 def run(

@@ -61,13 +61,15 @@ class MemoryTree:
     ride's point the node keeps (None for the root)."""
 
     def __init__(self, problem: Problem, spec: SearchSpec) -> None:
-        self.problem, self.spec = problem, spec
+        self.problem, self.spec = problem, spec.resolved(problem)
         self.graph = nx.MultiDiGraph()
         self.archive = MemoryArchive()
         self.spectra: dict[int, Spectrum] = {}
         self.rides: dict[int, _Ride] = {}
         self.pending: dict[tuple[str, int], Unit] = {}
         self.claimed: dict[tuple[str, int], Unit] = {}
+        self.by_path: dict[Fingerprint, int] = {}
+        self.taken: dict[int, list[tuple[int, int]]] = {}  # a node's rides, in order
         self.unfinished: dict[RidgeKey, int] = {}  # its rides (+ and -) not yet ended
         self.held: dict[RidgeKey, list[int]] = {}  # the nodes its rides created
         self.failures: list[Outcome[CriticalPoint]] = []
@@ -105,6 +107,9 @@ class MemoryTree:
     def spectrum(self, node_id: int) -> Spectrum | None:
         return self.spectra.get(node_id)
 
+    def rides_from(self, fingerprint: Fingerprint) -> list[tuple[int, int]]:
+        return self.taken.get(self.by_path[fingerprint], [])
+
     def skip(self, unit: Unit, reason: str) -> list[Unit]:
         self._done(unit)
         self.open["rides" if unit.kind == "ride" else "expansions"] += 1
@@ -123,6 +128,7 @@ class MemoryTree:
     ) -> list[Unit]:
         self._done(unit)
         self.spectra[unit.id] = spectrum
+        self.taken[unit.id] = list(rides)
         self.hvps += hvps
         for eigen_index, _ in rides:
             key = (unit.id, eigen_index)
@@ -190,6 +196,7 @@ class MemoryTree:
             parent=None if ride is None else ride.node_id,
         )
         self.archive.add(node, point.theta, keys_of(self.problem, point, self.spec))
+        self.by_path[fingerprint] = node
         if spectrum is not None:
             self.spectra[node] = spectrum
         return node
@@ -197,6 +204,8 @@ class MemoryTree:
     def _take_over(self, node: int, ride: Unit, outcome: Outcome[CriticalPoint]) -> None:
         """Node `node`, held, keeps the point of `ride`, the other sign of its ride's ridge."""
         point = outcome.point
+        del self.by_path[self.graph.nodes[node]["fingerprint"]]
+        self.by_path[ride.fingerprint] = node
         self.graph.nodes[node].update(point=point, fingerprint=ride.fingerprint, ride=ride.id)
         self.archive.replace(node, point.theta, keys_of(self.problem, point, self.spec))
         self.spectra.pop(node, None)
@@ -241,13 +250,14 @@ def search(
 
     Args:
         problem: what to search.
-        spec: budgets and policies (its `problem` field is not used here).
+        spec: budgets and policies (its `problem` field is not used here); budgets it omits
+            are filled in for `problem` (`SearchSpec.resolved`).
         on_progress: called after every unit of work.
 
     Raises:
         StartError: the problem has no start, or its start is not a critical point.
     """
-    spec = spec or SearchSpec()
+    spec = (spec or SearchSpec()).resolved(problem)
     torch.manual_seed(spec.seed)
     tree = MemoryTree(problem, spec)
     run(tree, problem, spec, on_progress)

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ridgerider.critical import CriticalPoint, SettleConfig
+from ridgerider.problems.base import Problem
 from ridgerider.problems.parameters import SEED_MAX
 from ridgerider.ride import RideConfig
 
@@ -16,7 +17,16 @@ SettleTarget = Literal["saddle", "branch", "minimum"]
 Leaf = Literal["minimum", "ride-end"]
 SADDLE_SETTLE_MAX_DIM = 20
 MAX_NODES = 100_000
+# Problems of at most this many parameters are small: their eigenpairs and rides are exact
+# (one block of products, `linalg.blocks.WHOLE_SPACE_SIZE`), their minima polished to
+# `grad_tol`, and by default they are searched until the frontier is exhausted.
+SMALL_DIM = 128
+SMALL_DEFAULTS = {"max_nodes": None, "max_depth": 64, "ridges_per_node": 64}
+# Larger problems (networks): a tree two rides deep, four ridges a branch point, so that
+# `make run` (digits-mlp) returns dozens of minima in about three minutes on two cores.
+LARGE_DEFAULTS = {"max_nodes": 500, "max_depth": 2, "ridges_per_node": 6}
 PROBLEM_MAX_LENGTH = 200  # the width of the stored problem column
+REPRODUCIBLE_TRACKING_TOL = 1e-10
 
 
 class SearchSpec(BaseModel):
@@ -35,16 +45,33 @@ class SearchSpec(BaseModel):
         "leaf first, then paths that deviate once, twice, ...), breadth-first, depth-first, or "
         "most-negative-first",
     )
-    max_nodes: int = Field(24, ge=1, le=MAX_NODES, description="distinct points in the tree")
-    max_depth: int = Field(
-        4,
+    max_nodes: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_NODES,
+        description="points in the tree at most, shared evenly down it (a branch point's "
+        "rides split what is left of its share), so that a budget leaves the same tree on a "
+        "pool; omitted: none for problems of at most "
+        f"{SMALL_DIM} parameters (their trees end when the frontier is exhausted), "
+        f"{LARGE_DEFAULTS['max_nodes']} above",
+    )
+    max_depth: int | None = Field(
+        None,
         ge=1,
         le=1_000,
         description="rides from the start to the deepest point; a ride that reaches it ends "
-        "in a leaf",
+        f"in a leaf; omitted: {SMALL_DEFAULTS['max_depth']} for problems of at most "
+        f"{SMALL_DIM} parameters, {LARGE_DEFAULTS['max_depth']} above",
     )
     max_solutions: int | None = Field(None, ge=1, description="stop after this many solutions")
-    ridges_per_node: int = Field(8, ge=1, le=512, description="ridges ridden per branch point")
+    ridges_per_node: int | None = Field(
+        None,
+        ge=1,
+        le=512,
+        description="ridges ridden per branch point; omitted: "
+        f"{SMALL_DEFAULTS['ridges_per_node']} for problems of at most {SMALL_DIM} parameters, "
+        f"{LARGE_DEFAULTS['ridges_per_node']} above",
+    )
     ridge_policy: Literal["auto", "one-per-group", "every-direction"] = Field(
         "auto",
         description="ride one eigenvector per group of equal eigenvalues (symmetric copies), "
@@ -52,14 +79,28 @@ class SearchSpec(BaseModel):
     )
     max_hvps: int | None = Field(None, ge=1, description="total Hessian-vector product budget")
     max_seconds: float | None = Field(None, gt=0, description="wall-time budget")
-    step_size: float = Field(0.05, gt=0, le=100, description="ride step length")
-    max_steps: int = Field(1000, ge=1, le=1_000_000, description="steps per ride")
+    step_size: float = Field(
+        0.02,
+        gt=0,
+        le=100,
+        description="a ride's step length; a step that raises the loss or turns the ridge "
+        "too far is halved and retaken",
+    )
+    max_steps: int = Field(10_000, ge=1, le=1_000_000, description="steps per ride")
     curvature_tol: float = Field(1e-8, ge=0, le=1, description="a ride ends at curvature >= -tol")
     tracking_tol: float = Field(
-        1e-10,
+        3e-3,
         gt=0,
         lt=1,
-        description="tracking residual / ||H||; tight, so that rides do not depend on rounding",
+        description="tracking residual / ||H||: a few HVPs a ride step; 1e-10 makes rides "
+        "independent of rounding at about ten times the cost (see reproducible)",
+    )
+    reproducible: bool = Field(
+        False,
+        description="the same solutions with any thread count and CPU, at several times the "
+        "cost: tracking to 1e-10 of ||H|| and every minimum polished by Newton to grad_tol "
+        "after a nudge out of its whole negative-curvature subspace (always so for problems "
+        f"of at most {SMALL_DIM} parameters, whose minima are polished to grad_tol)",
     )
     settle: Settle = Field(
         "auto",
@@ -74,6 +115,16 @@ class SearchSpec(BaseModel):
         "polished to a minimum, or kept as the ride left it (ride-end, the paper's approximate RR)",
     )
     grad_tol: float = Field(1e-9, gt=0, lt=1, description="gradient norm of a critical point")
+    leaf_tol: float = Field(
+        1e-7,
+        gt=0,
+        lt=1,
+        description="a network's leaf is polished by L-BFGS until no gradient entry exceeds "
+        f"leaf_tol * max(1, |loss|) (problems of more than {SMALL_DIM} parameters, unless "
+        "reproducible); looser leaves stop short of their minimum, and copies of one minimum "
+        "reached by two rides are then no longer merged (1e-5 kept 64 leaves of 46 minima "
+        "on digits-mlp)",
+    )
     merge_tol: float = Field(1e-3, gt=0, lt=1, description="relative distance of one point")
     merge_by_function: bool = Field(
         False,
@@ -89,12 +140,19 @@ class SearchSpec(BaseModel):
             raise ValueError("must not contain control characters (NUL, newline, tab, ...)")
         return text
 
+    def resolved(self, problem: Problem) -> SearchSpec:
+        """This spec with every omitted budget filled in for `problem` (see the fields); a
+        small problem's `max_nodes` stays None: no node budget."""
+        defaults = SMALL_DEFAULTS if problem.dim <= SMALL_DIM else LARGE_DEFAULTS
+        missing = {name: value for name, value in defaults.items() if getattr(self, name) is None}
+        return self.model_copy(update=missing)
+
     def ride_config(self) -> RideConfig:
         return RideConfig(
             step_size=self.step_size,
             max_steps=self.max_steps,
             curvature_tol=self.curvature_tol,
-            tracking_tol=self.tracking_tol,
+            tracking_tol=REPRODUCIBLE_TRACKING_TOL if self.reproducible else self.tracking_tol,
         )
 
     def settle_target(self, start: CriticalPoint) -> SettleTarget:
@@ -107,5 +165,12 @@ class SearchSpec(BaseModel):
         holdable = start.index_is_exact and start.index <= SettleConfig.probe
         return "saddle" if small and holdable else "branch"
 
-    def settle_config(self) -> SettleConfig:
-        return SettleConfig(grad_tol=self.grad_tol)
+    def exact_minima(self, problem: Problem) -> bool:
+        """Whether minima are polished to `grad_tol` (small problems, or reproducible) rather
+        than to the practical `leaf_tol`."""
+        return self.reproducible or problem.dim <= SMALL_DIM
+
+    def settle_config(self, problem: Problem) -> SettleConfig:
+        if self.exact_minima(problem):
+            return SettleConfig(grad_tol=self.grad_tol)
+        return SettleConfig(grad_tol=self.grad_tol, minimum_tol=self.leaf_tol, polish=False)

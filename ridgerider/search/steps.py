@@ -4,7 +4,9 @@ in-memory tree and the database-backed one call these same functions."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import torch
@@ -15,7 +17,9 @@ from ridgerider.critical import (
     SOLUTION_KINDS,
     ZERO_RTOL,
     CriticalPoint,
+    SettleConfig,
     classify,
+    escape_to_minimum,
     point_of,
     settle,
     settle_to_minimum,
@@ -32,6 +36,7 @@ from ridgerider.search.ridges import (
     negative_spectrum,
     node_spectrum,
     orient,
+    spectrum_at,
 )
 from ridgerider.search.spec import SearchSpec, SettleTarget
 
@@ -40,6 +45,8 @@ P = TypeVar("P")
 START_GRAD_RTOL = 1e-5
 NUDGE = 1e-6  # relative size of the nudge before a descent to a minimum
 ORIENTATION_TOL = 1e-8  # slopes and third derivatives below this are rounding
+PRACTICAL_CLASSIFY_TOL = 1e-4  # eigsh's residual tolerance classifying a network's leaf
+LEAF_ESCAPES = 3  # steps off the negative curvature a network's descent stopped on
 
 
 class StartError(ValueError):
@@ -51,7 +58,8 @@ class Outcome(Generic[P]):
     """What following a ridge gave: the ride's steps, HVPs (settling included) and why it
     stopped, and the point it led to (with its spectrum where it is a branch point, computed on
     the way), or the reason it failed. The engine's point is a CriticalPoint; a database keeps
-    its own record of it in the same shape (`storage.records.RideResult`)."""
+    its own record of it in the same shape (`storage.records.RideResult`). `step_hvps` and
+    `overlaps` are each ride step's tracking products and ridge overlap (`ride.RideEnd`)."""
 
     steps: int
     hvps: int
@@ -59,6 +67,8 @@ class Outcome(Generic[P]):
     point: P | None = None
     failure: str | None = None
     spectrum: Spectrum | None = None
+    step_hvps: tuple[int, ...] = field(default=(), repr=False)
+    overlaps: tuple[float, ...] = field(default=(), repr=False)
 
 
 class RidgeLabel(Protocol):
@@ -144,6 +154,7 @@ def follow(
     spec: SearchSpec,
     target: SettleTarget,
     last: bool = False,
+    over_budget: Callable[[], bool] | None = None,
 ) -> Outcome[CriticalPoint]:
     """Ride `ridge` from `start` and say where it leads, by `target`:
 
@@ -155,7 +166,9 @@ def follow(
       as it is (`leaf = "ride-end"`).
 
     A `last` ride (its end could not be expanded: the depth limit, or the last point the node
-    budget allows) ends in a leaf whatever the target, so that a budget still returns minima.
+    budget allows) ends in a leaf whatever the target, and so does a ride that ends when
+    `over_budget()` says a budget (time, HVPs) has run out meanwhile: a budget still returns
+    minima.
     """
     torch.manual_seed(spec.seed)
     end = ride(
@@ -169,6 +182,7 @@ def follow(
     if end.reason == "non-finite-loss":
         failure = "the loss turned NaN or Inf during the ride"
         return Outcome(end.steps, end.hvps, end.reason, failure=failure)
+    last = last or (over_budget is not None and over_budget())
     try:
         if target == "branch":
             point, spectrum, hvps = _ride_end(problem, start, end, spec, last)
@@ -179,10 +193,36 @@ def follow(
     except FloatingPointError as error:
         return Outcome(end.steps, end.hvps, end.reason, failure=f"settling failed: {error}")
     hvps += end.hvps
-    if point.kind not in ("branch", "ride-end") and point.grad_norm > 1e3 * spec.grad_tol:
-        failure = f"settling ended at gradient norm {point.grad_norm:.3g}, not a critical point"
+    if not _settled_enough(problem, point, spec):
+        failure = (
+            f"settling ended at a {point.kind} point of gradient norm {point.grad_norm:.3g}, "
+            f"not a critical point (smallest eigenvalues {_few(point.eigenvalues)})"
+        )
         return Outcome(end.steps, hvps, end.reason, failure=failure)
-    return Outcome(end.steps, hvps, end.reason, point=point, spectrum=spectrum)
+    return Outcome(
+        end.steps,
+        hvps,
+        end.reason,
+        point=point,
+        spectrum=spectrum,
+        step_hvps=end.step_hvps,
+        overlaps=end.overlaps,
+    )
+
+
+def _few(values: Tensor) -> str:
+    return ", ".join(f"{value:.3g}" for value in values[:3].tolist())
+
+
+def _settled_enough(problem: Problem, point: CriticalPoint, spec: SearchSpec) -> bool:
+    """Whether a ride's settled end is what it should be: a critical point to `grad_tol` (with
+    the margin of Newton's last step) where minima are exact; a finite gradient at a
+    network's practical minimum; anything at a branch point or a ride's end."""
+    if point.kind in ("branch", "ride-end"):
+        return True
+    if spec.exact_minima(problem) or point.kind != "minimum":
+        return point.grad_norm <= 1e3 * spec.grad_tol
+    return math.isfinite(point.grad_norm)
 
 
 def _settled(
@@ -196,21 +236,43 @@ def _settled(
     """The critical point `target` settles `theta` on, classified, and the HVPs spent.
 
     A descent to a minimum starts from `theta` nudged within its negative-curvature subspace
-    (from `spectrum` at `theta`, grown to hold every negative eigenvalue; computed sized as
-    `sizing`'s where not given; see `_nudge`)."""
+    (from `spectrum` at `theta`, computed sized as `sizing`'s where not given; see `_nudge`),
+    grown to hold every negative eigenvalue where minima are exact; a network's nudge uses the
+    pairs computed, which breaks the symmetries they hold the same way everywhere and leaves
+    the others to rounding."""
+    config = spec.settle_config(problem)
     if target == "saddle":
-        settled, hvps = settle(problem.loss, theta, spec.settle_config())
+        settled, hvps = settle(problem.loss, theta, config)
     else:
         hvps = 0
         if spectrum is None:
             spectrum = node_spectrum(problem, sizing, spec, theta=theta)
             hvps += spectrum.hvps
-        whole = negative_spectrum(problem, theta, spectrum, ZERO_RTOL, spec.seed)
+        whole = spectrum
+        if spec.exact_minima(problem):
+            whole = negative_spectrum(problem, theta, spectrum, ZERO_RTOL, spec.seed)
         nudge, nudge_hvps = _nudge(problem, theta, whole)
-        settled, polish_hvps = settle_to_minimum(problem.loss, theta + nudge, spec.settle_config())
+        settled, polish_hvps = settle_to_minimum(problem.loss, theta + nudge, config)
         hvps += whole.hvps - spectrum.hvps + nudge_hvps + polish_hvps
-    point = classify(problem.loss, settled, zero_modes=problem.zero_modes)
+    if spec.exact_minima(problem):
+        point = classify(problem.loss, settled, zero_modes=problem.zero_modes)
+        return point, hvps + point.hvps
+    for _ in range(LEAF_ESCAPES):
+        point = _practical_point(problem, settled)
+        hvps += point.hvps
+        if target != "minimum" or point.kind != "saddle":
+            return point, hvps
+        settled, escape_hvps = escape_to_minimum(problem.loss, settled, config)
+        hvps += escape_hvps
+    point = _practical_point(problem, settled)
     return point, hvps + point.hvps
+
+
+def _practical_point(problem: Problem, theta: Tensor) -> CriticalPoint:
+    """`theta` classified to a network's practical tolerance: at most a minimum; flatness
+    there is the descent's tolerance, not a degenerate point."""
+    point = classify(problem.loss, theta, zero_modes=problem.zero_modes, tol=PRACTICAL_CLASSIFY_TOL)
+    return replace(point, kind="minimum") if point.kind == "degenerate" else point
 
 
 def _nudge(problem: Problem, theta: Tensor, spectrum: Spectrum) -> tuple[Tensor, int]:
@@ -254,8 +316,13 @@ def _ride_end(
     """The node a ride's end becomes under settle = "branch" (see `follow`). Its spectrum, sized
     as the ride's start's (the symmetry a ride keeps, it keeps in its groups) and warm started
     from the tracked vectors, is computed once: it classifies the end and, at a branch point,
-    gives its ridges."""
-    spectrum = node_spectrum(problem, start, spec, v0=end.vectors, theta=end.theta)
+    gives its ridges. The end of a `last` ride, a leaf whatever its curvature, gets only the
+    few smallest pairs that classify it and nudge its descent."""
+    if last:
+        k = min(max(SettleConfig.probe, spec.ride_config().track), problem.dim)
+        spectrum = spectrum_at(problem, end.theta, k, spec.seed, end.vectors)
+    else:
+        spectrum = node_spectrum(problem, start, spec, v0=end.vectors, theta=end.theta)
     probe = point_of(
         problem.loss,
         end.theta,

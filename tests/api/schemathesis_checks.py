@@ -8,11 +8,16 @@ import json
 import schemathesis
 
 PROBLEM_JSON = "application/problem+json"
+# uvicorn's answer to bytes its HTTP parser rejects (a header that is no header): the request
+# never reaches the app, which cannot answer it.
+UNPARSABLE = b"Invalid HTTP request received."
 
 
 @schemathesis.check
 def errors_are_problem_json(ctx, response, case) -> None:
     if response.status_code < 400:
+        return
+    if response.status_code == 400 and response.content == UNPARSABLE:
         return
     media = response.headers.get("content-type", [""])[0]
     if media != PROBLEM_JSON:

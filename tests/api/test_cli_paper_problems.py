@@ -101,6 +101,7 @@ def test_mnist_mlp_runs_from_its_maximally_invariant_saddle(tmp_path):
     assert root["kind"] == "saddle" and root["index"] >= 1
     for minimum in document["minima"]:
         metrics = minimum["metrics"]
-        assert minimum["grad_norm"] < 1e-6
+        assert minimum["grad_norm"] < 1e-5  # a network's practical minimum (leaf_tol)
+        assert minimum["index"] == 0
         assert 0.1 < metrics["test_accuracy"] <= 1.0
         assert {f"class_{c}_accuracy" for c in range(10)} <= set(metrics)

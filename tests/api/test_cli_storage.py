@@ -31,11 +31,12 @@ from tests.workers.pool import free_port
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    """A folder whose embedded database holds job 1: the tiny net, searched to the end."""
+    """A folder whose embedded database holds job 1: a three-class net, within a node
+    budget."""
     path = tmp_path_factory.mktemp("cli")
     (path / "spec.toml").write_text("max_nodes = 30\nmax_depth = 4\n")
     result = ridgerider(
-        "run", "--problem", "tests.problems:tiny_net", "--spec", "spec.toml", cwd=path
+        "run", "--problem", "tests.problems:three_class_net", "--spec", "spec.toml", cwd=path
     )
     assert result.returncode == 0, result.stderr
     return path

@@ -54,7 +54,7 @@ def test_himmelblau_from_its_maximum_finds_all_four_minima():
 
 def test_styblinski_tang_reaches_all_minima_and_expands_each_point_once():
     for dim in (2, 3, 4):
-        result = search(styblinski_tang(dim), SearchSpec(max_nodes=100))  # 3^dim points
+        result = search(styblinski_tang(dim), SearchSpec())  # 3^dim points, no budget binds
         expected = torch.tensor(list(itertools.product(STYBLINSKI_TANG_MINIMA, repeat=dim)))
         assert_same_points([p.theta for p in result.points("minimum")], expected.double())
         expanded = [n for n in result.graph.nodes if result.graph.out_degree(n) > 0]
@@ -126,9 +126,10 @@ def test_a_start_that_is_not_critical_is_refused():
 
 def test_a_node_budget_still_returns_minima_and_says_what_is_left_open():
     """Breadth-first spends 100 nodes on the saddles of styblinski-tang in 6-D (729 critical
-    points, 64 minima) and finds none; the default frontier dives to minima first."""
+    points, 64 minima) and finds none; the default frontier dives to minima first, and rides
+    reaching depth 4 end in minima."""
     problem = styblinski_tang(6)
-    result = search(problem, SearchSpec(max_nodes=100))
+    result = search(problem, SearchSpec(max_nodes=100, max_depth=4))
     assert result.stopped == "node budget"
     assert result.open["rides"] > 0
     minima = result.points("minimum")
@@ -143,7 +144,7 @@ def test_a_network_branches_at_the_ends_of_its_rides():
     """Ridge Rider's Algorithm 1: where a ride ends with negative curvature left, the tree
     branches there (a branch point, not a critical point), down to max_depth."""
     problem = load("digits-mlp:hidden=4")
-    spec = SearchSpec(max_depth=3, max_nodes=12, ridges_per_node=2)
+    spec = SearchSpec(max_depth=3, max_nodes=40, ridges_per_node=2)
     result = search(problem, spec)
     graph = result.graph
     branch = [n for n, d in graph.nodes(data=True) if d["point"].kind == "branch"]
@@ -152,7 +153,10 @@ def test_a_network_branches_at_the_ends_of_its_rides():
         point = graph.nodes[node]["point"]
         assert point.index > 0 and point.grad_norm > 1e-6  # a ride's end, not a saddle
     minima = result.points("minimum")
-    assert minima and all(p.grad_norm < 1e-6 for p in minima)
+    # A network's leaves are practical minima: L-BFGS until no gradient entry exceeds
+    # leaf_tol * max(1, |loss|) (a loss near 2.3 where the descent starts), no index left.
+    bound = spec.leaf_tol * 2.5 * problem.dim**0.5
+    assert minima and all(p.grad_norm < bound and p.index == 0 for p in minima)
     assert all(graph.nodes[n]["depth"] <= 3 for n in graph.nodes)
     # A dive: the first minimum was reached by always taking the first ridge, 0+.
     first = min(

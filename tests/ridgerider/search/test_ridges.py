@@ -55,14 +55,14 @@ def test_a_fully_repeated_eigenvalue_rides_the_coordinate_axes():
     the axes, the directions that continue as ridges of a separable function."""
     problem = styblinski_tang(4)
     root = classify(problem.loss, problem.start)
-    spectrum = node_spectrum(problem, root, SearchSpec())
+    spectrum = node_spectrum(problem, root, SearchSpec().resolved(problem))
     assert torch.allclose(spectrum.vectors, torch.eye(4, dtype=torch.float64), atol=1e-8)
 
 
 def test_at_the_digits_zero_point_each_ridge_is_carried_by_one_unit():
     problem = digits_mlp_problem(hidden=HIDDEN)
     root = classify(problem.loss, problem.start, zero_modes=1)
-    spectrum = node_spectrum(problem, root, SearchSpec(ridges_per_node=2))
+    spectrum = node_spectrum(problem, root, SearchSpec(ridges_per_node=2).resolved(problem))
     groups = equal_groups(spectrum.values, spectrum.norm_estimate)
     assert [len(g) for g in groups[:2]] == [HIDDEN, HIDDEN]  # KNOWN-ANSWERS: 9 values x 8
     for group in groups[:2]:
@@ -81,7 +81,7 @@ def test_a_canonical_ridge_turns_smoothly_as_it_is_ridden():
     overlap >= 0.9 over the first 10 steps, whatever basis the solver returned."""
     problem = digits_mlp_problem(hidden=HIDDEN)
     root = classify(problem.loss, problem.start, zero_modes=1)
-    spectrum = node_spectrum(problem, root, SearchSpec(ridges_per_node=2))
+    spectrum = node_spectrum(problem, root, SearchSpec(ridges_per_node=2).resolved(problem))
     for seed in (None, 0, 1):
         vectors = spectrum.vectors.clone()
         if seed is not None:  # another machine's eigensolver output, made canonical again

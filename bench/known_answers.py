@@ -1,0 +1,154 @@
+"""Benchmark: the problems whose solutions are known exactly, searched to the end.
+
+Prints one table: for each problem, the spec (the default, or the one named), the minima the
+search returned against the known minima (KNOWN-ANSWERS.md; the tree MDP's paying leaves,
+`TreeMDP.solutions`), how many of the returned minima are false (not one of the known ones),
+why the search stopped, its points and its seconds. The peer in the same run: gradient descent
+(L-BFGS) from uniform random starts in the problem's box for the same time, counting the known
+minima it reaches.
+
+Rows: Himmelblau, Styblinski-Tang dim 3 and 4 with the default spec; Styblinski-Tang dim 5 and
+6 with `max_nodes = 100000, max_depth = 20`; tree-mdp depth 4 and 5 (seeds 0-2) with the default
+spec and at most 300 s a tree.
+
+Run: `python bench/known_answers.py` (up to an hour on 2 CPU cores, most of it the tree MDP;
+`--quick` leaves out the tree MDP and Styblinski-Tang dim 6).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import time
+from collections.abc import Callable
+
+import torch
+from common import print_table, timed
+
+from ridgerider.lbfgs import lbfgs
+from ridgerider.problems.base import Problem
+from ridgerider.problems.classic import himmelblau, styblinski_tang
+from ridgerider.problems.tree_mdp import TreeMDP
+from ridgerider.search import SearchResult, SearchSpec, search
+
+HIMMELBLAU_MINIMA = torch.tensor(
+    [[3.0, 2.0], [-2.805118, 3.131313], [-3.779310, -3.283186], [3.584428, -1.848127]],
+    dtype=torch.float64,
+)
+STYBLINSKI_TANG_ROOTS = (-2.903534, 2.746803)
+MATCH = 1e-4  # KNOWN-ANSWERS.md: coordinates to about 1e-4
+LARGE = {"max_nodes": 100_000, "max_depth": 20}
+TREE_SECONDS = 300.0  # a tree MDP's search, at most
+
+
+def point_matcher(known: torch.Tensor) -> Callable[[torch.Tensor], int | None]:
+    """The index of the known minimum `theta` is, or None."""
+
+    def match(theta: torch.Tensor) -> int | None:
+        distances = (known - theta).norm(dim=1)
+        index = int(distances.argmin())
+        return index if distances[index] < MATCH else None
+
+    return match
+
+
+def leaf_matcher(mdp: TreeMDP) -> Callable[[torch.Tensor], int | None]:
+    """The paying leaf the policy `theta` reaches greedily, or None."""
+    paying = set(mdp.solutions())
+
+    def match(theta: torch.Tensor) -> int | None:
+        leaf = mdp.greedy_leaf(theta)
+        return leaf if leaf in paying else None
+
+    return match
+
+
+def descents(problem: Problem, box: float, seconds: float, match) -> set[int]:
+    """Known minima L-BFGS reaches from uniform random starts in [-box, box]^n in `seconds`."""
+    generator = torch.Generator().manual_seed(0)
+    reached: set[int] = set()
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = (torch.rand(problem.dim, generator=generator, dtype=torch.float64) * 2 - 1) * box
+        theta, _ = lbfgs(problem.loss, start, gradient_tol=1e-9, max_iterations=10_000)
+        if (index := match(theta)) is not None:
+            reached.add(index)
+    return reached
+
+
+def spec_text(spec: SearchSpec) -> str:
+    """The fields `spec` sets, or "default"."""
+    fields = spec.model_dump(exclude_defaults=True)
+    return ", ".join(f"{k} {v}" for k, v in fields.items()) or "default"
+
+
+def row(name: str, problem: Problem, spec: SearchSpec, known: int, match, box: float) -> list:
+    """Search `problem` with `spec`; the table row, the peer given the same time."""
+    searched = timed(search, problem, spec)
+    result: SearchResult = searched.value
+    matched = [match(point.theta) for point in result.points("minimum")]
+    found = {index for index in matched if index is not None}
+    peer = descents(problem, box, searched.seconds, match)
+    return [
+        name,
+        spec_text(spec),
+        f"{len(found)} / {known}",
+        sum(index is None for index in matched),
+        result.stopped,
+        result.graph.number_of_nodes(),
+        f"{searched.seconds:.1f}",
+        f"{len(peer)} / {known}",
+    ]
+
+
+def styblinski_tang_row(dim: int, spec: SearchSpec) -> list:
+    known = torch.tensor(list(itertools.product(STYBLINSKI_TANG_ROOTS, repeat=dim)))
+    problem = styblinski_tang(dim)
+    match = point_matcher(known.double())
+    return row(f"styblinski-tang dim={dim}", problem, spec, len(known), match, 5.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="no tree MDP, no dim 6")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    print(f"# bench/known_answers.py on CPU, torch {torch.__version__}, 1 thread(s)\n")
+    header = [
+        "problem",
+        "spec",
+        "minima found / known",
+        "false minima",
+        "stopped",
+        "points",
+        "seconds",
+        "peer: L-BFGS from random starts, same time",
+    ]
+    rows = [
+        lambda: row(
+            "himmelblau", himmelblau(), SearchSpec(), 4, point_matcher(HIMMELBLAU_MINIMA), 6.0
+        ),
+        lambda: styblinski_tang_row(3, SearchSpec()),
+        lambda: styblinski_tang_row(4, SearchSpec()),
+        lambda: styblinski_tang_row(5, SearchSpec(**LARGE)),
+    ]
+    if not args.quick:
+        rows.append(lambda: styblinski_tang_row(6, SearchSpec(**LARGE)))
+        for depth, seed in itertools.product((4, 5), range(3)):
+            mdp = TreeMDP.build(depth, seed)
+            rows.append(
+                lambda mdp=mdp: row(
+                    f"tree-mdp depth={mdp.depth} seed={mdp.seed}",
+                    mdp.problem(),
+                    SearchSpec(max_seconds=TREE_SECONDS),
+                    len(mdp.solutions()),
+                    leaf_matcher(mdp),
+                    math.pi,
+                )
+            )
+    print_table(header, "llrrlrrr", (make() for make in rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""Budgets: the node quota split down the tree, and the running budgets."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ridgerider.problems.classic import styblinski_tang
+from ridgerider.problems.registry import load
+from ridgerider.search import SearchSpec, search
+from ridgerider.search.budget import quota_of, shares
+from ridgerider.search.frontier import frontier_key
+from ridgerider.search.loop import begin, work_on
+from ridgerider.search.memory import MemoryTree
+
+
+def test_shares_split_evenly_and_the_first_rides_take_the_rest():
+    assert shares(11, 4) == [3, 3, 3, 2]
+    assert shares(3, 4) == [1, 1, 1, 0]
+    assert shares(0, 2) == [0, 0]
+    assert sum(shares(999, 7)) == 999
+
+
+def test_a_quota_follows_from_the_path_alone():
+    taken = {(): [(0, 1), (0, -1), (1, 1)], ((0, -1),): [(0, 1), (0, -1)]}
+    assert quota_of((), 10, taken.__getitem__) == 10
+    assert quota_of(((1, 1),), 10, taken.__getitem__) == 3  # 9 shared by 3 rides
+    assert quota_of(((0, -1), (0, -1)), 10, taken.__getitem__) == 1  # 3 - 1 shared by 2
+
+
+def tree_in_order(problem, spec, order: str) -> MemoryTree:
+    """The tree of `spec` with its units taken in `order`'s frontier (a pool takes them in an
+    order that timing decides; any order must leave the same tree)."""
+    tree = MemoryTree(problem, spec)
+    begin(tree, problem, spec)
+    key = frontier_key(order)
+    while (unit := tree.claim(key)) is not None:
+        work_on(tree, problem, spec, unit)
+    return tree
+
+
+@pytest.mark.parametrize("max_nodes", [5, 20, 40])
+def test_a_node_budget_leaves_the_same_tree_whatever_order_the_units_run_in(max_nodes):
+    problem = styblinski_tang(4)
+    spec = SearchSpec(max_nodes=max_nodes)
+    trees = [tree_in_order(problem, spec, order) for order in ("dive", "breadth-first")]
+    found = [torch.stack([d["point"].theta for _, d in t.graph.nodes(data=True)]) for t in trees]
+    assert len(found[0]) == len(found[1]) <= max_nodes
+    assert torch.cdist(found[0], found[1]).min(1).values.max() < 1e-8  # a copy reached twice
+    assert trees[0].stopped == trees[1].stopped == "node budget"
+
+
+def test_rides_the_quota_allows_one_point_end_in_minima():
+    """Quota 1: the ride's end is a leaf, descended to a minimum, never a saddle left open."""
+    result = search(styblinski_tang(3), SearchSpec(max_nodes=7))
+    kinds = [result.graph.nodes[n]["point"].kind for n in result.graph.nodes if n]
+    assert kinds and set(kinds) == {"minimum"}
+
+
+def first_ride_end(problem, deadline: float | None):
+    """The point the start's first ride reaches, the ride run with a time budget `deadline`
+    seconds after it starts (None: no budget)."""
+    tree = MemoryTree(problem, SearchSpec())
+    begin(tree, problem, tree.spec)
+    key = frontier_key("dive")
+    work_on(tree, problem, tree.spec, tree.claim(key))  # the start's expansion
+    ride = tree.claim(key)
+    spec = tree.spec
+    if deadline is not None:
+        spec = spec.model_copy(update={"max_seconds": tree.progress().seconds + deadline})
+    work_on(tree, problem, spec, ride)
+    (end,) = [d["point"] for n, d in tree.graph.nodes(data=True) if n]
+    return end
+
+
+def test_a_time_budget_turns_the_rides_in_flight_into_leaves():
+    """The time budget runs out while the start's first ride is under way: its end is polished
+    to a minimum, not left as a branch point that nobody will expand."""
+    problem = load("digits-mlp:hidden=4")
+    assert first_ride_end(problem, None).kind == "branch"  # with time to go on
+    end = first_ride_end(problem, 0.01)
+    assert end.kind == "minimum" and end.index == 0

@@ -1,0 +1,48 @@
+"""Settling: a network's practical minimum, and the step off a saddle its descent stopped on."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ridgerider.critical import SettleConfig, classify, escape_to_minimum, settle_to_minimum
+
+
+def double_well(theta: torch.Tensor) -> torch.Tensor:
+    """x^2 - y^2 + y^4: a saddle at the origin, minima at (0, +-1/sqrt(2)), loss -1/4."""
+    x, y = theta[0], theta[1]
+    return x**2 - y**2 + y**4
+
+
+def test_a_descent_stuck_on_a_saddle_is_stepped_off_it_to_a_minimum():
+    saddle = torch.zeros(2, dtype=torch.float64)
+    stuck, _ = settle_to_minimum(double_well, saddle)  # no gradient: L-BFGS cannot move
+    assert torch.equal(stuck, saddle)
+    assert classify(double_well, stuck).kind == "saddle"
+    escaped, hvps = escape_to_minimum(double_well, stuck)
+    assert hvps > 0
+    assert abs(escaped[0].item()) < 1e-6 and abs(abs(escaped[1].item()) - 1 / math.sqrt(2)) < 1e-6
+    assert classify(double_well, escaped).kind == "minimum"
+
+
+def test_a_minimum_has_nothing_to_escape():
+    minimum = torch.tensor([0.0, 1 / math.sqrt(2)], dtype=torch.float64)
+    assert torch.equal(escape_to_minimum(double_well, minimum)[0], minimum)
+
+
+def test_a_practical_minimum_stops_at_a_tolerance_relative_to_the_loss():
+    """Without the Newton polish, L-BFGS stops once no gradient entry exceeds minimum_tol
+    times max(1, |loss|) at its start."""
+
+    def scaled(theta: torch.Tensor) -> torch.Tensor:
+        return 1e3 * (double_well(theta) + (theta[0] - 0.3) ** 4)
+
+    start = torch.tensor([1.0, 0.9], dtype=torch.float64)
+    config = SettleConfig(minimum_tol=1e-6, polish=False)
+    theta, hvps = settle_to_minimum(scaled, start, config)
+    gradient = torch.func.grad(scaled)(theta).abs().max().item()
+    assert hvps == 0
+    assert gradient <= 1e-6 * abs(scaled(start).item())
+    polished, products = settle_to_minimum(scaled, start, SettleConfig())
+    assert products >= 0 and torch.func.grad(scaled)(polished).norm() <= 1e-9

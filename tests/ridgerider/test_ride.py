@@ -1,0 +1,54 @@
+"""Riding one ridge: adaptive steps, continuity, the cost of a step, and why a ride ends."""
+
+from __future__ import annotations
+
+import statistics
+
+import torch
+
+from ridgerider.problems.classic import himmelblau
+from ridgerider.problems.registry import load
+from ridgerider.ride import MIN_OVERLAP, RideConfig, ride
+from ridgerider.search.ridges import equal_groups, spectrum_at
+
+HIMMELBLAU_MAXIMUM = torch.tensor([-0.270845, -0.923039], dtype=torch.float64)
+
+
+def test_a_fixed_step_stops_at_the_first_rise_an_adaptive_one_rides_on():
+    """From Himmelblau's maximum along its second eigenvector, - sign: a fixed step of 2
+    overshoots the ridge at once and the ride ends where it began; halving and retaking rides
+    on to where the curvature turns, the loss lower."""
+    problem = himmelblau()
+    start = spectrum_at(problem, HIMMELBLAU_MAXIMUM, 2)
+    direction = -start.vectors[:, 1]
+    fixed = ride(problem.loss, HIMMELBLAU_MAXIMUM, direction, RideConfig(2.0, adaptive=False))
+    adaptive = ride(problem.loss, HIMMELBLAU_MAXIMUM, direction, RideConfig(2.0))
+    assert fixed.reason == "loss-rose" and fixed.steps == 0
+    assert torch.equal(fixed.theta, HIMMELBLAU_MAXIMUM)
+    assert adaptive.reason == "curvature-nonnegative" and adaptive.steps >= 1
+    assert problem.loss(adaptive.theta) < problem.loss(HIMMELBLAU_MAXIMUM) - 3
+    assert min(adaptive.overlaps) >= MIN_OVERLAP
+
+
+def test_ride_steps_on_a_network_cost_a_few_products_and_the_ridge_turns_smoothly():
+    """digits-mlp from its zero point along each group's canonical ridge (the search's own
+    rides): a median of at most 5 HVPs a step, each accepted step's ridge overlapping the
+    previous one by at least MIN_OVERLAP."""
+    problem = load("digits-mlp")
+    spectrum = spectrum_at(problem, problem.start, 17)
+    costs = []
+    for group in equal_groups(spectrum.values, spectrum.norm_estimate)[:3]:
+        index = group[0]
+        neighbour = spectrum.vectors[:, [j for j in range(17) if j != index][:1]]
+        end = ride(
+            problem.loss,
+            problem.start,
+            spectrum.vectors[:, index],
+            RideConfig(),
+            neighbour,
+            spectrum.norm_estimate,
+        )
+        assert end.steps > 5 and problem.loss(end.theta) < problem.loss(problem.start)
+        assert min(end.overlaps) >= MIN_OVERLAP
+        costs += end.step_hvps
+    assert statistics.median(costs) <= 5, costs
