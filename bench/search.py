@@ -1,12 +1,15 @@
 """Benchmark: Ridge Rider against what a user would run instead, and the cost of a ride step.
 
-Prints two tables:
+Prints three tables:
 1. the ride steps of real searches: every ride of the default digits-mlp search (the tree
    `make run` grows) and of `mnist-mlp:hidden=16` (its maximally invariant saddle, the default
    network spec within `--mnist-seconds`): HVPs a step (median, 90th percentile, max; tracking
    products of steps retaken shorter included) and the overlap of each step's ridge with the
    previous step's (minimum and 1st percentile), steps a ride and why rides ended;
-2. on digits-mlp (64-8-10 from its zero point), colored-digits (the same with a spurious colour
+2. the default digits-mlp search with 1 and with 2 torch threads: the minima each found, and
+   how many of the 1-thread minima the 2-thread set holds (rounding moves rides and practical
+   leaves; `reproducible = true` takes it out);
+3. on digits-mlp (64-8-10 from its zero point), colored-digits (the same with a spurious colour
    input) and the two-hidden-layer digits MLP (64-8-8-10 from its maximally invariant saddle),
    every method gets the wall time recursive Ridge Rider took (the default spec, at most
    `--seconds`), also given in gradient-equivalents (that time over one full-batch gradient's,
@@ -25,7 +28,7 @@ Prints two tables:
    distinct ones, ensemble test accuracy (averaged probabilities), best test accuracy, best
    out-of-distribution accuracy (colored-digits).
 
-Run: `python bench/search.py` (about 35 minutes on 2 CPU cores; `--seconds` caps each
+Run: `python bench/search.py` (about 45 minutes on 2 CPU cores; `--seconds` caps each
 method's budget, 300 by default; `--quick` runs digits-mlp only, with 30 s on mnist).
 """
 
@@ -44,7 +47,7 @@ from ridgerider.metrics import SAME_FUNCTION_TOL
 from ridgerider.problems.base import Problem
 from ridgerider.problems.registry import load
 from ridgerider.report import run
-from ridgerider.search import SearchSpec
+from ridgerider.search import SearchSpec, search
 from ridgerider.search.archive import evaluation_probabilities
 from ridgerider.search.frontier import Unit
 from ridgerider.search.loop import run as run_loop
@@ -97,6 +100,38 @@ def ride_steps(name: str, spec: SearchSpec) -> list[object]:
         f"{statistics.median(len(o.step_hvps) for o in tree.outcomes):g}",
         ", ".join(f"{reason} {count}" for reason, count in ends.most_common()),
     ]
+
+
+def thread_counts(name: str) -> list[list[object]]:
+    """The default search on `name` with 1 and with 2 torch threads: rows of how many minima
+    each found and how many of the 1-thread minima the 2-thread set holds (a copy within the
+    merge tolerance after alignment), with the distance of the matched ones."""
+    problem = load(name)
+    found = {}
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        found[threads] = [p.theta for p in search(problem, SearchSpec()).points("minimum")]
+    torch.set_num_threads(1)
+    matched = []
+    for theta in found[1]:
+        nearest = min(_distance(problem, theta, other) for other in found[2])
+        if nearest <= 1e-3 * (1 + theta.norm().item()):
+            matched.append(nearest)
+    return [
+        [
+            name,
+            len(found[1]),
+            len(found[2]),
+            len(matched),
+            f"{statistics.median(matched):.1e}" if matched else "-",
+            f"{max(matched):.1e}" if matched else "-",
+        ]
+    ]
+
+
+def _distance(problem: Problem, reference: torch.Tensor, theta: torch.Tensor) -> float:
+    aligned = problem.align(reference, theta) if problem.align else theta
+    return (aligned - reference).norm().item()
 
 
 def restarts(problem: Problem, seconds: float) -> list[torch.Tensor]:
@@ -152,8 +187,7 @@ def summary(problem: Problem, thetas: list[torch.Tensor], equivalents: float) ->
 
 
 def _copies(problem: Problem, reference: torch.Tensor, theta: torch.Tensor) -> bool:
-    aligned = problem.align(reference, theta) if problem.align else theta
-    return (aligned - reference).norm().item() <= 1e-3 * (1 + reference.norm().item())
+    return _distance(problem, reference, theta) <= 1e-3 * (1 + reference.norm().item())
 
 
 def ridge_rider(problem: Problem, name: str, seconds: float, **fields) -> tuple[list, int]:
@@ -220,6 +254,19 @@ def main() -> None:
             ride_steps("digits-mlp", SearchSpec()),
             ride_steps("mnist-mlp:hidden=16", SearchSpec(max_seconds=mnist_seconds)),
         ],
+    )
+    print("\nThe default search with 1 and with 2 torch threads\n")
+    print_table(
+        [
+            "problem",
+            "minima, 1 thread",
+            "minima, 2 threads",
+            "1-thread minima the 2-thread set holds",
+            "their median distance",
+            "largest",
+        ],
+        "lrrrrr",
+        thread_counts("digits-mlp"),
     )
     print(f"\nEvery method with recursive Ridge Rider's wall time (at most {args.seconds:g} s)\n")
     print_table(

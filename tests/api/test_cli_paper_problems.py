@@ -13,6 +13,7 @@ from ridgerider.problems.tree_mdp import TreeMDP
 from tests.api.test_cli import ridgerider
 
 ONE_RIDGE = "max_depth = 1\nridges_per_node = 1\n"
+LEAF_TOL = 1e-4  # MNIST's leaves polished to a looser tolerance than the default: a shorter test
 
 
 def run(tmp_path, problem: str, spec: str) -> dict:
@@ -61,7 +62,8 @@ def test_lever_game_minima_coordinate_on_a_lever_and_earn_its_payoff(tmp_path):
 
 
 def test_colored_mnist_stores_metrics_per_environment_and_exports(tmp_path):
-    document = run(tmp_path, "colored-mnist:hidden=2,layers=1", ONE_RIDGE)
+    spec = ONE_RIDGE + f"leaf_tol = {LEAF_TOL}\n"
+    document = run(tmp_path, "colored-mnist:hidden=2,layers=1", spec)
     for minimum in document["minima"]:
         metrics = minimum["metrics"]
         for split in ("train", "val", "env1", "env2", "test"):
@@ -96,12 +98,15 @@ def test_colored_mnist_stores_metrics_per_environment_and_exports(tmp_path):
 
 
 def test_mnist_mlp_runs_from_its_maximally_invariant_saddle(tmp_path):
-    document = run(tmp_path, "mnist-mlp:hidden=2,layers=1", ONE_RIDGE + "max_nodes = 2\n")
+    spec = ONE_RIDGE + f"max_nodes = 2\nleaf_tol = {LEAF_TOL}\n"
+    document = run(tmp_path, "mnist-mlp:hidden=2,layers=1", spec)
     root = next(n for n in document["graph"]["nodes"] if n["fingerprint"] == "")
     assert root["kind"] == "saddle" and root["index"] >= 1
     for minimum in document["minima"]:
         metrics = minimum["metrics"]
-        assert minimum["grad_norm"] < 1e-5  # a network's practical minimum (leaf_tol)
+        # a practical minimum: its gradient's largest entry within LEAF_TOL * max(1, |loss|)
+        # (at most ln 10 < 2.5 where its descent began) of the 1,600 parameters
+        assert minimum["grad_norm"] <= LEAF_TOL * 2.5 * 1600**0.5
         assert minimum["index"] == 0
         assert 0.1 < metrics["test_accuracy"] <= 1.0
         assert {f"class_{c}_accuracy" for c in range(10)} <= set(metrics)

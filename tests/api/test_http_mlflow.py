@@ -42,7 +42,7 @@ def served(tmp_path_factory):
     with mlflow_server(folder) as tracking, pool(folder, workers=0) as (running, db):
         store = LocalArtifactStore(folder / "artifacts")
         with db.session() as session:
-            spec = SearchSpec(problem=PROBLEM, max_nodes=30, max_depth=4).model_dump()
+            spec = SearchSpec(problem=PROBLEM, max_nodes=12, max_depth=4).model_dump()
             job_id = create_job(session, spec, owner="alice").id
         run_job(db, store, job_id)
         env = {"RIDGERIDER_MLFLOW_TRACKING_URI": tracking}

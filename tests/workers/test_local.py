@@ -76,7 +76,7 @@ def test_budgets_skip_the_rest_and_say_why(db, store):
     job_id = submit(db, problem="styblinski-tang:dim=3", max_nodes=5)
     job = run_job(db, store, job_id)
     assert job.status == "finished" and job.stopped == "node budget"
-    assert job.stats["nodes"] == 5
+    assert 1 < job.stats["nodes"] <= 5  # a quota a ride left unused (a copy) is not passed on
     assert job.stats["skipped_rides"] + job.stats["skipped_expansions"] > 0
     assert job.stats["solutions"] == job.stats["minima"]  # every minimum found is evaluated
 

@@ -375,11 +375,14 @@ def test_the_same_minima_with_one_and_two_threads_and_on_the_pool(shared, tmp_pa
 
 def test_a_network_s_node_budget_leaves_the_same_minima_on_a_pool_with_a_worker_killed(tmp_path):
     """A small network whose node budget ends the search, on two workers, one killed while it
-    rides (its ride redone by the other): the same minima as in process with the same thread
-    count (1), to rounding, whatever order the units ran in."""
+    rides (its ride redone by the other): the same tree as in process with the same thread
+    count (1), whatever order the units ran in, so as many minima, each the same minimum as one
+    found in process (within `merge_tol`): a minimum reached from two branch points keeps the
+    copy recorded first, and two practical minima of one basin differ by up to the leaf
+    tolerance."""
     problem = "digits-mlp:hidden=3"
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({"max_nodes": 30}))
+    spec.write_text(json.dumps({"max_nodes": 16}))
     document, store = run_in_process(tmp_path / "in-process", problem, str(spec), "1")
     assert document["stats"]["stopped"] == "node budget"
     assert document["stats"]["skipped_rides"] > 0
@@ -402,6 +405,7 @@ def test_a_network_s_node_budget_leaves_the_same_minima_on_a_pool_with_a_worker_
         job = wait_for(db, job_id, ended, timeout=600)
         assert job.status == "finished", running.logs()
         assert job.stopped == "node budget"
+        assert job.stats["nodes"] == document["stats"]["nodes"]
         with db.session(readonly=True) as session:
             redone = session.scalar(select(func.max(Ride.attempts)).where(Ride.job_id == job_id))
             pooled = [
@@ -411,7 +415,7 @@ def test_a_network_s_node_budget_leaves_the_same_minima_on_a_pool_with_a_worker_
                 )
             ]
     assert redone == 2
-    assert_same_minima(problem, minima_of(document, store), pooled, 1e-12)
+    assert_same_minima(problem, minima_of(document, store), pooled, SearchSpec().merge_tol)
 
 
 def test_a_reproducible_network_search_gives_the_same_minima_with_one_and_two_threads(tmp_path):
