@@ -16,6 +16,7 @@ from torch.func import grad
 
 from ridgerider.lbfgs import lbfgs
 from ridgerider.linalg import HessianOperator, eigsh
+from ridgerider.linalg.blocks import WHOLE_SPACE_SIZE
 
 Kind = Literal["minimum", "saddle", "maximum", "degenerate", "branch", "ride-end"]
 SOLUTION_KINDS = ("minimum", "ride-end")
@@ -28,7 +29,9 @@ class SettleConfig:
 
     Attributes:
         grad_tol: the gradient norm at which a point counts as critical.
-        descent_steps: at most this many descent steps along positive curvature first.
+        descent_steps: at most this many descent steps along positive curvature first (a
+            problem of at most `WHOLE_SPACE_SIZE` parameters takes Newton steps within the
+            positive-curvature eigenspace instead, at most `newton_steps` of them).
         descent_tol: stop descending once the positive-curvature gradient is below this
             fraction of the full gradient's norm at the start.
         newton_steps: at most this many Newton steps (MINRES on HVPs) to polish.
@@ -140,7 +143,10 @@ def settle(
     so the point slides down to the saddle beneath rather than past it; then polish with Newton
     steps solved by MINRES on HVPs. A plain Newton jump from the ride's end can leap past the
     saddle below and lose its branch (KNOWN-ANSWERS.md: 3 of Himmelblau's 4 minima instead of 4).
+    A problem of at most `WHOLE_SPACE_SIZE` parameters is settled exactly (`_settle_exactly`).
     """
+    if theta.numel() <= WHOLE_SPACE_SIZE:
+        return _settle_exactly(loss, theta, config)
     gradient_of = grad(loss)
     n = theta.numel()
     vectors = None
@@ -160,6 +166,46 @@ def settle(
         theta, step_size = _descend(loss, theta, g, step_size)
     theta, products = _newton_polish(loss, theta, config)
     return theta, hvps + products
+
+
+def _settle_exactly(
+    loss: Callable[[Tensor], Tensor], theta: Tensor, config: SettleConfig
+) -> tuple[Tensor, int]:
+    """`settle` for a small problem: Newton steps within the positive-curvature eigenspace of
+    the whole Hessian (backtracked; the negative directions held) until the gradient left there
+    is below the descent tolerance, then Newton on the whole space. A few Hessians, where the
+    descent one direction at a time takes hundreds of steps."""
+    gradient_of = grad(loss)
+    start_norm = gradient_of(theta).norm().item()
+    n = theta.numel()
+    hvps = 0
+    for _ in range(config.newton_steps):
+        g = gradient_of(theta)
+        H = HessianOperator(loss, theta).dense()
+        hvps += n
+        values, vectors = torch.linalg.eigh(H.to(torch.float64).cpu())
+        positive = values > ZERO_RTOL * max(values.abs().max().item(), 1.0)
+        basis = vectors[:, positive].to(theta)
+        slopes = basis.T @ g
+        if slopes.norm().item() <= max(config.descent_tol * start_norm, config.grad_tol):
+            break
+        step = -basis @ (slopes / values[positive].to(theta))
+        theta = _backtrack(loss, theta, step, g)
+    return _newton_polish(loss, theta, config, hvps)
+
+
+def _backtrack(loss: Callable[[Tensor], Tensor], theta: Tensor, step: Tensor, g: Tensor) -> Tensor:
+    """theta + t step for the first t in 1, 1/2, ... (60 halvings) meeting Armijo's condition
+    (`step` a descent direction of gradient `g`); theta where none does."""
+    current = loss(theta).item()
+    slope = (g @ step).item()
+    t = 1.0
+    for _ in range(60):
+        value = loss(theta + t * step).item()
+        if math.isfinite(value) and value <= current + 0.5 * t * slope:
+            return theta + t * step
+        t /= 2
+    return theta
 
 
 def settle_to_minimum(
@@ -210,11 +256,11 @@ def escape_to_minimum(
 
 
 def _newton_polish(
-    loss: Callable[[Tensor], Tensor], theta: Tensor, config: SettleConfig
+    loss: Callable[[Tensor], Tensor], theta: Tensor, config: SettleConfig, hvps: int = 0
 ) -> tuple[Tensor, int]:
-    """Newton steps (MINRES on HVPs) until the gradient norm is below `config.grad_tol`."""
+    """Newton steps (MINRES on HVPs; the whole Hessian's pseudo-inverse for a small problem)
+    until the gradient norm is below `config.grad_tol`; the HVPs, counted on from `hvps`."""
     gradient_of = grad(loss)
-    hvps = 0
     for _ in range(config.newton_steps):
         g = gradient_of(theta)
         if not torch.isfinite(g).all():
@@ -244,14 +290,21 @@ def _descend(
 
 
 def newton_step(loss: Callable[[Tensor], Tensor], theta: Tensor, g: Tensor) -> tuple[Tensor, int]:
-    """The Newton step -H^+ g by MINRES on HVPs (H may be indefinite or singular)."""
+    """The Newton step -H^+ g by MINRES on HVPs (H may be indefinite or singular); exactly, from
+    the whole Hessian, for a small problem."""
     op = HessianOperator(loss, theta)
+    n = theta.numel()
+    if n <= WHOLE_SPACE_SIZE:
+        values, vectors = torch.linalg.eigh(op.dense().to(torch.float64).cpu())
+        kept = values.abs() > ZERO_RTOL * 1e-6 * max(values.abs().max().item(), 1.0)
+        basis = vectors[:, kept]
+        solution = -basis @ ((basis.T @ g.double().cpu()) / values[kept])
+        return solution.to(theta), n
 
     def matvec(x: np.ndarray) -> np.ndarray:
         v = torch.as_tensor(x.reshape(-1), dtype=theta.dtype, device=theta.device)
         return op.matvec(v).double().cpu().numpy()
 
-    n = theta.numel()
     linear = ScipyOperator((n, n), matvec=matvec, dtype=np.float64)
     solution, _ = minres(linear, -g.double().cpu().numpy(), rtol=1e-12, maxiter=max(20, 2 * n))
     return torch.as_tensor(solution, dtype=theta.dtype, device=theta.device), op.matvecs

@@ -41,6 +41,9 @@ class RideConfig:
             descends; a fixed step ends at the first rise.
         max_step: the longest step, as a multiple of step_size (longer steps turned the ridge
             too far and were retaken: more products for the same ride, measured on digits-mlp).
+            A step longer than step_size that ends with the curvature turned non-negative is
+            halved and retaken, so the ride ends within step_size of where it turns, as it
+            would with steps of step_size.
     """
 
     step_size: float = 0.02
@@ -130,9 +133,11 @@ def ride(
         )
         hvps += tracked.matvecs
         overlap = (tracked.vector @ d).item()
-        if overlap < MIN_OVERLAP and step / 2 >= shortest:
+        turned = overlap < MIN_OVERLAP and step / 2 >= shortest  # the ridge turned too far
+        overshot = tracked.eigenvalue >= -config.curvature_tol and step > config.step_size
+        if turned or overshot:
             retaken += tracked.matvecs
-            step /= 2  # the ridge turned too far within the step: retake it shorter
+            step /= 2  # retake the step shorter
             continue
         theta, previous = candidate, value
         d, eigenvalue, neighbours = tracked.vector, tracked.eigenvalue, tracked.neighbours

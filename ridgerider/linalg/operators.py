@@ -168,6 +168,12 @@ class HessianOperator(_SquareOperator):
             return torch.stack([self._hvp(v) for v in V.unbind(1)], dim=1)
         return vmap(self._hvp, in_dims=1, out_dims=1)(V)
 
+    def dense(self) -> Tensor:
+        """The whole Hessian, symmetrised, from one block of n products: for small problems
+        (`blocks.WHOLE_SPACE_SIZE` parameters or so), where it is cheaper than any iteration."""
+        H = self.matmat(torch.eye(self.shape[0], dtype=self.dtype, device=self.device))
+        return (H + H.T) / 2
+
     def _hvp(self, v: Tensor) -> Tensor:
         if self.mode == "forward-over-reverse":
             return jvp(grad(self.loss), (self.theta,), (v,))[1]

@@ -25,6 +25,9 @@ SMALL_DEFAULTS = {"max_nodes": None, "max_depth": 64, "ridges_per_node": 64}
 # Larger problems (networks): a tree two rides deep, four ridges a branch point, so that
 # `make run` (digits-mlp) returns dozens of minima in about three minutes on two cores.
 LARGE_DEFAULTS = {"max_nodes": 500, "max_depth": 2, "ridges_per_node": 6}
+# A small problem's ride steps grow up to this many times step_size: its rides cross the
+# problem in a dozen steps, not hundreds (bench/known_answers.py).
+SMALL_MAX_STEP = 64.0
 PROBLEM_MAX_LENGTH = 200  # the width of the stored problem column
 REPRODUCIBLE_TRACKING_TOL = 1e-10
 
@@ -147,8 +150,12 @@ class SearchSpec(BaseModel):
         missing = {name: value for name, value in defaults.items() if getattr(self, name) is None}
         return self.model_copy(update=missing)
 
-    def ride_config(self) -> RideConfig:
+    def ride_config(self, problem: Problem | None = None) -> RideConfig:
+        """How rides go; a small `problem`'s steps (exact eigenpairs, one block of products)
+        may grow to SMALL_MAX_STEP times step_size."""
+        small = problem is not None and problem.dim <= SMALL_DIM
         return RideConfig(
+            max_step=SMALL_MAX_STEP if small else RideConfig.max_step,
             step_size=self.step_size,
             max_steps=self.max_steps,
             curvature_tol=self.curvature_tol,

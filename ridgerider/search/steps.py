@@ -175,7 +175,7 @@ def follow(
         problem.loss,
         start.theta,
         ridge.direction,
-        spec.ride_config(),
+        spec.ride_config(problem),
         neighbours=ridge.neighbours,
         norm_estimate=ridge.norm_estimate,
     )

@@ -1,4 +1,5 @@
-"""Settling: a network's practical minimum, and the step off a saddle its descent stopped on."""
+"""Settling: onto the saddle beneath a ride's end, a network's practical minimum, and the step
+off a saddle its descent stopped on."""
 
 from __future__ import annotations
 
@@ -6,7 +7,14 @@ import math
 
 import torch
 
-from ridgerider.critical import SettleConfig, classify, escape_to_minimum, settle_to_minimum
+from ridgerider.critical import (
+    SettleConfig,
+    classify,
+    escape_to_minimum,
+    settle,
+    settle_to_minimum,
+)
+from ridgerider.problems.classic import himmelblau
 
 
 def double_well(theta: torch.Tensor) -> torch.Tensor:
@@ -46,3 +54,27 @@ def test_a_practical_minimum_stops_at_a_tolerance_relative_to_the_loss():
     assert gradient <= 1e-6 * abs(scaled(start).item())
     polished, products = settle_to_minimum(scaled, start, SettleConfig())
     assert products >= 0 and torch.func.grad(scaled)(polished).norm() <= 1e-9
+
+
+HIMMELBLAU_SADDLES = torch.tensor(
+    [[3.385154, 0.073852], [0.086678, 2.884255], [-3.073026, -0.081353], [-0.127961, -1.953715]],
+    dtype=torch.float64,
+)
+
+
+def test_settling_lands_on_the_saddle_beneath_exactly_and_through_hvps_alike():
+    """Near each of Himmelblau's saddles (KNOWN-ANSWERS.md), 0.3 off it along each axis: the
+    exact settle of a small problem (Newton within the positive-curvature eigenspace of the
+    whole Hessian) and the HVP one of a large problem (Himmelblau beside 200 coordinates of
+    curvature 1) both land on that saddle, the exact one for a few Hessians."""
+    padding = 200
+
+    def padded(theta: torch.Tensor) -> torch.Tensor:
+        return himmelblau().loss(theta[:2]) + theta[2:].square().sum() / 2
+
+    for saddle in HIMMELBLAU_SADDLES:
+        for offset in 0.3 * torch.eye(2, dtype=torch.float64):
+            small, hvps = settle(himmelblau().loss, saddle + offset)
+            large, _ = settle(padded, torch.cat([saddle + offset, torch.full((padding,), 0.1)]))
+            assert (small - saddle).norm() < 1e-5 and (large[:2] - saddle).norm() < 1e-5
+            assert large[2:].abs().max() < 1e-9 and hvps <= 2 * SettleConfig.newton_steps

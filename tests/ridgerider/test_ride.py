@@ -6,6 +6,7 @@ import statistics
 
 import torch
 
+from ridgerider.critical import settle
 from ridgerider.problems.classic import himmelblau
 from ridgerider.problems.registry import load
 from ridgerider.ride import MIN_OVERLAP, RideConfig, ride
@@ -52,3 +53,24 @@ def test_ride_steps_on_a_network_cost_a_few_products_and_the_ridge_turns_smoothl
         assert min(end.overlaps) >= MIN_OVERLAP
         costs += end.step_hvps
     assert statistics.median(costs) <= 5, costs
+
+
+def test_long_steps_end_a_ride_where_short_ones_do():
+    """Himmelblau from its maximum, each sign of each ridge: steps that grow to 64 times
+    step_size (a small problem's) take a quarter of the steps or less of step_size, and both ends
+    settle onto the same critical point beneath: the same tree. (The ends themselves differ by
+    up to 0.11: long chords cut the ridge's corners.)"""
+    problem = himmelblau()
+    start = spectrum_at(problem, HIMMELBLAU_MAXIMUM, 2)
+    short, long = RideConfig(0.02), RideConfig(0.02, max_step=64)
+    steps = {"short": 0, "long": 0}
+    for vector in start.vectors.T:
+        for sign in (1.0, -1.0):
+            a = ride(problem.loss, HIMMELBLAU_MAXIMUM, sign * vector, short)
+            b = ride(problem.loss, HIMMELBLAU_MAXIMUM, sign * vector, long)
+            assert a.reason == b.reason == "curvature-nonnegative"
+            beneath = [settle(problem.loss, end.theta)[0] for end in (a, b)]
+            assert (beneath[0] - beneath[1]).norm() < 1e-8
+            steps["short"] += a.steps
+            steps["long"] += b.steps
+    assert steps["long"] <= steps["short"] / 4
