@@ -13,7 +13,9 @@ from torch import Tensor
 from ridgerider.linalg import HessianOperator, eigsh
 from ridgerider.linalg.tracking import track_eigenvector
 
-EndReason = Literal["curvature-nonnegative", "loss-rose", "step-budget", "non-finite-loss"]
+EndReason = Literal[
+    "curvature-nonnegative", "loss-rose", "ridge-turned", "step-budget", "non-finite-loss"
+]
 MIN_OVERLAP = 0.9  # consecutive ridges of an accepted step overlap at least this much
 STEP_GROWTH = 1.5  # an accepted step's successor is this much longer (up to max_step)
 SHORTEST_STEP = 1 / 64  # the shortest step tried, as a fraction of step_size
@@ -36,7 +38,9 @@ class RideConfig:
         tracking_matvecs: the product budget of one step's tracking.
         adaptive: the step adapts (a backtracking line search along the ridge): a step that
             raises the loss or turns the ridge by more than MIN_OVERLAP allows is halved and
-            tried again (down to SHORTEST_STEP of step_size), and each accepted one lets the
+            tried again (down to SHORTEST_STEP of step_size; a ridge that still turns that far
+            within the shortest step, where eigenvalues meet, is not followed across: the ride
+            ends there, "ridge-turned"), and each accepted one lets the
             next grow by STEP_GROWTH up to `max_step`. A ride then lasts as long as the ridge
             descends; a fixed step ends at the first rise.
         max_step: the longest step, as a multiple of step_size (longer steps turned the ridge
@@ -133,7 +137,9 @@ def ride(
         )
         hvps += tracked.matvecs
         overlap = (tracked.vector @ d).item()
-        turned = overlap < MIN_OVERLAP and step / 2 >= shortest  # the ridge turned too far
+        turned = overlap < MIN_OVERLAP  # the ridge turned too far within the step
+        if turned and step / 2 < shortest:
+            return end("ridge-turned")
         overshot = tracked.eigenvalue >= -config.curvature_tol and step > config.step_size
         if turned or overshot:
             retaken += tracked.matvecs

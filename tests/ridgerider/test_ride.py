@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 
 import torch
@@ -74,3 +75,31 @@ def test_long_steps_end_a_ride_where_short_ones_do():
             steps["short"] += a.steps
             steps["long"] += b.steps
     assert steps["long"] <= steps["short"] / 4
+
+
+def crossing(coupling: float):
+    """-x^2 + x^3/3 - y^2/2 + coupling x y: along y = 0 the curvature -2 + 2x of x meets that of
+    y, -1, at x = 1/2, where the coupling splits them: the eigenvectors there are (1, -+1)/sqrt 2,
+    and they turn to the axes within about `coupling` of x = 1/2 on either side."""
+
+    def loss(theta: torch.Tensor) -> torch.Tensor:
+        x, y = theta[0], theta[1]
+        return -(x**2) + x**3 / 3 - y**2 / 2 + coupling * x * y
+
+    return loss
+
+
+def test_a_ride_is_not_followed_across_a_ridge_that_turns_within_its_shortest_step():
+    """From where two eigenvalues meet, along the lower one's eigenvector: with a coupling of
+    1e-5 the ridge turns by 45 degrees within far less than the shortest step, so the ride ends
+    at once ("ridge-turned") rather than jump to another ridge; with a coupling of 0.05 the ridge
+    turns gently, and the ride follows it, each step overlapping the previous by MIN_OVERLAP."""
+    meeting = torch.tensor([0.5, 0.0], dtype=torch.float64)
+    lower = torch.tensor([1.0, -1.0], dtype=torch.float64) / math.sqrt(2)
+    config = RideConfig(0.02, max_steps=200)
+    sharp = ride(crossing(1e-5), meeting, lower, config)
+    assert sharp.reason == "ridge-turned" and sharp.steps == 0
+    assert torch.equal(sharp.theta, meeting)
+    gentle = ride(crossing(0.05), meeting, lower, config)
+    assert gentle.reason == "step-budget" and min(gentle.overlaps) >= MIN_OVERLAP
+    assert crossing(0.05)(gentle.theta) < crossing(0.05)(meeting) - 1
