@@ -28,7 +28,10 @@ def lbfgs(
         point = torch.as_tensor(x, dtype=start.dtype, device=start.device).requires_grad_(True)
         with torch.enable_grad():
             value = loss(point)
-            (gradient,) = torch.autograd.grad(value, point)
+            if value.requires_grad:
+                (gradient,) = torch.autograd.grad(value, point, materialize_grads=True)
+            else:  # a loss that does not depend on the point
+                gradient = torch.zeros_like(point)
         return value.item(), gradient.double().cpu().numpy()
 
     with threadpool_limits(1, user_api="blas"):

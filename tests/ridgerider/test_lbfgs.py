@@ -1,0 +1,21 @@
+import torch
+
+from ridgerider.lbfgs import lbfgs
+
+
+def test_lbfgs_reaches_the_rosenbrock_minimum():
+    def rosenbrock(t: torch.Tensor) -> torch.Tensor:
+        return (1 - t[0]) ** 2 + 100 * (t[1] - t[0] ** 2) ** 2
+
+    start = torch.tensor([-1.2, 1.0], dtype=torch.float64)
+    theta, value = lbfgs(rosenbrock, start, gradient_tol=1e-10, max_iterations=1_000)
+    assert torch.allclose(theta, torch.ones(2, dtype=torch.float64), atol=1e-6)
+    assert value < 1e-12
+
+
+def test_lbfgs_leaves_a_flat_loss_where_it_started():
+    start = torch.tensor([0.5, -2.0], dtype=torch.float64)
+    constant = torch.tensor(3.0, dtype=torch.float64)
+    theta, value = lbfgs(lambda t: constant, start, gradient_tol=1e-10, max_iterations=10)
+    assert torch.equal(theta, start)
+    assert value == 3.0
