@@ -336,9 +336,10 @@ def colored_mnist_problem(
         env_gap: |accuracy on env1 - accuracy on env2| (near 0.1 for a colour reader, near 0
             for a model that uses only the shape);
         env_loss_gap: |loss on env1 - loss on env2| (the risk difference V-REx penalises);
-        colour_sensitivity: the share of held-out images (val and test) whose predicted class
-            changes when their two channels are swapped (1 for a colour reader, 0 for a model
-            that treats both channels alike);
+        colour_sensitivity: the share of validation images (held out from the training
+            environments; no test-environment image, so a rule that selects on it uses only
+            the training environments) whose predicted class changes when their two channels
+            are swapped (1 for a colour reader, 0 for a model that treats both channels alike);
         swapped_test_accuracy: accuracy on the test environment with its channels swapped
             (colour then agrees with the label as in training, 1 - test_flip = 90%);
         test_shape_accuracy: agreement with the noise-free 1[digit < 5] on the test environment
@@ -383,8 +384,8 @@ def colored_behaviour(
     predict: Callable[[Tensor, Tensor], Tensor], data: ColoredMnist
 ) -> Callable[[Tensor], dict[str, float]]:
     """`behaviour(theta)` of a one-logit classifier on `data` (see `colored_mnist_problem`)."""
-    held_out = torch.cat([data.val.inputs, data.test.inputs])
-    swapped_held_out = swap_colours(held_out)
+    validation = data.val.inputs
+    swapped_validation = swap_colours(validation)
 
     def behaviour(theta: Tensor) -> dict[str, float]:
         with torch.no_grad():
@@ -393,8 +394,8 @@ def colored_behaviour(
                 logits = predict(theta, env.inputs)
                 accuracy[name] = _accuracy(logits, env.labels)
                 risk[name] = classification_loss(logits, env.labels).item()
-            predicted = predict(theta, held_out)[:, 0] > 0
-            swapped = predict(theta, swapped_held_out)[:, 0] > 0
+            predicted = predict(theta, validation)[:, 0] > 0
+            swapped = predict(theta, swapped_validation)[:, 0] > 0
             test_logits = predict(theta, data.test.inputs)
             return {
                 "env_gap": abs(accuracy["env1"] - accuracy["env2"]),

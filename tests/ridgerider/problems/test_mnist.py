@@ -4,6 +4,7 @@ narrow MIS against the full network's, and mnist-mlp's split."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -17,6 +18,7 @@ from ridgerider.problems.invariant import maximally_invariant_point
 from ridgerider.problems.mnist import (
     CHANNEL,
     COLORED_INPUTS,
+    colored_behaviour,
     colored_mnist_data,
     colored_mnist_problem,
     mnist_split,
@@ -69,6 +71,17 @@ def test_colored_mnist_starts_at_a_critical_mis_that_reads_the_colour():
     test_inputs, test_labels = problem.splits["test"]
     correct = (problem.predict(theta, test_inputs)[:, 0] > 0).long() == test_labels
     assert correct.double().mean() < 0.4  # out of distribution the colour misleads
+
+
+def test_colour_sensitivity_uses_no_test_environment_image(data):
+    """A selection rule on colour_sensitivity must see only the training environments: the
+    metric is the same whatever the test environment holds."""
+    problem = colored_mnist_problem(hidden=4)
+    blank = dataclasses.replace(data.test, inputs=torch.zeros_like(data.test.inputs))
+    blind = colored_behaviour(problem.predict, dataclasses.replace(data, test=blank))
+    sensitivity = problem.behaviour(problem.start)["colour_sensitivity"]
+    assert sensitivity > 0.8
+    assert blind(problem.start)["colour_sensitivity"] == sensitivity
 
 
 def test_the_narrow_mis_is_the_full_networks_mis(data):
