@@ -26,9 +26,10 @@ One torch thread throughout.
 2. tree-mdp (`--trees` random trees at each depth 4-7): the fraction of the distinct
    positive-reward leaves (`TreeMDP.solutions`, known exactly) that some method's minima reach
    greedily. Ridge Rider recursive (the default spec, only the budget set: `--tree-seconds` a
-   tree, 10 s by default) and one level deep (settle "minimum": each ride descends to a
-   minimum); gradient descent (step 0.5, 1,500 steps, 16 runs at a time under vmap, a run's
-   greedy leaf counted once its gradient is below 1e-4) from
+   tree, 10 s by default) and with rides to minima (settle "minimum": each ride descends to a
+   minimum), both climbing from their minima over the saddles around them (`climb_minima`, on
+   by default for problems of this size); gradient descent (step 0.5, 1,500 steps, 16 runs at
+   a time under vmap, a run's greedy leaf counted once its gradient is below 1e-4) from
    uniform random parameters, from the MIS plus noise (sd 0.01), and from the MIS moved 1.0
    along a random direction, each for the recursive search's time (at least one batch: the
    table says how much longer that was).
@@ -341,7 +342,7 @@ def found(mdp: TreeMDP, result: SearchResult) -> set[int]:
 def tree_mdp(trees: int, seconds: float) -> None:
     methods = (
         "Ridge Rider recursive",
-        "Ridge Rider one level",
+        "Ridge Rider, rides to minima",
         "GD from random inits",
         "GD from the MIS + noise",
         "random directions from the MIS",

@@ -132,6 +132,16 @@ def _add_node(
     return node
 
 
+@dataclass(frozen=True)
+class QueuedRides:
+    """Rides to queue from a node: its stored spectrum, the (eigen index, sign, eigenvalue) of
+    each ride, and the HVPs their choice cost."""
+
+    spectrum_sha256: str
+    rides: Sequence[tuple[int, int, float]]
+    hvps: int
+
+
 def record_expansion(
     session: Session,
     node_id: int,
@@ -147,12 +157,23 @@ def record_expansion(
     lock_job(session, job_id)
     if not settle_unit(session, "node", node_id, token, "done", spectrum_sha256=spectrum_sha256):
         return None
-    node = session.get(Node, node_id, populate_existing=True)
     job = session.get(Job, job_id, populate_existing=True)
+    job.outstanding -= 1
+    created = _queue_rides(session, job, node_id, rides, hvps)
+    touch(job)
+    session.flush()
+    return created
+
+
+def _queue_rides(
+    session: Session, job: Job, node_id: int, rides: Sequence[tuple[int, int, float]], hvps: int
+) -> list[int]:
+    """Queue `rides` from the node (skipped in a cancelled job); the ids of the pending ones."""
+    node = session.get(Node, node_id, populate_existing=True)
     state = "skipped" if job.cancel_requested else "pending"
     created = [
         Ride(
-            job_id=job_id,
+            job_id=job.id,
             from_node_id=node_id,
             eigen_index=index,
             sign=sign,
@@ -163,9 +184,8 @@ def record_expansion(
         for index, sign, value in rides
     ]
     session.add_all(created)
-    job.outstanding += (len(created) if state == "pending" else 0) - 1
+    job.outstanding += len(created) if state == "pending" else 0
     job.hvps += hvps
-    touch(job)
     session.flush()
     return [ride.id for ride in created if ride.state == "pending"]
 
@@ -273,12 +293,15 @@ def record_evaluation(
     weights_sha256: str,
     metrics: dict[str, float],
     predictions: bytes | None,
-) -> int | None:
-    """Keep an evaluated minimum as a solution with its metrics; its id, or None if the claim
-    was lost."""
+    climbs: QueuedRides | None = None,
+) -> list[int] | None:
+    """Keep an evaluated minimum as a solution with its metrics, and queue the `climbs` from it
+    (`SearchSpec.climb_minima`) with its spectrum; the ids of the climbs queued, or None if the
+    claim was lost."""
     job_id = job_of(session, "node", node_id)
     lock_job(session, job_id)
-    if not settle_unit(session, "node", node_id, token, "done"):
+    spectrum = {} if climbs is None else {"spectrum_sha256": climbs.spectrum_sha256}
+    if not settle_unit(session, "node", node_id, token, "done", **spectrum):
         return None
     solution = Solution(
         job_id=job_id,
@@ -295,6 +318,9 @@ def record_evaluation(
     )
     job = session.get(Job, job_id, populate_existing=True)
     job.outstanding -= 1
+    created = []
+    if climbs is not None:
+        created = _queue_rides(session, job, node_id, climbs.rides, climbs.hvps)
     touch(job)
     session.flush()
-    return solution.id
+    return created

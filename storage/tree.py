@@ -24,7 +24,7 @@ from ridgerider.search.fingerprint import Fingerprint, from_text
 from ridgerider.search.frontier import Unit
 from ridgerider.search.ridges import Spectrum
 from ridgerider.search.spec import SearchSpec
-from ridgerider.search.steps import NodeWork, Outcome, work_of
+from ridgerider.search.steps import Expansion, NodeWork, Outcome, work_of
 from storage.artifacts import ArtifactStore, get_tensors, put_tensors
 from storage.database import Database
 from storage.models import Node
@@ -32,6 +32,7 @@ from storage.progress import progress
 from storage.records import (
     MergeWindow,
     PointRecord,
+    QueuedRides,
     RideResult,
     record_evaluation,
     record_expansion,
@@ -138,13 +139,10 @@ class JobTree:
         self, unit: Unit, spectrum: Spectrum, rides: list[tuple[int, int]], hvps: int
     ) -> list[Unit]:
         sha256 = self._save_spectrum(spectrum)
-        labelled = [(index, sign, spectrum.values[index].item()) for index, sign in rides]
+        labelled = _labelled(spectrum, rides)
         with self.db.session() as session:
             ids = record_expansion(session, unit.id, self._token(unit), sha256, labelled, hvps)
-        return [
-            Unit("ride", ride_id, "ride", unit.id, unit.depth, (*unit.fingerprint, (i, s)), value)
-            for ride_id, (i, s, value) in zip(ids or [], labelled, strict=False)
-        ]
+        return _ride_units(unit, ids, labelled)
 
     def record_ride(self, unit: Unit, outcome: Outcome[CriticalPoint]) -> list[Unit]:
         window, record = MergeWindow((0.0, 0.0)), None
@@ -170,14 +168,22 @@ class JobTree:
                 return []
             return [_node_unit(session.get(Node, i)) for i in recorded.released]
 
-    def record_evaluation(self, unit: Unit, metrics: dict[str, float]) -> list[Unit]:
+    def record_evaluation(
+        self, unit: Unit, metrics: dict[str, float], climbs: Expansion | None = None
+    ) -> list[Unit]:
         point = self.point(unit.node_id)
         with self.db.session(readonly=True) as session:
             sha256 = session.get(Node, unit.node_id).theta_sha256
         labels = predictions(self.problem, point.theta)
+        queued = None
+        if climbs is not None:
+            spectrum, rides, hvps = climbs
+            queued = QueuedRides(self._save_spectrum(spectrum), _labelled(spectrum, rides), hvps)
         with self.db.session() as session:
-            record_evaluation(session, unit.id, self._token(unit), sha256, metrics, labels)
-        return []
+            ids = record_evaluation(
+                session, unit.id, self._token(unit), sha256, metrics, labels, queued
+            )
+        return [] if queued is None else _ride_units(unit, ids, queued.rides)
 
     def _token(self, unit: Unit) -> str | None:
         return self.tokens.pop((unit.kind, unit.id), None)
@@ -230,6 +236,21 @@ class JobTree:
         if tensors is None:
             tensors = self._tensors[sha256] = get_tensors(self.store, sha256)
         return tensors
+
+
+def _labelled(spectrum: Spectrum, rides: list[tuple[int, int]]) -> list[tuple[int, int, float]]:
+    """(eigen index, sign, eigenvalue) of each ride."""
+    return [(index, sign, spectrum.values[index].item()) for index, sign in rides]
+
+
+def _ride_units(
+    unit: Unit, ids: list[int] | None, labelled: list[tuple[int, int, float]]
+) -> list[Unit]:
+    """The units of the rides just queued (with ids `ids`) from the node of `unit`."""
+    return [
+        Unit("ride", ride_id, "ride", unit.id, unit.depth, (*unit.fingerprint, (i, s)), value)
+        for ride_id, (i, s, value) in zip(ids or [], labelled, strict=False)
+    ]
 
 
 def _node_unit(node: Node) -> Unit:

@@ -30,7 +30,7 @@ def test_readme_user_problems_run(tmp_path):
         "run", "--problem", "my_problems:camel:scale=2", "--json", env=env, cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
-    assert len(json.loads(result.stdout)["minima"]) == 2
+    assert len(json.loads(result.stdout)["minima"]) == 6  # the six-hump camel's six minima
     spec = str(tmp_path / "spec.json")
     result = ridgerider(
         "run", "--problem", "my_net:tiny_net", "--spec", spec, "--json", env=env, cwd=tmp_path

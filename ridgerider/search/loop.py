@@ -21,8 +21,10 @@ from ridgerider.search.frontier import Unit, frontier_key
 from ridgerider.search.ridges import Spectrum, make_ridge
 from ridgerider.search.spec import SearchSpec
 from ridgerider.search.steps import (
+    Expansion,
     NodeWork,
     Outcome,
+    climbs,
     evaluate,
     expand,
     follow,
@@ -31,12 +33,16 @@ from ridgerider.search.steps import (
 )
 
 UNIT_ERRORS = (ArithmeticError, ValueError, RuntimeError)
+# A minimum is climbed from only where its share of the node budget, less its own point, leaves
+# this many points a climb: the saddle it reaches and both rides down from there.
+CLIMB_POINTS = 3
 
 
 class Tree(Protocol):
     """A search's tree where it is kept. Every `record_*` merges a new point into the tree's
     archive atomically (two rides reaching one point give one node and two edges); it and
     `skip` / `fail` return the units that became claimable (a worker pool sends work for each).
+    An evaluated minimum's `climbs` (`steps.climbs`) are queued like a branch point's rides.
 
     `rides_from(path)` gives the (eigen index, sign) of the rides taken from the point at `path`,
     in the order they were queued (the node budget's quotas follow from them).
@@ -73,7 +79,9 @@ class Tree(Protocol):
 
     def record_ride(self, unit: Unit, outcome: Outcome[CriticalPoint]) -> list[Unit]: ...
 
-    def record_evaluation(self, unit: Unit, metrics: dict[str, float]) -> list[Unit]: ...
+    def record_evaluation(
+        self, unit: Unit, metrics: dict[str, float], climbs: Expansion | None = None
+    ) -> list[Unit]: ...
 
 
 def begin(tree: Tree, problem: Problem, spec: SearchSpec) -> list[Unit]:
@@ -91,7 +99,9 @@ def begin(tree: Tree, problem: Problem, spec: SearchSpec) -> list[Unit]:
 
 def work_on(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> list[Unit]:
     """Do one claimed unit and record it; returns the units it created. A budget used up skips
-    the unit (evaluations are never skipped); an error fails that unit only. Budgets `spec`
+    the unit (evaluations are never skipped); an error fails that unit only. An evaluated
+    minimum is climbed from (`SearchSpec.climb_minima`) while the running budgets last and its
+    node quota leaves CLIMB_POINTS points a climb. Budgets `spec`
     omits are filled in for `problem` (`SearchSpec.resolved`)."""
     spec = spec.resolved(problem)
     if unit.work != "evaluate" and (reason := exhausted(spec, tree.progress())):
@@ -105,8 +115,14 @@ def work_on(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> list[
             return tree.record_expansion(unit, spectrum, rides, hvps)
         if unit.work == "ride":
             return tree.record_ride(unit, _ride(tree, problem, spec, unit))
-        metrics = evaluate(problem, tree.point(unit.node_id), spec)
-        return tree.record_evaluation(unit, metrics)
+        point = tree.point(unit.node_id)
+        metrics = evaluate(problem, point, spec)
+        hops = None
+        if exhausted(spec, tree.progress()) is None:
+            hops = climbs(problem, point, spec)
+        if hops is not None and _quota(tree, spec, unit) - 1 < CLIMB_POINTS * len(hops[1]):
+            hops = None
+        return tree.record_evaluation(unit, metrics, hops)
     except UNIT_ERRORS as error:
         return tree.fail(unit, f"{type(error).__name__}: {error}")
 

@@ -18,7 +18,7 @@ from ridgerider.search.frontier import Unit
 from ridgerider.search.loop import run
 from ridgerider.search.ridges import Spectrum
 from ridgerider.search.spec import SearchSpec
-from ridgerider.search.steps import NodeWork, Outcome, ride_labels, work_of
+from ridgerider.search.steps import Expansion, NodeWork, Outcome, ride_labels, work_of
 
 EXHAUSTED = "frontier exhausted"
 
@@ -127,21 +127,7 @@ class MemoryTree:
         self, unit: Unit, spectrum: Spectrum, rides: list[tuple[int, int]], hvps: int
     ) -> list[Unit]:
         self._done(unit)
-        self.spectra[unit.id] = spectrum
-        self.taken[unit.id] = list(rides)
-        self.hvps += hvps
-        for eigen_index, _ in rides:
-            key = (unit.id, eigen_index)
-            self.unfinished[key] = self.unfinished.get(key, 0) + 1
-        created = []
-        for eigen_index, sign in rides:
-            ride_id = len(self.rides)
-            value = spectrum.values[eigen_index].item()
-            self.rides[ride_id] = _Ride(unit.id, eigen_index, sign, value)
-            fingerprint = extend(unit.fingerprint, eigen_index, sign)
-            created.append(Unit("ride", ride_id, "ride", unit.id, unit.depth, fingerprint, value))
-        self.pending.update(((u.kind, u.id), u) for u in created)
-        return created
+        return self._queue_rides(unit, spectrum, rides, hvps)
 
     def record_ride(self, unit: Unit, outcome: Outcome[CriticalPoint]) -> list[Unit]:
         self._done(unit)
@@ -164,11 +150,13 @@ class MemoryTree:
         self.graph.add_edge(ride.node, target, **ride_labels(ride, outcome))
         return self._ride_ended(unit)
 
-    def record_evaluation(self, unit: Unit, metrics: dict[str, float]) -> list[Unit]:
+    def record_evaluation(
+        self, unit: Unit, metrics: dict[str, float], climbs: Expansion | None = None
+    ) -> list[Unit]:
         self._done(unit)
         self.graph.nodes[unit.id]["metrics"] = metrics
         self.solutions += 1
-        return []
+        return [] if climbs is None else self._queue_rides(unit, *climbs)
 
     def result(self) -> SearchResult:
         seconds = time.perf_counter() - self.started
@@ -200,6 +188,26 @@ class MemoryTree:
         if spectrum is not None:
             self.spectra[node] = spectrum
         return node
+
+    def _queue_rides(
+        self, unit: Unit, spectrum: Spectrum, rides: list[tuple[int, int]], hvps: int
+    ) -> list[Unit]:
+        """Queue the rides (or climbs) from the node of `unit`, its spectrum kept."""
+        self.spectra[unit.id] = spectrum
+        self.taken[unit.id] = list(rides)
+        self.hvps += hvps
+        for eigen_index, _ in rides:
+            key = (unit.id, eigen_index)
+            self.unfinished[key] = self.unfinished.get(key, 0) + 1
+        created = []
+        for eigen_index, sign in rides:
+            ride_id = len(self.rides)
+            value = spectrum.values[eigen_index].item()
+            self.rides[ride_id] = _Ride(unit.id, eigen_index, sign, value)
+            fingerprint = extend(unit.fingerprint, eigen_index, sign)
+            created.append(Unit("ride", ride_id, "ride", unit.id, unit.depth, fingerprint, value))
+        self.pending.update(((u.kind, u.id), u) for u in created)
+        return created
 
     def _take_over(self, node: int, ride: Unit, outcome: Outcome[CriticalPoint]) -> None:
         """Node `node`, held, keeps the point of `ride`, the other sign of its ride's ridge."""

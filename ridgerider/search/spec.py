@@ -117,6 +117,14 @@ class SearchSpec(BaseModel):
         description="with settle = branch, a ride's end with no negative curvature left is "
         "polished to a minimum, or kept as the ride left it (ride-end, the paper's approximate RR)",
     )
+    climb_minima: bool | None = Field(
+        None,
+        description="from every minimum, climb each of its Hessian's eigenvector groups (one "
+        "per group, as ridges are chosen) to the index-1 saddle over the basin's rim and branch "
+        "there (minimum hopping), reaching minima no ride from the start ends on; the whole "
+        f"Hessian at every climb step, so for problems of at most {SMALL_DIM} parameters; "
+        "omitted: on for those, off above",
+    )
     grad_tol: float = Field(1e-9, gt=0, lt=1, description="gradient norm of a critical point")
     leaf_tol: float = Field(
         1e-7,
@@ -145,10 +153,29 @@ class SearchSpec(BaseModel):
 
     def resolved(self, problem: Problem) -> SearchSpec:
         """This spec with every omitted budget filled in for `problem` (see the fields); a
-        small problem's `max_nodes` stays None: no node budget."""
+        small problem's `max_nodes` stays None: no node budget.
+
+        Raises:
+            ValueError: a field does not suit `problem` (`climbs_minima`).
+        """
+        self.climbs_minima(problem)
         defaults = SMALL_DEFAULTS if problem.dim <= SMALL_DIM else LARGE_DEFAULTS
         missing = {name: value for name, value in defaults.items() if getattr(self, name) is None}
         return self.model_copy(update=missing)
+
+    def climbs_minima(self, problem: Problem) -> bool:
+        """Whether minima are climbed from (`climb_minima`, resolved for `problem`).
+
+        Raises:
+            ValueError: `climb_minima` is true for a problem of more than SMALL_DIM parameters.
+        """
+        small = problem.dim <= SMALL_DIM
+        if self.climb_minima and not small:
+            raise ValueError(
+                f"climb_minima: true needs a problem of at most {SMALL_DIM} parameters; "
+                f"{problem.name!r} has {problem.dim}"
+            )
+        return small if self.climb_minima is None else self.climb_minima
 
     def ride_config(self, problem: Problem | None = None) -> RideConfig:
         """How rides go; a small `problem`'s steps (exact eigenpairs, one block of products)

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 from torch.func import grad
 
+from ridgerider.climb import ClimbConfig, climb
 from ridgerider.critical import (
     SOLUTION_KINDS,
     ZERO_RTOL,
@@ -36,17 +37,20 @@ from ridgerider.search.ridges import (
     negative_spectrum,
     node_spectrum,
     orient,
+    ridge_policy,
     spectrum_at,
 )
 from ridgerider.search.spec import SearchSpec, SettleTarget
 
 NodeWork = Literal["expand", "evaluate", "none"]
+Expansion = tuple[Spectrum, list[tuple[int, int]], int]  # spectrum, (eigen index, sign), HVPs
 P = TypeVar("P")
 START_GRAD_RTOL = 1e-5
 NUDGE = 1e-6  # relative size of the nudge before a descent to a minimum
 ORIENTATION_TOL = 1e-8  # slopes and third derivatives below this are rounding
 PRACTICAL_CLASSIFY_TOL = 1e-4  # eigsh's residual tolerance classifying a network's leaf
 LEAF_ESCAPES = 3  # steps off the negative curvature a network's descent stopped on
+CLIMB_STEP = 16  # a climb's trust radius, in step_size
 
 
 class StartError(ValueError):
@@ -134,7 +138,7 @@ def work_of(point: CriticalPoint, depth: int, spec: SearchSpec) -> NodeWork:
 
 def expand(
     problem: Problem, point: CriticalPoint, spec: SearchSpec, spectrum: Spectrum | None = None
-) -> tuple[Spectrum, list[tuple[int, int]], int]:
+) -> Expansion:
     """The spectrum of a branch point (`spectrum`, if it was computed when the point was
     reached), the (eigen index, sign) of each ride to take from it, and the HVPs spent."""
     torch.manual_seed(spec.seed)
@@ -145,6 +149,21 @@ def expand(
     gradient = grad(problem.loss)(point.theta)
     spectrum = orient(spectrum, gradient, spec.step_size)
     return spectrum, choose_ridges(problem, spectrum, spec, ZERO_RTOL, gradient), hvps
+
+
+def climbs(problem: Problem, point: CriticalPoint, spec: SearchSpec) -> Expansion | None:
+    """The climbs to take from a minimum (`SearchSpec.climb_minima`): its whole spectrum, the
+    (eigen index, sign) of each climb (one eigenvector per group of equal eigenvalues under
+    "one-per-group", softest first, at most `ridges_per_node` of them, both ways) and the HVPs
+    spent; None where minima are not climbed from."""
+    if point.kind != "minimum" or not spec.climbs_minima(problem):
+        return None
+    spectrum = spectrum_at(problem, point.theta, problem.dim, spec.seed)
+    every = ridge_policy(problem, spec) == "every-direction"
+    groups = equal_groups(spectrum.values, spectrum.norm_estimate)
+    chosen = [index for group in groups for index in (group if every else group[:1])]
+    rides = [(index, sign) for index in chosen[: spec.ridges_per_node] for sign in (1, -1)]
+    return spectrum, rides, spectrum.hvps
 
 
 def follow(
@@ -171,6 +190,8 @@ def follow(
     minima.
     """
     torch.manual_seed(spec.seed)
+    if ridge.eigenvalue > 0:
+        return _climbed(problem, start, ridge, spec)
     end = ride(
         problem.loss,
         start.theta,
@@ -208,6 +229,23 @@ def follow(
         step_hvps=end.step_hvps,
         overlaps=end.overlaps,
     )
+
+
+def _climbed(
+    problem: Problem, start: CriticalPoint, ridge: Ridge, spec: SearchSpec
+) -> Outcome[CriticalPoint]:
+    """Where a climb from the minimum `start` leads: the index-1 saddle it reached, classified
+    (a branch point like any other), or, where it found none (its direction stiffens, or the
+    step budget ran out), `start` itself: the climb's edge then loops back to its minimum."""
+    config = ClimbConfig(step=spec.step_size * CLIMB_STEP, grad_tol=spec.grad_tol)
+    end = climb(problem.loss, start.theta, ridge.direction, config)
+    if end.reason == "non-finite-loss":
+        failure = "the loss turned NaN or Inf during the climb"
+        return Outcome(end.steps, end.hvps, end.reason, failure=failure)
+    if end.reason != "critical":
+        return Outcome(end.steps, end.hvps, f"climb-{end.reason}", point=start)
+    point = classify(problem.loss, end.theta, zero_modes=problem.zero_modes)
+    return Outcome(end.steps, end.hvps + point.hvps, "climb-critical", point=point)
 
 
 def _few(values: Tensor) -> str:

@@ -68,7 +68,9 @@ def test_submit_events_and_the_finished_job(api, finished_job):
     job_id, events = finished_job
     kinds = [kind for kind, _ in events]
     assert kinds[-1] == "finished" and events[-1][1]["status"] == "finished", running.logs()
-    assert kinds.count("node") == 7 and kinds.count("ride") == 8 and kinds.count("minimum") == 4
+    # Himmelblau's 9 critical points; 4 + 8 rides down from the maximum and the 4 saddles, and
+    # 16 climbs (2 along each of a minimum's 2 eigenvectors)
+    assert kinds.count("node") == 9 and kinds.count("ride") == 28 and kinds.count("minimum") == 4
     with server.client() as http:
         response = http.get(f"/jobs/{job_id}")
     assert response.status_code == 200 and "retry-after" not in response.headers
@@ -109,7 +111,7 @@ def test_solutions_selection_weights_and_lineage(api, finished_job):
         detail = http.get(f"/solutions/{best['id']}").json()
         assert detail["lineage"] and detail["lineage"][-1]["to"] == best["node_id"]
         graph = http.get(f"/jobs/{job_id}/graph").json()
-        assert len(graph["nodes"]) == 7 and len(graph["edges"]) == 8
+        assert len(graph["nodes"]) == 9 and len(graph["edges"]) == 28
         graphml = http.get(f"/jobs/{job_id}/graph", headers={"Accept": "application/graphml+xml"})
         assert graphml.headers["content-type"].startswith("application/graphml+xml")
         assert b"<graphml" in graphml.content

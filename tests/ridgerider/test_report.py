@@ -60,8 +60,10 @@ def test_report_json_has_minima_graph_and_stats():
     assert {"loss", "sharpness", "hessian_trace", "distance_from_start"} <= set(
         data["minima"][0]["metrics"]
     )
-    assert len(data["graph"]["nodes"]) == 7 and len(data["graph"]["edges"]) == 8
-    assert data["stats"]["rides"] == 8 and data["stats"]["hvps"] > 0
+    # Every critical point (KNOWN-ANSWERS.md): the maximum's 4 rides, 2 from each of the 4
+    # saddles, and from each minimum 2 climbs along each of its 2 eigenvectors.
+    assert len(data["graph"]["nodes"]) == 9 and len(data["graph"]["edges"]) == 4 + 8 + 16
+    assert data["stats"]["rides"] == 28 and data["stats"]["hvps"] > 0
     assert data["spec"]["problem"] == "himmelblau"
 
 

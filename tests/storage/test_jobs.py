@@ -172,7 +172,7 @@ def test_the_job_is_finalised_exactly_once_when_its_counters_reach_zero(db):
     with db.session() as session:
         assert claim(session, "node", evaluate, token)
     with db.session() as session:
-        assert record_evaluation(session, evaluate, token, "d" * 64, {"loss": 0.5}, None)
+        assert record_evaluation(session, evaluate, token, "d" * 64, {"loss": 0.5}, None) == []
         assert get_job(session, job_id).stopped == "node budget"
     winners = []
 

@@ -19,6 +19,7 @@ from ridgerider.problems.classic import (
     styblinski_tang,
 )
 from ridgerider.problems.registry import load
+from ridgerider.problems.tree_mdp import TreeMDP
 from ridgerider.search import SearchSpec, StartError, find_copy, search
 from ridgerider.search.frontier import Unit, frontier_key
 from ridgerider.search.loop import begin, work_on
@@ -57,11 +58,16 @@ def test_styblinski_tang_reaches_all_minima_and_expands_each_point_once():
         result = search(styblinski_tang(dim), SearchSpec())  # 3^dim points, no budget binds
         expected = torch.tensor(list(itertools.product(STYBLINSKI_TANG_MINIMA, repeat=dim)))
         assert_same_points([p.theta for p in result.points("minimum")], expected.double())
-        expanded = [n for n in result.graph.nodes if result.graph.out_degree(n) > 0]
+        nodes = result.graph.nodes
+        expanded = [n for n in nodes if nodes[n]["point"].kind != "minimum"]
+        expanded = [n for n in expanded if result.graph.out_degree(n) > 0]
         rides_per_node = [result.graph.out_degree(n) for n in expanded]
-        points = [result.graph.nodes[n]["point"] for n in expanded]
-        # Each expanded saddle sends exactly two rides along each negative eigenvector, once.
+        points = [nodes[n]["point"] for n in expanded]
+        # Each expanded saddle sends exactly two rides along each negative eigenvector, once;
+        # each minimum two climbs along each eigenvector.
         assert rides_per_node == [2 * p.index for p in points]
+        minima = [n for n in nodes if nodes[n]["point"].kind == "minimum"]
+        assert [result.graph.out_degree(n) for n in minima] == [2 * dim] * len(minima)
         thetas = torch.stack([p.theta for p in result.points()])
         assert torch.cdist(thetas, thetas).add(torch.eye(len(thetas)) * 1e9).min() > 1e-3
 
@@ -212,3 +218,22 @@ def test_the_tree_does_not_depend_on_which_ride_along_a_ridge_ends_first():
         other = minus_first[fingerprint]
         assert other.kind == point.kind
         assert (other.theta - point.theta).norm() <= 1e-6 * (1 + point.theta.norm())
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_climbs_from_minima_reach_every_paying_leaf_of_a_depth_4_tree(seed):
+    """Tree MDP depth 4 on trees no benchmark draws: rides from the start reach about one paying
+    leaf in each quarter of the tree (its other pair's winner lies behind a saddle no ride ends
+    on) and miss some; climbing from every minimum over the saddles around it reaches all of
+    them, with the frontier exhausted under a node budget it never reaches, and every minimum
+    found leads to a pair's winner (KNOWN-ANSWERS: the greedy leaf of any local minimum)."""
+    tree = TreeMDP.build(4, seed)
+    spec = SearchSpec(settle="minimum", max_nodes=100_000)
+    result = search(tree.problem(), spec)
+    leaves = {tree.greedy_leaf(p.theta) for p in result.points("minimum")}
+    without = search(tree.problem(), spec.model_copy(update={"climb_minima": False}))
+    leaves_without = {tree.greedy_leaf(p.theta) for p in without.points("minimum")}
+    assert result.stopped == "frontier exhausted"
+    assert set(tree.solutions()) <= leaves
+    assert not set(tree.solutions()) <= leaves_without
+    assert leaves <= set(tree.winners.tolist())  # every minimum's greedy leaf is a winner

@@ -1,0 +1,143 @@
+"""Climb from a minimum to the index-1 saddle over its basin's rim (minimum hopping).
+
+Rides from the start reach only the minima downhill of it through saddles they end on. On the
+tree MDP a decision taken inside a ride (the states two levels above the leaves never have
+negative curvature where a ride passes) leaves half of the paying leaves behind saddles that no
+ride from the start ends on, but each lies one index-1 saddle beyond a minimum the rides find
+(bench/minimum_hopping.py). A climb reaches that saddle; the search then rides its negative
+ridge down both sides like any other branch point.
+
+The climb is eigenvector following (Cerjan-Miller, with the partitioned rational-function step
+of Baker 1986) on the whole Hessian, so it is for small problems: up the eigenvector that
+continues the climb's direction, a Newton step down every other one, within a trust radius,
+until the gradient vanishes; a saddle of higher index met on the way is stepped off down its
+other negative directions, so a climb ends on an index-1 saddle (or, rarely, slides to a
+minimum).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+from torch.func import grad
+
+from ridgerider.linalg import HessianOperator
+from ridgerider.linalg.blocks import WHOLE_SPACE_SIZE
+
+ClimbReason = Literal["critical", "curvature-rose", "step-budget", "non-finite-loss"]
+CURVATURE_FLOOR = 1e-6  # |eigenvalue| / max(||H||, 1) below this counts as this in a Newton step
+ROSE = 4.0  # the climb gives up once the climbed curvature is this many times its first value
+MIN_OVERLAP = 0.5  # a step whose climbed eigenvector turns further is retaken shorter
+SMOOTH = 0.9  # a step whose climbed eigenvector turns less lets the trust radius grow
+GROWTH = 1.5
+MAX_RADIUS = 8.0  # the longest step, in ClimbConfig.step
+
+
+@dataclass(frozen=True)
+class ClimbConfig:
+    """How a climb moves and when it stops.
+
+    Attributes:
+        step: the first step off the minimum, and the trust radius, which grows up to
+            MAX_RADIUS times it while the climbed eigenvector turns little.
+        max_steps: Hessians at most, retaken steps included.
+        grad_tol: the gradient norm at which the saddle is reached.
+    """
+
+    step: float = 0.3
+    max_steps: int = 200
+    grad_tol: float = 1e-9
+
+
+@dataclass(frozen=True)
+class ClimbEnd:
+    """Where a climb stopped, why ("critical": a critical point to `grad_tol`, the index-1
+    saddle over the rim, or another index-1 saddle or a minimum it slid to;
+    "curvature-rose": the climbed direction stiffens, no rim ahead; "step-budget"), and the
+    steps and HVPs it took."""
+
+    theta: Tensor
+    steps: int
+    hvps: int
+    reason: ClimbReason
+
+
+def climb(
+    loss: Callable[[Tensor], Tensor],
+    theta: Tensor,
+    direction: Tensor,
+    config: ClimbConfig = ClimbConfig(),
+) -> ClimbEnd:
+    """Climb from the minimum `theta` along the Hessian eigenvector `direction` (either sign)
+    to the critical point over the basin's rim (see `ClimbEnd`).
+
+    Raises:
+        ValueError: the problem has more than `WHOLE_SPACE_SIZE` parameters (a climb takes
+            the whole Hessian at every step).
+    """
+    n = theta.numel()
+    if n > WHOLE_SPACE_SIZE:
+        raise ValueError(
+            f"a climb needs the whole Hessian: at most {WHOLE_SPACE_SIZE} parameters, got {n}"
+        )
+    gradient_of = grad(loss)
+    d = (direction / direction.norm()).to(theta)
+    step = config.step * d
+    previous, x = theta, theta + step
+    radius = config.step
+    first_curvature = math.nan
+    hvps = 0
+    for steps in range(1, config.max_steps + 1):
+        g = gradient_of(x)
+        H = HessianOperator(loss, x).dense().to(torch.float64).cpu()
+        hvps += n
+        if not (torch.isfinite(g).all() and torch.isfinite(H).all()):
+            return ClimbEnd(x, steps, hvps, "non-finite-loss")
+        values, vectors = torch.linalg.eigh(H)
+        overlaps = vectors.T @ d.to(vectors)
+        t = int(overlaps.abs().argmax())
+        overlap = abs(overlaps[t].item())
+        if overlap < MIN_OVERLAP and step.norm().item() > config.step / 64:
+            step = step / 2  # the climbed eigenvector turned too far: retake the step shorter
+            radius = step.norm().item()
+            x = previous + step
+            continue
+        radius = min(radius * (GROWTH if overlap > SMOOTH else 1.0), MAX_RADIUS * config.step)
+        if math.isnan(first_curvature):
+            first_curvature = values[t].item()
+        g64 = g.to(torch.float64).cpu()
+        if g64.norm().item() <= config.grad_tol:
+            off = [i for i in range(n) if values[i] < 0 and i != t]
+            if values[t] >= 0 or not off:
+                return ClimbEnd(x, steps, hvps, "critical")
+            # a saddle of higher index on the way: step off it down the other negative
+            # directions (Newton alone leaves it only as fast as rounding grows)
+            kick = vectors[:, off].sum(1).to(theta)
+            step = config.step * kick / kick.norm()
+            previous, x = x, x + step
+            continue
+        if values[t].item() > ROSE * max(first_curvature, 0.0) > 0:
+            return ClimbEnd(x, steps, hvps, "curvature-rose")
+        d = (vectors[:, t] * torch.sign(overlaps[t])).to(theta)
+        step = _step(values, vectors, g64, t).to(theta)
+        length = step.norm().item()
+        if length > radius:
+            step = step * (radius / length)
+        previous, x = x, x + step
+    return ClimbEnd(x, config.max_steps, hvps, "step-budget")
+
+
+def _step(values: Tensor, vectors: Tensor, g: Tensor, t: int) -> Tensor:
+    """The partitioned rational-function step: up eigenvector `t` (a maximisation, whatever its
+    curvature's sign), Newton down the others (with |eigenvalue|, so down where negative too)."""
+    slopes = vectors.T @ g
+    floor = CURVATURE_FLOOR * max(values.abs().max().item(), 1.0)
+    coefficients = -slopes / values.abs().clamp(min=floor)
+    lam, slope = values[t].item(), slopes[t].item()
+    coefficients[t] = slope / max(math.sqrt(lam**2 / 4 + slope**2) - lam / 2, floor)
+    return vectors @ coefficients

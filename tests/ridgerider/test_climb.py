@@ -1,0 +1,87 @@
+"""Climbing from a minimum to the index-1 saddle over its basin's rim, on known answers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ridgerider.climb import ClimbConfig, climb
+from ridgerider.lbfgs import lbfgs
+from ridgerider.linalg import HessianOperator
+from ridgerider.problems.classic import himmelblau, styblinski_tang
+from ridgerider.problems.tree_mdp import TreeMDP
+
+HIMMELBLAU_MINIMA = torch.tensor(
+    [[3.0, 2.0], [-2.805118, 3.131313], [-3.779310, -3.283186], [3.584428, -1.848127]],
+    dtype=torch.float64,
+)
+HIMMELBLAU_SADDLES = torch.tensor(
+    [[3.385154, 0.073852], [0.086678, 2.884255], [-3.073026, -0.081353], [-0.127961, -1.953715]],
+    dtype=torch.float64,
+)
+
+
+def _eigenvectors(loss, theta: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.eigh(HessianOperator(loss, theta).dense())[1]
+
+
+def test_every_climb_from_himmelblaus_minima_ends_on_one_of_its_four_saddles():
+    """From each of the 4 minima, up both eigenvectors both ways: every climb that finds a rim
+    ends on a known saddle to 1e-5, its gradient below grad_tol, and together they reach all 4
+    (each minimum borders two of them)."""
+    problem = himmelblau()
+    reached = set()
+    for minimum in HIMMELBLAU_MINIMA:
+        vectors = _eigenvectors(problem.loss, minimum)
+        for index in range(2):
+            for sign in (1, -1):
+                end = climb(problem.loss, minimum, sign * vectors[:, index], ClimbConfig(0.3))
+                if end.reason != "critical":
+                    continue
+                distances = (HIMMELBLAU_SADDLES - end.theta).norm(dim=1)
+                assert distances.min() < 1e-5
+                assert torch.func.grad(problem.loss)(end.theta).norm() <= 1e-9
+                reached.add(int(distances.argmin()))
+    assert reached == {0, 1, 2, 3}
+
+
+def test_a_climb_with_no_rim_ahead_says_so():
+    """Styblinski-Tang (separable quartics) from its minimum at x = -2.9035 along -x: the
+    curvature only grows outward, no saddle lies ahead; inward the climb reaches the 1-D
+    maximum at x = 0.1567 (an index-1 saddle in 1-D)."""
+    problem = styblinski_tang(dim=1)
+    minimum = torch.tensor([-2.903534], dtype=torch.float64)
+    outward = climb(problem.loss, minimum, torch.tensor([-1.0], dtype=torch.float64))
+    inward = climb(problem.loss, minimum, torch.tensor([1.0], dtype=torch.float64))
+    assert outward.reason == "curvature-rose"
+    assert inward.reason == "critical"
+    assert inward.theta.item() == pytest.approx(0.156731, abs=1e-5)
+
+
+def test_a_climb_from_a_tree_mdp_leaf_reaches_the_saddle_beside_the_other_pair():
+    """Tree MDP depth 4 (seed 100) from its first paying leaf's minimum, up every eigenvector
+    both ways: the climbs reach index-1 saddles (one negative eigenvalue), and descending both
+    sides of them reaches a paying leaf other than the start's."""
+    tree = TreeMDP.build(4, 100)
+    leaf = tree.solutions()[0]
+    minimum = tree.deterministic_point(leaf)
+    vectors = _eigenvectors(tree.loss, minimum)
+    leaves = set()
+    for index in range(tree.states):
+        for sign in (1, -1):
+            end = climb(tree.loss, minimum, sign * vectors[:, index])
+            if end.reason != "critical":
+                continue
+            hessian = HessianOperator(tree.loss, end.theta).dense()
+            values, saddle_vectors = torch.linalg.eigh(hessian)
+            assert int((values < 0).sum()) == 1
+            for side in (1, -1):
+                theta = end.theta + side * 1e-3 * saddle_vectors[:, 0]
+                theta, _ = lbfgs(tree.loss, theta, gradient_tol=1e-10, max_iterations=10_000)
+                leaves.add(tree.greedy_leaf(theta))
+    assert (set(tree.solutions()) - {leaf}) & leaves
+
+
+def test_a_climb_refuses_a_problem_too_large_for_the_whole_hessian():
+    with pytest.raises(ValueError, match="at most 128 parameters, got 129"):
+        climb(lambda x: (x**2).sum(), torch.zeros(129), torch.ones(129))
