@@ -237,3 +237,14 @@ def test_climbs_from_minima_reach_every_paying_leaf_of_a_depth_4_tree(seed):
     assert set(tree.solutions()) <= leaves
     assert not set(tree.solutions()) <= leaves_without
     assert leaves <= set(tree.winners.tolist())  # every minimum's greedy leaf is a winner
+
+
+def test_climbs_are_refused_where_the_whole_hessian_is_too_large():
+    """Climbs take the whole Hessian a step: on by default up to 128 parameters, off above,
+    and asking for them above is an error that names the field and the limit."""
+    net = load("digits-mlp")
+    assert not SearchSpec().climbs_minima(net)
+    assert SearchSpec().climbs_minima(himmelblau())
+    assert not SearchSpec(climb_minima=False).climbs_minima(himmelblau())
+    with pytest.raises(ValueError, match="climb_minima: true needs a problem of at most 128"):
+        SearchSpec(climb_minima=True).resolved(net)
