@@ -101,8 +101,8 @@ def work_on(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> list[
     """Do one claimed unit and record it; returns the units it created. A budget used up skips
     the unit (evaluations are never skipped); an error fails that unit only. An evaluated
     minimum is climbed from (`SearchSpec.climb_minima`) while the running budgets last and its
-    node quota leaves CLIMB_POINTS points a climb. Budgets `spec`
-    omits are filled in for `problem` (`SearchSpec.resolved`)."""
+    node quota leaves CLIMB_POINTS points a climb. Budgets `spec` omits are filled in for
+    `problem` (`SearchSpec.resolved`)."""
     spec = spec.resolved(problem)
     if unit.work != "evaluate" and (reason := exhausted(spec, tree.progress())):
         return tree.skip(unit, reason)

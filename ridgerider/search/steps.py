@@ -184,6 +184,8 @@ def follow(
       its spectrum computed); else a leaf, polished to a minimum (`leaf = "minimum"`) or kept
       as it is (`leaf = "ride-end"`).
 
+    A ridge with a positive eigenvalue, from a minimum, is a climb (`_climbed`), not a ride.
+
     A `last` ride (its end could not be expanded: the depth limit, or the last point the node
     budget allows) ends in a leaf whatever the target, and so does a ride that ends when
     `over_budget()` says a budget (time, HVPs) has run out meanwhile: a budget still returns
@@ -234,9 +236,10 @@ def follow(
 def _climbed(
     problem: Problem, start: CriticalPoint, ridge: Ridge, spec: SearchSpec
 ) -> Outcome[CriticalPoint]:
-    """Where a climb from the minimum `start` leads: the index-1 saddle it reached, classified
-    (a branch point like any other), or, where it found none (its direction stiffens, or the
-    step budget ran out), `start` itself: the climb's edge then loops back to its minimum."""
+    """Where a climb from the minimum `start` leads: the critical point it reached (the saddle
+    over the rim, a branch point like any other), classified, or, where it found none (its
+    direction stiffens, or the step budget ran out), `start` itself: the climb's edge then
+    loops back to its minimum."""
     config = ClimbConfig(step=spec.step_size * CLIMB_STEP, grad_tol=spec.grad_tol)
     end = climb(problem.loss, start.theta, ridge.direction, config)
     if end.reason == "non-finite-loss":
