@@ -80,3 +80,22 @@ def test_a_time_budget_turns_the_rides_in_flight_into_leaves():
     assert first_ride_end(problem, None).kind == "branch"  # with time to go on
     end = first_ride_end(problem, 0.01)
     assert end.kind == "minimum" and end.index == 0
+
+
+def test_a_minimum_whose_share_cannot_hold_its_climbs_is_not_climbed_from():
+    """Styblinski-Tang dim 3 (27 points) under max_nodes = 100: a minimum's share leaves fewer
+    than 3 points a climb, so no climb is queued (none skipped), and the search still ends with
+    its frontier exhausted and all 8 minima; without a node budget every minimum sends its 6."""
+    budgeted = search(styblinski_tang(3), SearchSpec(max_nodes=100, max_depth=20))
+    free = search(styblinski_tang(3), SearchSpec(max_depth=20))
+
+    def climbs(result):
+        edges = result.graph.edges(data=True)
+        return sum(data["end_reason"].startswith("climb") for *_, data in edges)
+
+    assert budgeted.stopped == "frontier exhausted" and budgeted.open == {
+        "expansions": 0,
+        "rides": 0,
+    }
+    assert len(budgeted.points("minimum")) == 8 and climbs(budgeted) == 0
+    assert free.stopped == "frontier exhausted" and climbs(free) == 8 * 6
