@@ -30,6 +30,18 @@ def product(A: LinearOperator, X: Tensor, done: int) -> Tensor:
     return AX
 
 
+def whole_matrix(A: LinearOperator) -> Tensor:
+    """A tiny operator as a matrix: its `dense()` when it has one (a Hessian's is one batched
+    backward pass), else its products with the identity; checked finite."""
+    dense = getattr(A, "dense", None)
+    if dense is None:
+        return product(A, torch.eye(A.shape[0], dtype=A.dtype, device=A.device), 0)
+    matrix = dense()
+    if not torch.isfinite(matrix).all():
+        raise NonFiniteProductError("the operator's whole matrix holds NaN or Inf")
+    return matrix
+
+
 def project_out(W: Tensor, basis: Tensor) -> Tensor:
     """W minus its projection on the orthonormal `basis`, twice (classical Gram-Schmidt x 2)."""
     for _ in range(2):

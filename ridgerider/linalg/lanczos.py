@@ -35,6 +35,7 @@ from ridgerider.linalg.blocks import (
     WHOLE_SPACE_SIZE,
     product,
     project_out,
+    whole_matrix,
 )
 from ridgerider.linalg.operators import LinearOperator, as_operator
 
@@ -212,7 +213,7 @@ def eigsh(
 def _whole_space(A: LinearOperator, k: int, which: Which, tol: float) -> EigshResult:
     """The k wanted pairs of a tiny operator, exactly: its products with the identity, eigh."""
     n = A.shape[0]
-    AV = product(A, torch.eye(n, dtype=A.dtype, device=A.device), 0)
+    AV = whole_matrix(A)
     _check_symmetric(AV, AV.T, 0.0)
     theta, Y = torch.linalg.eigh(((AV + AV.T) / 2).to(torch.float64).cpu())
     order = _wanted(theta, k, which)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ridgerider.linalg.blocks import WHOLE_SPACE_SIZE, product, project_out
+from ridgerider.linalg.blocks import WHOLE_SPACE_SIZE, product, project_out, whole_matrix
 from ridgerider.linalg.operators import LinearOperator, as_operator
 
 
@@ -54,9 +54,8 @@ def track_eigenvector(
     start = d[:, None] if neighbours is None else torch.cat([d[:, None], neighbours.to(d)], 1)
     n = A.shape[0]
     if n <= max(max_matvecs, WHOLE_SPACE_SIZE):  # tiny: its whole space in one block, exact
-        V = torch.linalg.qr(torch.cat([start, torch.eye(n, dtype=d.dtype, device=d.device)], 1)).Q
-    else:
-        V = torch.linalg.qr(start).Q
+        return _exactly(whole_matrix(A), d, start.shape[1])
+    V = torch.linalg.qr(start).Q
     AV = product(A, V, 0)
     scale = norm_estimate
     while True:
@@ -83,4 +82,23 @@ def track_eigenvector(
         neighbours=V @ Y[:, keep].to(dtype=A.dtype, device=A.device),
         residual=residual,
         matvecs=AV.shape[1],
+    )
+
+
+def _exactly(H: Tensor, d: Tensor, width: int) -> Tracked:
+    """The continuation of `d` among all eigenvectors of the whole matrix H, and its
+    `width - 1` nearest neighbours in eigenvalue."""
+    theta, Y = torch.linalg.eigh(((H + H.T) / 2).to(torch.float64).cpu())
+    best = int((Y.T @ d.to(torch.float64).cpu()).abs().argmax())
+    Y = Y.to(dtype=d.dtype, device=d.device)
+    u = Y[:, best]
+    residual = (H @ u - theta[best].item() * u).norm().item()
+    others = [i for i in torch.argsort((theta - theta[best]).abs()).tolist() if i != best]
+    sign = 1.0 if (u @ d).item() >= 0 else -1.0
+    return Tracked(
+        vector=sign * u,
+        eigenvalue=theta[best].item(),
+        neighbours=Y[:, others[: width - 1]],
+        residual=residual,
+        matvecs=H.shape[0],
     )

@@ -154,14 +154,20 @@ def expand(
 def climbs(problem: Problem, point: CriticalPoint, spec: SearchSpec) -> Expansion | None:
     """The climbs to take from a minimum (`SearchSpec.climb_minima`): its whole spectrum, the
     (eigen index, sign) of each climb (one eigenvector per group of equal eigenvalues under
-    "one-per-group", softest first, at most `ridges_per_node` of them, both ways) and the HVPs
-    spent; None where minima are not climbed from."""
+    "one-per-group", stiffest first, at most `ridges_per_node` of them, both ways) and the HVPs
+    spent; None where minima are not climbed from.
+
+    Stiffest first: a minimum's stiff directions are the decisions it has committed to (a
+    tree-MDP policy's path states), whose rims lead to other solutions; its soft ones are what
+    the loss hardly constrains (unreached states), whose rims lead back to copies of it. Taken
+    first, the stiff climbs are the ones a time budget still runs, and the ones a cap of
+    `ridges_per_node` keeps (measured on unseen tree-MDP seeds, bench/RESULTS.md)."""
     if point.kind != "minimum" or not spec.climbs_minima(problem):
         return None
     spectrum = spectrum_at(problem, point.theta, problem.dim, spec.seed)
     every = ridge_policy(problem, spec) == "every-direction"
     groups = equal_groups(spectrum.values, spectrum.norm_estimate)
-    chosen = [index for group in groups for index in (group if every else group[:1])]
+    chosen = [index for group in groups[::-1] for index in (group if every else group[:1])]
     rides = [(index, sign) for index in chosen[: spec.ridges_per_node] for sign in (1, -1)]
     return spectrum, rides, spectrum.hvps
 
