@@ -24,9 +24,8 @@ from typing import Literal
 
 import torch
 from torch import Tensor
-from torch.func import grad
 
-from ridgerider.linalg import HessianOperator
+from ridgerider.linalg import gradient_and_hessian
 from ridgerider.linalg.blocks import WHOLE_SPACE_SIZE
 
 ClimbReason = Literal["critical", "curvature-rose", "step-budget", "non-finite-loss"]
@@ -85,7 +84,6 @@ def climb(
         raise ValueError(
             f"a climb needs the whole Hessian: at most {WHOLE_SPACE_SIZE} parameters, got {n}"
         )
-    gradient_of = grad(loss)
     d = (direction / direction.norm()).to(theta)
     step = config.step * d
     previous, x = theta, theta + step
@@ -93,8 +91,8 @@ def climb(
     first_curvature = math.nan
     hvps = 0
     for steps in range(1, config.max_steps + 1):
-        g = gradient_of(x)
-        H = HessianOperator(loss, x).dense().to(torch.float64).cpu()
+        g, H = gradient_and_hessian(loss, x)
+        H = H.to(torch.float64).cpu()
         hvps += n
         if not (torch.isfinite(g).all() and torch.isfinite(H).all()):
             return ClimbEnd(x, steps, hvps, "non-finite-loss")

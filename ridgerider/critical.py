@@ -15,7 +15,7 @@ from torch import Tensor
 from torch.func import grad
 
 from ridgerider.lbfgs import lbfgs
-from ridgerider.linalg import HessianOperator, eigsh
+from ridgerider.linalg import HessianOperator, eigsh, gradient_and_hessian
 from ridgerider.linalg.blocks import WHOLE_SPACE_SIZE
 
 Kind = Literal["minimum", "saddle", "maximum", "degenerate", "branch", "ride-end"]
@@ -180,8 +180,7 @@ def _settle_exactly(
     n = theta.numel()
     hvps = 0
     for _ in range(config.newton_steps):
-        g = gradient_of(theta)
-        H = HessianOperator(loss, theta).dense()
+        g, H = gradient_and_hessian(loss, theta)
         hvps += n
         values, vectors = torch.linalg.eigh(H.to(torch.float64).cpu())
         positive = values > ZERO_RTOL * max(values.abs().max().item(), 1.0)

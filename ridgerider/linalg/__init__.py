@@ -8,7 +8,13 @@ from ridgerider.linalg.lanczos import (
     EigshResult,
     eigsh,
 )
-from ridgerider.linalg.operators import DenseOperator, HessianOperator, LinearOperator, as_operator
+from ridgerider.linalg.operators import (
+    DenseOperator,
+    HessianOperator,
+    LinearOperator,
+    as_operator,
+    gradient_and_hessian,
+)
 
 __all__ = [
     "ConvergenceWarning",
@@ -21,6 +27,7 @@ __all__ = [
     "TraceEstimate",
     "as_operator",
     "eigsh",
+    "gradient_and_hessian",
     "hutchinson_trace",
     "top_eigenvalue",
 ]

@@ -170,24 +170,10 @@ class HessianOperator(_SquareOperator):
 
     def dense(self) -> Tensor:
         """The whole Hessian, symmetrised, from one block of n products: for small problems
-        (`blocks.WHOLE_SPACE_SIZE` parameters or so), where it is cheaper than any iteration.
-
-        The block is one batched backward pass through the gradient's plain autograd graph:
-        at this size functorch's per-call overhead is most of a `matmat`'s time (2 to 2.5 times
-        faster at 15 to 127 parameters), while on networks' blocks `vmap` of a `vjp` is the
-        faster one (bench/eigsh.py, the HVP table)."""
-        n = self.shape[0]
-        self.matvecs += n
-        with torch.enable_grad():
-            x = self.theta.clone().requires_grad_(True)
-            (gradient,) = torch.autograd.grad(self.loss(x), x, create_graph=True)
-        identity = torch.eye(n, dtype=self.dtype, device=self.device)
-        if not gradient.requires_grad:  # the loss is at most linear in theta
-            return torch.zeros_like(identity)
-        (H,) = torch.autograd.grad(gradient, x, identity, is_grads_batched=True, allow_unused=True)
-        if H is None:
-            return torch.zeros_like(identity)
-        return (H + H.T) / 2
+        (`blocks.WHOLE_SPACE_SIZE` parameters or so), where it is cheaper than any iteration
+        (`gradient_and_hessian`)."""
+        self.matvecs += self.shape[0]
+        return gradient_and_hessian(self.loss, self.theta)[1]
 
     def _hvp(self, v: Tensor) -> Tensor:
         if self.mode == "forward-over-reverse":
@@ -201,6 +187,29 @@ class HessianOperator(_SquareOperator):
         if x.ndim != ndim or x.shape[0] != n:
             want = f"({n},)" if ndim == 1 else f"({n}, b)"
             raise ValueError(f"expected a tensor of shape {want}, got {tuple(x.shape)}")
+
+
+def gradient_and_hessian(loss: Callable[[Tensor], Tensor], theta: Tensor) -> tuple[Tensor, Tensor]:
+    """The gradient and the whole Hessian (symmetrised) of `loss` at `theta`, for small problems.
+
+    One batched backward pass through the gradient's plain autograd graph gives every row: at
+    15 to 127 parameters functorch's per-call overhead is most of a vmapped `vjp`'s time, and
+    this is 2 to 2.5 times faster (on networks' blocks `vmap` of a `vjp` is the faster one,
+    bench/eigsh.py's HVP table); the gradient comes from the same graph.
+    """
+    n = theta.numel()
+    with torch.enable_grad():
+        x = theta.detach().clone().requires_grad_(True)
+        (gradient,) = torch.autograd.grad(loss(x), x, create_graph=True)
+    identity = torch.eye(n, dtype=theta.dtype, device=theta.device)
+    hessian = None
+    if gradient.requires_grad:  # else the loss is at most linear in theta
+        (hessian,) = torch.autograd.grad(
+            gradient, x, identity, is_grads_batched=True, allow_unused=True
+        )
+    if hessian is None:
+        return gradient.detach(), torch.zeros_like(identity)
+    return gradient.detach(), (hessian + hessian.T) / 2
 
 
 def as_operator(op: LinearOperator | Tensor) -> LinearOperator:
