@@ -17,11 +17,7 @@ EndReason = Literal[
     "curvature-nonnegative", "loss-rose", "ridge-turned", "step-budget", "non-finite-loss"
 ]
 MIN_OVERLAP = 0.9  # consecutive ridges of an accepted step overlap at least this much
-STEP_GROWTH = 1.5  # an accepted step's successor is at most this much longer (up to max_step)
-# The turn a step aims at: a step's successor is scaled so that the ridge would turn this far
-# (turns grow about linearly with the step), short of what MIN_OVERLAP allows, so that few
-# steps are retaken.
-AIMED_TURN = 0.8 * math.acos(MIN_OVERLAP)
+STEP_GROWTH = 1.5  # an accepted step's successor is this much longer (up to max_step)
 SHORTEST_STEP = 1 / 64  # the shortest step tried, as a fraction of step_size
 
 
@@ -147,9 +143,8 @@ def ride(
         overshot = tracked.eigenvalue >= -config.curvature_tol and step > config.step_size
         if turned or overshot:
             retaken += tracked.matvecs
-            step = max(shortest, _retaken(step, overlap, eigenvalue, tracked.eigenvalue, config))
+            step /= 2  # retake the step shorter
             continue
-        before = eigenvalue
         theta, previous = candidate, value
         d, eigenvalue, neighbours = tracked.vector, tracked.eigenvalue, tracked.neighbours
         step_hvps.append(retaken + tracked.matvecs)
@@ -158,44 +153,5 @@ def ride(
         if eigenvalue >= -config.curvature_tol:
             return end("curvature-nonnegative")
         if config.adaptive:
-            step = max(shortest, _successor(step, overlap, before, eigenvalue, config))
+            step = min(step * STEP_GROWTH, config.max_step * config.step_size)
     return end("step-budget")
-
-
-def _turn_scale(overlap: float) -> float:
-    """How much longer (or shorter) a step should be to turn the ridge by AIMED_TURN, given
-    that it turned by acos(overlap)."""
-    turn = math.acos(min(1.0, max(-1.0, overlap)))
-    return AIMED_TURN / turn if turn > 0 else math.inf
-
-
-def _crossing(step: float, before: float, after: float) -> float:
-    """How far beyond a step of length `step` the tracked eigenvalue, linear in the step,
-    reaches zero (negative: before its end); inf when it does not rise."""
-    if not math.isfinite(before) or after <= before:
-        return math.inf
-    return step * -after / (after - before)
-
-
-def _successor(
-    step: float, overlap: float, before: float, after: float, config: RideConfig
-) -> float:
-    """The step after an accepted one: grown by at most STEP_GROWTH, shortened where the ridge
-    turned nearly as far as allowed, and ending half a `step_size` short of where the
-    eigenvalue's trend crosses zero (so the ride then ends within `step_size` of it, as the
-    overshoot rule wants, without halving its way there)."""
-    grown = min(step * min(STEP_GROWTH, _turn_scale(overlap)), config.max_step * config.step_size)
-    remaining = _crossing(step, before, after)
-    return min(grown, max(config.step_size, remaining - config.step_size / 2))
-
-
-def _retaken(step: float, overlap: float, before: float, after: float, config: RideConfig) -> float:
-    """A shorter try of a step that turned the ridge too far (scaled to AIMED_TURN, at most
-    halved, at least an eighth) or overshot where the curvature turns non-negative (to half a
-    `step_size` short of the eigenvalue's crossing, by its secant; halved without one)."""
-    if overlap < MIN_OVERLAP:
-        return step * max(1 / 8, min(1 / 2, _turn_scale(overlap)))
-    crossing = step + _crossing(step, before, after)
-    if not math.isfinite(crossing):
-        return step / 2
-    return max(config.step_size, min(step / 2, crossing - config.step_size / 2))
