@@ -160,8 +160,8 @@ def climbs(problem: Problem, point: CriticalPoint, spec: SearchSpec) -> Expansio
     Stiffest first: a minimum's stiff directions are the decisions it has committed to (a
     tree-MDP policy's path states), whose rims lead to other solutions; its soft ones are what
     the loss hardly constrains (unreached states), whose rims lead back to copies of it. Taken
-    first, the stiff climbs are the ones a time budget still runs, and the ones a cap of
-    `ridges_per_node` keeps (measured on unseen tree-MDP seeds, bench/RESULTS.md)."""
+    first, the stiff climbs are the ones a time budget still runs (measured on unseen tree-MDP
+    seeds, bench/RESULTS.md), and the ones a cap of `ridges_per_node` keeps."""
     if point.kind != "minimum" or not spec.climbs_minima(problem):
         return None
     spectrum = spectrum_at(problem, point.theta, problem.dim, spec.seed)
