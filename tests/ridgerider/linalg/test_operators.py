@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ridgerider.linalg import DenseOperator, HessianOperator, as_operator
+from ridgerider.linalg import DenseOperator, HessianOperator, as_operator, gradient_and_hessian
 from ridgerider.linalg.operators import HVP_MODES
 from ridgerider.problems.digits import digits_loss, digits_mlp, digits_split
 
@@ -113,3 +113,25 @@ def test_dense_operator_checks_square_and_symmetric():
     assert torch.equal(op.matmat(torch.ones(3, 2, dtype=torch.float64)), torch.ones(3, 2))
     with pytest.raises(TypeError, match="must be a symmetric tensor or have shape"):
         as_operator("not an operator")
+
+
+def test_gradient_and_hessian_match_himmelblaus_closed_form_and_a_linear_loss_has_none():
+    """Himmelblau's (x^2 + y - 11)^2 + (x + y^2 - 7)^2 at (1, 2): the gradient and Hessian from
+    one batched backward pass equal the closed form; a linear loss's Hessian is zero."""
+    theta = torch.tensor([1.0, 2.0], dtype=torch.float64)
+
+    def himmelblau(t: torch.Tensor) -> torch.Tensor:
+        return (t[0] ** 2 + t[1] - 11) ** 2 + (t[0] + t[1] ** 2 - 7) ** 2
+
+    x, y = 1.0, 2.0
+    a, b = x**2 + y - 11, x + y**2 - 7
+    gradient = torch.tensor([4 * x * a + 2 * b, 2 * a + 4 * y * b], dtype=torch.float64)
+    hessian = torch.tensor(
+        [[12 * x**2 + 4 * y - 42, 4 * x + 4 * y], [4 * x + 4 * y, 4 * x + 12 * y**2 - 26]],
+        dtype=torch.float64,
+    )
+    g, H = gradient_and_hessian(himmelblau, theta)
+    assert torch.allclose(g, gradient, atol=1e-12) and torch.allclose(H, hessian, atol=1e-12)
+    assert torch.equal(HessianOperator(himmelblau, theta).dense(), H)
+    g, H = gradient_and_hessian(lambda t: 3 * t[0] - t[1], theta)
+    assert g.tolist() == [3.0, -1.0] and torch.equal(H, torch.zeros(2, 2, dtype=torch.float64))
