@@ -211,7 +211,7 @@ def eigsh(
 
 
 def _whole_space(A: LinearOperator, k: int, which: Which, tol: float) -> EigshResult:
-    """The k wanted pairs of a tiny operator, exactly: its products with the identity, eigh."""
+    """The k wanted pairs of a tiny operator, exactly: its whole matrix (`whole_matrix`), eigh."""
     n = A.shape[0]
     AV = whole_matrix(A)
     _check_symmetric(AV, AV.T, 0.0)
