@@ -20,13 +20,14 @@ import httpx
 import pytest
 import torch
 from safetensors.torch import load as load_safetensors
+from sqlalchemy import delete
 
 from api.deps import KEY_CACHE_SECONDS
 from ridgerider.problems.registry import load
 from storage.artifacts import LocalArtifactStore
 from storage.database import Database
 from storage.jobs import create_job
-from storage.models import JOB_ENDED, Solution
+from storage.models import JOB_ENDED, Job, Solution
 from storage.synthetic import record_solution
 from tests.api.server import serve
 from tests.workers.pool import pool
@@ -407,14 +408,15 @@ def test_deep_filters_and_forged_cursors_are_4xx_problem_json(api, finished_job)
 def test_broken_artifacts_and_rows_are_500_problem_json_with_a_request_id(api):
     """A missing and a corrupt weights file, and a metrics row that no longer parses: each is a
     500 problem+json naming what failed and carrying a request id that the server's log holds,
-    never a traceback or a server path."""
+    never a traceback or a server path. The broken job is deleted afterwards: the server is
+    shared with the fuzz, which must meet only healthy rows."""
     server, running = api
     db = Database(running.db_url)
+    with db.session() as session:
+        job = create_job(session, {"problem": "himmelblau"}, owner="alice")
+        job.status = "finished"
+        job_id = job.id
     try:
-        with db.session() as session:
-            job = create_job(session, {"problem": "himmelblau"}, owner="alice")
-            job.status = "finished"
-            job_id = job.id
         missing = record_solution(db, job_id, {"loss": 1.0})
         corrupt = record_solution(db, job_id, {"loss": 2.0})
         unreadable = record_solution(db, job_id, {"loss": 3.0})
@@ -425,15 +427,17 @@ def test_broken_artifacts_and_rows_are_500_problem_json_with_a_request_id(api):
         with db.session() as session:
             session.get(Solution, corrupt).weights_sha256 = sha
             session.get(Solution, unreadable).metrics_json = "{not json"
+        with server.client() as http:
+            answers = {
+                "missing": http.get(f"/solutions/{missing}/weights"),
+                "corrupt": http.get(f"/solutions/{corrupt}/weights"),
+                "export": http.get(f"/jobs/{job_id}/export"),
+                "row": http.get(f"/jobs/{job_id}/solutions", params={"sort": "-loss", "limit": 1}),
+            }
     finally:
+        with db.session() as session:
+            session.execute(delete(Job).where(Job.id == job_id))
         db.dispose()
-    with server.client() as http:
-        answers = {
-            "missing": http.get(f"/solutions/{missing}/weights"),
-            "corrupt": http.get(f"/solutions/{corrupt}/weights"),
-            "export": http.get(f"/jobs/{job_id}/export"),
-            "row": http.get(f"/jobs/{job_id}/solutions", params={"sort": "-loss", "limit": 1}),
-        }
     log = (running.folder / "serve.log").read_text()
     for name, response in answers.items():
         assert response.status_code == 500, (name, response.text)
