@@ -35,6 +35,7 @@ MIN_OVERLAP = 0.5  # a step whose climbed eigenvector turns further is retaken s
 SMOOTH = 0.9  # a step whose climbed eigenvector turns less lets the trust radius grow
 GROWTH = 1.5
 MAX_RADIUS = 8.0  # the longest step, in ClimbConfig.step
+SETTLED = 1 / 64  # a Newton step this short, in ClimbConfig.step, has found its critical point
 
 
 @dataclass(frozen=True)
@@ -109,21 +110,22 @@ def climb(
         if math.isnan(first_curvature):
             first_curvature = values[t].item()
         g64 = g.to(torch.float64).cpu()
-        if g64.norm().item() <= config.grad_tol:
-            off = [i for i in range(n) if values[i] < 0 and i != t]
-            if values[t] >= 0 or not off:
-                return ClimbEnd(x, steps, hvps, "critical")
-            # a saddle of higher index on the way: step off it down the other negative
-            # directions (Newton alone leaves it only as fast as rounding grows)
-            kick = vectors[:, off].sum(1).to(theta)
-            step = config.step * kick / kick.norm()
-            previous, x = x, x + step
-            continue
+        off = [i for i in range(n) if values[i] < 0 and i != t]
+        if g64.norm().item() <= config.grad_tol and (values[t] >= 0 or not off):
+            return ClimbEnd(x, steps, hvps, "critical")
         if values[t].item() > ROSE * max(first_curvature, 0.0) > 0:
             return ClimbEnd(x, steps, hvps, "curvature-rose")
         d = (vectors[:, t] * torch.sign(overlaps[t])).to(theta)
         step = _step(values, vectors, g64, t).to(theta)
         length = step.norm().item()
+        if off and values[t] < 0 and length <= config.step * SETTLED:
+            # on (or converging onto) a saddle of higher index: step off it down the other
+            # negative directions now; Newton with |eigenvalue| leaves it only as fast as the
+            # rounding-level offset doubles, a step at a time (about twenty steps)
+            kick = vectors[:, off].sum(1).to(theta)
+            step = config.step * kick / kick.norm()
+            previous, x = x, x + step
+            continue
         if length > radius:
             step = step * (radius / length)
         previous, x = x, x + step

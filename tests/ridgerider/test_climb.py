@@ -58,6 +58,27 @@ def test_a_climb_with_no_rim_ahead_says_so():
     assert inward.theta.item() == pytest.approx(0.156731, abs=1e-5)
 
 
+def _saddle_above_the_rim(theta: torch.Tensor) -> torch.Tensor:
+    """A double well in x whose barrier top (0, 0) has index 2 (the climb's x and y); the rim's
+    index-1 saddles are beside it, at (0, +-0.25)."""
+    x, y = theta[0], theta[1]
+    return (x**2 - 1) ** 2 + y**2 * (x**2 - 0.5) + 4 * y**4
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e-13, 1e-8, 1e-6])
+def test_a_climb_steps_off_a_saddle_of_higher_index_at_once(offset):
+    """Up x from the minimum (-1, offset), the climb converges onto the index-2 point (0, 0)
+    whatever the offset in y (the slope along y vanishes with it); it steps off down y at once,
+    not as slowly as Newton lets the offset double, and ends on a rim saddle (0, +-0.25). Before
+    that rule, an offset of 1e-8 took 26 steps and one of 1e-6 lost the rim altogether."""
+    minimum = torch.tensor([-1.0, offset], dtype=torch.float64)
+    up_x = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    end = climb(_saddle_above_the_rim, minimum, up_x, ClimbConfig(0.3))
+    assert end.reason == "critical"
+    assert end.theta[0].abs() < 1e-9 and end.theta[1].abs() == pytest.approx(0.25, abs=1e-8)
+    assert end.steps <= 12
+
+
 def test_a_climb_from_a_tree_mdp_leaf_reaches_the_saddle_beside_the_other_pair():
     """Tree MDP depth 4 (seed 100) from its first paying leaf's minimum, up every eigenvector
     both ways: the climbs reach index-1 saddles (one negative eigenvalue), and descending both
