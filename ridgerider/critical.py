@@ -175,13 +175,14 @@ def _settle_exactly(
     the whole Hessian (backtracked; the negative directions held) until the gradient left there
     is below the descent tolerance, then Newton on the whole space. A few Hessians, where the
     descent one direction at a time takes hundreds of steps."""
-    gradient_of = grad(loss)
-    start_norm = gradient_of(theta).norm().item()
     n = theta.numel()
     hvps = 0
+    start_norm = None
     for _ in range(config.newton_steps):
         g, H = gradient_and_hessian(loss, theta)
         hvps += n
+        if start_norm is None:
+            start_norm = g.norm().item()
         values, vectors = torch.linalg.eigh(H.to(torch.float64).cpu())
         positive = values > ZERO_RTOL * max(values.abs().max().item(), 1.0)
         basis = vectors[:, positive].to(theta)
