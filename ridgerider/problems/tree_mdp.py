@@ -82,12 +82,15 @@ def default_entropy(depth: int) -> float:
 
 
 def leaf_probabilities(theta: Tensor, depth: int) -> Tensor:
-    """P(leaf) for every leaf: the product of the action probabilities along its path."""
+    """P(leaf) for every leaf: the product of the action probabilities along its path. Few
+    tensor operations a level (both actions' probabilities stacked once): on a tree this small
+    a Hessian costs what autograd's per-operation overhead does (bench/RESULTS.md)."""
     sine = torch.sin(theta)
-    probs = theta.new_ones(1)
-    for level in range(depth):
-        s = sine[2**level - 1 : 2 ** (level + 1) - 1]
-        probs = torch.stack([probs * (1 - s) / 2, probs * (1 + s) / 2], dim=-1).reshape(-1)
+    actions = torch.stack((1 - sine, 1 + sine), dim=-1) * 0.5  # (states, left / right)
+    probs = actions[0]
+    for level in range(1, depth):
+        states = actions[2**level - 1 : 2 ** (level + 1) - 1]
+        probs = (probs[:, None] * states).reshape(-1)
     return probs
 
 
