@@ -110,7 +110,7 @@ def climb(
         if math.isnan(first_curvature):
             first_curvature = values[t].item()
         g64 = g.to(torch.float64).cpu()
-        off = [i for i in range(n) if values[i] < 0 and i != t]
+        off = [i for i in torch.nonzero(values < 0).flatten().tolist() if i != t]
         if g64.norm().item() <= config.grad_tol and (values[t] >= 0 or not off):
             return ClimbEnd(x, steps, hvps, "critical")
         if values[t].item() > ROSE * max(first_curvature, 0.0) > 0:

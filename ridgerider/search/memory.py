@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,6 +68,8 @@ class MemoryTree:
         self.spectra: dict[int, Spectrum] = {}
         self.rides: dict[int, _Ride] = {}
         self.pending: dict[tuple[str, int], Unit] = {}
+        self.queue: list[tuple[tuple, str, int]] = []  # pending units by the claim key, a heap
+        self.queue_key: Callable[[Unit], tuple] | None = None
         self.claimed: dict[tuple[str, int], Unit] = {}
         self.by_path: dict[Fingerprint, int] = {}
         self.taken: dict[int, list[tuple[int, int]]] = {}  # a node's rides, in order
@@ -91,11 +94,18 @@ class MemoryTree:
         return self.graph.nodes[0]["point"]
 
     def claim(self, key: Callable[[Unit], tuple]) -> Unit | None:
-        if not self.pending:
-            return None
-        unit = min(self.pending.values(), key=key)
-        self.claimed[unit.kind, unit.id] = self.pending.pop((unit.kind, unit.id))
-        return unit
+        """The pending unit first by `key`; a heap ordered by the last key asked for, so that a
+        claim costs a logarithm of the frontier, not a pass over it."""
+        if key is not self.queue_key:
+            self.queue_key = key
+            self.queue = [(key(unit), kind, id_) for (kind, id_), unit in self.pending.items()]
+            heapq.heapify(self.queue)
+        while self.queue:
+            _, kind, id_ = heapq.heappop(self.queue)
+            if (kind, id_) in self.pending:
+                unit = self.claimed[kind, id_] = self.pending.pop((kind, id_))
+                return unit
+        return None
 
     def progress(self) -> Progress:
         seconds = time.perf_counter() - self.started
@@ -206,7 +216,7 @@ class MemoryTree:
             self.rides[ride_id] = _Ride(unit.id, eigen_index, sign, value)
             fingerprint = extend(unit.fingerprint, eigen_index, sign)
             created.append(Unit("ride", ride_id, "ride", unit.id, unit.depth, fingerprint, value))
-        self.pending.update(((u.kind, u.id), u) for u in created)
+        self._queue(created)
         return created
 
     def _take_over(self, node: int, ride: Unit, outcome: Outcome[CriticalPoint]) -> None:
@@ -240,9 +250,15 @@ class MemoryTree:
             values = data["point"].eigenvalues
             value = values[0].item() if values.numel() else 0.0
             unit = Unit("node", node, data["work"], node, data["depth"], data["fingerprint"], value)
-            self.pending[unit.kind, unit.id] = unit
             units.append(unit)
+        self._queue(units)
         return units
+
+    def _queue(self, units: list[Unit]) -> None:
+        for unit in units:
+            self.pending[unit.kind, unit.id] = unit
+            if self.queue_key is not None:
+                heapq.heappush(self.queue, (self.queue_key(unit), unit.kind, unit.id))
 
     def _done(self, unit: Unit) -> None:
         self.claimed.pop((unit.kind, unit.id), None)
