@@ -73,8 +73,7 @@ def track_eigenvector(
         w = project_out(r[:, None], V)
         V = torch.cat([V, w / w.norm()], 1)
         AV = torch.cat([AV, product(A, V[:, -1:], AV.shape[1])], 1)
-    others = [i for i in torch.argsort((theta - theta[best]).abs()).tolist() if i != best]
-    keep = others[: start.shape[1] - 1]
+    keep = _nearest(theta, best, start.shape[1] - 1)
     sign = 1.0 if (u @ d).item() >= 0 else -1.0
     return Tracked(
         vector=sign * u,
@@ -93,12 +92,18 @@ def _exactly(H: Tensor, d: Tensor, width: int) -> Tracked:
     Y = Y.to(dtype=d.dtype, device=d.device)
     u = Y[:, best]
     residual = (H @ u - theta[best].item() * u).norm().item()
-    others = [i for i in torch.argsort((theta - theta[best]).abs()).tolist() if i != best]
     sign = 1.0 if (u @ d).item() >= 0 else -1.0
     return Tracked(
         vector=sign * u,
         eigenvalue=theta[best].item(),
-        neighbours=Y[:, others[: width - 1]],
+        neighbours=Y[:, _nearest(theta, best, width - 1)],
         residual=residual,
         matvecs=H.shape[0],
     )
+
+
+def _nearest(theta: Tensor, best: int, count: int) -> list[int]:
+    """The indices of the `count` values of `theta` nearest `theta[best]`, itself excluded: the
+    tracked vector's neighbours, the next step's warm start."""
+    others = [i for i in torch.argsort((theta - theta[best]).abs()).tolist() if i != best]
+    return others[:count]
