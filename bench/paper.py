@@ -25,13 +25,14 @@ One torch thread throughout.
    Rider's time in all: the run in progress at the deadline is stopped).
 2. tree-mdp (`--trees` random trees at each depth 4-7): the fraction of the distinct
    positive-reward leaves (`TreeMDP.solutions`, known exactly) that some method's minima reach
-   greedily. Ridge Rider recursive (the default spec, only the budget set: `--tree-seconds` a
-   tree, 10 s by default) and with rides to minima (settle "minimum": each ride descends to a
-   minimum), both climbing from their minima over the saddles around them (`climb_minima`, on
-   by default for problems of this size); gradient descent (step 0.5, 1,500 steps, 16 runs at
+   greedily. Ridge Rider with the default spec, only the budget set (`--tree-seconds` a tree,
+   10 s by default): at this size each ride descends to a minimum and every minimum is climbed
+   from over the saddles around it (`settle` "auto", `climb_minima` on); and Ridge Rider
+   branching at the ends of its rides (settle "branch", the paper's Algorithm 1), climbing from
+   its minima too; gradient descent (step 0.5, 1,500 steps, 16 runs at
    a time under vmap, a run's greedy leaf counted once its gradient is below 1e-4) from
    uniform random parameters, from the MIS plus noise (sd 0.01), and from the MIS moved 1.0
-   along a random direction, each for the recursive search's time (at least one batch: the
+   along a random direction, each for the default search's time (at least one batch: the
    table says how much longer that was).
 3. lever-game (8 levers at 1.0, two at 0.8, one at 0.6; `--runs` independent runs, each its own
    relabelling): Ridge Rider's solutions are named by their fingerprint; the fingerprint with
@@ -341,8 +342,8 @@ def found(mdp: TreeMDP, result: SearchResult) -> set[int]:
 
 def tree_mdp(trees: int, seconds: float) -> None:
     methods = (
-        "Ridge Rider recursive",
-        "Ridge Rider, rides to minima",
+        "Ridge Rider (default: rides to minima, climbs)",
+        "Ridge Rider branching at ride ends",
         "GD from random inits",
         "GD from the MIS + noise",
         "random directions from the MIS",
@@ -356,9 +357,9 @@ def tree_mdp(trees: int, seconds: float) -> None:
             mdp = TreeMDP.build(depth, seed)
             problem = mdp.problem()
             solutions = set(mdp.solutions())
-            recursive = timed(search, problem, SearchSpec(max_seconds=seconds))
-            one_level = search(problem, SearchSpec(settle="minimum", max_seconds=seconds))
-            spent = recursive.seconds
+            default = timed(search, problem, SearchSpec(max_seconds=seconds))
+            branching = search(problem, SearchSpec(settle="branch", max_seconds=seconds))
+            spent = default.seconds
             budget.setdefault(depth, []).append(spent / gradient_seconds(problem))
             n = mdp.states
 
@@ -372,7 +373,7 @@ def tree_mdp(trees: int, seconds: float) -> None:
                 u = torch.randn(start.shape, generator=g, dtype=start.dtype)
                 return start + RANDOM_RADIUS * u / u.norm()
 
-            reached = {methods[0]: found(mdp, recursive.value), methods[1]: found(mdp, one_level)}
+            reached = {methods[0]: found(mdp, default.value), methods[1]: found(mdp, branching)}
             for method, draw in zip(methods[2:], (uniform, noisy, direction), strict=True):
                 reached[method], taken = gradient_descent_leaves(mdp, spent, draw)
                 overrun.setdefault(depth, []).append(taken / spent)

@@ -135,7 +135,7 @@ def _ride(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> Outcome
     track = spec.ride_config().track
     ridge = make_ridge(unit.node_id, spectrum, eigen_index, sign, track)
     start = tree.point(unit.node_id)
-    target = spec.settle_target(tree.root())
+    target = spec.settle_target(problem, tree.root())
     last = unit.depth + 1 >= spec.max_depth or _quota(tree, spec, unit) <= 1
 
     def over_budget() -> bool:

@@ -109,8 +109,10 @@ class SearchSpec(BaseModel):
         "auto",
         description="where a ride ends: saddle (settle on the critical point beneath), branch "
         "(branch at the ride's end while negative curvature is left: Ridge Rider's Algorithm 1), "
-        "or minimum (descend to a minimum at once: a tree one ride deep); auto: saddle for "
-        f"problems of at most {SADDLE_SETTLE_MAX_DIM} parameters, branch otherwise",
+        "or minimum (descend to a minimum at once: a tree one ride deep, deeper through the "
+        "climbs from minima); auto: minimum where minima are climbed from and max_nodes is "
+        f"omitted (problems of at most {SMALL_DIM} parameters), else saddle for problems of "
+        f"at most {SADDLE_SETTLE_MAX_DIM} parameters, branch otherwise",
     )
     leaf: Leaf = Field(
         "minimum",
@@ -189,12 +191,24 @@ class SearchSpec(BaseModel):
             tracking_tol=REPRODUCIBLE_TRACKING_TOL if self.reproducible else self.tracking_tol,
         )
 
-    def settle_target(self, start: CriticalPoint) -> SettleTarget:
-        """The spec's settle with "auto" resolved at the start: settling on the saddle beneath
-        holds every negative direction, affordable only in small problems whose index the probe
-        sees whole; elsewhere the tree branches at the rides' ends."""
+    def settle_target(self, problem: Problem, start: CriticalPoint) -> SettleTarget:
+        """The spec's settle with "auto" resolved for `problem` at its start.
+
+        Where minima are climbed from and no node budget is set, rides descend to minima and
+        the climbs find the rest (minimum hopping): the saddles beneath ride ends, or the
+        branch points at them, multiply into trees of hundreds of points on problems of 15 to
+        127 parameters (the tree MDP), while the graph of minima and the saddles between them
+        is exhausted (bench/RESULTS.md). A node budget's quotas split at every hop, so under one
+        the tree settles on saddles where that holds every negative direction (small problems
+        whose index the probe sees whole) and branches at the rides' ends elsewhere.
+
+        Raises:
+            ValueError: `climb_minima` is true for a problem too large to climb in.
+        """
         if self.settle != "auto":
             return self.settle
+        if self.climbs_minima(problem) and self.max_nodes is None:
+            return "minimum"
         small = start.theta.numel() <= SADDLE_SETTLE_MAX_DIM
         holdable = start.index_is_exact and start.index <= SettleConfig.probe
         return "saddle" if small and holdable else "branch"

@@ -96,15 +96,21 @@ def test_a_ride_whose_loss_turns_nan_is_marked_failed_and_the_search_goes_on():
     assert len(minima) == 2  # (3, 2) and (3.584428, -1.848127) are still found
 
 
-def test_auto_settles_on_saddles_only_where_every_negative_direction_is_held():
-    spec = SearchSpec()
+def test_auto_hops_between_minima_where_they_are_climbed_from_and_no_node_budget_is_set():
     small = himmelblau()
-    assert spec.settle_target(classify(small.loss, small.start)) == "saddle"
+    start = classify(small.loss, small.start)
+    assert SearchSpec().settle_target(small, start) == "minimum"
+    assert SearchSpec(max_nodes=100).settle_target(small, start) == "saddle"
+    assert SearchSpec(climb_minima=False).settle_target(small, start) == "saddle"
+    assert SearchSpec(settle="branch").settle_target(small, start) == "branch"
+
+
+def test_auto_settles_on_saddles_only_where_every_negative_direction_is_held():
     network = load("digits-mlp:hidden=4")
     root = classify(network.loss, network.start, zero_modes=network.zero_modes)
     assert not root.index_is_exact  # all 8 probed eigenvalues are negative: index >= 8
-    assert spec.settle_target(root) == "branch"
-    assert SearchSpec(settle="saddle").settle_target(root) == "saddle"
+    assert SearchSpec().settle_target(network, root) == "branch"
+    assert SearchSpec(settle="saddle").settle_target(network, root) == "saddle"
 
 
 def test_merge_by_function_catches_copies_that_no_alignment_declares():
@@ -237,6 +243,20 @@ def test_climbs_from_minima_reach_every_paying_leaf_of_a_depth_4_tree(seed):
     assert set(tree.solutions()) <= leaves
     assert not set(tree.solutions()) <= leaves_without
     assert leaves <= set(tree.winners.tolist())  # every minimum's greedy leaf is a winner
+
+
+@pytest.mark.parametrize("seed", [9, 10])
+def test_the_default_spec_exhausts_a_depth_4_tree_with_every_paying_leaf(seed):
+    """With no spec at all a small problem has no node budget and its minima are climbed from,
+    so rides descend to minima and the climbs hop between them: the graph of minima and the
+    saddles between them is searched to the end (on trees no benchmark draws), where saddle
+    settling multiplied into thousands of points (KNOWN-ANSWERS: the paying leaves)."""
+    tree = TreeMDP.build(4, seed)
+    result = search(tree.problem(), SearchSpec())
+    leaves = {tree.greedy_leaf(p.theta) for p in result.points("minimum")}
+    assert result.stopped == "frontier exhausted"
+    assert set(tree.solutions()) <= leaves
+    assert result.graph.number_of_nodes() < 1_000
 
 
 def test_climbs_are_refused_where_the_whole_hessian_is_too_large():
