@@ -245,7 +245,9 @@ def test_a_problem_over_the_pool_s_parameter_limit_fails_at_its_start(tmp_path):
 
 def test_a_cancel_stops_all_further_work_and_keeps_what_was_found(shared):
     running, db = shared
-    job_id = submit(running, "tests.problems:slow:name=styblinski-tang,dim=3")
+    # dim 4 and 10 ms a loss: a tree of minimum hops (climbs evaluate the loss once a Hessian)
+    # still has work pending seconds after its fourth ride
+    job_id = submit(running, "tests.problems:slow:name=styblinski-tang,dim=4,delay=0.01")
     assert wait_for(db, job_id, rides_done(4)).status == "running"
     result = running.cli("cancel", str(job_id))
     returned = utcnow().replace(tzinfo=None)  # the cancel has committed
