@@ -9,7 +9,9 @@ climbs off and on, in one run, and prints the paying leaves found, the points, t
 why each search stopped.
 
 Run: `python bench/minimum_hopping.py --depth 4 --seeds 100,0,1 --settle minimum` (no
-budget: each search runs until its frontier is exhausted) or add `--seconds 60`.
+budget: each search runs until its frontier is exhausted) or add `--seconds 60`. Name a settle
+to compare the climbs alone: under `--settle auto` (the default) turning the climbs off also
+turns the rides to minima into saddle settling or branching (`SearchSpec.settle_target`).
 """
 
 from __future__ import annotations
