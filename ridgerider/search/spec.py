@@ -196,7 +196,7 @@ class SearchSpec(BaseModel):
 
         Where minima are climbed from and no node budget is set, rides descend to minima and
         the climbs find the rest (minimum hopping): the saddles beneath ride ends, or the
-        branch points at them, multiply into trees of hundreds of points on problems of 15 to
+        branch points at them, multiply into trees of thousands of points on problems of 15 to
         127 parameters (the tree MDP), while the graph of minima and the saddles between them
         is exhausted (bench/RESULTS.md). A node budget's quotas split at every hop, so under one
         the tree settles on saddles where that holds every negative direction (small problems
