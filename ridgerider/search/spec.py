@@ -209,7 +209,7 @@ class SearchSpec(BaseModel):
             return self.settle
         if self.climbs_minima(problem) and self.max_nodes is None:
             return "minimum"
-        small = start.theta.numel() <= SADDLE_SETTLE_MAX_DIM
+        small = problem.dim <= SADDLE_SETTLE_MAX_DIM
         holdable = start.index_is_exact and start.index <= SettleConfig.probe
         return "saddle" if small and holdable else "branch"
 
