@@ -110,7 +110,8 @@ class SearchSpec(BaseModel):
         description="where a ride ends: saddle (settle on the critical point beneath), branch "
         "(branch at the ride's end while negative curvature is left: Ridge Rider's Algorithm 1), "
         "or minimum (descend to a minimum at once: a tree one ride deep, deeper through the "
-        "climbs from minima); auto: minimum where minima are climbed from and max_nodes is "
+        "climbs from minima; from an index-1 saddle of a small problem each side is a plain "
+        "descent, no ridge tracked); auto: minimum where minima are climbed from and max_nodes is "
         f"omitted (problems of at most {SMALL_DIM} parameters), else saddle for problems of "
         f"at most {SADDLE_SETTLE_MAX_DIM} parameters, branch otherwise",
     )

@@ -26,6 +26,7 @@ from ridgerider.critical import (
     settle_to_minimum,
 )
 from ridgerider.linalg import HessianOperator
+from ridgerider.linalg.blocks import WHOLE_SPACE_SIZE
 from ridgerider.metrics import minimum_metrics
 from ridgerider.problems.base import Problem
 from ridgerider.ride import RideEnd, ride
@@ -200,6 +201,8 @@ def follow(
     torch.manual_seed(spec.seed)
     if ridge.eigenvalue > 0:
         return _climbed(problem, start, ridge, spec)
+    if target == "minimum" and _one_way_down(problem, start):
+        return _descended(problem, start, ridge, spec)
     end = ride(
         problem.loss,
         start.theta,
@@ -255,6 +258,32 @@ def _climbed(
         return Outcome(end.steps, end.hvps, f"climb-{end.reason}", point=start)
     point = classify(problem.loss, end.theta, zero_modes=problem.zero_modes)
     return Outcome(end.steps, end.hvps + point.hvps, "climb-critical", point=point)
+
+
+def _one_way_down(problem: Problem, start: CriticalPoint) -> bool:
+    """Whether `start` is an index-1 saddle whose index is exact (a small problem's whole
+    spectrum): each side of its one ridge then descends to one minimum, whatever the path."""
+    return start.kind == "saddle" and start.index == 1 and problem.dim <= WHOLE_SPACE_SIZE
+
+
+def _descended(
+    problem: Problem, start: CriticalPoint, ridge: Ridge, spec: SearchSpec
+) -> Outcome[CriticalPoint]:
+    """The minimum that descent reaches from a step of `step_size` down one side of an
+    index-1 saddle's ridge (`_one_way_down`): the side's minimum, as a ride to it would find,
+    without tracking the ridge at a whole Hessian a step (rides were 80 % of the time of
+    minimum hopping on the tree MDP; bench/RESULTS.md)."""
+    theta = start.theta + spec.step_size * ridge.direction / ridge.direction.norm()
+    try:
+        point, hvps = _settled(problem, theta, spec, "minimum", start)
+    except FloatingPointError as error:
+        return Outcome(0, 0, "descended", failure=f"settling failed: {error}")
+    if not _settled_enough(problem, point, spec):
+        failure = (
+            f"the descent ended at a {point.kind} point of gradient norm {point.grad_norm:.3g}"
+        )
+        return Outcome(0, hvps, "descended", failure=failure)
+    return Outcome(0, hvps, "descended", point=point)
 
 
 def _few(values: Tensor) -> str:

@@ -1,11 +1,29 @@
-"""The search's steps: which climbs a minimum takes."""
+"""The search's steps: which climbs a minimum takes, and where an index-1 saddle's sides lead."""
 
 from __future__ import annotations
 
-from ridgerider.critical import classify
+import pytest
+import torch
+
+from ridgerider.critical import classify, settle
+from ridgerider.problems.classic import himmelblau
 from ridgerider.problems.tree_mdp import TreeMDP
 from ridgerider.search import SearchSpec
-from ridgerider.search.steps import climbs
+from ridgerider.search.ridges import make_ridge, spectrum_at
+from ridgerider.search.steps import climbs, follow
+
+HIMMELBLAU_MINIMA = torch.tensor(
+    [[3.0, 2.0], [-2.805118, 3.131313], [-3.779310, -3.283186], [3.584428, -1.848127]],
+    dtype=torch.float64,
+)
+# each index-1 saddle of Himmelblau's function and the two minima it joins (KNOWN-ANSWERS.md)
+HIMMELBLAU_SADDLES = [
+    ((3.385154, 0.073852), {0, 3}),
+    ((0.086678, 2.884255), {0, 1}),
+    ((-3.073026, -0.081353), {1, 2}),
+    ((-0.127961, -1.953715), {2, 3}),
+]
+HIMMELBLAU_MAXIMUM = (-0.270845, -0.923039)
 
 
 def test_a_minimum_is_climbed_from_along_its_stiffest_directions_first():
@@ -27,3 +45,45 @@ def test_a_minimum_is_climbed_from_along_its_stiffest_directions_first():
     path = {state for state in range(problem.dim) if abs(theta[state].item()) > 1}
     first = {int(spectrum.vectors[:, index].abs().argmax()) for index in ups[:7]}
     assert len(path) == 7 and first == path
+
+
+def _sides(point, target: str) -> list:
+    """Where `follow` leads from `point` down both sides of its most negative ridge."""
+    problem = himmelblau()
+    spec = SearchSpec().resolved(problem)
+    spectrum = spectrum_at(problem, point.theta, 2)
+    return [
+        follow(problem, point, make_ridge(0, spectrum, 0, sign, 2), spec, target)
+        for sign in (1, -1)
+    ]
+
+
+def _minimum_index(theta: torch.Tensor) -> int:
+    distances = (HIMMELBLAU_MINIMA - theta).norm(dim=1)
+    assert distances.min() < 1e-5
+    return int(distances.argmin())
+
+
+@pytest.mark.parametrize(("saddle", "joined"), HIMMELBLAU_SADDLES)
+def test_the_sides_of_an_index_1_saddle_descend_to_the_two_minima_it_joins(saddle, joined):
+    """Rides to minima from an index-1 saddle of a small problem are descents (no ridge
+    tracked): each side of Himmelblau's four saddles reaches one of the two minima the saddle
+    joins, the two sides different ones."""
+    problem = himmelblau()
+    point = classify(problem.loss, settle(problem.loss, torch.tensor(saddle).double())[0])
+    assert point.kind == "saddle" and point.index == 1
+    outcomes = _sides(point, "minimum")
+    assert [outcome.end_reason for outcome in outcomes] == ["descended", "descended"]
+    assert all(outcome.point.kind == "minimum" for outcome in outcomes)
+    assert {_minimum_index(outcome.point.theta) for outcome in outcomes} == joined
+
+
+def test_a_saddle_of_higher_index_is_still_ridden():
+    """Himmelblau's maximum (index 2) has no one way down: its rides track the ridge."""
+    problem = himmelblau()
+    point = classify(
+        problem.loss, settle(problem.loss, torch.tensor(HIMMELBLAU_MAXIMUM).double())[0]
+    )
+    assert point.index == 2
+    outcomes = _sides(point, "minimum")
+    assert all(outcome.end_reason != "descended" and outcome.steps > 0 for outcome in outcomes)
