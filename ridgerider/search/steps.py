@@ -262,7 +262,8 @@ def _climbed(
 
 def _one_way_down(problem: Problem, start: CriticalPoint) -> bool:
     """Whether `start` is an index-1 saddle whose index is exact (a small problem's whole
-    spectrum): each side of its one ridge then descends to one minimum, whatever the path."""
+    spectrum): its one ridge then has one way down on each side, into the basins of the two
+    minima the saddle joins (the ends of the minimum-energy path through it)."""
     return start.kind == "saddle" and start.index == 1 and problem.dim <= WHOLE_SPACE_SIZE
 
 
@@ -270,9 +271,10 @@ def _descended(
     problem: Problem, start: CriticalPoint, ridge: Ridge, spec: SearchSpec
 ) -> Outcome[CriticalPoint]:
     """The minimum that descent reaches from a step of `step_size` down one side of an
-    index-1 saddle's ridge (`_one_way_down`): the side's minimum, as a ride to it would find,
-    without tracking the ridge at a whole Hessian a step (rides were 80 % of the time of
-    minimum hopping on the tree MDP; bench/RESULTS.md)."""
+    index-1 saddle's ridge (`_one_way_down`), without tracking the ridge at a whole Hessian a
+    step: those rides took 41 % of the time of a depth-5 tree MDP's search to its end, the
+    descents 21 % (bench/RESULTS.md). Where the descent stops on another saddle, that saddle is
+    the point reached, ridden in turn."""
     theta = start.theta + spec.step_size * ridge.direction / ridge.direction.norm()
     try:
         point, hvps = _settled(problem, theta, spec, "minimum", start)
