@@ -4,8 +4,9 @@ Rides from the start reach only the minima downhill of it through saddles they e
 tree MDP a decision taken inside a ride (the states two levels above the leaves never have
 negative curvature where a ride passes) leaves half of the paying leaves behind saddles that no
 ride from the start ends on, but each lies one index-1 saddle beyond a minimum the rides find
-(bench/minimum_hopping.py). A climb reaches that saddle; the search then rides its negative
-ridge down both sides like any other branch point.
+(bench/minimum_hopping.py). A climb reaches that saddle; the search then goes down both
+sides of its negative ridge (a descent from each side of an index-1 saddle, a ride from a
+saddle of higher index).
 
 The climb is eigenvector following (Cerjan-Miller, with the partitioned rational-function step
 of Baker 1986) on the whole Hessian, so it is for small problems: up the eigenvector that
