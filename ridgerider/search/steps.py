@@ -186,7 +186,8 @@ def follow(
 
     - "saddle": the critical point beneath the ride's end (descent along positive curvature,
       then Newton), classified;
-    - "minimum": the minimum L-BFGS reaches from the ride's end;
+    - "minimum": the minimum L-BFGS reaches from the ride's end; from an index-1 saddle of a
+      small problem, from one step down the ridge, with no ride (`_descended`);
     - "branch": the ride's end itself while negative curvature is left there (a branch point,
       its spectrum computed); else a leaf, polished to a minimum (`leaf = "minimum"`) or kept
       as it is (`leaf = "ride-end"`).
@@ -274,7 +275,7 @@ def _descended(
     index-1 saddle's ridge (`_one_way_down`), without tracking the ridge at a whole Hessian a
     step: those rides took 41 % of the time of a depth-5 tree MDP's search to its end, the
     descents 21 % (bench/RESULTS.md). Where the descent stops on another saddle, that saddle is
-    the point reached, ridden in turn."""
+    the point reached, gone down in turn."""
     theta = start.theta + spec.step_size * ridge.direction / ridge.direction.norm()
     try:
         point, hvps = _settled(problem, theta, spec, "minimum", start)
