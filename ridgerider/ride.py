@@ -13,8 +13,14 @@ from torch import Tensor
 from ridgerider.linalg import HessianOperator, eigsh
 from ridgerider.linalg.tracking import track_eigenvector
 
+# "descended": no ride, one step off an index-1 saddle (search.steps.follow) before a descent
 EndReason = Literal[
-    "curvature-nonnegative", "loss-rose", "ridge-turned", "step-budget", "non-finite-loss"
+    "curvature-nonnegative",
+    "loss-rose",
+    "ridge-turned",
+    "step-budget",
+    "non-finite-loss",
+    "descended",
 ]
 MIN_OVERLAP = 0.9  # consecutive ridges of an accepted step overlap at least this much
 STEP_GROWTH = 1.5  # an accepted step's successor is this much longer (up to max_step)

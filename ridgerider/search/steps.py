@@ -187,7 +187,7 @@ def follow(
     - "saddle": the critical point beneath the ride's end (descent along positive curvature,
       then Newton), classified;
     - "minimum": the minimum L-BFGS reaches from the ride's end; from an index-1 saddle of a
-      small problem, from one step down the ridge, with no ride (`_descended`);
+      small problem, from one step down the ridge, with no ride (`_step_down`);
     - "branch": the ride's end itself while negative curvature is left there (a branch point,
       its spectrum computed); else a leaf, polished to a minimum (`leaf = "minimum"`) or kept
       as it is (`leaf = "ride-end"`).
@@ -203,15 +203,16 @@ def follow(
     if ridge.eigenvalue > 0:
         return _climbed(problem, start, ridge, spec)
     if target == "minimum" and _one_way_down(problem, start):
-        return _descended(problem, start, ridge, spec)
-    end = ride(
-        problem.loss,
-        start.theta,
-        ridge.direction,
-        spec.ride_config(problem),
-        neighbours=ridge.neighbours,
-        norm_estimate=ridge.norm_estimate,
-    )
+        end = _step_down(start, ridge, spec)
+    else:
+        end = ride(
+            problem.loss,
+            start.theta,
+            ridge.direction,
+            spec.ride_config(problem),
+            neighbours=ridge.neighbours,
+            norm_estimate=ridge.norm_estimate,
+        )
     if end.reason == "non-finite-loss":
         failure = "the loss turned NaN or Inf during the ride"
         return Outcome(end.steps, end.hvps, end.reason, failure=failure)
@@ -268,25 +269,13 @@ def _one_way_down(problem: Problem, start: CriticalPoint) -> bool:
     return start.kind == "saddle" and start.index == 1 and problem.dim <= WHOLE_SPACE_SIZE
 
 
-def _descended(
-    problem: Problem, start: CriticalPoint, ridge: Ridge, spec: SearchSpec
-) -> Outcome[CriticalPoint]:
-    """The minimum that descent reaches from a step of `step_size` down one side of an
-    index-1 saddle's ridge (`_one_way_down`), without tracking the ridge at a whole Hessian a
-    step: those rides took 41 % of the time of a depth-5 tree MDP's search to its end, the
-    descents 21 % (bench/RESULTS.md). Where the descent stops on another saddle, that saddle is
-    the point reached, gone down in turn."""
-    theta = start.theta + spec.step_size * ridge.direction / ridge.direction.norm()
-    try:
-        point, hvps = _settled(problem, theta, spec, "minimum", start)
-    except FloatingPointError as error:
-        return Outcome(0, 0, "descended", failure=f"settling failed: {error}")
-    if not _settled_enough(problem, point, spec):
-        failure = (
-            f"the descent ended at a {point.kind} point of gradient norm {point.grad_norm:.3g}"
-        )
-        return Outcome(0, hvps, "descended", failure=failure)
-    return Outcome(0, hvps, "descended", point=point)
+def _step_down(start: CriticalPoint, ridge: Ridge, spec: SearchSpec) -> RideEnd:
+    """In place of a ride from an index-1 saddle (`_one_way_down`), one step of `step_size`
+    down the ridge's side, from which the settle descends to that side's minimum: no ridge
+    tracked at a whole Hessian a step (those rides took 41 % of the time of a depth-5 tree
+    MDP's search to its end, the descents 21 %; bench/RESULTS.md)."""
+    step = spec.step_size * ridge.direction / ridge.direction.norm()
+    return RideEnd(start.theta + step, 0, 0, "descended", ridge.eigenvalue)
 
 
 def _few(values: Tensor) -> str:

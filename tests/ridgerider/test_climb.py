@@ -10,15 +10,7 @@ from ridgerider.lbfgs import lbfgs
 from ridgerider.linalg import HessianOperator
 from ridgerider.problems.classic import himmelblau, styblinski_tang
 from ridgerider.problems.tree_mdp import TreeMDP
-
-HIMMELBLAU_MINIMA = torch.tensor(
-    [[3.0, 2.0], [-2.805118, 3.131313], [-3.779310, -3.283186], [3.584428, -1.848127]],
-    dtype=torch.float64,
-)
-HIMMELBLAU_SADDLES = torch.tensor(
-    [[3.385154, 0.073852], [0.086678, 2.884255], [-3.073026, -0.081353], [-0.127961, -1.953715]],
-    dtype=torch.float64,
-)
+from tests.known_answers import HIMMELBLAU_MINIMA, HIMMELBLAU_SADDLES
 
 
 def _eigenvectors(loss, theta: torch.Tensor) -> torch.Tensor:

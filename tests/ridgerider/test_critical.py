@@ -15,6 +15,7 @@ from ridgerider.critical import (
     settle_to_minimum,
 )
 from ridgerider.problems.classic import himmelblau
+from tests.known_answers import HIMMELBLAU_SADDLES
 
 
 def double_well(theta: torch.Tensor) -> torch.Tensor:
@@ -54,12 +55,6 @@ def test_a_practical_minimum_stops_at_a_tolerance_relative_to_the_loss():
     assert gradient <= 1e-6 * abs(scaled(start).item())
     polished, products = settle_to_minimum(scaled, start, SettleConfig())
     assert products >= 0 and torch.func.grad(scaled)(polished).norm() <= 1e-9
-
-
-HIMMELBLAU_SADDLES = torch.tensor(
-    [[3.385154, 0.073852], [0.086678, 2.884255], [-3.073026, -0.081353], [-0.127961, -1.953715]],
-    dtype=torch.float64,
-)
 
 
 def test_settling_lands_on_the_saddle_beneath_exactly_and_through_hvps_alike():

@@ -15,14 +15,10 @@ from storage.artifacts import get_tensors
 from storage.jobs import create_job, get_job
 from storage.models import Job, Ride, Solution
 from storage.report import job_document
+from tests.known_answers import HIMMELBLAU_MINIMA
 from workers.local import run_job
 from workers.pool import InProcessPool
 from workers.steps import StartError
-
-HIMMELBLAU_MINIMA = torch.tensor(
-    [[3.0, 2.0], [-2.805118, 3.131313], [-3.779310, -3.283186], [3.584428, -1.848127]],
-    dtype=torch.float64,
-)
 
 
 def submit(db, **spec) -> int:

@@ -24,11 +24,8 @@ from ridgerider.search import SearchSpec, StartError, find_copy, search
 from ridgerider.search.frontier import Unit, frontier_key
 from ridgerider.search.loop import begin, work_on
 from ridgerider.search.memory import MemoryTree
+from tests.known_answers import HIMMELBLAU_MINIMA
 
-HIMMELBLAU_MINIMA = torch.tensor(
-    [[3.0, 2.0], [-2.805118, 3.131313], [-3.779310, -3.283186], [3.584428, -1.848127]],
-    dtype=torch.float64,
-)
 STYBLINSKI_TANG_MINIMA = (-2.903534, 2.746803)
 
 

@@ -11,19 +11,12 @@ from ridgerider.problems.tree_mdp import TreeMDP
 from ridgerider.search import SearchSpec
 from ridgerider.search.ridges import make_ridge, spectrum_at
 from ridgerider.search.steps import climbs, follow
-
-HIMMELBLAU_MINIMA = torch.tensor(
-    [[3.0, 2.0], [-2.805118, 3.131313], [-3.779310, -3.283186], [3.584428, -1.848127]],
-    dtype=torch.float64,
+from tests.known_answers import (
+    HIMMELBLAU_MAXIMUM,
+    HIMMELBLAU_MINIMA,
+    HIMMELBLAU_SADDLE_MINIMA,
+    HIMMELBLAU_SADDLES,
 )
-# each index-1 saddle of Himmelblau's function and the two minima it joins (KNOWN-ANSWERS.md)
-HIMMELBLAU_SADDLES = [
-    ((3.385154, 0.073852), {0, 3}),
-    ((0.086678, 2.884255), {0, 1}),
-    ((-3.073026, -0.081353), {1, 2}),
-    ((-0.127961, -1.953715), {2, 3}),
-]
-HIMMELBLAU_MAXIMUM = (-0.270845, -0.923039)
 
 
 def test_a_minimum_is_climbed_from_along_its_stiffest_directions_first():
@@ -47,13 +40,14 @@ def test_a_minimum_is_climbed_from_along_its_stiffest_directions_first():
     assert len(path) == 7 and first == path
 
 
-def _sides(point, target: str) -> list:
-    """Where `follow` leads from `point` down both sides of its most negative ridge."""
+def _sides(point) -> list:
+    """Where `follow`, settling on minima, leads from `point` down both sides of its most
+    negative ridge."""
     problem = himmelblau()
     spec = SearchSpec().resolved(problem)
     spectrum = spectrum_at(problem, point.theta, 2)
     return [
-        follow(problem, point, make_ridge(0, spectrum, 0, sign, 2), spec, target)
+        follow(problem, point, make_ridge(0, spectrum, 0, sign, 2), spec, "minimum")
         for sign in (1, -1)
     ]
 
@@ -64,15 +58,17 @@ def _minimum_index(theta: torch.Tensor) -> int:
     return int(distances.argmin())
 
 
-@pytest.mark.parametrize(("saddle", "joined"), HIMMELBLAU_SADDLES)
+@pytest.mark.parametrize(
+    ("saddle", "joined"), list(zip(HIMMELBLAU_SADDLES, HIMMELBLAU_SADDLE_MINIMA, strict=True))
+)
 def test_the_sides_of_an_index_1_saddle_descend_to_the_two_minima_it_joins(saddle, joined):
     """Rides to minima from an index-1 saddle of a small problem are descents (no ridge
     tracked): each side of Himmelblau's four saddles reaches one of the two minima the saddle
     joins, the two sides different ones."""
     problem = himmelblau()
-    point = classify(problem.loss, settle(problem.loss, torch.tensor(saddle).double())[0])
+    point = classify(problem.loss, settle(problem.loss, saddle)[0])
     assert point.kind == "saddle" and point.index == 1
-    outcomes = _sides(point, "minimum")
+    outcomes = _sides(point)
     assert [outcome.end_reason for outcome in outcomes] == ["descended", "descended"]
     assert all(outcome.point.kind == "minimum" for outcome in outcomes)
     assert {_minimum_index(outcome.point.theta) for outcome in outcomes} == joined
@@ -81,9 +77,7 @@ def test_the_sides_of_an_index_1_saddle_descend_to_the_two_minima_it_joins(saddl
 def test_a_saddle_of_higher_index_is_still_ridden():
     """Himmelblau's maximum (index 2) has no one way down: its rides track the ridge."""
     problem = himmelblau()
-    point = classify(
-        problem.loss, settle(problem.loss, torch.tensor(HIMMELBLAU_MAXIMUM).double())[0]
-    )
+    point = classify(problem.loss, settle(problem.loss, HIMMELBLAU_MAXIMUM)[0])
     assert point.index == 2
-    outcomes = _sides(point, "minimum")
+    outcomes = _sides(point)
     assert all(outcome.end_reason != "descended" and outcome.steps > 0 for outcome in outcomes)
