@@ -59,5 +59,5 @@ def load_model(
     problem = load(job.problem, allow_import=allow_import)
     if problem.to_module is None:
         raise TypeError(f"problem {problem.name!r} is a function of a flat vector; use load_theta")
-    theta = get_tensors(store, solution.weights_sha256)["theta"].to(problem.dtype)
+    theta = get_tensors(store, solution.weights_sha256)["theta"]
     return problem.to_module(theta)

@@ -108,7 +108,7 @@ class JobTree:
         stored = self._tensors_of(sha256)
         return Spectrum(
             stored["values"],
-            stored["vectors"].to(self.problem.dtype),
+            self.problem.place(stored["vectors"]),
             stored["norm_estimate"].item(),
             0,
             bool(stored["truncated"].item()),
@@ -229,7 +229,7 @@ class JobTree:
         return sha256
 
     def _theta(self, sha256: str) -> Tensor:
-        return self._tensors_of(sha256)["theta"].to(self.problem.dtype)
+        return self.problem.place(self._tensors_of(sha256)["theta"])
 
     def _tensors_of(self, sha256: str) -> dict[str, Tensor]:
         tensors = self._tensors.get(sha256)

@@ -22,6 +22,6 @@ def ensemble_metrics(
         SolutionNotFoundError: an id is no solution of the job.
     """
     thetas = [
-        load_theta(db, store, solution_id, job_id=job_id).to(problem.dtype) for solution_id in ids
+        problem.place(load_theta(db, store, solution_id, job_id=job_id)) for solution_id in ids
     ]
     return set_metrics(problem, thetas, pairwise_metrics(problem, thetas))

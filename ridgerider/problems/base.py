@@ -64,6 +64,16 @@ class Problem:
     def dtype(self) -> torch.dtype:
         return self.start.dtype if self.start is not None else torch.float64
 
+    @property
+    def device(self) -> torch.device:
+        """Where the loss is computed: the start's device (the CPU for a problem without one)."""
+        return self.start.device if self.start is not None else torch.device("cpu")
+
+    def place(self, theta: Tensor) -> Tensor:
+        """`theta` (e.g. loaded from the artifact store, on the CPU) as the loss takes it: on the
+        problem's device, in its dtype."""
+        return theta.to(device=self.device, dtype=self.dtype)
+
     def probabilities(self, theta: Tensor, inputs: Tensor) -> Tensor:
         """Class probabilities (N x classes) of the classifier `theta` on `inputs`."""
         return class_probabilities(self.predict(theta, inputs))
@@ -180,11 +190,11 @@ def weight_penalty(layout: FlatLayout) -> Callable[[Tensor], Tensor]:
 
 def module_factory(module: nn.Module) -> Callable[[Tensor], nn.Module]:
     """`to_module` for problems built from `module`: a copy of it holding the given parameters,
-    in eval mode."""
-    template = copy.deepcopy(module)
+    in eval mode, on the CPU (wherever the problem runs), as a stored model is handed out."""
+    template = copy.deepcopy(module).cpu()
     layout = FlatLayout.of(template)
 
     def to_module(theta: Tensor) -> nn.Module:
-        return layout.load(copy.deepcopy(template), theta.detach()).eval()
+        return layout.load(copy.deepcopy(template), theta.detach().cpu()).eval()
 
     return to_module

@@ -19,6 +19,7 @@ from ridgerider.problems.digits import (
     DigitsSplit,
     digits_split,
     mlp_problem,
+    torch_device,
 )
 from ridgerider.problems.parameters import declare, number
 
@@ -63,6 +64,7 @@ def colored_digits_problem(
     strength: float = 1.0,
     start: str | None = None,
     layers: int = 1,
+    device: str = "cpu",
 ) -> Problem:
     """The `colored-digits` problem: an MLP with 74 inputs; see the module doc.
 
@@ -71,7 +73,9 @@ def colored_digits_problem(
         strength: the value of the lit colour input (pixels are in [0, 1]).
         The others as in `digits_mlp_problem`.
     """
-    data, ood = colored_split(seed, agreement, strength)
+    data, (ood_inputs, ood_labels) = colored_split(seed, agreement, strength)
+    where = torch_device(device)
+    data, ood = data.to(where), (ood_inputs.to(where), ood_labels.to(where))
     return mlp_problem(
         "colored-digits", data, hidden, activation, weight_decay, start, ood=ood, layers=layers
     )

@@ -21,7 +21,15 @@ from torch.nn import functional as F
 from ridgerider.flat import FlatLayout
 from ridgerider.problems.base import Problem, classification_loss, module_problem
 from ridgerider.problems.invariant import InvariantLayout, maximally_invariant_point
-from ridgerider.problems.parameters import Parameter, choice, declare, integer, number, seed
+from ridgerider.problems.parameters import (
+    Parameter,
+    ParameterError,
+    choice,
+    declare,
+    integer,
+    number,
+    seed,
+)
 from ridgerider.problems.symmetry import align
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -33,6 +41,7 @@ INPUTS, CLASSES = 64, 10
 MAX_LAYERS = 4
 MAX_HIDDEN = 1024
 STARTS = ("zero", "saddle", "mis")
+DEVICES = ("cpu", "cuda")
 
 
 def mlp_parameters(activations: tuple[str, ...]) -> tuple[Parameter, ...]:
@@ -46,6 +55,7 @@ def mlp_parameters(activations: tuple[str, ...]) -> tuple[Parameter, ...]:
     )
 
 
+DEVICE = choice("device", DEVICES, "where the model, the data and the Hessian-vector products live")
 MLP_PARAMETERS = (
     *mlp_parameters(tuple(ACTIVATIONS)),
     choice(
@@ -54,7 +64,22 @@ MLP_PARAMETERS = (
         "zero, mis or saddle (= mis); omitted: zero for one hidden layer, mis for more",
         nullable=True,
     ),
+    DEVICE,
 )
+
+
+def torch_device(device: str) -> torch.device:
+    """The torch device a problem's `device` argument names.
+
+    Raises:
+        ParameterError: "cuda" where this torch sees no CUDA device.
+    """
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ParameterError(
+            "device must be 'cpu' here: this torch build sees no CUDA device "
+            "(torch.cuda.is_available() is False), got 'cuda'"
+        )
+    return torch.device(device)
 
 
 @dataclass(frozen=True)
@@ -134,7 +159,7 @@ def zero_point(model: nn.Sequential, data: DigitsSplit) -> Tensor:
     outputs = model[-1].out_features
     frequencies = torch.bincount(data.y_train, minlength=max(outputs, 2)).to(torch.float64)
     frequencies /= frequencies.sum()
-    theta = torch.zeros(layout.numel, dtype=data.x_train.dtype)
+    theta = torch.zeros(layout.numel, dtype=data.x_train.dtype, device=data.x_train.device)
     if outputs == 1:
         theta[-1] = (frequencies[1] / frequencies[0]).log().to(theta.dtype)
     else:
@@ -150,6 +175,7 @@ def digits_mlp_problem(
     seed: int = 0,
     start: str | None = None,
     layers: int = 1,
+    device: str = "cpu",
 ) -> Problem:
     """The `digits-mlp` problem: an MLP on digits, starting at a symmetric saddle.
 
@@ -163,8 +189,10 @@ def digits_mlp_problem(
             layer's units equal, minimised in that subspace), "saddle" (the same as "mis"), or
             None: "zero" for one hidden layer, "mis" for more.
         layers: hidden layers, 1 to 4.
+        device: "cpu" or "cuda": where the loss, its gradients and Hessian-vector products are
+            computed (the search's bookkeeping and stored weights stay on the CPU).
     """
-    data = digits_split(seed)
+    data = digits_split(seed).to(torch_device(device))
     return mlp_problem("digits-mlp", data, hidden, activation, weight_decay, start, layers=layers)
 
 
@@ -185,7 +213,7 @@ def mlp_problem(
     ),
 ) -> Problem:
     """An MLP classifier on `data` as a Problem named `{family}-{widths}-{activation}`, e.g.
-    "digits-mlp-64-8-8-10-tanh" (see `digits_mlp_problem`).
+    "digits-mlp-64-8-8-10-tanh" (see `digits_mlp_problem`), on the device `data` lives on.
 
     Args:
         outputs: 10 (softmax cross-entropy over the classes; the output bias's shift is a
@@ -199,7 +227,9 @@ def mlp_problem(
     if start is None:
         start = "zero" if layers == 1 else "mis"
     inputs = data.x_train.shape[1]
-    model = digits_mlp(hidden, activation, inputs=inputs, layers=layers, outputs=outputs)
+    model = digits_mlp(hidden, activation, inputs=inputs, layers=layers, outputs=outputs).to(
+        data.x_train.device
+    )
     if start == "zero" and layers != 1:
         raise ValueError(
             f"start='zero' needs layers=1: with {layers} hidden layers the all-zero point has "

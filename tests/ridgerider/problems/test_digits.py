@@ -16,6 +16,8 @@ from ridgerider.problems.digits import (
     symmetric_point,
     zero_point,
 )
+from ridgerider.problems.parameters import ParameterError
+from ridgerider.problems.registry import load
 from tests.ridgerider.problems.units import permute_units
 
 
@@ -154,3 +156,25 @@ def test_digits_mlp_problem_starts_at_the_zero_point_and_merges_copies():
         digits_mlp_problem(start="random")
     with pytest.raises(ValueError, match=r"weight_decay must be a number in \[0, 1\]"):
         digits_mlp_problem(weight_decay=-1.0)
+
+
+def test_device_cuda_is_refused_by_name_where_torch_sees_no_gpu_and_placed_where_it_does():
+    if torch.cuda.is_available():
+        assert load("digits-mlp:hidden=2,device=cuda").device.type == "cuda"
+    else:
+        with pytest.raises(ParameterError, match=r"device must be 'cpu' here.*got 'cuda'"):
+            load("digits-mlp:hidden=2,device=cuda")
+    with pytest.raises(ParameterError, match="device must be one of 'cpu', 'cuda', got 'gpu'"):
+        load("mnist-mlp:device=gpu")
+
+
+def test_stored_weights_are_placed_for_the_loss_and_models_are_handed_out_on_the_cpu():
+    problem = load("digits-mlp:hidden=2")
+    stored = problem.start.float()  # e.g. read back from an artifact in another dtype
+    placed = problem.place(stored)
+    assert placed.dtype == problem.dtype and placed.device == problem.device
+    model = problem.to_module(problem.start)
+    assert next(model.parameters()).device.type == "cpu" and not model.training
+    inputs = problem.splits["test"][0][:5]
+    with torch.no_grad():
+        assert torch.equal(model(inputs), problem.predict(problem.start, inputs))
