@@ -4,6 +4,12 @@
 # `bench/eigsh.py --device cuda`. Usage: bench/cuda_check.sh [WHEEL_FOLDER] [SECONDS]
 # WHEEL_FOLDER: wheels of the dependencies that python3 there lacks, installed without
 # dependencies or an index (the machine may have no network). Logs go to $OUT (or ./cuda-check).
+# For a machine whose python3 (3.12 here) already holds torch, numpy, scipy, scikit-learn,
+# matplotlib, networkx and safetensors, the folder is made on a machine with an index by
+#   pip download -d WHEELS --only-binary=:all: --python-version 3.12 --implementation cp \
+#       --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 pydantic \
+#       pydantic-settings sqlalchemy alembic mlxtend cachetools celery redis fastapi "psycopg[binary]"
+# and then emptied of the wheels that machine already has (numpy, scipy, ...): 17 MB were left.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-cuda-check}"
