@@ -28,7 +28,7 @@ from celery import signals
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import OperationalError as DatabaseError
 
-from ridgerider.search.frontier import frontier_key
+from ridgerider.search.frontier import search_frontier
 from ridgerider.search.loop import work_on
 from storage.artifacts import LocalArtifactStore
 from storage.database import Database
@@ -213,7 +213,7 @@ def ticket(job_id: int, kind: UnitKind, unit_id: int, work: str) -> str:
     works = ("expand", "evaluate", "ride")
     if settings().gpu_queue:
         works = ("evaluate",) if work == "evaluate" else ("expand", "ride")
-    unit = ctx.tree.claim(frontier_key(ctx.spec.frontier), works)
+    unit = ctx.tree.claim(search_frontier(ctx.spec, ctx.problem), works)
     if unit is None:
         return "nothing to claim"  # done, in flight elsewhere, or the job is cancelled
     token = ctx.tree.tokens[unit.kind, unit.id]

@@ -17,7 +17,7 @@ from ridgerider.critical import CriticalPoint
 from ridgerider.problems.base import Problem
 from ridgerider.search.budget import Progress, exhausted, quota_of
 from ridgerider.search.fingerprint import Fingerprint
-from ridgerider.search.frontier import Unit, frontier_key
+from ridgerider.search.frontier import Unit, search_frontier
 from ridgerider.search.ridges import Spectrum, make_ridge
 from ridgerider.search.spec import SearchSpec
 from ridgerider.search.steps import (
@@ -163,7 +163,7 @@ def run(
         StartError: the problem has no start, or the start is not a critical point.
     """
     begin(tree, problem, spec)
-    key = frontier_key(spec.frontier)
+    key = search_frontier(spec, problem)
     while (unit := tree.claim(key)) is not None:
         work_on(tree, problem, spec, unit)
         if on_progress is not None:

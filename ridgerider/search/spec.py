@@ -45,7 +45,8 @@ class SearchSpec(BaseModel):
     frontier: Frontier = Field(
         "dive",
         description="what to expand next: dive (follow each of the start's ridges down to a "
-        "leaf first, then paths that deviate once, twice, ...), breadth-first, depth-first, or "
+        "leaf first, then paths that deviate once, twice, ...; a climb from a minimum counts one "
+        "deviation more for each stiffer climb of that minimum), breadth-first, depth-first, or "
         "most-negative-first",
     )
     max_nodes: int | None = Field(
@@ -192,6 +193,19 @@ class SearchSpec(BaseModel):
             tracking_tol=REPRODUCIBLE_TRACKING_TOL if self.reproducible else self.tracking_tol,
         )
 
+    def hops(self, problem: Problem) -> bool:
+        """Whether the search hops between minima: its rides descend to minima and climbs from
+        them find the rest (settle "minimum", or "auto" with no node budget, where minima are
+        climbed from).
+
+        Raises:
+            ValueError: `climb_minima` is true for a problem too large to climb in.
+        """
+        if self.settle not in ("auto", "minimum"):
+            return False
+        climbs = self.climbs_minima(problem)
+        return climbs and (self.settle == "minimum" or self.max_nodes is None)
+
     def settle_target(self, problem: Problem, start: CriticalPoint) -> SettleTarget:
         """The spec's settle with "auto" resolved for `problem` at its start.
 
@@ -208,7 +222,7 @@ class SearchSpec(BaseModel):
         """
         if self.settle != "auto":
             return self.settle
-        if self.climbs_minima(problem) and self.max_nodes is None:
+        if self.hops(problem):
             return "minimum"
         small = problem.dim <= SADDLE_SETTLE_MAX_DIM
         holdable = start.index_is_exact and start.index <= SettleConfig.probe

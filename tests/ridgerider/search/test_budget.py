@@ -9,7 +9,7 @@ from ridgerider.problems.classic import styblinski_tang
 from ridgerider.problems.registry import load
 from ridgerider.search import SearchSpec, search
 from ridgerider.search.budget import quota_of, shares
-from ridgerider.search.frontier import frontier_key
+from ridgerider.search.frontier import frontier_key, search_frontier
 from ridgerider.search.loop import begin, work_on
 from ridgerider.search.memory import MemoryTree
 
@@ -62,7 +62,7 @@ def first_ride_end(problem, deadline: float | None):
     seconds after it starts (None: no budget)."""
     tree = MemoryTree(problem, SearchSpec())
     begin(tree, problem, tree.spec)
-    key = frontier_key("dive")
+    key = search_frontier(tree.spec, problem)
     work_on(tree, problem, tree.spec, tree.claim(key))  # the start's expansion
     ride = tree.claim(key)
     spec = tree.spec

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from ridgerider.problems.registry import load
+from ridgerider.search import SearchSpec
 from ridgerider.search.fingerprint import deviations, from_text, to_text
-from ridgerider.search.frontier import Unit, frontier_key
+from ridgerider.search.frontier import Unit, climb_rank, frontier_key, search_frontier
+
+DIM = 10  # the problem's parameters, for the climbs' ranks
 
 
 def ride(unit_id: int, parent: int, depth: int, path: str, value: float = -1.0) -> Unit:
@@ -44,6 +48,45 @@ def test_dive_follows_each_start_ridge_down_before_deviating():
     key = frontier_key("dive")
     order = [u.id for u in sorted(units, key=key)]
     assert order == [7, 5, 1, 6, 3, 2]
+
+
+def test_dive_takes_every_minimum_s_stiff_climbs_before_any_soft_one():
+    """Climbs (positive eigenvalues) from two minima: the stiffest (eigen index DIM - 1) of
+    each before the softer ones of either; a climb's rank adds to its discrepancies."""
+    units = [
+        ride(1, 4, 2, "0+.0+.9+", value=3.0),  # the deep minimum's stiffest climb
+        ride(2, 4, 2, "0+.0+.4+", value=0.2),  # its sixth stiffest
+        ride(3, 5, 1, "1+.9+", value=2.0),  # the shallow minimum's stiffest
+        ride(4, 5, 1, "1+.8-", value=1.5),  # its second stiffest, - sign
+        ride(5, 6, 3, "0+.0+.9+.0-", value=-0.5),  # down the far side of a climbed saddle
+    ]
+    assert [climb_rank(u, DIM) for u in units] == [0, 5, 0, 1, 0]
+    assert [u.id for u in sorted(units, key=frontier_key("dive", DIM))] == [1, 3, 5, 4, 2]
+    # Unranked, every climb is one deviation: the deep minimum's climbs both come first.
+    assert [u.id for u in sorted(units, key=frontier_key("dive"))] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize(
+    ("fields", "ranked"),
+    [
+        ({}, True),
+        ({"settle": "minimum"}, True),
+        ({"settle": "branch"}, False),
+        ({"max_nodes": 50}, False),
+    ],
+)
+def test_climbs_are_ranked_where_the_search_hops_between_minima(fields, ranked):
+    problem = load("tree-mdp:depth=4")
+    spec = SearchSpec(**fields)
+    assert spec.hops(problem) is ranked
+    soft = ride(1, 4, 1, "0+.0+", value=0.1)  # the softest climb of a minimum
+    stiff = ride(2, 5, 0, f"{problem.dim - 1}+", value=2.0)  # a stiffest one, shallower
+    key = search_frontier(spec, problem)
+    assert [u.id for u in sorted([soft, stiff], key=key)] == ([2, 1] if ranked else [1, 2])
+
+
+def test_a_network_does_not_hop():
+    assert not SearchSpec().hops(load("digits-mlp:hidden=2"))
 
 
 @pytest.mark.parametrize(

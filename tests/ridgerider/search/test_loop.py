@@ -21,7 +21,7 @@ from ridgerider.problems.classic import (
 from ridgerider.problems.registry import load
 from ridgerider.problems.tree_mdp import TreeMDP
 from ridgerider.search import SearchSpec, StartError, find_copy, search
-from ridgerider.search.frontier import Unit, frontier_key
+from ridgerider.search.frontier import Unit, search_frontier
 from ridgerider.search.loop import begin, work_on
 from ridgerider.search.memory import MemoryTree
 from tests.known_answers import HIMMELBLAU_MINIMA
@@ -200,7 +200,7 @@ def test_the_tree_does_not_depend_on_which_ride_along_a_ridge_ends_first():
     own rides, and the minima, are the same (a pool finishes siblings in any order)."""
     problem = load("colored-digits:hidden=3")
     spec = SearchSpec(max_depth=2, ridges_per_node=1)
-    frontier = frontier_key(spec.frontier)
+    frontier = search_frontier(spec, problem)
     trees = []
     for first_sign in (1, -1):
         tree = MemoryTree(problem, spec)
