@@ -77,7 +77,7 @@ def gradient_seconds(problem: Problem, repeats: int = 50) -> float:
     """Median wall time of one full-batch gradient at the start: the unit of a
     gradient-equivalent."""
     gradient = torch.func.grad(problem.loss)
-    return statistics.median(samples(lambda: gradient(problem.start), repeats))
+    return statistics.median(samples(lambda: gradient(problem.start), repeats, problem.device))
 
 
 def default_initialisation(problem: Problem, seed: int) -> torch.Tensor:
@@ -87,7 +87,7 @@ def default_initialisation(problem: Problem, seed: int) -> torch.Tensor:
     for layer in module.modules():
         if hasattr(layer, "reset_parameters"):
             layer.reset_parameters()
-    return torch.cat([p.detach().reshape(-1) for p in module.parameters()]).to(problem.dtype)
+    return problem.place(torch.cat([p.detach().reshape(-1) for p in module.parameters()]))
 
 
 def adam_from_seeds(

@@ -17,7 +17,7 @@ import statistics
 import time
 
 import torch
-from common import print_table
+from common import gradient_seconds, print_table, samples
 from search import summary
 
 from ridgerider.linalg import HessianOperator
@@ -33,28 +33,13 @@ def on(name: str, device: str) -> str:
     return f"{name}{',' if ':' in name else ':'}device={device}"
 
 
-def median_ms(work, repeats: int = 20) -> float:
-    """The median wall time of `work()` in milliseconds, synchronised on CUDA, after a warm-up."""
-    work()
-    times = []
-    for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        work()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - started)
-    return 1000 * statistics.median(times)
-
-
 def unit_costs(problem: Problem) -> tuple[float, float]:
-    """One gradient's and one Hessian-vector product's time at the start, in ms."""
-    theta = problem.start
-    gradient = torch.func.grad(problem.loss)
-    vector = torch.ones_like(theta) / theta.numel() ** 0.5
-    operator = HessianOperator(problem.loss, theta)
-    return median_ms(lambda: gradient(theta)), median_ms(lambda: operator.matvec(vector))
+    """One gradient's and one Hessian-vector product's time at the start, in ms (medians of
+    20, the GPU synchronised around each)."""
+    vector = torch.ones_like(problem.start) / problem.dim**0.5
+    operator = HessianOperator(problem.loss, problem.start)
+    hvp = statistics.median(samples(lambda: operator.matvec(vector), 20, problem.device))
+    return 1000 * gradient_seconds(problem, 20), 1000 * hvp
 
 
 def row(name: str, device: str, seconds: float) -> list[object]:
