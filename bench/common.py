@@ -19,6 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ridgerider.linalg.exact import exact_derivatives
 from ridgerider.problems.base import Problem
 
 
@@ -74,9 +75,11 @@ def print_table(header: list[str], align: str, rows: Iterable[Iterable[object]])
 
 
 def gradient_seconds(problem: Problem, repeats: int = 50) -> float:
-    """Median wall time of one full-batch gradient at the start: the unit of a
+    """Median wall time of one full-batch gradient at the start (the loss's exact one where it
+    carries its derivatives, as the search's descents take it): the unit of a
     gradient-equivalent."""
-    gradient = torch.func.grad(problem.loss)
+    exact = exact_derivatives(problem.loss)
+    gradient = exact.value_and_gradient if exact else torch.func.grad(problem.loss)
     return statistics.median(samples(lambda: gradient(problem.start), repeats, problem.device))
 
 

@@ -65,6 +65,7 @@ from scipy.optimize import minimize as scipy_minimize
 from torch import Tensor
 from torch.func import grad, vmap
 
+from ridgerider.linalg.exact import exact_derivatives
 from ridgerider.problems.base import Problem, class_probabilities, classification_loss
 from ridgerider.problems.lever_game import LeverGame, cross_play
 from ridgerider.problems.mnist import colored_mnist_problem, mnist_mlp_problem
@@ -313,8 +314,13 @@ def colored_mnist(seeds: int, seconds_per_seed: float, flips: dict[str, float]) 
 
 
 def descend(mdp: TreeMDP, starts: Tensor) -> list[int]:
-    """Greedy leaves of the points gradient descent reaches from each row of `starts`."""
-    gradient_of = vmap(grad(mdp.loss))
+    """Greedy leaves of the points gradient descent reaches from each row of `starts`, with
+    the exact gradients the search also takes (the problem's loss carries them)."""
+    exact = exact_derivatives(mdp.problem().loss)
+
+    def gradient_of(theta: Tensor) -> Tensor:
+        return exact.value_and_gradient(theta)[1] if exact else vmap(grad(mdp.loss))(theta)
+
     theta = starts.clone()
     for _ in range(GD_STEPS):
         theta = theta - GD_STEP * gradient_of(theta)

@@ -17,6 +17,7 @@ from torch.func import grad
 from ridgerider.lbfgs import lbfgs
 from ridgerider.linalg import HessianOperator, eigsh, gradient_and_hessian
 from ridgerider.linalg.blocks import WHOLE_SPACE_SIZE
+from ridgerider.linalg.exact import loss_gradient
 
 Kind = Literal["minimum", "saddle", "maximum", "degenerate", "branch", "ride-end"]
 SOLUTION_KINDS = ("minimum", "ride-end")
@@ -124,7 +125,7 @@ def point_of(
     return CriticalPoint(
         theta=theta,
         loss=loss(theta).item(),
-        grad_norm=grad(loss)(theta).norm().item(),
+        grad_norm=loss_gradient(loss, theta).norm().item(),
         kind=kind,
         index=negative,
         eigenvalues=values,
@@ -260,9 +261,8 @@ def _newton_polish(
 ) -> tuple[Tensor, int]:
     """Newton steps (MINRES on HVPs; the whole Hessian's pseudo-inverse for a small problem)
     until the gradient norm is below `config.grad_tol`; the HVPs, counted on from `hvps`."""
-    gradient_of = grad(loss)
     for _ in range(config.newton_steps):
-        g = gradient_of(theta)
+        g = loss_gradient(loss, theta)
         if not torch.isfinite(g).all():
             raise FloatingPointError("the gradient turned NaN or Inf while settling")
         if g.norm().item() <= config.grad_tol:

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torch.func import grad, jvp, vjp, vmap
 
 from ridgerider.flat import Batch, module_loss
+from ridgerider.linalg.exact import exact_derivatives
 
 HvpMode = Literal["forward-over-reverse", "reverse-over-reverse"]
 HVP_MODES: tuple[HvpMode, ...] = ("forward-over-reverse", "reverse-over-reverse")
@@ -195,8 +196,12 @@ def gradient_and_hessian(loss: Callable[[Tensor], Tensor], theta: Tensor) -> tup
     One batched backward pass through the gradient's plain autograd graph gives every row: at
     15 to 127 parameters functorch's per-call overhead is most of a vmapped `vjp`'s time, and
     this is 2 to 2.5 times faster (on networks' blocks `vmap` of a `vjp` is the faster one,
-    bench/eigsh.py's HVP table); the gradient comes from the same graph.
+    bench/eigsh.py's HVP table); the gradient comes from the same graph. A loss that carries
+    its exact derivatives (`linalg.exact`) gives both itself.
     """
+    exact = exact_derivatives(loss)
+    if exact is not None:
+        return exact.gradient_and_hessian(theta.detach())
     n = theta.numel()
     with torch.enable_grad():
         x = theta.detach().clone().requires_grad_(True)

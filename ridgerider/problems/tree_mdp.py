@@ -59,6 +59,7 @@ from torch.func import hessian
 
 from ridgerider.problems.base import Problem, check_critical_start
 from ridgerider.problems.parameters import declare, integer, number
+from ridgerider.problems.tree_loss import TreeLoss
 
 DEPTH_RANGE = (4, 10)
 GAP_SCALE = 2.0
@@ -338,7 +339,7 @@ class TreeMDP:
     def problem(self) -> Problem:
         return Problem(
             f"tree-mdp-d{self.depth}-s{self.seed}",
-            self.loss,
+            TreeLoss.build(self.loss, self.rewards, self.entropy, self.depth),
             self.states,
             self.start.clone(),
             align=self.align,

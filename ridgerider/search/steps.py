@@ -11,7 +11,6 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import torch
 from torch import Tensor
-from torch.func import grad
 
 from ridgerider.climb import ClimbConfig, climb
 from ridgerider.critical import (
@@ -27,6 +26,7 @@ from ridgerider.critical import (
 )
 from ridgerider.linalg import HessianOperator
 from ridgerider.linalg.blocks import WHOLE_SPACE_SIZE
+from ridgerider.linalg.exact import loss_gradient
 from ridgerider.metrics import minimum_metrics
 from ridgerider.problems.base import Problem
 from ridgerider.ride import RideEnd, ride
@@ -147,7 +147,7 @@ def expand(
     if spectrum is None:
         spectrum = node_spectrum(problem, point, spec)
         hvps = spectrum.hvps
-    gradient = grad(problem.loss)(point.theta)
+    gradient = loss_gradient(problem.loss, point.theta)
     spectrum = orient(spectrum, gradient, spec.step_size)
     return spectrum, choose_ridges(problem, spectrum, spec, ZERO_RTOL, gradient), hvps
 
@@ -362,7 +362,7 @@ def _nudge(problem: Problem, theta: Tensor, spectrum: Spectrum) -> tuple[Tensor,
     nudge = torch.zeros_like(theta)
     if not chosen:
         return nudge, 0
-    gradient = grad(problem.loss)(theta)
+    gradient = loss_gradient(problem.loss, theta)
     step = 1e-4 * (1 + theta.norm().item())
     hvps = 0
     for rank, index in enumerate(chosen):
