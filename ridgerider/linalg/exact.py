@@ -4,9 +4,10 @@ A problem whose loss has a cheap closed-form gradient and Hessian (a tabular pol
 test function) may hand the engine a loss object with two methods besides `__call__`. Where the
 engine needs a small problem's whole Hessian (`gradient_and_hessian`) or a descent's gradients
 (`lbfgs`), it then calls them instead of autograd, whose per-operation overhead is most of a
-small problem's cost (the tree MDP at 31 to 127 parameters: 5 to 6 times, bench/RESULTS.md).
-Everything else (Hessian-vector products, torch.func transforms) still differentiates
-`__call__`, so the three must agree to rounding; a problem's tests check that they do.
+small problem's cost (the tree MDP's Hessian: 7 to 9 times cheaper at 15 to 127 parameters,
+`python bench/exact_derivatives.py`). Everything else (Hessian-vector products, torch.func
+transforms) still differentiates `__call__`, so the three must agree to rounding; a problem's
+tests check that they do.
 """
 
 from __future__ import annotations

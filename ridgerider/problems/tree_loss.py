@@ -12,7 +12,7 @@ with a' = sigma cos / 2 and a'' = -sigma sin / 2; the products leave factors out
 dividing by them (a deterministic policy has a_j = 0). States on no common path never meet in
 one term: the Hessian is zero there. The entropy term cos^2(theta) / 2 adds -sin(2 theta) / 2
 and -cos(2 theta) on the diagonal. A few tensor operations in all, against autograd's hundreds
-of small ones: 0.15 against 0.93 ms at depth 5, 0.42 against 2.06 ms at depth 7 (one thread).
+of small ones (`python bench/exact_derivatives.py`: 7 to 9 times faster at depths 4 to 7).
 """
 
 from __future__ import annotations
