@@ -14,20 +14,48 @@ from ridgerider.problems.parameters import declare, integer
 MAX_DIM = 1024
 
 
-def _himmelblau(theta: Tensor) -> Tensor:
-    x, y = theta[0], theta[1]
-    return (x**2 + y - 11) ** 2 + (x + y**2 - 7) ** 2
+class _Himmelblau:
+    """(x^2 + y - 11)^2 + (x + y^2 - 7)^2 with its exact derivatives (`linalg.exact`)."""
+
+    def __call__(self, theta: Tensor) -> Tensor:
+        x, y = theta[0], theta[1]
+        return (x**2 + y - 11) ** 2 + (x + y**2 - 7) ** 2
+
+    def value_and_gradient(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        x, y = theta[..., 0], theta[..., 1]
+        a, b = x**2 + y - 11, x + y**2 - 7
+        return a**2 + b**2, torch.stack([4 * x * a + 2 * b, 2 * a + 4 * y * b], -1)
+
+    def gradient_and_hessian(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        x, y = theta[0], theta[1]
+        a, b = x**2 + y - 11, x + y**2 - 7
+        mixed = 4 * (x + y)
+        hessian = torch.stack(
+            [torch.stack([4 * a + 8 * x**2 + 2, mixed]), torch.stack([mixed, 2 + 4 * b + 8 * y**2])]
+        )
+        return self.value_and_gradient(theta)[1], hessian
 
 
 @declare()
 def himmelblau() -> Problem:
     """Four minima at f = 0; starts at its one local maximum (-0.270845, -0.923039)."""
     start = torch.tensor([-0.27084459, -0.92303856], dtype=torch.float64)
-    return Problem("himmelblau", _himmelblau, 2, start)
+    return Problem("himmelblau", _Himmelblau(), 2, start)
 
 
-def _styblinski_tang(theta: Tensor) -> Tensor:
-    return 0.5 * (theta**4 - 16 * theta**2 + 5 * theta).sum()
+class _StyblinskiTang:
+    """0.5 * sum(x^4 - 16 x^2 + 5 x) with its exact derivatives (`linalg.exact`): separable, so
+    the Hessian is diagonal."""
+
+    def __call__(self, theta: Tensor) -> Tensor:
+        return 0.5 * (theta**4 - 16 * theta**2 + 5 * theta).sum()
+
+    def value_and_gradient(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        value = 0.5 * (theta**4 - 16 * theta**2 + 5 * theta).sum(-1)
+        return value, 2 * theta**3 - 16 * theta + 2.5
+
+    def gradient_and_hessian(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        return 2 * theta**3 - 16 * theta + 2.5, torch.diag(6 * theta**2 - 16)
 
 
 STYBLINSKI_TANG_MAXIMUM = float(
@@ -40,7 +68,7 @@ def styblinski_tang(dim: int = 2) -> Problem:
     """2^dim minima; starts where every coordinate is at its local maximum (x = 0.156731),
     where the Hessian is a multiple of the identity (one fully repeated eigenvalue)."""
     start = torch.full((dim,), STYBLINSKI_TANG_MAXIMUM, dtype=torch.float64)
-    return Problem(f"styblinski-tang-{dim}d", _styblinski_tang, dim, start)
+    return Problem(f"styblinski-tang-{dim}d", _StyblinskiTang(), dim, start)
 
 
 def _six_hump_camel(theta: Tensor) -> Tensor:
