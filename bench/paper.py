@@ -29,8 +29,9 @@ One torch thread throughout.
    10 s by default): at this size each ride descends to a minimum and every minimum is climbed
    from over the saddles around it (`settle` "auto", `climb_minima` on); and Ridge Rider
    branching at the ends of its rides (settle "branch", the paper's Algorithm 1), climbing from
-   its minima too; gradient descent (step 0.5, 1,500 steps, 16 runs at
-   a time under vmap, a run's greedy leaf counted once its gradient is below 1e-4) from
+   its minima too; gradient descent (step 0.5, 1,500 steps, 16 runs at a time with the tree
+   loss's exact gradients, batched, as the search takes them; a run's greedy leaf counted once
+   its gradient is below 1e-4) from
    uniform random parameters, from the MIS plus noise (sd 0.01), and from the MIS moved 1.0
    along a random direction, each for the default search's time (at least one batch: the
    table says how much longer that was).
