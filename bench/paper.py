@@ -47,7 +47,8 @@ One torch thread throughout.
    Ridge Rider solution, by fingerprint.
 
 Run: `python bench/paper.py` (35.5 minutes on 2 CPU cores with nothing else running, measured
-2026-11-30; see bench/RESULTS.md); `--quick` is a smoke run
+2026-11-30; longer now: the tree-MDP part alone, `--only tree-mdp` with its default 20 trees a
+depth, took 63 minutes on 2026-12-04; see bench/RESULTS.md); `--quick` is a smoke run
 (one seed, fewer trees and runs, shorter budgets); `--only NAME` runs one experiment.
 """
 
