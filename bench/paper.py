@@ -65,12 +65,12 @@ import torch
 from common import adam_from_seeds, default_initialisation, gradient_seconds, timed
 from scipy.optimize import minimize as scipy_minimize
 from torch import Tensor
-from torch.func import grad, vmap
+from torch.func import grad
 
-from ridgerider.linalg.exact import exact_derivatives
 from ridgerider.problems.base import Problem, class_probabilities, classification_loss
 from ridgerider.problems.lever_game import LeverGame, cross_play
 from ridgerider.problems.mnist import colored_mnist_problem, mnist_mlp_problem
+from ridgerider.problems.tree_loss import TreeLoss
 from ridgerider.problems.tree_mdp import TreeMDP
 from ridgerider.search import SearchResult, SearchSpec, search
 from ridgerider.search.fingerprint import to_text
@@ -315,13 +315,12 @@ def colored_mnist(seeds: int, seconds_per_seed: float, flips: dict[str, float]) 
 # --- tree-mdp --------------------------------------------------------------------------------
 
 
-def descend(mdp: TreeMDP, starts: Tensor) -> list[int]:
+def descend(mdp: TreeMDP, loss: TreeLoss, starts: Tensor) -> list[int]:
     """Greedy leaves of the points gradient descent reaches from each row of `starts`, with
-    the exact gradients the search also takes (the problem's loss carries them)."""
-    exact = exact_derivatives(mdp.problem().loss)
+    the exact gradients the search also takes (`loss`, the tree problem's)."""
 
     def gradient_of(theta: Tensor) -> Tensor:
-        return exact.value_and_gradient(theta)[1] if exact else vmap(grad(mdp.loss))(theta)
+        return loss.value_and_gradient(theta)[1]
 
     theta = starts.clone()
     for _ in range(GD_STEPS):
@@ -336,10 +335,11 @@ def gradient_descent_leaves(
     """Leaves reached by batches of gradient descent runs from `draw`n starts for `seconds`
     (at least one batch), and the seconds taken."""
     generator = torch.Generator().manual_seed(0)
+    loss = mdp.problem().loss
     leaves: set[int] = set()
     started = time.perf_counter()
     while True:
-        leaves.update(descend(mdp, torch.stack([draw(generator) for _ in range(GD_BATCH)])))
+        leaves.update(descend(mdp, loss, torch.stack([draw(generator) for _ in range(GD_BATCH)])))
         if (spent := time.perf_counter() - started) >= seconds:
             return leaves, spent
 

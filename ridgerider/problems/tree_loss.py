@@ -77,10 +77,8 @@ class TreeLoss:
         rewards = self.rewards.to(theta)
         without_one = _products(action, self.others)  # (..., leaves, depth)
         expected = (action.prod(-1) * rewards).sum(-1)
-        terms = (rewards[:, None] * slope * without_one).flatten(-2)
-        gradient_j = torch.zeros_like(theta).index_add_(-1, self.path_states.flatten(), terms)
         value = -(expected + self.entropy * (cosine**2).sum(-1) / 2)
-        return value, -(gradient_j - self.entropy * sine * cosine)
+        return value, self._gradient(sine, cosine, slope, without_one)
 
     def gradient_and_hessian(self, theta: Tensor) -> tuple[Tensor, Tensor]:
         """The gradient and the whole Hessian at one point (`theta` of shape (states,))."""
@@ -100,11 +98,14 @@ class TreeLoss:
         )
         n = self.states
         hessian_j = theta.new_zeros(n * n).index_add_(0, self.pair_index, pairs.flatten())
-        terms = (rewards[:, None] * slope * without_one).flatten()
-        gradient_j = torch.zeros_like(theta).index_add_(0, self.path_states.flatten(), terms)
-        gradient = -(gradient_j - self.entropy * sine * cosine)
         hessian = -hessian_j.view(n, n) + torch.diag(self.entropy * torch.cos(2 * theta))
-        return gradient, hessian
+        return self._gradient(sine, cosine, slope, without_one), hessian
+
+    def _gradient(self, sine: Tensor, cosine: Tensor, slope: Tensor, without_one: Tensor) -> Tensor:
+        """The loss's gradient from a'_k(l) (`slope`) and the path products without level k."""
+        terms = (self.rewards.to(sine)[:, None] * slope * without_one).flatten(-2)
+        gradient_j = torch.zeros_like(sine).index_add_(-1, self.path_states.flatten(), terms)
+        return -(gradient_j - self.entropy * sine * cosine)
 
     def _path_terms(self, sine: Tensor, cosine: Tensor) -> tuple[Tensor, Tensor]:
         """a_k(l) and a'_k(l) for every leaf and level (leading batch dimensions kept)."""
