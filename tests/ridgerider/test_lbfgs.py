@@ -1,4 +1,5 @@
 import torch
+from threadpoolctl import ThreadpoolController
 
 from ridgerider.lbfgs import lbfgs
 
@@ -19,3 +20,30 @@ def test_lbfgs_leaves_a_flat_loss_where_it_started():
     theta, value = lbfgs(lambda t: constant, start, gradient_tol=1e-10, max_iterations=10)
     assert torch.equal(theta, start)
     assert value == 3.0
+
+
+def test_lbfgs_runs_blas_on_one_thread_and_restores_it_after():
+    """scipy's BLAS is limited to one thread while the optimiser runs (its threads would spin
+    between the loss's calls), and its previous thread count is back once lbfgs returns."""
+    controller = ThreadpoolController()
+    blas = [pool for pool in controller.info() if pool["user_api"] == "blas"]
+    assert blas, "no BLAS thread pool is loaded"
+    seen: list[int] = []
+
+    def quadratic(t: torch.Tensor) -> torch.Tensor:
+        seen.extend(
+            pool["num_threads"]
+            for pool in ThreadpoolController().info()
+            if pool["user_api"] == "blas"
+        )
+        return (t - 1).square().sum()
+
+    with controller.limit(limits=2, user_api="blas"):
+        lbfgs(quadratic, torch.zeros(3, dtype=torch.float64), gradient_tol=1e-10, max_iterations=50)
+        after = [
+            pool["num_threads"]
+            for pool in ThreadpoolController().info()
+            if pool["user_api"] == "blas"
+        ]
+    assert seen and set(seen) == {1}
+    assert set(after) == {2}
