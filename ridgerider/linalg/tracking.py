@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -9,6 +10,11 @@ from torch import Tensor
 
 from ridgerider.linalg.blocks import WHOLE_SPACE_SIZE, product, project_out, whole_matrix
 from ridgerider.linalg.operators import LinearOperator, as_operator
+
+SHIFTS = 3  # eigenvalues tried as shifts before every eigenvector is computed
+SHIFTS_FROM = 64  # the size from which they are (bench/exact_derivatives.py)
+SHIFT_TOL = 1e-12  # the residual of a shifted solve's vector, relative to H's infinity norm
+OVERLAP_UNIQUE = 2**-0.5  # an eigenvector overlapping a unit vector by more is the only one
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,7 @@ def track_eigenvector(
     start = d[:, None] if neighbours is None else torch.cat([d[:, None], neighbours.to(d)], 1)
     n = A.shape[0]
     if n <= max(max_matvecs, WHOLE_SPACE_SIZE):  # tiny: its whole space in one block, exact
-        return _exactly(whole_matrix(A), d, start.shape[1])
+        return _exactly(whole_matrix(A), d, start[:, 1:])
     V = torch.linalg.qr(start).Q
     AV = product(A, V, 0)
     scale = norm_estimate
@@ -84,10 +90,27 @@ def track_eigenvector(
     )
 
 
-def _exactly(H: Tensor, d: Tensor, width: int) -> Tracked:
-    """The continuation of `d` among all eigenvectors of the whole matrix H, and its
-    `width - 1` nearest neighbours in eigenvalue."""
-    theta, Y = torch.linalg.eigh(((H + H.T) / 2).to(torch.float64).cpu())
+def _exactly(H: Tensor, d: Tensor, neighbours: Tensor) -> Tracked:
+    """The continuation of `d` among all eigenvectors of the whole matrix H, and its nearest
+    neighbours in eigenvalue (as many as `neighbours` has columns).
+
+    From SHIFTS_FROM parameters, first from H's eigenvalues alone (a third of an eigh's time,
+    the overhead of the solves aside; smaller, one eigh costs less): the eigenvalues nearest the
+    Rayleigh quotient of `d` are tried in turn (up to SHIFTS), one solve each with the
+    eigenvalue as shift giving its eigenvector to rounding; the one that overlaps `d` by more
+    than 1/sqrt(2) is the continuation (no other can: the overlaps' squares sum to one), and
+    `neighbours` are kept as they came (a whole space's eigenpairs never start from them).
+    Where none does (the ridge turned within the step), every eigenvector is computed
+    (`python bench/exact_derivatives.py` times both on real rides' steps)."""
+    H64 = ((H + H.T) / 2).to(torch.float64).cpu()
+    d64 = d.to(torch.float64).cpu()
+    found = _by_shifts(H64, d64 / d64.norm()) if H.shape[0] >= SHIFTS_FROM else None
+    if found is not None:
+        u64, value = found
+        u = u64.to(dtype=d.dtype, device=d.device)
+        residual = (H @ u - value * u).norm().item()
+        return Tracked(u, value, neighbours.to(u), residual, H.shape[0])
+    theta, Y = torch.linalg.eigh(H64)
     best = int((Y.T @ d.to(torch.float64).cpu()).abs().argmax())
     Y = Y.to(dtype=d.dtype, device=d.device)
     u = Y[:, best]
@@ -96,10 +119,33 @@ def _exactly(H: Tensor, d: Tensor, width: int) -> Tracked:
     return Tracked(
         vector=sign * u,
         eigenvalue=theta[best].item(),
-        neighbours=Y[:, _nearest(theta, best, width - 1)],
+        neighbours=Y[:, _nearest(theta, best, neighbours.shape[1])],
         residual=residual,
         matvecs=H.shape[0],
     )
+
+
+def _by_shifts(H: Tensor, d: Tensor) -> tuple[Tensor, float] | None:
+    """The eigenpair of the float64 matrix H whose vector overlaps the unit vector `d` by more
+    than 1/sqrt(2) (sign that of `d`), by inverse iteration from `d` shifted by each of the
+    SHIFTS eigenvalues nearest d's Rayleigh quotient; None if none converges to such a
+    vector (residual within SHIFT_TOL of H's infinity norm)."""
+    values = torch.linalg.eigvalsh(H)
+    scale = H.abs().sum(1).max().item()
+    quotient = (d @ H @ d).item()
+    for index in torch.argsort((values - quotient).abs())[:SHIFTS].tolist():
+        value = values[index].item()
+        shifted = H.clone()
+        shifted.diagonal().sub_(value)
+        x = torch.linalg.solve_ex(shifted, d).result
+        x = x / x.norm()
+        overlap = (x @ d).item()
+        if not math.isfinite(overlap) or abs(overlap) <= OVERLAP_UNIQUE:
+            continue
+        if (H @ x - value * x).norm().item() > SHIFT_TOL * scale:
+            return None
+        return (x if overlap > 0 else -x), value
+    return None
 
 
 def _nearest(theta: Tensor, best: int, count: int) -> list[int]:

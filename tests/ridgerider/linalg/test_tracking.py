@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 
+import pytest
 import torch
 
 from ridgerider.linalg import HessianOperator, eigsh
@@ -65,3 +66,35 @@ def test_a_tiny_operator_is_tracked_exactly_in_one_block():
     assert tracked.vector @ vectors[:, 1] < 0, "the sign of the direction is kept"
     assert abs(tracked.vector @ vectors_b[:, 1]) > 1 - 1e-12
     assert tracked.neighbours.shape == (20, 2)
+
+
+def _rotated(values: list[float], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A symmetric matrix with the given eigenvalues and 66 more (10 to 75) in a random
+    orthonormal basis, large enough to be tracked from its eigenvalues and shifted solves:
+    (matrix, eigenvectors as columns, those of `values` first)."""
+    values = [*values, *range(10, 76)]
+    n = len(values)
+    generator = torch.Generator().manual_seed(seed)
+    Q = torch.linalg.qr(torch.randn(n, n, dtype=torch.float64, generator=generator)).Q
+    return Q @ torch.diag(torch.tensor(values, dtype=torch.float64)) @ Q.T, Q
+
+
+def test_a_tiny_operators_continuation_is_found_past_nearer_eigenvalues():
+    """d = 0.8 e(-1) + 0.6 e(5): its Rayleigh quotient 1.16 lies nearer the eigenvalues 0 and
+    -0.2 than -1, yet the continuation is the eigenvector of -1 (overlap 0.8), sign kept."""
+    H, Q = _rotated([-1.0, -0.2, 0.0, 5.0], seed=3)
+    d = 0.8 * Q[:, 0] + 0.6 * Q[:, 3]
+    tracked = track_eigenvector(H, d, Q[:, [1]])
+    assert tracked.eigenvalue == pytest.approx(-1.0, abs=1e-12)
+    assert (tracked.vector - Q[:, 0]).norm() < 1e-12
+    assert tracked.residual < 1e-12
+
+
+def test_a_turned_ridge_is_matched_among_every_eigenvector():
+    """No eigenvector overlaps d by more than 1/sqrt(2): the one of largest overlap is taken."""
+    H, Q = _rotated([-1.0, -0.5, 0.5, 2.0], seed=4)
+    d = 0.62 * Q[:, 0] + 0.58 * Q[:, 1] + 0.53 * Q[:, 2]
+    tracked = track_eigenvector(H, d, Q[:, [1]])
+    assert tracked.eigenvalue == pytest.approx(-1.0, abs=1e-12)
+    assert (tracked.vector - Q[:, 0]).norm() < 1e-12
+    assert tracked.neighbours.shape == (70, 1)
