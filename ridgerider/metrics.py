@@ -8,7 +8,13 @@ import torch
 from torch import Tensor
 
 from ridgerider.critical import CriticalPoint
-from ridgerider.linalg import HessianOperator, hutchinson_trace, top_eigenvalue
+from ridgerider.linalg import (
+    HessianOperator,
+    gradient_and_hessian,
+    hutchinson_trace,
+    top_eigenvalue,
+)
+from ridgerider.linalg.blocks import WHOLE_SPACE_SIZE
 from ridgerider.problems.base import Problem, class_probabilities, classification_loss
 
 # Two classifiers whose predicted probabilities agree to within this are one function (merged
@@ -23,13 +29,11 @@ def minimum_metrics(problem: Problem, point: CriticalPoint) -> dict[str, float]:
     distance from the start, the problem's own `behaviour` metrics, and, for classifiers,
     accuracy and loss on every split (out-of-distribution ones included) and per-class test
     accuracy."""
-    op = HessianOperator(problem.loss, point.theta)
     metrics = {
         "loss": point.loss,
         "grad_norm": point.grad_norm,
         "index": float(point.index),
-        "sharpness": top_eigenvalue(op, tol=1e-6),
-        "hessian_trace": hutchinson_trace(op, samples=32).value,
+        **curvature_metrics(problem, point.theta),
     }
     if problem.start is not None:
         metrics["distance_from_start"] = (point.theta - problem.start).norm().item()
@@ -47,6 +51,23 @@ def minimum_metrics(problem: Problem, point: CriticalPoint) -> dict[str, float]:
                 accuracy = correct[labels == label].double().mean().item()
                 metrics[f"class_{label}_accuracy"] = accuracy
     return metrics
+
+
+def curvature_metrics(problem: Problem, theta: Tensor) -> dict[str, float]:
+    """Sharpness (the top eigenvalue) and the Hessian's trace: exact from the whole Hessian for
+    a problem of at most WHOLE_SPACE_SIZE parameters (one Hessian and one eigvalsh, a tenth of
+    the products' cost at 127 parameters), else by Lanczos and Hutchinson's estimate (32
+    probes)."""
+    if problem.dim <= WHOLE_SPACE_SIZE:
+        _, hessian = gradient_and_hessian(problem.loss, theta)
+        hessian = hessian.to(torch.float64).cpu()
+        top = torch.linalg.eigvalsh(hessian)[-1].item()
+        return {"sharpness": top, "hessian_trace": hessian.trace().item()}
+    op = HessianOperator(problem.loss, theta)
+    return {
+        "sharpness": top_eigenvalue(op, tol=1e-6),
+        "hessian_trace": hutchinson_trace(op, samples=32).value,
+    }
 
 
 def disagreement(problem: Problem, a: Tensor, b: Tensor, split: str = "test") -> float:

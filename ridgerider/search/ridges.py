@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -96,10 +97,12 @@ def spectrum_at(
     op = HessianOperator(problem.loss, theta)
     tol = SPECTRUM_TOL.get(op.dtype, 1e-5)
     result = eigsh(op, k, "SA", tol=tol, v0=v0, seed=seed)
-    top = eigsh(op, 1, "LA", tol=1e-2, seed=seed)
     values = result.eigenvalues.cpu()
-    norm_estimate = max(abs(top.eigenvalues[0].item()), values.abs().max().item())
-    hvps = result.info.matvecs + top.info.matvecs
+    norm_estimate, hvps = values.abs().max().item(), result.info.matvecs
+    if k < problem.dim:  # the whole spectrum holds ||H||; a part of it, a solve more
+        top = eigsh(op, 1, "LA", tol=1e-2, seed=seed)
+        norm_estimate = max(abs(top.eigenvalues[0].item()), norm_estimate)
+        hvps += top.info.matvecs
     groups = equal_groups(values, norm_estimate)
     truncated = k < problem.dim and len(groups[-1]) > 1
     vectors = result.eigenvectors.clone()
@@ -139,20 +142,17 @@ def canonical_basis(vectors: Tensor) -> Tensor:
     """An orthonormal basis of the span of the orthonormal columns of `vectors` that depends only
     on that span (see the module doc): greedily the normalised projection of the coordinate axis
     with the largest projection, the lowest such coordinate among ties, made positive there."""
-    E = vectors
-    basis = []
-    for _ in range(vectors.shape[1]):
-        weights = E.square().sum(1)
-        coordinate = int((weights >= (1 - TIE_RTOL) * weights.max()).nonzero()[0])
-        a = E[coordinate]
-        basis.append(E @ (a / a.norm()))
-        E = E @ _complement(a)  # what is left of the span
-    return torch.stack(basis, 1)
-
-
-def _complement(a: Tensor) -> Tensor:
-    """An orthonormal basis (m x m-1) of the vectors orthogonal to `a` in R^m."""
-    return torch.linalg.qr(a[:, None], mode="complete").Q[:, 1:]
+    E = vectors.detach().to(torch.float64).cpu().numpy().copy()
+    basis = np.empty_like(E)
+    for column in range(E.shape[1]):
+        weights = np.einsum("ij,ij->i", E, E)
+        coordinate = int(np.flatnonzero(weights >= (1 - TIE_RTOL) * weights.max())[0])
+        a = E[coordinate] / np.linalg.norm(E[coordinate])
+        basis[:, column] = E @ a
+        # what is left of the span: E E^T loses b b^T, a projection in E's coefficients (a
+        # group of m vectors costs O(n m^2), in numpy: a loop of small steps)
+        E -= np.outer(basis[:, column], a)
+    return torch.from_numpy(basis).to(vectors)
 
 
 def group_size(point: CriticalPoint) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 import torch
 
 from ridgerider.critical import ZERO_RTOL, classify
@@ -21,6 +22,7 @@ from ridgerider.search.ridges import (
     make_ridge,
     node_spectrum,
     orient,
+    spectrum_at,
 )
 
 HIDDEN = 8
@@ -57,6 +59,17 @@ def test_a_fully_repeated_eigenvalue_rides_the_coordinate_axes():
     root = classify(problem.loss, problem.start)
     spectrum = node_spectrum(problem, root, SearchSpec().resolved(problem))
     assert torch.allclose(spectrum.vectors, torch.eye(4, dtype=torch.float64), atol=1e-8)
+
+
+def test_a_whole_spectrum_gives_the_norm_estimate_without_another_solve():
+    """Every eigenpair of a small problem (one block of n products) already holds ||H||."""
+    problem = styblinski_tang(3)
+    theta = torch.tensor([-2.9, 0.1, 2.7], dtype=torch.float64)
+    spectrum = spectrum_at(problem, theta, problem.dim)
+    expected = (6 * theta**2 - 16).sort().values
+    assert torch.allclose(spectrum.values, expected, atol=1e-12)
+    assert spectrum.norm_estimate == pytest.approx(expected.abs().max().item(), rel=1e-12)
+    assert spectrum.hvps == problem.dim
 
 
 def test_at_the_digits_zero_point_each_ridge_is_carried_by_one_unit():
