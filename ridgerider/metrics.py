@@ -55,9 +55,9 @@ def minimum_metrics(problem: Problem, point: CriticalPoint) -> dict[str, float]:
 
 def curvature_metrics(problem: Problem, theta: Tensor) -> dict[str, float]:
     """Sharpness (the top eigenvalue) and the Hessian's trace: exact from the whole Hessian for
-    a problem of at most WHOLE_SPACE_SIZE parameters (one Hessian and one eigvalsh, a tenth of
-    the products' cost at 127 parameters), else by Lanczos and Hutchinson's estimate (32
-    probes)."""
+    a problem of at most WHOLE_SPACE_SIZE parameters (one Hessian and one eigvalsh: 0.9 against
+    6.5 ms for the products at a 127-parameter tree-MDP minimum), else by Lanczos and
+    Hutchinson's estimate (32 probes)."""
     if problem.dim <= WHOLE_SPACE_SIZE:
         _, hessian = gradient_and_hessian(problem.loss, theta)
         hessian = hessian.to(torch.float64).cpu()
