@@ -79,7 +79,7 @@ def _rotated(values: list[float], seed: int) -> tuple[torch.Tensor, torch.Tensor
     return Q @ torch.diag(torch.tensor(values, dtype=torch.float64)) @ Q.T, Q
 
 
-def test_a_tiny_operators_continuation_is_found_past_nearer_eigenvalues():
+def test_a_small_operators_continuation_is_found_past_nearer_eigenvalues():
     """d = 0.8 e(-1) + 0.6 e(5): its Rayleigh quotient 1.16 lies nearer the eigenvalues 0 and
     -0.2 than -1, yet the continuation is the eigenvector of -1 (overlap 0.8), sign kept."""
     H, Q = _rotated([-1.0, -0.2, 0.0, 5.0], seed=3)
