@@ -20,7 +20,8 @@ OVERLAP_UNIQUE = 2**-0.5  # an eigenvector overlapping a unit vector by more is 
 @dataclass(frozen=True)
 class Tracked:
     """The eigenpair that continues the tracked direction (sign kept), the other Ritz vectors of
-    the small space (the next call's neighbours), its residual and the products spent."""
+    the small space (the next call's neighbours; a whole space found from its eigenvalues keeps
+    those it was given), its residual and the products spent."""
 
     vector: Tensor
     eigenvalue: float
@@ -111,7 +112,7 @@ def _exactly(H: Tensor, d: Tensor, neighbours: Tensor) -> Tracked:
         residual = (H @ u - value * u).norm().item()
         return Tracked(u, value, neighbours.to(u), residual, H.shape[0])
     theta, Y = torch.linalg.eigh(H64)
-    best = int((Y.T @ d.to(torch.float64).cpu()).abs().argmax())
+    best = int((Y.T @ d64).abs().argmax())
     Y = Y.to(dtype=d.dtype, device=d.device)
     u = Y[:, best]
     residual = (H @ u - theta[best].item() * u).norm().item()

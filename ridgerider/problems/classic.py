@@ -24,7 +24,7 @@ class _Himmelblau:
     def value_and_gradient(self, theta: Tensor) -> tuple[Tensor, Tensor]:
         x, y = theta[..., 0], theta[..., 1]
         a, b = x**2 + y - 11, x + y**2 - 7
-        return a**2 + b**2, torch.stack([4 * x * a + 2 * b, 2 * a + 4 * y * b], -1)
+        return a**2 + b**2, _himmelblau_gradient(x, y, a, b)
 
     def gradient_and_hessian(self, theta: Tensor) -> tuple[Tensor, Tensor]:
         x, y = theta[0], theta[1]
@@ -33,7 +33,12 @@ class _Himmelblau:
         hessian = torch.stack(
             [torch.stack([4 * a + 8 * x**2 + 2, mixed]), torch.stack([mixed, 2 + 4 * b + 8 * y**2])]
         )
-        return self.value_and_gradient(theta)[1], hessian
+        return _himmelblau_gradient(x, y, a, b), hessian
+
+
+def _himmelblau_gradient(x: Tensor, y: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """Himmelblau's gradient from its two squared terms a = x^2 + y - 11, b = x + y^2 - 7."""
+    return torch.stack([4 * x * a + 2 * b, 2 * a + 4 * y * b], -1)
 
 
 @declare()

@@ -149,8 +149,8 @@ def canonical_basis(vectors: Tensor) -> Tensor:
         coordinate = int(np.flatnonzero(weights >= (1 - TIE_RTOL) * weights.max())[0])
         a = E[coordinate] / np.linalg.norm(E[coordinate])
         basis[:, column] = E @ a
-        # what is left of the span: E E^T loses b b^T, a projection in E's coefficients (a
-        # group of m vectors costs O(n m^2), in numpy: a loop of small steps)
+        # what is left of the span: E E^T loses the new basis vector's projector, a rank-one
+        # projection in E's coefficients (a group of m vectors costs O(n m^2), not a QR each)
         E -= np.outer(basis[:, column], a)
     return torch.from_numpy(basis).to(vectors)
 
