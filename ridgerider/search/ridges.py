@@ -28,6 +28,7 @@ from ridgerider.search.spec import SearchSpec
 
 GROUP_RTOL = 1e-5  # eigenvalues this close (relative to the largest |value|) are one group
 TIE_RTOL = 1e-3  # projections this close to the largest are ties, broken by coordinate
+MIRROR_RTOL = 1e-9  # two first steps this close once aligned are copies (rounding apart)
 SPECTRUM_TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 
 
@@ -188,6 +189,27 @@ def choose_ridges(
         for sign in (1, -1)
         if sign * step * slopes[index] + 0.5 * spectrum.values[index] * step**2 < 0
     ]
+
+
+def drop_mirrored(
+    problem: Problem, theta: Tensor, spectrum: Spectrum, rides: list[tuple[int, int]], step: float
+) -> list[tuple[int, int]]:
+    """`rides` without the - ride of each ridge whose first steps both ways are symmetric
+    copies of each other (`Problem.align`): at a point that a symmetry fixes while it flips the
+    ridge (a tree-MDP policy at a deterministic end, where theta and pi - theta are one policy),
+    the two rides reach copies, and the second would be ridden for nothing."""
+    if problem.align is None:
+        return rides
+    tol = MIRROR_RTOL * (1 + theta.norm().item())
+    kept = []
+    for index, sign in rides:
+        if sign < 0 and (index, 1) in rides:
+            ahead = theta + step * spectrum.vectors[:, index]
+            behind = problem.align(ahead, theta - step * spectrum.vectors[:, index])
+            if (behind - ahead).norm().item() <= tol:
+                continue
+        kept.append((index, sign))
+    return kept
 
 
 def orient(spectrum: Spectrum, gradient: Tensor, step_size: float) -> Spectrum:

@@ -28,6 +28,10 @@ LARGE_DEFAULTS = {"max_nodes": 500, "max_depth": 2, "ridges_per_node": 6}
 # A small problem's ride steps grow up to this many times step_size: its rides cross the
 # problem in a dozen steps, not hundreds (bench/known_answers.py).
 SMALL_MAX_STEP = 64.0
+# A small problem's ride ends once its ridge has turned more than 45 degrees from where it
+# started (`RideConfig.min_alignment`): its ridges turn through one decision after another, and
+# riding them all cost three quarters of a tree-MDP search (bench/RESULTS.md).
+SMALL_MIN_ALIGNMENT = 2**-0.5
 PROBLEM_MAX_LENGTH = 200  # the width of the stored problem column
 REPRODUCIBLE_TRACKING_TOL = 1e-10
 
@@ -183,10 +187,12 @@ class SearchSpec(BaseModel):
 
     def ride_config(self, problem: Problem | None = None) -> RideConfig:
         """How rides go; a small `problem`'s steps (exact eigenpairs, one block of products)
-        may grow to SMALL_MAX_STEP times step_size."""
+        may grow to SMALL_MAX_STEP times step_size, and its rides end where their ridge has
+        turned away (SMALL_MIN_ALIGNMENT)."""
         small = problem is not None and problem.dim <= SMALL_DIM
         return RideConfig(
             max_step=SMALL_MAX_STEP if small else RideConfig.max_step,
+            min_alignment=SMALL_MIN_ALIGNMENT if small else None,
             step_size=self.step_size,
             max_steps=self.max_steps,
             curvature_tol=self.curvature_tol,

@@ -34,6 +34,7 @@ from ridgerider.search.ridges import (
     Ridge,
     Spectrum,
     choose_ridges,
+    drop_mirrored,
     equal_groups,
     negative_spectrum,
     node_spectrum,
@@ -141,7 +142,8 @@ def expand(
     problem: Problem, point: CriticalPoint, spec: SearchSpec, spectrum: Spectrum | None = None
 ) -> Expansion:
     """The spectrum of a branch point (`spectrum`, if it was computed when the point was
-    reached), the (eigen index, sign) of each ride to take from it, and the HVPs spent."""
+    reached), the (eigen index, sign) of each ride to take from it (`choose_ridges`, less
+    mirror images: `drop_mirrored`), and the HVPs spent."""
     torch.manual_seed(spec.seed)
     hvps = 0
     if spectrum is None:
@@ -149,14 +151,16 @@ def expand(
         hvps = spectrum.hvps
     gradient = loss_gradient(problem.loss, point.theta)
     spectrum = orient(spectrum, gradient, spec.step_size)
-    return spectrum, choose_ridges(problem, spectrum, spec, ZERO_RTOL, gradient), hvps
+    rides = choose_ridges(problem, spectrum, spec, ZERO_RTOL, gradient)
+    return spectrum, drop_mirrored(problem, point.theta, spectrum, rides, spec.step_size), hvps
 
 
 def climbs(problem: Problem, point: CriticalPoint, spec: SearchSpec) -> Expansion | None:
     """The climbs to take from a minimum (`SearchSpec.climb_minima`): its whole spectrum, the
     (eigen index, sign) of each climb (one eigenvector per group of equal eigenvalues under
-    "one-per-group", stiffest first, at most `ridges_per_node` of them, both ways) and the HVPs
-    spent; None where minima are not climbed from.
+    "one-per-group", stiffest first, at most `ridges_per_node` of them, both ways unless the
+    two are mirror images, `drop_mirrored`) and the HVPs spent; None where minima are not
+    climbed from.
 
     Stiffest first: a minimum's stiff directions are the decisions it has committed to (a
     tree-MDP policy's path states), whose rims lead to other solutions; its soft ones are what
@@ -170,7 +174,8 @@ def climbs(problem: Problem, point: CriticalPoint, spec: SearchSpec) -> Expansio
     groups = equal_groups(spectrum.values, spectrum.norm_estimate)
     chosen = [index for group in groups[::-1] for index in (group if every else group[:1])]
     rides = [(index, sign) for index in chosen[: spec.ridges_per_node] for sign in (1, -1)]
-    return spectrum, rides, spectrum.hvps
+    step = spec.step_size * CLIMB_STEP
+    return spectrum, drop_mirrored(problem, point.theta, spectrum, rides, step), spectrum.hvps
 
 
 def follow(

@@ -13,11 +13,13 @@ from ridgerider.linalg import HessianOperator
 from ridgerider.linalg.tracking import track_eigenvector
 from ridgerider.problems.classic import styblinski_tang
 from ridgerider.problems.digits import digits_mlp_problem
+from ridgerider.problems.tree_mdp import TreeMDP
 from ridgerider.search import SearchSpec
 from ridgerider.search.ridges import (
     Spectrum,
     canonical_basis,
     choose_ridges,
+    drop_mirrored,
     equal_groups,
     make_ridge,
     node_spectrum,
@@ -129,3 +131,21 @@ def test_both_signs_at_a_critical_point_only_the_downhill_one_elsewhere():
     oriented = orient(spectrum, tilted, spec.step_size)
     assert oriented.vectors[1, 1] == -1.0 and oriented.vectors[0, 0] == 1.0
     assert choose_ridges(problem, oriented, spec, ZERO_RTOL, tilted) == [(0, 1), (0, -1), (1, 1)]
+
+
+def test_a_ridge_whose_two_ways_are_mirror_images_is_ridden_one_way():
+    """A tree-MDP policy angle at a deterministic end (theta = pi/2) sits where theta and
+    pi - theta are one policy: its two ways are copies and the - one is dropped. At theta = 0
+    the two ways lead to p > 1/2 and p < 1/2, different policies: both are kept; and a problem
+    with no symmetry (no `align`) keeps every ride."""
+    tree = TreeMDP.build(4, 3)
+    problem = tree.problem()
+    theta = tree.deterministic_point(tree.solutions()[0])
+    path = int(theta.abs().argmax())
+    unreached = int((theta == 0).nonzero()[0])
+    axes = torch.eye(problem.dim, dtype=torch.float64)[:, [path, unreached]]
+    spectrum = Spectrum(torch.tensor([0.3, 0.1], dtype=torch.float64), axes, 1.0, 0)
+    rides = [(0, 1), (0, -1), (1, 1), (1, -1)]
+    assert drop_mirrored(problem, theta, spectrum, rides, 0.02) == [(0, 1), (1, 1), (1, -1)]
+    plain = replace(problem, align=None)
+    assert drop_mirrored(plain, theta, spectrum, rides, 0.02) == rides
