@@ -214,7 +214,7 @@ def follow(
             problem.loss,
             start.theta,
             ridge.direction,
-            spec.ride_config(problem),
+            spec.ride_config(problem, target),
             neighbours=ridge.neighbours,
             norm_estimate=ridge.norm_estimate,
         )
