@@ -4,8 +4,10 @@
 For the tree MDP at depths 4 to 7 (15 to 127 parameters; seed 0, at the start moved 0.1 along a
 random direction): medians of `--repeats` calls, one torch thread, of the engine's autograd path
 (the gradient's graph, then every Hessian row from one batched backward pass), of the tree's
-closed form (`problems/tree_loss.py`), and of `torch.linalg.eigh` of the result, which a climb
-step also pays; the largest difference between the two Hessians.
+closed form (`problems/tree_loss.py`), of `torch.linalg.eigh` of the result, which a climb
+step also pays, and of one autograd Hessian-vector product, which a loss with exact
+derivatives replaces by a product with its whole Hessian (`HessianOperator`, up to 128
+parameters); the largest difference between the two Hessians.
 
 Then a ride step's tracking at depth 7 (`linalg.tracking.track_eigenvector`, which from 64
 parameters finds the continuation from the eigenvalues and shifted solves; below, it takes
@@ -28,7 +30,7 @@ import torch
 from common import print_table, samples
 
 from ridgerider.linalg.blocks import whole_matrix
-from ridgerider.linalg.operators import DenseOperator, gradient_and_hessian
+from ridgerider.linalg.operators import DenseOperator, HessianOperator, gradient_and_hessian
 from ridgerider.linalg.tracking import track_eigenvector
 from ridgerider.problems.tree_mdp import TreeMDP
 
@@ -48,10 +50,12 @@ def row(depth: int, repeats: int) -> list[object]:
     theta = tree.start + 0.1 * direction / direction.norm()
     _, reference = autograd_path(loss, theta)
     _, exact = loss.gradient_and_hessian(theta)
+    autograd_product = HessianOperator(lambda x: loss(x), theta)
     works = (
         lambda: autograd_path(loss, theta),
         lambda: loss.gradient_and_hessian(theta),
         lambda: torch.linalg.eigh(exact),
+        lambda: autograd_product.matvec(direction),
     )
     times = [statistics.median(samples(work, repeats)) for work in works]
     return [
@@ -118,8 +122,17 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     print_table(
-        ["depth", "params", "autograd ms", "exact ms", "eigh ms", "speed-up", "max |difference|"],
-        "rrrrrrr",
+        [
+            "depth",
+            "params",
+            "autograd ms",
+            "exact ms",
+            "eigh ms",
+            "one autograd HVP ms",
+            "speed-up",
+            "max |difference|",
+        ],
+        "rrrrrrrr",
         (row(depth, args.repeats) for depth in (4, 5, 6, 7)),
     )
     print_table(

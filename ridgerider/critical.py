@@ -95,9 +95,11 @@ def classify(
     """
     op = HessianOperator(loss, theta)
     low = eigsh(op, min(probe, theta.numel()), "SA", v0=v0, tol=tol, seed=0)
-    top = eigsh(op, 1, "LA", tol=1e-3, seed=0)
-    norm_estimate = max(abs(top.eigenvalues[0].item()), low.eigenvalues.abs().max().item())
-    hvps = low.info.matvecs + top.info.matvecs
+    norm_estimate, hvps = low.info.anorm, low.info.matvecs
+    if theta.numel() > WHOLE_SPACE_SIZE:  # else `low` came from the whole spectrum: anorm is exact
+        top = eigsh(op, 1, "LA", tol=1e-3, seed=0)
+        norm_estimate = max(abs(top.eigenvalues[0].item()), low.eigenvalues.abs().max().item())
+        hvps += top.info.matvecs
     return point_of(loss, theta, low.eigenvalues.cpu(), norm_estimate, hvps, zero_tol, zero_modes)
 
 

@@ -23,6 +23,11 @@ BATCHINGS: tuple[Batching, ...] = ("auto", "vmap", "loop")
 # Below this size a vmapped block beats a loop of products on the CPU; above it the larger
 # batched activations make the loop faster (bench/eigsh.py, the HVP table).
 VMAP_MAX_CPU_SIZE = 10_000
+# A loss that carries its exact derivatives (`linalg.exact`) and has at most this many
+# parameters gives its products from its whole Hessian, formed once per point: at 15 to 127
+# parameters one such Hessian of the tree MDP costs less than one autograd product
+# (bench/exact_derivatives.py).
+EXACT_DENSE_SIZE = 128
 
 
 @runtime_checkable
@@ -139,6 +144,8 @@ class HessianOperator(_SquareOperator):
             batching = "vmap" if theta.device.type == "cuda" or small else "loop"
         self.batching = batching
         self._vjp_fn: Callable[[Tensor], tuple[Tensor]] | None = None
+        self._dense: Tensor | None = None
+        self._exact = exact_derivatives(loss) is not None and theta.numel() <= EXACT_DENSE_SIZE
 
     @classmethod
     def from_module(
@@ -172,11 +179,17 @@ class HessianOperator(_SquareOperator):
     def dense(self) -> Tensor:
         """The whole Hessian, symmetrised, from one block of n products: for small problems
         (`blocks.WHOLE_SPACE_SIZE` parameters or so), where it is cheaper than any iteration
-        (`gradient_and_hessian`)."""
+        (`gradient_and_hessian`). Computed once per operator (its point is fixed)."""
         self.matvecs += self.shape[0]
-        return gradient_and_hessian(self.loss, self.theta)[1]
+        if self._dense is None:
+            self._dense = gradient_and_hessian(self.loss, self.theta)[1]
+        return self._dense
 
     def _hvp(self, v: Tensor) -> Tensor:
+        if self._exact:
+            if self._dense is None:
+                self._dense = gradient_and_hessian(self.loss, self.theta)[1]
+            return self._dense @ v
         if self.mode == "forward-over-reverse":
             return jvp(grad(self.loss), (self.theta,), (v,))[1]
         if self._vjp_fn is None:

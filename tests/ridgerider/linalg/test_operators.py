@@ -10,6 +10,7 @@ from torch.nn import functional as F
 from ridgerider.linalg import DenseOperator, HessianOperator, as_operator, gradient_and_hessian
 from ridgerider.linalg.operators import HVP_MODES
 from ridgerider.problems.digits import digits_loss, digits_mlp, digits_split
+from ridgerider.problems.tree_mdp import TreeMDP
 
 
 def rosenbrock(x: torch.Tensor) -> torch.Tensor:
@@ -135,3 +136,31 @@ def test_gradient_and_hessian_match_himmelblaus_closed_form_and_a_linear_loss_ha
     assert torch.equal(HessianOperator(himmelblau, theta).dense(), H)
     g, H = gradient_and_hessian(lambda t: 3 * t[0] - t[1], theta)
     assert g.tolist() == [3.0, -1.0] and torch.equal(H, torch.zeros(2, 2, dtype=torch.float64))
+
+
+def test_a_loss_with_exact_derivatives_gives_its_products_from_one_whole_hessian():
+    tree = TreeMDP.build(5, 3)
+    loss = tree.problem().loss
+    generator = torch.Generator().manual_seed(0)
+    theta = tree.start + 0.1 * torch.randn(tree.states, generator=generator, dtype=torch.float64)
+    calls = []
+
+    class Counted:
+        def __call__(self, x: torch.Tensor) -> torch.Tensor:
+            return loss(x)
+
+        def value_and_gradient(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return loss.value_and_gradient(x)
+
+        def gradient_and_hessian(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            calls.append(x)
+            return loss.gradient_and_hessian(x)
+
+    op = HessianOperator(Counted(), theta)
+    autograd = HessianOperator(lambda x: loss(x), theta)
+    V = torch.randn(tree.states, 3, generator=generator, dtype=torch.float64)
+    assert relative_error(op.matvec(V[:, 0]), autograd.matvec(V[:, 0])) < 1e-12
+    assert relative_error(op.matmat(V), autograd.matmat(V)) < 1e-12
+    assert relative_error(op.dense(), autograd.dense()) < 1e-12
+    assert len(calls) == 1
+    assert op.matvecs == 1 + 3 + tree.states
