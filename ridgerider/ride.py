@@ -13,12 +13,11 @@ from torch import Tensor
 from ridgerider.linalg import HessianOperator, eigsh
 from ridgerider.linalg.tracking import track_eigenvector
 
-# "descended": no ride, one step off an index-1 saddle (search.steps.follow) before a descent
+# "descended": no ride, one step down a small problem's ridge (search.steps.follow) before a descent
 EndReason = Literal[
     "curvature-nonnegative",
     "loss-rose",
     "ridge-turned",
-    "turned-away",
     "step-budget",
     "non-finite-loss",
     "descended",
@@ -55,11 +54,6 @@ class RideConfig:
             A step longer than step_size that ends with the curvature turned non-negative is
             halved and retaken, so the ride ends within step_size of where it turns, as it
             would with steps of step_size.
-        min_alignment: where set, the ride ends ("turned-away") once its ridge overlaps the
-            direction it started along by less than this: step by step it has turned into
-            another negative direction, a choice the search makes at the ride's end (a branch
-            point, or the descent to a minimum) rather than inside the ride. None: rides go on
-            until the curvature or the loss stops them.
     """
 
     step_size: float = 0.02
@@ -70,7 +64,6 @@ class RideConfig:
     tracking_matvecs: int = 100
     adaptive: bool = True
     max_step: float = 1.0
-    min_alignment: float | None = None
 
 
 @dataclass(frozen=True)
@@ -107,7 +100,6 @@ def ride(
     estimate of ||H|| are computed here unless the caller, who has them, passes them.
     """
     d = direction / direction.norm()
-    along = d  # the direction the ride set out along
     hvps = 0
     if neighbours is None:
         first = eigsh(HessianOperator(loss, theta), min(config.track, theta.numel()), "SA")
@@ -166,8 +158,6 @@ def ride(
         overlaps.append(overlap)
         if eigenvalue >= -config.curvature_tol:
             return end("curvature-nonnegative")
-        if config.min_alignment is not None and (d @ along).item() < config.min_alignment:
-            return end("turned-away")
         if config.adaptive:
             step = min(step * STEP_GROWTH, config.max_step * config.step_size)
     return end("step-budget")

@@ -28,10 +28,6 @@ LARGE_DEFAULTS = {"max_nodes": 500, "max_depth": 2, "ridges_per_node": 6}
 # A small problem's ride steps grow up to this many times step_size: its rides cross the
 # problem in a dozen steps, not hundreds (bench/known_answers.py).
 SMALL_MAX_STEP = 64.0
-# A small problem's ride to a minimum ends once its ridge has turned more than 45 degrees from
-# where it started (`RideConfig.min_alignment`): its ridges turn through one decision after
-# another, and riding them all cost three quarters of a tree-MDP search (bench/RESULTS.md).
-SMALL_MIN_ALIGNMENT = 2**-0.5
 PROBLEM_MAX_LENGTH = 200  # the width of the stored problem column
 REPRODUCIBLE_TRACKING_TOL = 1e-10
 
@@ -115,7 +111,7 @@ class SearchSpec(BaseModel):
         description="where a ride ends: saddle (settle on the critical point beneath), branch "
         "(branch at the ride's end while negative curvature is left: Ridge Rider's Algorithm 1), "
         "or minimum (descend to a minimum at once: a tree one ride deep, deeper through the "
-        "climbs from minima; from an index-1 saddle of a small problem each side is a plain "
+        "climbs from minima; on a small problem each side of a ridge is one step and a plain "
         "descent, no ridge tracked); auto: minimum where minima are climbed from and max_nodes is "
         f"omitted (problems of at most {SMALL_DIM} parameters), else saddle for problems of "
         f"at most {SADDLE_SETTLE_MAX_DIM} parameters, branch otherwise",
@@ -185,19 +181,12 @@ class SearchSpec(BaseModel):
             )
         return small if self.climb_minima is None else self.climb_minima
 
-    def ride_config(
-        self, problem: Problem | None = None, target: SettleTarget | None = None
-    ) -> RideConfig:
+    def ride_config(self, problem: Problem | None = None) -> RideConfig:
         """How rides go; a small `problem`'s steps (exact eigenpairs, one block of products)
-        may grow to SMALL_MAX_STEP times step_size, and where its rides end in a descent to a
-        minimum (`target` "minimum"), they end once their ridge has turned away
-        (SMALL_MIN_ALIGNMENT). Where a ride's end is a branch point, a turned-away end is one
-        more branch point to expand: on depth-5 tree MDPs that found 60 % of the paying
-        leaves in 10 s against 91 % (bench/RESULTS.md)."""
+        may grow to SMALL_MAX_STEP times step_size."""
         small = problem is not None and problem.dim <= SMALL_DIM
         return RideConfig(
             max_step=SMALL_MAX_STEP if small else RideConfig.max_step,
-            min_alignment=SMALL_MIN_ALIGNMENT if small and target == "minimum" else None,
             step_size=self.step_size,
             max_steps=self.max_steps,
             curvature_tol=self.curvature_tol,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import replace
 
 import torch
 
@@ -104,21 +103,3 @@ def test_a_ride_is_not_followed_across_a_ridge_that_turns_within_its_shortest_st
     gentle = ride(crossing(0.05), meeting, lower, config)
     assert gentle.reason == "step-budget" and min(gentle.overlaps) >= MIN_OVERLAP
     assert crossing(0.05)(gentle.theta) < crossing(0.05)(meeting) - 1
-
-
-def test_a_ride_bounded_in_turn_ends_where_its_ridge_has_turned_away():
-    """From the origin of `crossing(0.05)` along x: x's curvature meets y's at x = 1/2, where
-    the ridge turns gently to y. Unbounded, the ride follows it round and on down y; with
-    `min_alignment` 1/sqrt 2 (a small problem's rides) it ends ("turned-away") at the crossing,
-    its last ridge just past 45 degrees from x, each step still overlapping the previous by
-    MIN_OVERLAP."""
-    origin = torch.zeros(2, dtype=torch.float64)
-    along_x = torch.tensor([1.0, 0.0], dtype=torch.float64)
-    config = RideConfig(0.02, max_steps=200)
-    free = ride(crossing(0.05), origin, along_x, config)
-    bounded = ride(crossing(0.05), origin, along_x, replace(config, min_alignment=2**-0.5))
-    assert free.reason == "step-budget" and abs(free.vectors[0, 0].item()) < 0.1
-    assert bounded.reason == "turned-away" and bounded.steps < free.steps / 4
-    assert abs(bounded.theta[0].item() - 0.5) < 0.05
-    assert 0.6 < bounded.vectors[0, 0].item() < 2**-0.5
-    assert min(bounded.overlaps) >= MIN_OVERLAP

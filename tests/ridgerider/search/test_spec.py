@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import pytest
-
 from ridgerider.problems.registry import load
 from ridgerider.problems.tree_mdp import TreeMDP
 from ridgerider.search import SearchSpec
+from ridgerider.search.spec import SMALL_MAX_STEP
 
 
-def test_only_a_small_problems_rides_to_minima_end_where_their_ridge_turned_away():
-    """A ride that a descent ends turns no further than 45 degrees; a ride to a branch point or
-    a saddle, or on a network, rides its ridge as far as it goes."""
+def test_only_a_small_problems_ride_steps_grow_to_the_longest_small_step():
+    """A small problem's eigenpairs are exact, so its ride steps may grow to SMALL_MAX_STEP
+    times step_size (and its rides to minima are one such step, `steps._step_down`); a
+    network's steps stay at step_size."""
     small, network = TreeMDP.build(4, 0).problem(), load("digits-mlp")
-    spec = SearchSpec()
-    assert spec.ride_config(small, "minimum").min_alignment == pytest.approx(2**-0.5)
-    assert spec.ride_config(small, "branch").min_alignment is None
-    assert spec.ride_config(small, "saddle").min_alignment is None
-    assert spec.ride_config(network, "minimum").min_alignment is None
+    spec = SearchSpec(step_size=0.05)
+    assert spec.ride_config(small).max_step == SMALL_MAX_STEP == 64
+    assert spec.ride_config(network).max_step == 1
+    assert spec.ride_config(small).step_size == spec.ride_config(network).step_size == 0.05

@@ -77,10 +77,18 @@ def test_the_sides_of_an_index_1_saddle_descend_to_the_two_minima_it_joins(saddl
     assert {_minimum_index(outcome.point.theta) for outcome in outcomes} == joined
 
 
-def test_a_saddle_of_higher_index_is_still_ridden():
-    """Himmelblau's maximum (index 2) has no one way down: its rides track the ridge."""
+def test_from_a_point_of_higher_index_each_ridge_is_one_step_and_a_descent():
+    """Himmelblau's maximum (index 2): no ridge is tracked; one step down each side of each of
+    its two ridges and a descent reach the four minima around it (KNOWN-ANSWERS), one each."""
     problem = himmelblau()
     point = classify(problem.loss, settle(problem.loss, HIMMELBLAU_MAXIMUM)[0])
-    assert point.index == 2
-    outcomes = _sides(point)
-    assert all(outcome.end_reason != "descended" and outcome.steps > 0 for outcome in outcomes)
+    assert point.kind == "maximum" and point.index == 2
+    spec = SearchSpec().resolved(problem)
+    spectrum = spectrum_at(problem, point.theta, 2)
+    outcomes = [
+        follow(problem, point, make_ridge(0, spectrum, index, sign, 2), spec, "minimum")
+        for index in (0, 1)
+        for sign in (1, -1)
+    ]
+    assert all(o.end_reason == "descended" and o.steps == 0 for o in outcomes)
+    assert sorted(_minimum_index(o.point.theta) for o in outcomes) == [0, 1, 2, 3]
