@@ -181,15 +181,16 @@ class HessianOperator(_SquareOperator):
         (`blocks.WHOLE_SPACE_SIZE` parameters or so), where it is cheaper than any iteration
         (`gradient_and_hessian`). Computed once per operator (its point is fixed)."""
         self.matvecs += self.shape[0]
+        return self._whole()
+
+    def _whole(self) -> Tensor:
         if self._dense is None:
             self._dense = gradient_and_hessian(self.loss, self.theta)[1]
         return self._dense
 
     def _hvp(self, v: Tensor) -> Tensor:
         if self._exact:
-            if self._dense is None:
-                self._dense = gradient_and_hessian(self.loss, self.theta)[1]
-            return self._dense @ v
+            return self._whole() @ v
         if self.mode == "forward-over-reverse":
             return jvp(grad(self.loss), (self.theta,), (v,))[1]
         if self._vjp_fn is None:
