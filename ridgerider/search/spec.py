@@ -124,8 +124,9 @@ class SearchSpec(BaseModel):
     climb_minima: bool | None = Field(
         None,
         description="from every minimum, climb each of its Hessian's eigenvector groups (one "
-        "per group, as ridges are chosen) to the index-1 saddle over the basin's rim and branch "
-        "there (minimum hopping), reaching minima no ride from the start ends on; the whole "
+        "per group, as ridges are chosen) to the saddle over the basin's rim, or the saddle of "
+        "higher index it converges onto, and branch there (minimum hopping), reaching minima no "
+        "ride from the start ends on; the whole "
         f"Hessian at every climb step, so for problems of at most {SMALL_DIM} parameters; "
         "omitted: on for those, off above",
     )

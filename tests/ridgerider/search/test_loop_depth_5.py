@@ -13,8 +13,8 @@ from ridgerider.search import SearchSpec, search
 def test_the_default_spec_exhausts_a_depth_5_tree_with_every_paying_leaf(seed):
     """With no spec a depth-5 tree (31 parameters, 16 paying leaves) has no node budget and its
     minima are climbed from: the graph of minima and saddles is searched to the end, on trees no
-    benchmark draws, and holds every paying leaf and only winners (KNOWN-ANSWERS). About 35 s a
-    tree with the tree's exact derivatives (35 to 141 s over the five trees measured)."""
+    benchmark draws, and holds every paying leaf and only winners (KNOWN-ANSWERS). 30 and 130
+    s on these two trees since climbs land on saddles of higher index (bench/RESULTS.md)."""
     tree = TreeMDP.build(5, seed)
     result = search(tree.problem(), SearchSpec())
     leaves = {tree.greedy_leaf(p.theta) for p in result.points("minimum")}
