@@ -41,7 +41,7 @@ MIN_OVERLAP = 0.5  # a step whose climbed eigenvector turns further is retaken s
 SMOOTH = 0.9  # a step whose climbed eigenvector turns less lets the trust radius grow
 GROWTH = 1.5
 MAX_RADIUS = 8.0  # the longest step, in ClimbConfig.step
-SETTLED = 1 / 64  # a Newton step this short, in ClimbConfig.step, has found its critical point
+SETTLED = 1 / 64  # a step this short (in ClimbConfig.step) with negative curvature beside: land
 
 
 @dataclass(frozen=True)
