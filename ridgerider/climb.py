@@ -28,6 +28,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ridgerider.critical import spectral_newton_step
 from ridgerider.linalg import gradient_and_hessian
 from ridgerider.linalg.blocks import WHOLE_SPACE_SIZE
 
@@ -123,9 +124,9 @@ def climb(
         d = (vectors[:, t] * torch.sign(overlaps[t])).to(theta)
         step = _step(values, vectors, g64, t).to(theta)
         length = step.norm().item()
-        off = bool(((values < 0).sum() - (values[t] < 0).int()).item())
-        if off and values[t] < 0 and length <= config.step * SETTLED:
-            step = _newton_step(values, vectors, g64).to(theta)  # land on the saddle
+        beside = int((values < 0).sum()) > 1  # negative curvature beside the climbed direction
+        if values[t] < 0 and beside and length <= config.step * SETTLED:
+            step = spectral_newton_step(values, vectors, g64, CURVATURE_FLOOR).to(theta)  # land
             length = step.norm().item()
         if length > radius:
             step = step * (radius / length)
@@ -142,10 +143,3 @@ def _step(values: Tensor, vectors: Tensor, g: Tensor, t: int) -> Tensor:
     lam, slope = values[t].item(), slopes[t].item()
     coefficients[t] = slope / max(math.sqrt(lam**2 / 4 + slope**2) - lam / 2, floor)
     return vectors @ coefficients
-
-
-def _newton_step(values: Tensor, vectors: Tensor, g: Tensor) -> Tensor:
-    """The Newton step to the critical point ahead, in every direction (flat ones left out)."""
-    floor = CURVATURE_FLOOR * max(values.abs().max().item(), 1.0)
-    kept = values.abs() > floor
-    return vectors[:, kept] @ (-(vectors[:, kept].T @ g) / values[kept])

@@ -291,6 +291,14 @@ def _descend(
     return theta, step_size
 
 
+def spectral_newton_step(values: Tensor, vectors: Tensor, g: Tensor, rtol: float) -> Tensor:
+    """The Newton step -H^+ g from H's eigenpairs, leaving out the directions whose |eigenvalue|
+    is at most `rtol * max(||H||, 1)` (flat ones, where the step would blow up)."""
+    kept = values.abs() > rtol * max(values.abs().max().item(), 1.0)
+    basis = vectors[:, kept]
+    return -basis @ ((basis.T @ g) / values[kept])
+
+
 def newton_step(loss: Callable[[Tensor], Tensor], theta: Tensor, g: Tensor) -> tuple[Tensor, int]:
     """The Newton step -H^+ g by MINRES on HVPs (H may be indefinite or singular); exactly, from
     the whole Hessian, for a small problem."""
@@ -298,9 +306,7 @@ def newton_step(loss: Callable[[Tensor], Tensor], theta: Tensor, g: Tensor) -> t
     n = theta.numel()
     if n <= WHOLE_SPACE_SIZE:
         values, vectors = torch.linalg.eigh(op.dense().to(torch.float64).cpu())
-        kept = values.abs() > ZERO_RTOL * 1e-6 * max(values.abs().max().item(), 1.0)
-        basis = vectors[:, kept]
-        solution = -basis @ ((basis.T @ g.double().cpu()) / values[kept])
+        solution = spectral_newton_step(values, vectors, g.double().cpu(), ZERO_RTOL * 1e-6)
         return solution.to(theta), n
 
     def matvec(x: np.ndarray) -> np.ndarray:
