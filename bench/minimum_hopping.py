@@ -17,22 +17,29 @@ turns the rides to minima into saddle settling or branching (`SearchSpec.settle_
 from __future__ import annotations
 
 import argparse
+import bisect
 import time
 
+import networkx as nx
 import torch
 from common import print_table
 
 from ridgerider.problems.tree_mdp import TreeMDP
 from ridgerider.search import SearchSpec, search
+from ridgerider.search.budget import Progress
 
 
 def row(tree: TreeMDP, spec: SearchSpec, climbs: bool) -> list:
+    progress: list[Progress] = []
     started = time.perf_counter()
-    result = search(tree.problem(), spec.model_copy(update={"climb_minima": climbs}))
+    result = search(
+        tree.problem(), spec.model_copy(update={"climb_minima": climbs}), progress.append
+    )
     seconds = time.perf_counter() - started
     minima = result.points("minimum")
     leaves = {tree.greedy_leaf(point.theta) for point in minima}
     paying = len(set(tree.solutions()) & leaves)
+    last = last_paying_leaf_seconds(tree, result.graph, progress)
     climbed = sum(
         1 for _, _, data in result.graph.edges(data=True) if data["end_reason"].startswith("climb")
     )
@@ -44,9 +51,26 @@ def row(tree: TreeMDP, spec: SearchSpec, climbs: bool) -> list:
         len(minima),
         result.graph.number_of_nodes() - len(minima),
         climbed,
+        f"{last:.1f}",
         f"{seconds:.1f}",
         result.stopped,
     ]
+
+
+def last_paying_leaf_seconds(
+    tree: TreeMDP, graph: nx.MultiDiGraph, progress: list[Progress]
+) -> float:
+    """When the search found the last of the paying leaves it found: nodes are numbered in the
+    order found, and the progress after each unit says how many there were by then."""
+    first: dict[int, int] = {}
+    for node, data in graph.nodes(data=True):
+        point = data["point"]
+        if point.kind == "minimum" and (leaf := tree.greedy_leaf(point.theta)) in tree.solutions():
+            first[leaf] = min(first.get(leaf, node), node)
+    if not first:
+        return 0.0
+    counts = [step.nodes for step in progress]
+    return progress[bisect.bisect_right(counts, max(first.values()))].seconds
 
 
 def main() -> None:
@@ -61,9 +85,9 @@ def main() -> None:
     seeds = [int(text) for text in args.seeds.split(",")]
     trees = [TreeMDP.build(args.depth, seed) for seed in seeds]
     header = ["depth", "seed", "climbs", "paying leaves", "minima", "other points"]
-    header += ["climbs taken", "seconds", "stopped"]
+    header += ["climbs taken", "last paying leaf (s)", "seconds", "stopped"]
     rows = (row(tree, spec, climbs) for tree in trees for climbs in (False, True))
-    print_table(header, "rrlrrrrrl", rows)
+    print_table(header, "rrlrrrrrrl", rows)
 
 
 if __name__ == "__main__":
