@@ -5,8 +5,8 @@ pair's winner under a state two levels above the leaves lies behind a saddle tha
 the start ends on, one index-1 saddle beyond a minimum the rides find. `climb_minima` (on by
 default for problems of at most 128 parameters) climbs from every minimum over the saddles
 around it and rides down their far sides. This runs the same spec on the same trees with
-climbs off and on, in one run, and prints the paying leaves found, the points, the climbs and
-why each search stopped.
+climbs off and on, in one run, and prints the paying leaves found, the points, the climbs, when
+the last paying leaf was found against how long the search ran, and why it stopped.
 
 Run: `python bench/minimum_hopping.py --depth 4 --seeds 100,0,1 --settle minimum` (no
 budget: each search runs until its frontier is exhausted) or add `--seconds 60`. Name a settle
@@ -37,9 +37,9 @@ def row(tree: TreeMDP, spec: SearchSpec, climbs: bool) -> list:
     )
     seconds = time.perf_counter() - started
     minima = result.points("minimum")
-    leaves = {tree.greedy_leaf(point.theta) for point in minima}
-    paying = len(set(tree.solutions()) & leaves)
-    last = last_paying_leaf_seconds(tree, result.graph, progress)
+    first = first_nodes_of_paying_leaves(tree, result.graph)
+    counts = [step.nodes for step in progress]  # the nodes after each unit
+    last = progress[bisect.bisect_right(counts, max(first.values()))].seconds if first else 0.0
     climbed = sum(
         1 for _, _, data in result.graph.edges(data=True) if data["end_reason"].startswith("climb")
     )
@@ -47,7 +47,7 @@ def row(tree: TreeMDP, spec: SearchSpec, climbs: bool) -> list:
         tree.depth,
         tree.seed,
         "on" if climbs else "off",
-        f"{paying} / {len(tree.solutions())}",
+        f"{len(first)} / {len(tree.solutions())}",
         len(minima),
         result.graph.number_of_nodes() - len(minima),
         climbed,
@@ -57,20 +57,16 @@ def row(tree: TreeMDP, spec: SearchSpec, climbs: bool) -> list:
     ]
 
 
-def last_paying_leaf_seconds(
-    tree: TreeMDP, graph: nx.MultiDiGraph, progress: list[Progress]
-) -> float:
-    """When the search found the last of the paying leaves it found: nodes are numbered in the
-    order found, and the progress after each unit says how many there were by then."""
+def first_nodes_of_paying_leaves(tree: TreeMDP, graph: nx.MultiDiGraph) -> dict[int, int]:
+    """Each paying leaf found, with the first node whose minimum leads to it (nodes are numbered
+    in the order found)."""
+    paying = set(tree.solutions())
     first: dict[int, int] = {}
     for node, data in graph.nodes(data=True):
         point = data["point"]
-        if point.kind == "minimum" and (leaf := tree.greedy_leaf(point.theta)) in tree.solutions():
+        if point.kind == "minimum" and (leaf := tree.greedy_leaf(point.theta)) in paying:
             first[leaf] = min(first.get(leaf, node), node)
-    if not first:
-        return 0.0
-    counts = [step.nodes for step in progress]
-    return progress[bisect.bisect_right(counts, max(first.values()))].seconds
+    return first
 
 
 def main() -> None:
