@@ -24,6 +24,9 @@ Prints three tables:
      gradient norm is below 1e-4 or 3,000 steps, as a user trains.
    Columns: solutions (distinct after aligning symmetric copies), functionally distinct ones
    (predicted probabilities on the test split differ by more than 1e-4 from every other's),
+   prediction-distinct ones (of those, the ones whose predicted class differs from every other
+   kept one's on at least one test image: a minimum a short hop away from another can differ
+   by 1e-4 in probability and in no prediction),
    those per 1,000 gradient-equivalents, mean pairwise disagreement of the functionally
    distinct ones, ensemble test accuracy (averaged probabilities), best test accuracy, best
    out-of-distribution accuracy (colored-digits).
@@ -59,6 +62,7 @@ ADAM_STEPS = 3_000
 COLUMNS = (
     "solutions",
     "functionally distinct",
+    "prediction-distinct",
     "per 1k grad-eq",
     "mean disagreement",
     "ensemble test accuracy",
@@ -157,10 +161,15 @@ def summary(problem: Problem, thetas: list[torch.Tensor], equivalents: float) ->
         if all((p - probabilities[j]).abs().max() >= SAME_FUNCTION_TOL for j in functional):
             functional.append(i)
     if not functional:  # a budget that ended before the first solution
-        return {"solutions": 0.0, "functionally distinct": 0.0, "per 1k grad-eq": 0.0}
+        empty = ("solutions", "functionally distinct", "prediction-distinct", "per 1k grad-eq")
+        return dict.fromkeys(empty, 0.0)
     labels = problem.splits["test"][1]
     chosen = torch.stack([probabilities[i] for i in functional])
     predictions = chosen.argmax(2)
+    by_prediction: list[torch.Tensor] = []
+    for predicted in predictions:
+        if all((predicted != other).any() for other in by_prediction):
+            by_prediction.append(predicted)
     pairs = [
         (predictions[i] != predictions[j]).double().mean().item()
         for i in range(len(functional))
@@ -169,6 +178,7 @@ def summary(problem: Problem, thetas: list[torch.Tensor], equivalents: float) ->
     result = {
         "solutions": float(len(distinct)),
         "functionally distinct": float(len(functional)),
+        "prediction-distinct": float(len(by_prediction)),
         "per 1k grad-eq": 1000 * len(functional) / equivalents,
         "mean disagreement": sum(pairs) / len(pairs) if pairs else 0.0,
         "ensemble test accuracy": (chosen.mean(0).argmax(1) == labels).double().mean().item(),
