@@ -69,6 +69,7 @@ COLUMNS = (
     "best test accuracy",
     "best OOD accuracy",
 )
+COUNTS = ("solutions", "functionally distinct", "prediction-distinct")
 
 
 class RecordingTree(MemoryTree):
@@ -196,6 +197,10 @@ def summary(problem: Problem, thetas: list[torch.Tensor], equivalents: float) ->
     return result
 
 
+def _cell(value: float, count: bool) -> str:
+    return f"{value:.0f}" if count else f"{value:.4f}"
+
+
 def _copies(problem: Problem, reference: torch.Tensor, theta: torch.Tensor) -> bool:
     return _distance(problem, reference, theta) <= 1e-3 * (1 + reference.norm().item())
 
@@ -229,7 +234,7 @@ def measure(name: str, seconds: float) -> list[list[object]]:
         thetas, tries = r.value if isinstance(r.value, tuple) else (r.value, len(r.value))
         equivalents = r.seconds / per_gradient
         result = summary(problem, thetas, equivalents)
-        cells = [f"{result[c]:.4f}" if c in result else "-" for c in COLUMNS]
+        cells = [_cell(result[c], c in COUNTS) if c in result else "-" for c in COLUMNS]
         rows.append([name, method, f"{r.seconds:.1f}", f"{equivalents:,.0f}", tries, *cells])
     return rows
 
