@@ -24,8 +24,8 @@ SMALL_DIM = 128
 SMALL_DEFAULTS = {"max_nodes": None, "max_depth": 64, "ridges_per_node": 64}
 # Larger problems (networks): a tree two rides deep, seven ridges a branch point and a node
 # budget it ends on, so that `make run` (digits-mlp) returns dozens of minima within three
-# minutes on this project's CPU: 45 in 133 s (bench/RESULTS.md); six ridges with no budget
-# reached gave 38, seven 60 in 181 s.
+# minutes on this project's CPU: 45 in 133-146 s (bench/RESULTS.md); six ridges with no
+# budget reached gave 38, seven 60 in 181 s.
 LARGE_DEFAULTS = {"max_nodes": 64, "max_depth": 2, "ridges_per_node": 7}
 # A small problem's ride steps grow up to this many times step_size: its rides cross the
 # problem in a dozen steps, not hundreds (bench/known_answers.py).
