@@ -112,3 +112,12 @@ def adam_from_seeds(
             optimiser.step()
         thetas.append(parameter.detach().clone())
     return thetas
+
+
+def seed_range(text: str) -> list[int]:
+    """`--seeds` "N" or "A-B" (inclusive) as a list of seeds."""
+    first, _, last = text.partition("-")
+    try:
+        return list(range(int(first), int(last or first) + 1))
+    except ValueError:
+        raise SystemExit(f"--seeds must be N or A-B, e.g. 0-2; got {text!r}") from None

@@ -23,7 +23,8 @@ from collections import Counter
 
 import networkx as nx
 import torch
-from common import print_table
+from common import print_table, seed_range
+from minimum_hopping import first_nodes_of_paying_leaves
 
 from ridgerider.problems.tree_mdp import TreeMDP
 from ridgerider.search import SearchSpec, search
@@ -58,7 +59,7 @@ def measure(tree: TreeMDP, seconds: float) -> dict[str, float]:
     paying = set(tree.solutions())
     graph = result.graph
     minima = [n for n, d in graph.nodes(data=True) if d["point"].kind == "minimum"]
-    leaves = {tree.greedy_leaf(graph.nodes[n]["point"].theta) for n in minima} & paying
+    leaves = first_nodes_of_paying_leaves(tree, graph)
     from_start = {
         tree.greedy_leaf(graph.nodes[n]["point"].theta)
         for n in minima
@@ -72,11 +73,6 @@ def measure(tree: TreeMDP, seconds: float) -> dict[str, float]:
     }
 
 
-def seeds_of(text: str) -> list[int]:
-    first, _, last = text.partition("-")
-    return list(range(int(first), int(last or first) + 1))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depth", type=int, default=7)
@@ -86,7 +82,9 @@ def main() -> None:
     torch.set_num_threads(1)
     rows = []
     for seconds in (float(b) for b in args.budgets.split(",")):
-        runs = [measure(TreeMDP.build(args.depth, seed), seconds) for seed in seeds_of(args.seeds)]
+        runs = [
+            measure(TreeMDP.build(args.depth, seed), seconds) for seed in seed_range(args.seeds)
+        ]
 
         def mean(key: str, runs: list[dict[str, float]] = runs) -> float:
             return statistics.mean(run.get(key, 0) for run in runs)
