@@ -20,8 +20,8 @@ Along Adam's path (every 25 steps) it records the test-environment accuracy: the
 training accuracy >= 0.6, the smallest colour sensitivity on validation images, as
 bench/paper.py's "colour" rule). Then the minimum below the path's end.
 
-Run: `python bench/colored_ceiling.py --seeds 0-2` (about 2 minutes a seed on one thread);
-`--flips 0.15,0.25,0.85` for other colour strengths.
+Run: `python bench/colored_ceiling.py --seeds 0-2` (10-15 minutes a seed on one thread, most
+of it the descents to minima); `--flips 0.15,0.25,0.85` for other colour strengths.
 """
 
 from __future__ import annotations
