@@ -41,6 +41,7 @@ from paper import (
     IRM_LR,
     IRM_WEIGHT,
     REX_WEIGHT,
+    choose,
     colored_flips,
     environment_profile,
     erm_objective,
@@ -61,7 +62,6 @@ from ridgerider.problems.mnist import (
 )
 
 RECORD_EVERY = 25
-MIN_TRAIN = 0.6
 DESCENT_TOL, DESCENT_ITERATIONS = 1e-4, 3000
 
 Objective = Callable[[Tensor, int], Tensor]
@@ -132,13 +132,6 @@ def descend(
     return torch.as_tensor(result.x, dtype=problem.dtype), float(np.abs(result.jac).max())
 
 
-def rule_pick(path: list[dict[str, float]]) -> dict[str, float]:
-    """The path point with the smallest validation colour sensitivity among those with
-    training accuracy >= MIN_TRAIN (the training environments only)."""
-    eligible = [p for p in path if p["train"] >= MIN_TRAIN] or path
-    return min(eligible, key=lambda p: (p["colour"], -p["val"]))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="0-2", help="data seeds, N or A-B")
@@ -170,7 +163,7 @@ def main() -> None:
             row = figures[name]
             row["end"].append(path[-1]["test"])
             row["best on path"].append(max(p["test"] for p in path))
-            row["rule on path"].append(rule_pick(path)["test"])
+            row["rule on path"].append(choose(path, "colour")["test"])
             row["minimum"].append(at_minimum["test"])
             row["minimum train"].append(at_minimum["train"])
             print(
