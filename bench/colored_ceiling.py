@@ -41,6 +41,7 @@ from paper import (
     IRM_LR,
     IRM_WEIGHT,
     REX_WEIGHT,
+    adam_training,
     choose,
     colored_flips,
     environment_profile,
@@ -52,7 +53,8 @@ from paper import (
 from scipy.optimize import minimize as scipy_minimize
 from torch import Tensor
 
-from ridgerider.problems.base import Problem, classification_loss
+from ridgerider.flat import FlatLayout
+from ridgerider.problems.base import Problem, classification_loss, weight_penalty
 from ridgerider.problems.mnist import (
     ColoredMnist,
     colored_behaviour,
@@ -62,21 +64,22 @@ from ridgerider.problems.mnist import (
 )
 
 RECORD_EVERY = 25
+WEIGHT_DECAY = 1e-3  # IRM's L2, colored-mnist's default
 DESCENT_TOL, DESCENT_ITERATIONS = 1e-4, 3000
 
 Objective = Callable[[Tensor, int], Tensor]
 
 
 def grayscale_objective(problem: Problem) -> Objective:
-    """ERM on the training images with their two channels summed: the problem's loss with its
-    data term (on coloured images) replaced by the same term on grayscale ones."""
+    """ERM on the training images with their two channels summed, with the problem's weight
+    decay (WEIGHT_DECAY, which `problem` is built with)."""
     inputs, labels = problem.splits["train"]
     grayscale = inputs + swap_colours(inputs)
+    penalty = weight_penalty(FlatLayout.of(problem.to_module(problem.start)))
 
     def objective(theta: Tensor, _: int) -> Tensor:
-        data = classification_loss(problem.predict(theta, inputs), labels)
-        gray = classification_loss(problem.predict(theta, grayscale), labels)
-        return problem.loss(theta) - data + gray
+        data = classification_loss(problem.predict(theta, grayscale), labels)
+        return data + WEIGHT_DECAY * penalty(theta)
 
     return objective
 
@@ -94,16 +97,13 @@ def adam_path(
     problem: Problem, theta: Tensor, objective: Objective, lr: float
 ) -> tuple[Tensor, list[dict[str, float]]]:
     """Adam's end and the environment profiles of every RECORD_EVERY-th point on its path."""
-    parameter = theta.clone().requires_grad_(True)
-    optimiser = torch.optim.Adam([parameter], lr=lr)
     path = []
-    for step in range(ERM_STEPS):
+
+    def record(step: int, point: Tensor) -> None:
         if step % RECORD_EVERY == 0:
-            path.append(environment_profile(problem, parameter.detach()))
-        optimiser.zero_grad()
-        objective(parameter, step).backward()
-        optimiser.step()
-    end = parameter.detach()
+            path.append(environment_profile(problem, point))
+
+    end = adam_training(theta, objective, lr, record)
     path.append(environment_profile(problem, end))
     return end, path
 
@@ -151,7 +151,7 @@ def main() -> None:
     columns = ("end", "best on path", "rule on path", "minimum", "minimum train")
     figures: dict[str, dict[str, list[float]]] = {m: {c: [] for c in columns} for m in methods}
     for seed in seeds:
-        problem = colored_mnist_problem(seed=seed, **flips)
+        problem = colored_mnist_problem(seed=seed, weight_decay=WEIGHT_DECAY, **flips)
         data = colored_mnist_data(seed, **flips)
         for name, (make_objective, lr, weight, gray, from_mis) in methods.items():
             measured = grayscale_problem(problem, data) if gray else problem

@@ -141,10 +141,19 @@ def choose(profiles: list[dict[str, float]], rule: str) -> dict[str, float]:
     return max(profiles, key=lambda p: p["test"])
 
 
-def adam_training(theta: Tensor, objective: Callable[[Tensor, int], Tensor], lr: float) -> Tensor:
+def adam_training(
+    theta: Tensor,
+    objective: Callable[[Tensor, int], Tensor],
+    lr: float,
+    visit: Callable[[int, Tensor], None] | None = None,
+) -> Tensor:
+    """ERM_STEPS of full-batch Adam on `objective(theta, step)`; `visit(step, theta)` sees each
+    point before its step is taken."""
     parameter = theta.clone().requires_grad_(True)
     optimiser = torch.optim.Adam([parameter], lr=lr)
     for step in range(ERM_STEPS):
+        if visit is not None:
+            visit(step, parameter.detach())
         optimiser.zero_grad()
         objective(parameter, step).backward()
         optimiser.step()
