@@ -14,7 +14,7 @@ from scipy.sparse.linalg import minres
 from torch import Tensor
 from torch.func import grad
 
-from ridgerider.lbfgs import lbfgs
+from ridgerider.lbfgs import MEMORY, lbfgs
 from ridgerider.linalg import HessianOperator, eigsh, gradient_and_hessian
 from ridgerider.linalg.blocks import WHOLE_SPACE_SIZE
 from ridgerider.linalg.exact import loss_gradient
@@ -42,6 +42,7 @@ class SettleConfig:
         polish: whether a minimum is then polished by Newton steps to `grad_tol` (exact
             critical points, for small problems); a network's leaf is the practical
             minimum L-BFGS reaches.
+        memory: the past steps L-BFGS keeps.
     """
 
     grad_tol: float = 1e-9
@@ -51,6 +52,7 @@ class SettleConfig:
     probe: int = 8
     minimum_tol: float = 1e-7
     polish: bool = True
+    memory: int = MEMORY
 
 
 @dataclass(frozen=True)
@@ -220,7 +222,7 @@ def settle_to_minimum(
     tol = config.minimum_tol
     if not config.polish:
         tol *= max(1.0, abs(loss(theta).item()))
-    theta, value = lbfgs(loss, theta, gradient_tol=tol, max_iterations=20_000)
+    theta, value = lbfgs(loss, theta, gradient_tol=tol, max_iterations=20_000, memory=config.memory)
     if not math.isfinite(value):
         raise FloatingPointError("the loss turned NaN or Inf while settling")
     if not config.polish:
