@@ -32,7 +32,8 @@ Prints three tables:
    out-of-distribution accuracy (colored-digits).
 
 Run: `python bench/search.py` (about 45 minutes on 2 CPU cores; `--seconds` caps each
-method's budget, 300 by default; `--quick` runs digits-mlp only, with 30 s on mnist).
+method's budget, 300 by default; `--quick` runs digits-mlp only, with 30 s on mnist;
+`--tables methods --problems colored-digits` prints only the third table, for those problems).
 """
 
 from __future__ import annotations
@@ -246,10 +247,53 @@ def main() -> None:
         "--mnist-seconds", type=float, default=300.0, help="the mnist-mlp search's budget"
     )
     parser.add_argument("--quick", action="store_true", help="digits-mlp only, 30 s on mnist")
+    parser.add_argument(
+        "--problems",
+        default=",".join(PROBLEMS),
+        help="the problems of the third table, comma-separated (default: all three)",
+    )
+    parser.add_argument(
+        "--tables",
+        default="steps,threads,methods",
+        help="which tables to print, comma-separated: steps, threads, methods (default: all)",
+    )
     args = parser.parse_args()
+    tables = set(args.tables.split(","))
+    if not tables <= {"steps", "threads", "methods"}:
+        parser.error(f"--tables takes steps, threads and methods, got {args.tables!r}")
+    problems = PROBLEMS[:1] if args.quick else tuple(args.problems.split(","))
     torch.set_num_threads(1)
     mnist_seconds = 30.0 if args.quick else args.mnist_seconds
     print(f"# bench/search.py on CPU, torch {torch.__version__}, 1 thread(s)\n")
+    if "steps" in tables:
+        print_ride_steps(mnist_seconds)
+    if "threads" in tables:
+        print("\nThe default search with 1 and with 2 torch threads\n")
+        print_table(
+            [
+                "problem",
+                "minima, 1 thread",
+                "minima, 2 threads",
+                "1-thread minima the 2-thread set holds",
+                "their median distance",
+                "largest",
+            ],
+            "lrrrrr",
+            thread_counts("digits-mlp"),
+        )
+    if "methods" in tables:
+        print(
+            f"\nEvery method with recursive Ridge Rider's wall time (at most {args.seconds:g} s)\n"
+        )
+        print_table(
+            ["problem", "method", "seconds", "gradient-equivalents", "rides or runs", *COLUMNS],
+            "llrrr" + "r" * len(COLUMNS),
+            (row for name in problems for row in measure(name, args.seconds)),
+        )
+
+
+def print_ride_steps(mnist_seconds: float) -> None:
+    """The first table: the ride steps of the default digits-mlp search and of mnist-mlp."""
     print("Ride steps of real searches (the default spec; mnist-mlp within its budget)\n")
     print_table(
         [
@@ -269,25 +313,6 @@ def main() -> None:
             ride_steps("digits-mlp", SearchSpec()),
             ride_steps("mnist-mlp:hidden=16", SearchSpec(max_seconds=mnist_seconds)),
         ],
-    )
-    print("\nThe default search with 1 and with 2 torch threads\n")
-    print_table(
-        [
-            "problem",
-            "minima, 1 thread",
-            "minima, 2 threads",
-            "1-thread minima the 2-thread set holds",
-            "their median distance",
-            "largest",
-        ],
-        "lrrrrr",
-        thread_counts("digits-mlp"),
-    )
-    print(f"\nEvery method with recursive Ridge Rider's wall time (at most {args.seconds:g} s)\n")
-    print_table(
-        ["problem", "method", "seconds", "gradient-equivalents", "rides or runs", *COLUMNS],
-        "llrrr" + "r" * len(COLUMNS),
-        (row for name in PROBLEMS[: 1 if args.quick else 3] for row in measure(name, args.seconds)),
     )
 
 
