@@ -151,7 +151,7 @@ def _array(theta: Tensor) -> np.ndarray:
 
 
 def _tensor(array: np.ndarray, like: Tensor) -> Tensor:
-    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    tensor = torch.from_numpy(array if array.flags.c_contiguous else array.copy())
     if like.dtype == torch.float64 and like.device.type == "cpu":
         return tensor
     return tensor.to(device=like.device, dtype=like.dtype)

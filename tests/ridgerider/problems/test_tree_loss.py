@@ -32,6 +32,7 @@ def test_closed_form_derivatives_match_autograd(depth: int, seed: int) -> None:
     for theta in points(tree, seed):
         value, gradient = loss.value_and_gradient(theta)
         closed_gradient, closed_hessian = loss.gradient_and_hessian(theta)
+        assert value.shape == () and value.dtype == gradient.dtype == torch.float64
         assert value.item() == pytest.approx(tree.loss(theta).item(), abs=1e-14)
         torch.testing.assert_close(gradient, grad(tree.loss)(theta), rtol=0, atol=1e-14)
         torch.testing.assert_close(closed_gradient, gradient, rtol=0, atol=1e-15)
@@ -44,6 +45,7 @@ def test_a_batch_of_points_gets_each_points_gradient() -> None:
     loss = tree.problem().loss
     batch = torch.stack(points(tree, 2))
     values, gradients = loss.value_and_gradient(batch)
+    assert values.shape == (len(batch),) and gradients.shape == batch.shape
     for theta, value, gradient in zip(batch, values, gradients, strict=True):
         one_value, one_gradient = loss.value_and_gradient(theta)
         assert value.item() == pytest.approx(one_value.item(), abs=1e-14)  # SIMD lanes, sums
