@@ -83,6 +83,12 @@ def gradient_seconds(problem: Problem, repeats: int = 50) -> float:
     return statistics.median(samples(lambda: gradient(problem.start), repeats, problem.device))
 
 
+def aligned_distance(problem: Problem, reference: torch.Tensor, theta: torch.Tensor) -> float:
+    """How far `theta` lies from `reference` once aligned to it (symmetric copies are one)."""
+    aligned = problem.align(reference, theta) if problem.align else theta
+    return (aligned - reference).norm().item()
+
+
 def default_initialisation(problem: Problem, seed: int) -> torch.Tensor:
     """The flat parameters of the problem's module with PyTorch's default initialisation."""
     module = problem.to_module(problem.start)

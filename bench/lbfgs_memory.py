@@ -20,7 +20,7 @@ import time
 from dataclasses import replace
 
 import torch
-from common import default_initialisation, print_table
+from common import aligned_distance, default_initialisation, print_table
 
 from ridgerider.critical import settle_to_minimum
 from ridgerider.problems.base import Problem
@@ -43,11 +43,6 @@ def descent(problem: Problem, theta: torch.Tensor, memory: int) -> tuple[torch.T
     return end, evaluations, time.perf_counter() - started
 
 
-def distance(problem: Problem, reference: torch.Tensor, theta: torch.Tensor) -> float:
-    aligned = problem.align(reference, theta) if problem.align else theta
-    return (aligned - reference).norm().item()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problems", default="digits-mlp,colored-digits")
@@ -67,7 +62,9 @@ def main() -> None:
         peers = [end for end, _, _ in runs[memories[0]]]
         for memory in memories:
             ends = [end for end, _, _ in runs[memory]]
-            farthest = max(distance(problem, p, e) for p, e in zip(peers, ends, strict=True))
+            farthest = max(
+                aligned_distance(problem, p, e) for p, e in zip(peers, ends, strict=True)
+            )
             rows.append(
                 [
                     name,

@@ -44,7 +44,14 @@ import time
 from collections import Counter
 
 import torch
-from common import adam_from_seeds, default_initialisation, gradient_seconds, print_table, timed
+from common import (
+    adam_from_seeds,
+    aligned_distance,
+    default_initialisation,
+    gradient_seconds,
+    print_table,
+    timed,
+)
 
 from ridgerider.critical import settle_to_minimum
 from ridgerider.metrics import SAME_FUNCTION_TOL
@@ -120,7 +127,7 @@ def thread_counts(name: str) -> list[list[object]]:
     torch.set_num_threads(1)
     matched = []
     for theta in found[1]:
-        nearest = min(_distance(problem, theta, other) for other in found[2])
+        nearest = min(aligned_distance(problem, theta, other) for other in found[2])
         if nearest <= 1e-3 * (1 + theta.norm().item()):
             matched.append(nearest)
     return [
@@ -133,11 +140,6 @@ def thread_counts(name: str) -> list[list[object]]:
             f"{max(matched):.1e}" if matched else "-",
         ]
     ]
-
-
-def _distance(problem: Problem, reference: torch.Tensor, theta: torch.Tensor) -> float:
-    aligned = problem.align(reference, theta) if problem.align else theta
-    return (aligned - reference).norm().item()
 
 
 def restarts(problem: Problem, seconds: float) -> list[torch.Tensor]:
@@ -203,7 +205,7 @@ def _cell(value: float, count: bool) -> str:
 
 
 def _copies(problem: Problem, reference: torch.Tensor, theta: torch.Tensor) -> bool:
-    return _distance(problem, reference, theta) <= 1e-3 * (1 + reference.norm().item())
+    return aligned_distance(problem, reference, theta) <= 1e-3 * (1 + reference.norm().item())
 
 
 def ridge_rider(problem: Problem, name: str, seconds: float, **fields) -> tuple[list, int]:
