@@ -23,6 +23,7 @@ from torch import Tensor
 
 from ridgerider.critical import CriticalPoint
 from ridgerider.linalg import HessianOperator, eigsh
+from ridgerider.linalg.blocks import WHOLE_SPACE_SIZE
 from ridgerider.problems.base import Problem
 from ridgerider.search.spec import SearchSpec
 
@@ -100,7 +101,9 @@ def spectrum_at(
     result = eigsh(op, k, "SA", tol=tol, v0=v0, seed=seed)
     values = result.eigenvalues.cpu()
     norm_estimate, hvps = values.abs().max().item(), result.info.matvecs
-    if k < problem.dim:  # the whole spectrum holds ||H||; a part of it, a solve more
+    if problem.dim <= WHOLE_SPACE_SIZE:  # solved whole: its ||H|| is exact
+        norm_estimate = result.info.anorm
+    elif k < problem.dim:  # a part of the spectrum: ||H|| takes a solve more
         top = eigsh(op, 1, "LA", tol=1e-2, seed=seed)
         norm_estimate = max(abs(top.eigenvalues[0].item()), norm_estimate)
         hvps += top.info.matvecs
