@@ -1,4 +1,5 @@
-"""The search's steps: which climbs a minimum takes, and where an index-1 saddle's sides lead."""
+"""The search's steps: their seeding, which climbs a minimum takes, and where an index-1
+saddle's sides lead."""
 
 from __future__ import annotations
 
@@ -10,13 +11,24 @@ from ridgerider.problems.classic import himmelblau
 from ridgerider.problems.tree_mdp import TreeMDP
 from ridgerider.search import SearchSpec
 from ridgerider.search.ridges import make_ridge, spectrum_at
-from ridgerider.search.steps import climbs, follow
+from ridgerider.search.steps import climbs, follow, seed_generators
 from tests.known_answers import (
     HIMMELBLAU_MAXIMUM,
     HIMMELBLAU_MINIMA,
     HIMMELBLAU_SADDLE_MINIMA,
     HIMMELBLAU_SADDLES,
 )
+
+
+def test_a_step_s_seeding_draws_what_torch_manual_seed_does():
+    """`seed_generators` (the cheap seeding every step starts with) leaves the CPU generator
+    in the state `torch.manual_seed` does, so a step's draws are the same with either."""
+    seed_generators(7)
+    ours = torch.randn(5, dtype=torch.float64)
+    torch.manual_seed(7)
+    assert torch.equal(ours, torch.randn(5, dtype=torch.float64))
+    seed_generators(8)
+    assert not torch.equal(ours, torch.randn(5, dtype=torch.float64))
 
 
 def test_a_minimum_is_climbed_from_along_its_stiffest_directions_first():
