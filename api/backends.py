@@ -10,10 +10,9 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from api.client import Client
-from ridgerider.problems.registry import load
 from storage.artifacts import LocalArtifactStore
 from storage.database import Database
 from storage.export import check_destination, deliver, export
@@ -22,8 +21,10 @@ from storage.progress import counts
 from storage.queries import Page, SolutionRow, solution_rows, solutions_page
 from storage.report import job_summary
 from storage.selection import Choice, choose, parse_objectives
-from workers.evaluation import ensemble_metrics
 from workers.pool import Pool
+
+if TYPE_CHECKING:
+    from ridgerider.problems.base import Problem
 
 
 @dataclass(frozen=True)
@@ -91,20 +92,30 @@ class LocalBackend:
             ids, how = choose(session, job_id, choice)
         return ids, how, problem
 
+    def _ensemble(
+        self, job_id: int, ids: list[int], problem_name: str
+    ) -> tuple[Problem, dict[str, float]]:
+        """The job's problem and the ensemble metrics of its solutions `ids`: the models run, so
+        torch and the engine load here, not when the command line starts."""
+        from ridgerider.problems.registry import load
+        from workers.evaluation import ensemble_metrics
+
+        problem = load(problem_name)
+        return problem, ensemble_metrics(self.db, self.store, job_id, ids, problem) if ids else {}
+
     def select(self, job_id: int, choice: Choice) -> Chosen:
         ids, how, problem = self._choose(job_id, choice)
         with self.db.session(readonly=True) as session:
             rows = solution_rows(session, ids)
-        ensemble = ensemble_metrics(self.db, self.store, job_id, ids, load(problem)) if ids else {}
+        _, ensemble = self._ensemble(job_id, ids, problem)
         return Chosen(how, rows, ensemble)
 
     def export(self, job_id: int, destination: Path, choice: Choice) -> int:
         ids, how, name = self._choose(job_id, choice)
-        problem = load(name)
+        problem, ensemble = self._ensemble(job_id, ids, name)
         objectives = None
         if choice.pareto and len(parse_objectives(choice.pareto)) >= 2:
             objectives = tuple(o.name for o in parse_objectives(choice.pareto)[:2])
-        ensemble = ensemble_metrics(self.db, self.store, job_id, ids, problem) if ids else {}
         export(
             self.db,
             self.store,

@@ -20,7 +20,7 @@ from typer.core import TyperGroup
 
 from api.backends import Backend, LocalBackend, RemoteBackend
 from api.client import Client, ClientError
-from ridgerider.problems.registry import UnknownProblemError
+from ridgerider.problems.parameters import UnknownProblemError
 from storage.artifacts import CorruptArtifactError, LocalArtifactStore
 from storage.database import Database
 from storage.filters import FilterError

@@ -18,10 +18,9 @@ from api.cli_common import (
     open_database,
     settings_of,
 )
-from api.schemas import PRINTABLE_PATTERN, REGISTERED_MODEL_PATTERN
 from storage.jobs import get_job
 from storage.selection import Choice, choose
-from workers.mlflow_handoff import DEFAULT_EXPERIMENT, MlflowMissingError, hand_off, require_mlflow
+from workers.mlflow_names import DEFAULT_EXPERIMENT, PRINTABLE_PATTERN, REGISTERED_MODEL_PATTERN
 
 commands = typer.Typer()
 
@@ -60,6 +59,8 @@ def mlflow(
         fail(f"--register must be 1 to 200 letters, digits, _ or - (got {register!r})")
     if not re.fullmatch(PRINTABLE_PATTERN, experiment):
         fail(f"--experiment must be 1 to 200 printable ASCII characters (got {experiment!r})")
+    from workers.mlflow_handoff import MlflowMissingError, hand_off, require_mlflow  # the engine
+
     try:
         module = require_mlflow()
     except MlflowMissingError as error:

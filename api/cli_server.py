@@ -9,12 +9,9 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
-import uvicorn
 from rich.table import Table
 
-from api.app import create_app
 from api.cli_common import (
     ArtifactsOption,
     BrokerOption,
@@ -31,10 +28,10 @@ from api.cli_common import (
     settings_of,
 )
 from api.client import Client
-from api.deps import KEY_CACHE_SECONDS, Services
 from api.render import print_report
 from storage.jobs import adopt_unowned
 from storage.keys import (
+    KEY_CACHE_SECONDS,
     LOCAL_OWNER,
     KeyNameError,
     create_key,
@@ -43,7 +40,6 @@ from storage.keys import (
     revoke_key,
 )
 from storage.queries import SolutionRow
-from workers.pool import InProcessPool
 
 commands = typer.Typer()
 WORKER_HEALTHCHECK_SECONDS = 60
@@ -100,6 +96,8 @@ def serve(
     if not _loopback(host) and not keyed:
         fail(f"refusing to listen on {host} with no API keys: `ridgerider keys create NAME` first")
     db.dispose()
+    import uvicorn  # the server: loads the engine in each process it starts
+
     # uvicorn starts each server process with no arguments: they read the settings from the
     # environment they inherit (absolute paths, so that no process depends on its folder).
     absolute = {"database_url": db.url.render_as_string(hide_password=False)}
@@ -128,6 +126,13 @@ def dashboard(
     """The web dashboard over the embedded database, on loopback, with submitted jobs run in
     this process (no broker, no workers): watch searches, choose models. Prints a new key for
     `local`, who owns the jobs run on this machine."""
+    import torch  # the server, and the engine that runs the jobs in this process
+    import uvicorn
+
+    from api.app import create_app
+    from api.deps import Services
+    from workers.in_process import InProcessPool
+
     settings = settings_of(database_url=db_url, artifacts=artifacts)
     db, store = open_database(settings)
     with db.session() as session:

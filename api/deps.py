@@ -20,13 +20,12 @@ from api.limits import StreamSlots
 from api.problems_json import ProblemError
 from storage.artifacts import ArtifactStore, LocalArtifactStore
 from storage.database import Database
-from storage.keys import key_digest, owner_of_digest
+from storage.keys import KEY_CACHE_SECONDS, key_digest, owner_of_digest
 from workers.pool import JobPool, Pool
 from workers.settings import Settings
 
 BEARER = HTTPBearer(auto_error=False, description="an API key: `ridgerider keys create NAME`")
 API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False)
-KEY_CACHE_SECONDS = 10.0
 KEY_CACHE_SIZE = 1024
 
 

@@ -9,12 +9,14 @@ from typing import Annotated, Any, Literal
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ridgerider.problems.registry import UnknownProblemError, resolve
+from ridgerider.problems.parameters import UnknownProblemError
+from ridgerider.problems.registry import resolve
 from ridgerider.search import SearchSpec
 from ridgerider.search.spec import SMALL_DEFAULTS
 from storage.models import HandoffState
 from storage.queries import MAX_PAGE, SolutionRow
 from storage.selection import Choice
+from workers.mlflow_names import DEFAULT_EXPERIMENT, PRINTABLE_PATTERN, REGISTERED_MODEL_PATTERN
 
 MAX_ID = 2**31 - 1  # ids are 32-bit integers in the database
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]{0,99}$"
@@ -185,16 +187,12 @@ class Ensemble(BaseModel):
     )
 
 
-REGISTERED_MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,199}$"
-PRINTABLE_PATTERN = r"^[ -~]{1,200}$"
-
-
 class HandoffRequest(SelectRequest):
     """What to hand to MLflow: every solution passing `filter`, or a Pareto front, or a diverse
     top-k among them; the experiment to log into and, optionally, the registered model whose
     versions the chosen models become. The tracking server is the server's setting."""
 
-    experiment: str = Field("ridgerider", pattern=PRINTABLE_PATTERN)
+    experiment: str = Field(DEFAULT_EXPERIMENT, pattern=PRINTABLE_PATTERN)
     registered_model: str | None = Field(
         None, pattern=REGISTERED_MODEL_PATTERN, description="letters, digits, _ and -"
     )

@@ -1,24 +1,20 @@
-"""One call from a spec to a report: search, then the metrics of the set; and the report's JSON
-shape, shared with the stored job's document (`storage.report`)."""
+"""One call from a spec to a report: search, then the metrics of the set, as JSON in the shapes
+a stored job's document shares (`ridgerider.json_shapes`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-from torch import Tensor
+from typing import Any
 
 from ridgerider.critical import SOLUTION_KINDS, CriticalPoint
+from ridgerider.json_shapes import node_json, ride_json, solution_json
 from ridgerider.metrics import pairwise_metrics, set_metrics
 from ridgerider.problems.base import Problem
 from ridgerider.problems.registry import load
 from ridgerider.search import SearchResult, SearchSpec, search
 from ridgerider.search.budget import Progress
 from ridgerider.search.fingerprint import to_text
-
-THETA_IN_JSON_MAX_DIM = 100
-SOLUTION_NODE_KEYS = ("loss", "grad_norm", "index", "fingerprint")  # a solution's, of its node
 
 
 @dataclass(frozen=True)
@@ -71,58 +67,6 @@ class SearchReport:
                 "open": self.result.open,
             },
         }
-
-
-class NodePoint(Protocol):
-    """What a node's JSON shows of its point: a CriticalPoint, or a node as a database keeps it
-    (`storage.models.Node`)."""
-
-    @property
-    def kind(self) -> str: ...
-    @property
-    def index(self) -> int: ...
-    @property
-    def loss(self) -> float: ...
-    @property
-    def grad_norm(self) -> float: ...
-
-
-def node_json(node_id: int, point: NodePoint, depth: int, fingerprint: str) -> dict[str, Any]:
-    """A node of the DAG as JSON: the one shape every view of a node (a report's graph and
-    minima; a stored job's document, events and graph) is taken from."""
-    return {
-        "id": node_id,
-        "kind": point.kind,
-        "index": point.index,
-        "loss": point.loss,
-        "grad_norm": point.grad_norm,
-        "depth": depth,
-        "fingerprint": fingerprint,
-    }
-
-
-def ride_json(start: int, end: int | None, labels: dict[str, Any]) -> dict[str, Any]:
-    """A ride (an edge of the DAG) as JSON, from its labels (`ride_labels`): the one shape every
-    view of a ride (a report's graph; a stored job's document, events and lineage) is taken from."""
-    return {"from": start, "to": end, **labels}
-
-
-def solution_json(
-    node: dict[str, Any], metrics: dict[str, float], theta: Tensor, **labels: Any
-) -> dict[str, Any]:
-    """A solution as JSON, from its node's (`node_json`): the node's id, loss, gradient norm,
-    index and fingerprint, any `labels`, the metrics, and `theta` for problems of at most
-    THETA_IN_JSON_MAX_DIM parameters."""
-    entry = {"node": node["id"], **{key: node[key] for key in SOLUTION_NODE_KEYS}, **labels}
-    entry["metrics"] = metrics
-    if (values := theta_json(theta)) is not None:
-        entry["theta"] = values
-    return entry
-
-
-def theta_json(theta: Tensor) -> list[float] | None:
-    """The parameters as a list, for problems small enough to print them."""
-    return theta.tolist() if theta.numel() <= THETA_IN_JSON_MAX_DIM else None
 
 
 def run(

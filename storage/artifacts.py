@@ -10,11 +10,10 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as save_safetensors
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class CorruptArtifactError(RuntimeError):
@@ -97,6 +96,8 @@ class LocalArtifactStore:
 
 def put_tensors(store: ArtifactStore, tensors: dict[str, Tensor]) -> str:
     """Save named tensors as one safetensors artifact; returns its sha256."""
+    from safetensors.torch import save as save_safetensors  # torch: only where tensors are
+
     return store.put(
         save_safetensors({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
     )
@@ -104,4 +105,6 @@ def put_tensors(store: ArtifactStore, tensors: dict[str, Tensor]) -> str:
 
 def get_tensors(store: ArtifactStore, sha256: str) -> dict[str, Tensor]:
     """The named tensors of a safetensors artifact, verified against its hash (on the CPU)."""
+    from safetensors.torch import load as load_safetensors  # torch: only where tensors are
+
     return load_safetensors(store.get(sha256))

@@ -10,18 +10,21 @@ import tarfile
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import networkx as nx
 import numpy as np
 from sqlalchemy import select
 
-from ridgerider.problems.base import Problem
 from storage.artifacts import ArtifactStore
 from storage.database import Database
 from storage.jobs import get_job
 from storage.models import Job, Solution
 from storage.queries import QueryError, SolutionRow, lineage_graph, solution_rows
 from storage.selection import pareto_indices, stored_predictions
+
+if TYPE_CHECKING:
+    from ridgerider.problems.base import Problem
 
 CARD_COLUMNS = ("loss", "train_accuracy", "test_accuracy", "ood_accuracy", "sharpness")
 

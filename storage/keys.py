@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from storage.models import ApiKey, utcnow
 
 PREFIX = "rr_"
+KEY_CACHE_SECONDS = 10.0  # how long a server may still accept a key after it is revoked
 LOCAL_OWNER = "local"  # owns the jobs run on the command line, for the local dashboard
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 

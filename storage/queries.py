@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import hashlib
 import json
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -18,9 +19,8 @@ from pydantic_core import from_json
 from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, or_, select
 from sqlalchemy.orm import Session
 
-from ridgerider.report import node_json, ride_json
+from ridgerider.json_shapes import node_json, ride_json, ride_labels
 from ridgerider.search.fingerprint import from_text
-from ridgerider.search.steps import ride_labels
 from storage.filters import (
     ATTRIBUTES,
     METRICS,
@@ -33,9 +33,9 @@ from storage.filters import (
     parse_filter,
 )
 from storage.models import Job, Metric, Node, Ride, Solution
-from storage.records import root_node
 from storage.secrets import CURSOR, service_secret, sign, verify
 
+ROOT_FINGERPRINT = hashlib.sha256(b"root").hexdigest()  # the start's: the empty path's
 MAX_PAGE = 1000
 MAX_CURSOR = 4096  # characters: a cursor holds its filter (at most 2000), base64-encoded
 SORT_KEY = METRICS.alias("sort_key")  # made once: an alias builds its columns when made
@@ -348,6 +348,13 @@ def job_rows(session: Session, model: type[Row], job_id: int, after: int = 0) ->
 def part(fields: dict[str, Any], keys: Sequence[str]) -> dict[str, Any]:
     """The `keys` of a record (`stored_node`, `stored_ride`), in that order."""
     return {key: fields[key] for key in keys}
+
+
+def root_node(session: Session, job_id: int) -> Node | None:
+    """The job's root node (its start), if it has started."""
+    return session.scalar(
+        select(Node).where(Node.job_id == job_id, Node.fingerprint == ROOT_FINGERPRINT)
+    )
 
 
 def stored_node(node: Node) -> dict[str, Any]:

@@ -15,9 +15,8 @@ from ridgerider.search.fingerprint import Fingerprint, extend, from_text, to_tex
 from ridgerider.search.steps import Outcome
 from storage.jobs import lock_job, touch
 from storage.models import Job, Metric, Node, Ride, Solution, metrics_json, utcnow
+from storage.queries import ROOT_FINGERPRINT, root_node
 from storage.units import Work, job_of, released_nodes, ridge_of, settle_unit
-
-ROOT_FINGERPRINT = hashlib.sha256(b"root").hexdigest()
 
 
 @dataclass(frozen=True)
@@ -63,13 +62,6 @@ class RideRecord:
 def lineage(parent: str, eigen_index: int, sign: int) -> str:
     """The fingerprint of a node first reached by riding (eigen_index, sign) from `parent`."""
     return hashlib.sha256(f"{parent}/{eigen_index}{sign:+d}".encode()).hexdigest()
-
-
-def root_node(session: Session, job_id: int) -> Node | None:
-    """The job's root node (its start), if it has started."""
-    return session.scalar(
-        select(Node).where(Node.job_id == job_id, Node.fingerprint == ROOT_FINGERPRINT)
-    )
 
 
 def rides_taken(session: Session, job_id: int, path: Fingerprint) -> list[tuple[int, int]]:

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ridgerider.report import solution_json
+from ridgerider.json_shapes import solution_json
 from storage.artifacts import ArtifactStore, get_tensors
 from storage.jobs import get_job
 from storage.models import Job, Node, PairMetric, Ride, Solution

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from typing import TYPE_CHECKING
 
-from ridgerider.problems.registry import load
 from storage.artifacts import ArtifactStore, get_tensors
 from storage.database import Database
 from storage.models import Job, Solution
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
 
 
 class SolutionNotFoundError(LookupError):
@@ -55,6 +57,8 @@ def load_model(
         SolutionNotFoundError: no such solution.
         TypeError: the job's problem is a plain function, not a module (use `load_theta`).
     """
+    from ridgerider.problems.registry import load  # the engine: only where a model is built
+
     solution, job = _solution(db, solution_id, owner)
     problem = load(job.problem, allow_import=allow_import)
     if problem.to_module is None:

@@ -14,7 +14,8 @@ from sqlalchemy import insert
 from storage.database import Database
 from storage.jobs import create_job, lock_job
 from storage.models import Metric, Node, Ride, Solution, metrics_json
-from storage.records import ROOT_FINGERPRINT, lineage
+from storage.queries import ROOT_FINGERPRINT
+from storage.records import lineage
 
 METRICS = (
     "loss",

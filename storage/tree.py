@@ -29,6 +29,7 @@ from storage.artifacts import ArtifactStore, get_tensors, put_tensors
 from storage.database import Database
 from storage.models import Node
 from storage.progress import progress
+from storage.queries import root_node
 from storage.records import (
     MergeWindow,
     PointRecord,
@@ -38,7 +39,6 @@ from storage.records import (
     record_expansion,
     record_ride,
     rides_taken,
-    root_node,
     start_job,
 )
 from storage.units import claim_next, end_unit, new_token

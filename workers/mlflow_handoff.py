@@ -32,9 +32,9 @@ from storage.jobs import get_job
 from storage.queries import SolutionRow, solution_rows
 from storage.secrets import INSTANCE, service_secret
 from workers.evaluation import ensemble_metrics
+from workers.mlflow_names import DEFAULT_EXPERIMENT
 
 INSTALL_HINT = "MLflow is not installed: pip install 'ridgerider[mlflow]'"
-DEFAULT_EXPERIMENT = "ridgerider"
 EXAMPLE_ROWS = 5
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a parameter's value
 TAG = "ridgerider_"

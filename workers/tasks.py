@@ -33,7 +33,7 @@ from ridgerider.search.loop import work_on
 from storage.artifacts import LocalArtifactStore
 from storage.database import Database
 from storage.jobs import cancel_job, claim_finalisation, fail_job, get_job
-from storage.records import root_node
+from storage.queries import root_node
 from storage.sweep import Message, lost_work
 from storage.units import UnitKind, heartbeat, mark_enqueued
 from workers import steps

@@ -19,6 +19,11 @@ class ParameterError(ValueError):
     """A problem argument that is unknown, repeated, of the wrong type or out of range."""
 
 
+class UnknownProblemError(LookupError):
+    """A problem name that is neither registered nor (where allowed) an import path (raised by
+    `registry`; here, beside `ParameterError`, so that catching it loads no problem)."""
+
+
 @dataclass(frozen=True)
 class Parameter:
     """One argument of a problem factory: its kind, its allowed values and what it means."""

@@ -8,7 +8,7 @@ from importlib.metadata import entry_points
 
 from ridgerider.problems import classic, colored, digits, lever_game, mnist, tree_mdp
 from ridgerider.problems.base import Problem
-from ridgerider.problems.parameters import ParameterError, check
+from ridgerider.problems.parameters import ParameterError, UnknownProblemError, check
 
 ENTRY_POINT_GROUP = "ridgerider.problems"
 BUILT_INS: dict[str, Callable[..., Problem]] = {
@@ -24,10 +24,6 @@ BUILT_INS: dict[str, Callable[..., Problem]] = {
     "tree-mdp": tree_mdp.tree_mdp,
     "lever-game": lever_game.lever_game,
 }
-
-
-class UnknownProblemError(LookupError):
-    """A problem name that is neither registered nor (where allowed) an import path."""
 
 
 def registered() -> dict[str, Callable[..., Problem]]:

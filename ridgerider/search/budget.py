@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ridgerider.search.fingerprint import Fingerprint
-from ridgerider.search.spec import SearchSpec
+
+if TYPE_CHECKING:
+    from ridgerider.search.spec import SearchSpec
 
 
 @dataclass(frozen=True)

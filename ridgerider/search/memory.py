@@ -11,6 +11,7 @@ import networkx as nx
 import torch
 
 from ridgerider.critical import CriticalPoint
+from ridgerider.json_shapes import ride_labels
 from ridgerider.problems.base import Problem
 from ridgerider.search.archive import MemoryArchive, find_copy, keys_of, window_of
 from ridgerider.search.budget import Progress
@@ -19,7 +20,7 @@ from ridgerider.search.frontier import Unit
 from ridgerider.search.loop import run
 from ridgerider.search.ridges import Spectrum
 from ridgerider.search.spec import SearchSpec
-from ridgerider.search.steps import Expansion, NodeWork, Outcome, ride_labels, work_of
+from ridgerider.search.steps import Expansion, NodeWork, Outcome, work_of
 
 EXHAUSTED = "frontier exhausted"
 

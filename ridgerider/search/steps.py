@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Generic, Literal, TypeVar
 
 import torch
 from torch import Tensor
@@ -84,41 +84,6 @@ class Outcome(Generic[P]):
     spectrum: Spectrum | None = None
     step_hvps: tuple[int, ...] = field(default=(), repr=False)
     overlaps: tuple[float, ...] = field(default=(), repr=False)
-
-
-class RidgeLabel(Protocol):
-    """The ridge a ride followed: a ride in memory, or a stored one (`storage.models.Ride`)."""
-
-    @property
-    def eigen_index(self) -> int: ...
-    @property
-    def sign(self) -> int: ...
-    @property
-    def eigenvalue(self) -> float: ...
-
-
-class RideStats(Protocol):
-    """How a ride went: its `Outcome`, or a stored ride (`storage.models.Ride`)."""
-
-    @property
-    def steps(self) -> int | None: ...
-    @property
-    def hvps(self) -> int | None: ...
-    @property
-    def end_reason(self) -> str | None: ...
-
-
-def ride_labels(ridge: RidgeLabel, stats: RideStats) -> dict[str, Any]:
-    """A ride's labels, in order: the one shape of an edge's attributes (the tree in memory, a
-    stored job's graph) and, with its ends, of a ride as JSON (`ridgerider.report.ride_json`)."""
-    return {
-        "eigen_index": ridge.eigen_index,
-        "sign": ridge.sign,
-        "eigenvalue": ridge.eigenvalue,
-        "steps": stats.steps,
-        "hvps": stats.hvps,
-        "end_reason": stats.end_reason,
-    }
 
 
 def start_point(problem: Problem, spec: SearchSpec) -> CriticalPoint:

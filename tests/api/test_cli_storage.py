@@ -9,6 +9,7 @@ import io
 import json
 import re
 import subprocess
+import sys
 import tarfile
 import time
 from dataclasses import dataclass
@@ -297,3 +298,27 @@ def test_a_database_and_a_server_together_are_refused(tmp_path):
         "status", "1", "--db", "x.db", "--server", "http://127.0.0.1:1", "--key", "k", cwd=tmp_path
     )
     assert result.returncode == 2 and "--db and --server" in result.stderr
+
+
+def test_the_commands_that_read_stored_results_start_without_the_engine(folder):
+    """`jobs`, `status`, `solutions` and `keys list` run in one process that then holds none of
+    torch, scipy, Celery, FastAPI or MLflow: each such call starts seconds sooner."""
+    script = (
+        "import sys\n"
+        "from api.cli import app\n"
+        "for args in (['jobs'], ['status', '1'], ['solutions', '1'], ['keys', 'list']):\n"
+        "    app(args, standalone_mode=False)\n"
+        "heavy = ('torch', 'scipy', 'celery', 'fastapi', 'mlflow')\n"
+        "print('loaded:', sorted(name for name in heavy if name in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        env={"COLUMNS": "120", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPOSITORY)},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "│" in result.stdout  # the commands printed their tables
+    assert result.stdout.rstrip().endswith("loaded: []")

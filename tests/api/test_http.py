@@ -22,11 +22,11 @@ import torch
 from safetensors.torch import load as load_safetensors
 from sqlalchemy import delete
 
-from api.deps import KEY_CACHE_SECONDS
 from ridgerider.problems.registry import load
 from storage.artifacts import LocalArtifactStore
 from storage.database import Database
 from storage.jobs import create_job
+from storage.keys import KEY_CACHE_SECONDS
 from storage.models import JOB_ENDED, Job, Solution
 from storage.synthetic import record_solution
 from tests.api.server import serve

@@ -16,8 +16,8 @@ from storage.jobs import create_job, get_job
 from storage.models import Job, Ride, Solution
 from storage.report import job_document
 from tests.known_answers import HIMMELBLAU_MINIMA
+from workers.in_process import InProcessPool
 from workers.local import run_job
-from workers.pool import InProcessPool
 from workers.steps import StartError
 
 

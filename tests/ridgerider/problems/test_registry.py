@@ -8,15 +8,14 @@ import textwrap
 import pytest
 import torch
 
-from ridgerider.problems.parameters import ParameterError, check, declared, defaults
-from ridgerider.problems.registry import (
-    BUILT_INS,
+from ridgerider.problems.parameters import (
+    ParameterError,
     UnknownProblemError,
-    load,
-    parse,
-    registered,
-    resolve,
+    check,
+    declared,
+    defaults,
 )
+from ridgerider.problems.registry import BUILT_INS, load, parse, registered, resolve
 
 
 def test_parse_names_and_arguments():
