@@ -1,15 +1,13 @@
 """Where the API sends jobs: the worker pool (`Pool`, built from the settings: submits and
 cancels jobs, says whether the broker answers, runs a worker), or this process
 (`workers.in_process.InProcessPool`, the local dashboard's). Celery, torch and the engine
-load only where a job is sent or cancelled, so that the commands that read stored results
-start without them."""
+load only where a job is sent or cancelled, Redis's client where the broker is pinged, so
+that the commands that read stored results start without them."""
 
 from __future__ import annotations
 
 from types import ModuleType
 from typing import Protocol
-
-import redis
 
 from storage.database import Database
 from workers.settings import Settings
@@ -53,6 +51,8 @@ class Pool:
 
     def status(self) -> str:
         """Whether the broker answers: "ok", or why not."""
+        import redis  # the broker's client: only where it is asked
+
         client = redis.Redis.from_url(
             self.settings.broker_url,
             socket_timeout=BROKER_PING_SECONDS,
