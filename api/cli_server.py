@@ -83,6 +83,8 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the HTTP API (uvicorn). Beyond loopback only once API keys exist."""
+    import uvicorn  # the server: each process it starts loads the app, and the engine
+
     settings = settings_of(
         database_url=db_url,
         artifacts=artifacts,
@@ -96,8 +98,6 @@ def serve(
     if not _loopback(host) and not keyed:
         fail(f"refusing to listen on {host} with no API keys: `ridgerider keys create NAME` first")
     db.dispose()
-    import uvicorn  # the server: loads the engine in each process it starts
-
     # uvicorn starts each server process with no arguments: they read the settings from the
     # environment they inherit (absolute paths, so that no process depends on its folder).
     absolute = {"database_url": db.url.render_as_string(hide_password=False)}
