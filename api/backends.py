@@ -107,7 +107,7 @@ class LocalBackend:
         ids, how, problem = self._choose(job_id, choice)
         with self.db.session(readonly=True) as session:
             rows = solution_rows(session, ids)
-        _, ensemble = self._ensemble(job_id, ids, problem)
+        _, ensemble = self._ensemble(job_id, ids, problem) if ids else (None, {})
         return Chosen(how, rows, ensemble)
 
     def export(self, job_id: int, destination: Path, choice: Choice) -> int:
