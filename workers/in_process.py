@@ -1,4 +1,4 @@
-"""This process as a job pool: the local dashboard's (`ridgerider serve` with no broker)."""
+"""This process as a job pool: the local dashboard's (`ridgerider dashboard`), with no broker."""
 
 from __future__ import annotations
 
