@@ -15,7 +15,7 @@ from torch import Tensor
 from torch.func import grad
 
 from ridgerider.lbfgs import MEMORY, lbfgs
-from ridgerider.linalg import HessianOperator, eigsh, gradient_and_hessian
+from ridgerider.linalg import EigshResult, HessianOperator, eigsh, gradient_and_hessian
 from ridgerider.linalg.blocks import WHOLE_SPACE_SIZE
 from ridgerider.linalg.exact import loss_gradient
 
@@ -97,12 +97,25 @@ def classify(
     """
     op = HessianOperator(loss, theta)
     low = eigsh(op, min(probe, theta.numel()), "SA", v0=v0, tol=tol, seed=0)
-    norm_estimate, hvps = low.info.anorm, low.info.matvecs
-    if theta.numel() > WHOLE_SPACE_SIZE:  # else `low` came from the whole spectrum: anorm is exact
-        top = eigsh(op, 1, "LA", tol=1e-3, seed=0)
-        norm_estimate = max(abs(top.eigenvalues[0].item()), low.eigenvalues.abs().max().item())
-        hvps += top.info.matvecs
+    norm_estimate, norm_hvps = hessian_norm(op, low, theta.numel(), 1e-3)
+    hvps = low.info.matvecs + norm_hvps
     return point_of(loss, theta, low.eigenvalues.cpu(), norm_estimate, hvps, zero_tol, zero_modes)
+
+
+def hessian_norm(
+    op: HessianOperator, low: EigshResult, n: int, tol: float, seed: int = 0
+) -> tuple[float, int]:
+    """An estimate of ||H|| beside the smallest eigenpairs `low` of `op` (`n` parameters), and
+    the HVPs it took: exact where `eigsh` solved the whole space (at most `WHOLE_SPACE_SIZE`
+    parameters); the largest |eigenvalue| where `low` holds every one; else the larger of that
+    and the top eigenvalue, solved to `tol`."""
+    if n <= WHOLE_SPACE_SIZE:
+        return low.info.anorm, 0
+    bottom = low.eigenvalues.abs().max().item()
+    if low.eigenvalues.numel() >= n:
+        return bottom, 0
+    top = eigsh(op, 1, "LA", tol=tol, seed=seed)
+    return max(abs(top.eigenvalues[0].item()), bottom), top.info.matvecs
 
 
 def point_of(

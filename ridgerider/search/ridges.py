@@ -21,9 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ridgerider.critical import CriticalPoint
+from ridgerider.critical import CriticalPoint, hessian_norm
 from ridgerider.linalg import HessianOperator, eigsh
-from ridgerider.linalg.blocks import WHOLE_SPACE_SIZE
 from ridgerider.problems.base import Problem
 from ridgerider.search.spec import SearchSpec
 
@@ -100,13 +99,8 @@ def spectrum_at(
     tol = SPECTRUM_TOL.get(op.dtype, 1e-5)
     result = eigsh(op, k, "SA", tol=tol, v0=v0, seed=seed)
     values = result.eigenvalues.cpu()
-    norm_estimate, hvps = values.abs().max().item(), result.info.matvecs
-    if problem.dim <= WHOLE_SPACE_SIZE:  # solved whole: its ||H|| is exact
-        norm_estimate = result.info.anorm
-    elif k < problem.dim:  # a part of the spectrum: ||H|| takes a solve more
-        top = eigsh(op, 1, "LA", tol=1e-2, seed=seed)
-        norm_estimate = max(abs(top.eigenvalues[0].item()), norm_estimate)
-        hvps += top.info.matvecs
+    norm_estimate, norm_hvps = hessian_norm(op, result, problem.dim, 1e-2, seed)
+    hvps = result.info.matvecs + norm_hvps
     groups = equal_groups(values, norm_estimate)
     truncated = k < problem.dim and len(groups[-1]) > 1
     vectors = result.eigenvectors.clone()

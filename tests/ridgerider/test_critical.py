@@ -11,9 +11,12 @@ from ridgerider.critical import (
     SettleConfig,
     classify,
     escape_to_minimum,
+    hessian_norm,
     settle,
     settle_to_minimum,
 )
+from ridgerider.linalg import HessianOperator, eigsh
+from ridgerider.linalg.blocks import WHOLE_SPACE_SIZE
 from ridgerider.problems.classic import himmelblau
 from tests.known_answers import HIMMELBLAU_SADDLES
 
@@ -73,3 +76,24 @@ def test_settling_lands_on_the_saddle_beneath_exactly_and_through_hvps_alike():
             large, _ = settle(padded, torch.cat([saddle + offset, torch.full((padding,), 0.1)]))
             assert (small - saddle).norm() < 1e-5 and (large[:2] - saddle).norm() < 1e-5
             assert large[2:].abs().max() < 1e-9 and hvps <= 2 * SettleConfig.newton_steps
+
+
+def test_the_hessian_norm_beside_the_smallest_pairs_is_the_largest_curvature():
+    """A quadratic whose Hessian is diag(-3, -1, 1, 2, ..., 7): ||H|| = 7, exact from a small
+    problem's whole-space solve, to the top solve's tolerance above WHOLE_SPACE_SIZE, and with
+    no products more where the smallest pairs hold the whole spectrum."""
+    for n in (50, 200):
+        curvatures = torch.cat([torch.tensor([-3.0, -1.0]), torch.linspace(1.0, 7.0, n - 2)]).to(
+            torch.float64
+        )
+
+        def quadratic(theta: torch.Tensor, curvatures=curvatures) -> torch.Tensor:
+            return 0.5 * (curvatures * theta.square()).sum()
+
+        op = HessianOperator(quadratic, torch.zeros(n, dtype=torch.float64))
+        low = eigsh(op, 4, "SA", tol=1e-10, seed=0)
+        norm, hvps = hessian_norm(op, low, n, 1e-6)
+        assert abs(norm - 7.0) <= 1e-5 * 7.0
+        assert (hvps == 0) == (n <= WHOLE_SPACE_SIZE)
+    whole = eigsh(op, n, "SA", tol=1e-10, seed=0)
+    assert hessian_norm(op, whole, n, 1e-6) == (whole.eigenvalues.abs().max().item(), 0)
