@@ -24,13 +24,15 @@ def ridgerider(
         text=True,
         timeout=timeout,
         cwd=cwd,
-        env={
-            "COLUMNS": "120",
-            "PATH": "/usr/bin:/bin",
-            "PYTHONPATH": str(REPOSITORY),
-            **(env or {}),
-        },
+        env=cli_environment(env),
     )
+
+
+def cli_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """A command-line process's environment: a fixed width, the system's PATH, and the
+    repository on PYTHONPATH (so that `tests.problems:...` problems load), with `extra`."""
+    base = {"COLUMNS": "120", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPOSITORY)}
+    return base | (extra or {})
 
 
 def test_spectrum_of_the_zero_point_shows_the_known_multiplicities():

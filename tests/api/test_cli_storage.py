@@ -25,7 +25,7 @@ from storage.database import Database
 from storage.keys import key_digest, owner_of_digest
 from storage.schema import VERSION_TABLE, head_revision
 from tests.api.server import serving
-from tests.api.test_cli import RIDGERIDER, ridgerider
+from tests.api.test_cli import RIDGERIDER, cli_environment, ridgerider
 from tests.conftest import REPOSITORY
 from tests.workers.pool import free_port
 
@@ -281,7 +281,7 @@ def test_mlflow_errors_exit_2_naming_the_fix(folder):
         capture_output=True,
         text=True,
         cwd=folder,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPOSITORY), "COLUMNS": "200"},
+        env=cli_environment({"COLUMNS": "200"}),
         timeout=300,
     )
     assert without.returncode == 2, without.stderr
@@ -316,7 +316,7 @@ def test_the_commands_that_read_stored_results_start_without_the_engine(folder):
         capture_output=True,
         text=True,
         cwd=folder,
-        env={"COLUMNS": "120", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPOSITORY)},
+        env=cli_environment(),
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
