@@ -157,15 +157,15 @@ def cancel_job(session: Session, job_id: int) -> list[str]:
     job.stopped = "cancelled"
     task_ids: list[str] = []
     for table in (Node, Ride):
+        # The ids come from the update itself: a claim that commits while it waits on a row
+        # keeps that unit, which stays outstanding until its worker finishes it.
         pending = session.execute(
-            select(table.id, table.task_id).where(table.job_id == job_id, table.state == "pending")
-        ).all()
-        session.execute(
             update(table)
             .where(table.job_id == job_id, table.state == "pending")
             .values(state="skipped")
+            .returning(table.id, table.task_id)
             .execution_options(synchronize_session=False)
-        )
+        ).all()
         job.outstanding -= len(pending)
         task_ids += [task_id for _, task_id in pending if task_id]
     if job.status == "queued":  # never started: nothing to finalise

@@ -413,6 +413,40 @@ def test_a_worker_whose_clock_is_behind_keeps_its_live_units_on_postgresql(
     db.dispose()
 
 
+def test_a_claim_that_commits_while_a_cancel_waits_on_its_row_stays_outstanding(postgres_url):
+    """On PostgreSQL a cancel that meets a ride locked by a claim waits, then leaves it to the
+    claim: the job still counts that ride, so it is not finalised before the ride's worker
+    records it (the pool once finalised a job with a ride in flight, one ride short)."""
+    db = Database(postgres_url)
+    job_id, (claimed, skipped) = job_with_rides(db, 2)
+    with db.session() as session:
+        mark_enqueued(session, "ride", claimed, "claimed-task")
+        mark_enqueued(session, "ride", skipped, "skipped-task")
+    revoked = []
+    with db.session() as session:
+        assert claim(session, "ride", claimed, new_token())
+        cancelling = threading.Thread(
+            target=lambda: revoked.extend(_cancel(db, job_id)), daemon=True
+        )
+        cancelling.start()
+        time.sleep(1.0)  # the cancel now waits on the claimed ride's row lock
+        assert cancelling.is_alive()
+    cancelling.join(timeout=30)
+    assert revoked == ["skipped-task"]
+    with db.session(readonly=True) as session:
+        job = session.get(Job, job_id)
+        assert (job.outstanding, job.cancel_requested) == (1, True)
+        assert session.get(Ride, claimed).state == "claimed"
+        assert session.get(Ride, skipped).state == "skipped"
+        assert not claim_finalisation(session, job_id)
+    db.dispose()
+
+
+def _cancel(db: Database, job_id: int) -> list[str]:
+    with db.session() as session:
+        return cancel_job(session, job_id)
+
+
 def test_unowned_jobs_are_adopted_and_owned_ones_kept(db):
     with db.session() as session:
         unowned = create_job(session, {"problem": "himmelblau"}).id
