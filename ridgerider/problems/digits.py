@@ -32,9 +32,11 @@ from ridgerider.problems.parameters import (
 )
 from ridgerider.problems.symmetry import align
 
+# No ReLU: its second derivative is zero, so an MLP's symmetric start is flat along every unit
+# split, a degenerate point with no ridge to ride (measured at the zero point and at the
+# maximally invariant point, one and two hidden layers: index 0). GELU is the smooth ReLU.
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "tanh": nn.Tanh,
-    "relu": nn.ReLU,
     "gelu": nn.GELU,
 }
 INPUTS, CLASSES = 64, 10
@@ -181,7 +183,8 @@ def digits_mlp_problem(
 
     Args:
         hidden: units of each hidden layer.
-        activation: "tanh" (odd: sign flips are symmetries too), "relu" or "gelu".
+        activation: "tanh" (odd: sign flips are symmetries too) or "gelu" (no ReLU: see
+            ACTIVATIONS).
         weight_decay: the coefficient of the weights' squared norm in the loss.
         seed: the train/test split's seed.
         start: "zero" (W = hidden biases = 0, output bias = log class frequencies: invariant to

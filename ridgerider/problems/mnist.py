@@ -47,6 +47,7 @@ from torch.nn import functional as F
 from ridgerider.flat import FlatLayout, module_loss
 from ridgerider.problems.base import Problem, classification_loss, decayed
 from ridgerider.problems.digits import (
+    ACTIVATIONS,
     DEVICE,
     DigitsSplit,
     mlp_parameters,
@@ -65,7 +66,6 @@ CHANNEL = (SIDE // 2) ** 2  # 196 pixels of a 14 x 14 image
 COLORED_INPUTS = 2 * CHANNEL
 MNIST_CLASSES = 10
 TEST_IMAGES = 1000  # of mnist-mlp's 5,000 (100 a class)
-ACTIVATIONS = ("tanh", "gelu")
 # Images per digit in each colored-mnist split (500 a digit in all): the two halves of the
 # validation split follow env1's and env2's colour laws.
 PER_DIGIT = {"env1": 200, "env2": 200, "val1": 25, "val2": 25, "test": 50}
@@ -282,7 +282,7 @@ def narrow_mis(
     return checked_critical(loss, layout.embed(reduced.to(like.device)).detach())
 
 
-MNIST_PARAMETERS = mlp_parameters(ACTIVATIONS)
+MNIST_PARAMETERS = mlp_parameters(tuple(ACTIVATIONS))
 
 
 @declare(*MNIST_PARAMETERS, DEVICE)

@@ -53,6 +53,8 @@ def test_every_built_in_declares_its_parameters_and_its_defaults_fit_them(name):
         ("digits-mlp:weight_decay=abc", r"weight_decay must be a number in \[0, 1\], got 'abc'"),
         ("digits-mlp:hidden=2.5", "hidden must be an integer"),
         ("mnist-mlp:activation=relu", "activation must be one of 'tanh', 'gelu'"),
+        ("digits-mlp:activation=relu", "activation must be one of 'tanh', 'gelu'"),
+        ("colored-digits:activation=relu", "activation must be one of 'tanh', 'gelu'"),
         ("colored-mnist:label_noise=0.6", r"label_noise must be a number in \[0, 0.5\]"),
         ("tree-mdp:depth=11", r"depth must be an integer in \[4, 10\]"),
         ("lever-game:entropy=0.2", r"entropy must be a number in \(0, 0.2\)"),
