@@ -79,10 +79,17 @@ def rides_taken(session: Session, job_id: int, path: Fingerprint) -> list[tuple[
     return [(eigen_index, sign) for eigen_index, sign in rides]
 
 
-def start_job(session: Session, job_id: int, root: PointRecord, work: Work, hvps: int) -> Node:
-    """Mark the job running with its root node, which cost `hvps` to classify (idempotent: a
-    started job keeps its root). A job cancelled while its start was under way keeps its root,
-    skipped, and stays cancelled."""
+def start_job(
+    session: Session,
+    job_id: int,
+    root: PointRecord,
+    work: Work,
+    hvps: int,
+    stopped: str | None = None,
+) -> Node:
+    """Mark the job running with its root node, which cost `hvps` to classify, and `stopped`,
+    why the search ends there if it does (idempotent: a started job keeps its root). A job
+    cancelled while its start was under way keeps its root, skipped, and stays cancelled."""
     lock_job(session, job_id)
     job = session.get(Job, job_id, populate_existing=True)
     existing = root_node(session, job_id)
@@ -96,6 +103,7 @@ def start_job(session: Session, job_id: int, root: PointRecord, work: Work, hvps
     job.status = "running"
     job.started_at = utcnow()
     job.outstanding = int(work != "none")
+    job.stopped = stopped or job.stopped
     job.hvps += hvps
     session.flush()
     return root_node_

@@ -74,10 +74,12 @@ class JobTree:
         with self.db.session(readonly=True) as session:
             return root_node(session, self.job_id) is not None
 
-    def add_root(self, root: CriticalPoint, work: NodeWork) -> list[Unit]:
+    def add_root(
+        self, root: CriticalPoint, work: NodeWork, stopped: str | None = None
+    ) -> list[Unit]:
         record = self._save(root, None)
         with self.db.session() as session:
-            node = start_job(session, self.job_id, record, work, root.hvps)
+            node = start_job(session, self.job_id, record, work, root.hvps, stopped)
             return [] if work == "none" else [_node_unit(node)]
 
     def root(self) -> CriticalPoint:

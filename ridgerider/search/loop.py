@@ -29,6 +29,7 @@ from ridgerider.search.steps import (
     expand,
     follow,
     start_point,
+    start_stop,
     work_of,
 )
 
@@ -44,6 +45,7 @@ class Tree(Protocol):
     `skip` / `fail` return the units that became claimable (a worker pool sends work for each).
     An evaluated minimum's `climbs` (`steps.climbs`) are queued like a branch point's rides.
 
+    `add_root`'s `stopped`, where given, is why the search ends at its root (`steps.start_stop`).
     `rides_from(path)` gives the (eigen index, sign) of the rides taken from the point at `path`,
     in the order they were queued (the node budget's quotas follow from them).
 
@@ -55,7 +57,9 @@ class Tree(Protocol):
 
     def has_root(self) -> bool: ...
 
-    def add_root(self, root: CriticalPoint, work: NodeWork) -> list[Unit]: ...
+    def add_root(
+        self, root: CriticalPoint, work: NodeWork, stopped: str | None = None
+    ) -> list[Unit]: ...
 
     def root(self) -> CriticalPoint: ...
 
@@ -94,7 +98,7 @@ def begin(tree: Tree, problem: Problem, spec: SearchSpec) -> list[Unit]:
         return []
     spec = spec.resolved(problem)
     root = start_point(problem, spec)
-    return tree.add_root(root, work_of(root, 0, spec))
+    return tree.add_root(root, work_of(root, 0, spec), start_stop(root))
 
 
 def work_on(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> list[Unit]:

@@ -86,8 +86,11 @@ class MemoryTree:
     def has_root(self) -> bool:
         return self.graph.number_of_nodes() > 0
 
-    def add_root(self, root: CriticalPoint, work: NodeWork) -> list[Unit]:
+    def add_root(
+        self, root: CriticalPoint, work: NodeWork, stopped: str | None = None
+    ) -> list[Unit]:
         self.hvps += root.hvps
+        self.stopped = stopped or self.stopped
         node = self._add_node(root, 0, ROOT, work, None, None)
         return self._release([node])
 

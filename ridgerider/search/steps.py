@@ -104,6 +104,16 @@ def start_point(problem: Problem, spec: SearchSpec) -> CriticalPoint:
     return root
 
 
+DEGENERATE_START = "degenerate start: no negative curvature to ride, no minimum to climb from"
+
+
+def start_stop(root: CriticalPoint) -> str | None:
+    """Why a search ends at its start, where it has nothing to do there: a degenerate start
+    without negative curvature (a higher-order point; a network whose activation has no second
+    derivative, flat along every unit split) has no ridge; None otherwise."""
+    return DEGENERATE_START if root.kind == "degenerate" and root.index == 0 else None
+
+
 def work_of(point: CriticalPoint, depth: int, spec: SearchSpec) -> NodeWork:
     """A solution is evaluated; a point with negative curvature above `max_depth` is
     expanded; anything else (a degenerate point, a saddle at the depth limit) is kept."""

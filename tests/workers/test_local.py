@@ -1,5 +1,6 @@
 """The in-process runner works off the database, on both engines: it finds what the in-memory
-search finds, marks NaN rides failed and goes on, honours budgets, and refuses a bad start."""
+search finds, marks NaN rides failed and goes on, honours budgets, says why a degenerate start
+gives nothing, and refuses a bad start."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy import select
 
 from ridgerider.problems.registry import load
 from ridgerider.search import SearchSpec, search
+from ridgerider.search.steps import DEGENERATE_START
 from storage.artifacts import get_tensors
 from storage.jobs import create_job, get_job
 from storage.models import Job, Ride, Solution
@@ -75,6 +77,13 @@ def test_budgets_skip_the_rest_and_say_why(db, store):
     assert 1 < job.stats["nodes"] <= 5  # a quota a ride left unused (a copy) is not passed on
     assert job.stats["skipped_rides"] + job.stats["skipped_expansions"] > 0
     assert job.stats["solutions"] == job.stats["minima"]  # every minimum found is evaluated
+
+
+def test_a_degenerate_start_finishes_the_job_saying_why_it_found_nothing(db, store):
+    job = run_job(db, store, submit(db, problem="monkey-saddle"))
+    assert job.status == "finished" and job.stopped == DEGENERATE_START
+    assert (job.stats["nodes"], job.stats["degenerate"], job.stats["rides"]) == (1, 1, 0)
+    assert job.stats["stopped"] == DEGENERATE_START
 
 
 def test_a_start_that_is_no_critical_point_fails_the_job(db, store):

@@ -24,6 +24,7 @@ from ridgerider.search import SearchSpec, StartError, find_copy, search
 from ridgerider.search.frontier import Unit, search_frontier
 from ridgerider.search.loop import begin, work_on
 from ridgerider.search.memory import MemoryTree
+from ridgerider.search.steps import DEGENERATE_START
 from tests.known_answers import HIMMELBLAU_MINIMA
 
 STYBLINSKI_TANG_MINIMA = (-2.903534, 2.746803)
@@ -75,6 +76,7 @@ def test_higher_order_points_are_degenerate_never_minima():
         root = result.graph.nodes[0]["point"]
         assert root.kind == "degenerate"
         assert not result.points("minimum")
+        assert result.stopped == DEGENERATE_START
 
 
 def test_a_ride_whose_loss_turns_nan_is_marked_failed_and_the_search_goes_on():
