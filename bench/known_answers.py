@@ -12,7 +12,8 @@ Rows: Himmelblau, Styblinski-Tang dim 3 to 6 with the default spec; Styblinski-T
 hopping); tree-mdp depth 4 and 5 (seeds 0-2) with the default spec and at most 300 s a tree.
 
 Run: `python bench/known_answers.py` (up to an hour on 2 CPU cores, most of it the tree MDP;
-`--quick` leaves out the tree MDP and Styblinski-Tang dim 6 under the node budget).
+`--quick` leaves out the tree MDP and Styblinski-Tang dim 6 under the node budget). Trees no
+test uses: `--trees-only --tree-seeds 1000-1019 --tree-depths 4` (only the tree-MDP rows).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import time
 from collections.abc import Callable
 
 import torch
-from common import print_table, timed
+from common import print_table, seed_range, timed
 
 from ridgerider.lbfgs import lbfgs
 from ridgerider.problems.base import Problem
@@ -112,6 +113,9 @@ def styblinski_tang_row(dim: int, spec: SearchSpec) -> list:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="no tree MDP, no budgeted dim 6")
+    parser.add_argument("--trees-only", action="store_true", help="only the tree-MDP rows")
+    parser.add_argument("--tree-seeds", default="0-2", help="tree seeds, N or A-B (default 0-2)")
+    parser.add_argument("--tree-depths", default="4,5", help="tree depths, comma-separated")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"# bench/known_answers.py on CPU, torch {torch.__version__}, 1 thread(s)\n")
@@ -125,19 +129,25 @@ def main() -> None:
         "seconds",
         "peer: L-BFGS from random starts, same time",
     ]
-    rows = [
-        lambda: row(
-            "himmelblau", himmelblau(), SearchSpec(), 4, point_matcher(HIMMELBLAU_MINIMA), 6.0
-        ),
-        lambda: styblinski_tang_row(3, SearchSpec()),
-        lambda: styblinski_tang_row(4, SearchSpec()),
-        lambda: styblinski_tang_row(5, SearchSpec()),
-        lambda: styblinski_tang_row(6, SearchSpec()),
-        lambda: styblinski_tang_row(5, SearchSpec(**LARGE)),
-    ]
-    if not args.quick:
+    rows = (
+        []
+        if args.trees_only
+        else [
+            lambda: row(
+                "himmelblau", himmelblau(), SearchSpec(), 4, point_matcher(HIMMELBLAU_MINIMA), 6.0
+            ),
+            lambda: styblinski_tang_row(3, SearchSpec()),
+            lambda: styblinski_tang_row(4, SearchSpec()),
+            lambda: styblinski_tang_row(5, SearchSpec()),
+            lambda: styblinski_tang_row(6, SearchSpec()),
+            lambda: styblinski_tang_row(5, SearchSpec(**LARGE)),
+        ]
+    )
+    if not args.quick and not args.trees_only:
         rows.append(lambda: styblinski_tang_row(6, SearchSpec(**LARGE)))
-        for depth, seed in itertools.product((4, 5), range(3)):
+    if not args.quick:
+        depths = [int(depth) for depth in args.tree_depths.split(",")]
+        for depth, seed in itertools.product(depths, seed_range(args.tree_seeds)):
             mdp = TreeMDP.build(depth, seed)
             rows.append(
                 lambda mdp=mdp: row(
