@@ -13,7 +13,9 @@ hopping); tree-mdp depth 4 and 5 (seeds 0-2) with the default spec and at most 3
 
 Run: `python bench/known_answers.py` (up to an hour on 2 CPU cores, most of it the tree MDP;
 `--quick` leaves out the tree MDP and Styblinski-Tang dim 6 under the node budget). Trees no
-test uses: `--trees-only --tree-seeds 1000-1019 --tree-depths 4` (only the tree-MDP rows).
+test uses: `--trees-only --tree-seeds 1000-1019 --tree-depths 4` (only the tree-MDP rows); other
+entropies: `--tree-entropy 0.64` (times the depth's default; a tree whose start that makes a
+minimum gets a row saying so).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from common import print_table, seed_range, timed
 from ridgerider.lbfgs import lbfgs
 from ridgerider.problems.base import Problem
 from ridgerider.problems.classic import himmelblau, styblinski_tang
-from ridgerider.problems.tree_mdp import TreeMDP
+from ridgerider.problems.tree_mdp import TreeMDP, default_entropy
 from ridgerider.search import SearchResult, SearchSpec, search
 
 HIMMELBLAU_MINIMA = torch.tensor(
@@ -116,6 +118,9 @@ def main() -> None:
     parser.add_argument("--trees-only", action="store_true", help="only the tree-MDP rows")
     parser.add_argument("--tree-seeds", default="0-2", help="tree seeds, N or A-B (default 0-2)")
     parser.add_argument("--tree-depths", default="4,5", help="tree depths, comma-separated")
+    parser.add_argument(
+        "--tree-entropy", type=float, default=1.0, help="the trees' entropy, times the default"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"# bench/known_answers.py on CPU, torch {torch.__version__}, 1 thread(s)\n")
@@ -148,10 +153,17 @@ def main() -> None:
     if not args.quick:
         depths = [int(depth) for depth in args.tree_depths.split(",")]
         for depth, seed in itertools.product(depths, seed_range(args.tree_seeds)):
-            mdp = TreeMDP.build(depth, seed)
+            name = f"tree-mdp depth={depth} seed={seed}"
+            if args.tree_entropy != 1.0:
+                name += f" entropy={args.tree_entropy:g}x"
+            try:
+                mdp = TreeMDP.build(depth, seed, args.tree_entropy * default_entropy(depth))
+            except ValueError as error:  # the start is a minimum at this entropy
+                rows.append(lambda name=name, error=error: [name, "-", str(error), *"-----"])
+                continue
             rows.append(
-                lambda mdp=mdp: row(
-                    f"tree-mdp depth={mdp.depth} seed={mdp.seed}",
+                lambda mdp=mdp, name=name: row(
+                    name,
                     mdp.problem(),
                     SearchSpec(max_seconds=TREE_SECONDS),
                     len(mdp.solutions()),

@@ -117,8 +117,9 @@ class TreeMDP:
     It is checked to be critical (gradient norm <= 1e-10) and a saddle. Its index grows like
     0.6 * 2^(depth-1) at the default entropy (measured, seeds 0-19, 0-4 from depth 9: depth 4:
     3-5, 5: 7-11, 6: 16-22, 7: 34-41, 8: 69-82, 9: 144-159, 10: 300-314). An entropy
-    from half to 1.5 times the default keeps it a saddle (measured at depths 4, 6, 8; the
-    index peaks near 0.8 times the default); far from it the start is a minimum (ValueError).
+    from half to 1.5 times the default kept it a saddle on most trees (measured at depths 4, 6,
+    8; the index peaks near 0.8 times the default; at 0.55 times, depth 4, seed 6 of 0-19 starts
+    at a minimum); far from it the start is a minimum (ValueError).
 
     Critical points (exact): the gradient is cos(theta_s) (tau sin(theta_s) - c_s / 2), with c_s
     = dJ/dp_s = P(reach s) * (value right - value left). So s is critical either at a
