@@ -7,7 +7,7 @@ import threading
 import time
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 import storage.units
 from storage.database import Database
@@ -429,8 +429,7 @@ def test_a_claim_that_commits_while_a_cancel_waits_on_its_row_stays_outstanding(
             target=lambda: revoked.extend(_cancel(db, job_id)), daemon=True
         )
         cancelling.start()
-        time.sleep(1.0)  # the cancel now waits on the claimed ride's row lock
-        assert cancelling.is_alive()
+        _wait_for_a_lock_wait(db)  # the cancel waits on the claimed ride's row, the one lock held
     cancelling.join(timeout=30)
     assert revoked == ["skipped-task"]
     with db.session(readonly=True) as session:
@@ -445,6 +444,21 @@ def test_a_claim_that_commits_while_a_cancel_waits_on_its_row_stays_outstanding(
 def _cancel(db: Database, job_id: int) -> list[str]:
     with db.session() as session:
         return cancel_job(session, job_id)
+
+
+def _wait_for_a_lock_wait(db: Database, timeout: float = 30.0) -> None:
+    """Until a session on this database waits for a lock (PostgreSQL's pg_stat_activity)."""
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with db.session(readonly=True) as session:
+            if session.scalar(waiting):
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"no transaction waited for a lock within {timeout} s")
 
 
 def test_unowned_jobs_are_adopted_and_owned_ones_kept(db):
