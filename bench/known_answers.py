@@ -14,8 +14,8 @@ hopping); tree-mdp depth 4 and 5 (seeds 0-2) with the default spec and at most 3
 Run: `python bench/known_answers.py` (up to an hour on 2 CPU cores, most of it the tree MDP;
 `--quick` leaves out the tree MDP and Styblinski-Tang dim 6 under the node budget). Trees no
 test uses: `--trees-only --tree-seeds 1000-1019 --tree-depths 4` (only the tree-MDP rows); other
-entropies: `--tree-entropy 0.64` (times the depth's default; a tree whose start that makes a
-minimum gets a row saying so).
+entropies: `--tree-entropy 0.64` (times the depth's default; a tree whose start is a minimum at
+that entropy gets a row saying so).
 """
 
 from __future__ import annotations
@@ -134,10 +134,9 @@ def main() -> None:
         "seconds",
         "peer: L-BFGS from random starts, same time",
     ]
-    rows = (
-        []
-        if args.trees_only
-        else [
+    rows = []
+    if not args.trees_only:
+        rows += [
             lambda: row(
                 "himmelblau", himmelblau(), SearchSpec(), 4, point_matcher(HIMMELBLAU_MINIMA), 6.0
             ),
@@ -147,9 +146,8 @@ def main() -> None:
             lambda: styblinski_tang_row(6, SearchSpec()),
             lambda: styblinski_tang_row(5, SearchSpec(**LARGE)),
         ]
-    )
-    if not args.quick and not args.trees_only:
-        rows.append(lambda: styblinski_tang_row(6, SearchSpec(**LARGE)))
+        if not args.quick:
+            rows.append(lambda: styblinski_tang_row(6, SearchSpec(**LARGE)))
     if not args.quick:
         depths = [int(depth) for depth in args.tree_depths.split(",")]
         for depth, seed in itertools.product(depths, seed_range(args.tree_seeds)):
