@@ -16,13 +16,19 @@ there: on the tree MDP that saddle is the subtree across the rim at its own maxi
 point, a branch point whose ridges the search then rides down both ways, as it rides the start's.
 Stepping off it instead, on to an index-1 saddle, reached one leaf of that subtree a climb
 (bench/RESULTS.md: depth 7, 10 s a tree, 68 against 87 % of the paying leaves).
+
+Long steps can carry a climb over the rim's saddle and back down into a basin (past negative
+curvature along the climbed direction, then a point with none anywhere): the critical point it
+then converges onto lies on that basin's rim, not beyond the one it passed, and on tree MDPs of
+other entropies it was the climb's own minimum again with an unreached state flipped, a paying
+leaf behind the passed saddle never found. Such a climb is retaken with a short trust radius.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -42,6 +48,7 @@ MIN_OVERLAP = 0.5  # a step whose climbed eigenvector turns further is retaken s
 SMOOTH = 0.9  # a step whose climbed eigenvector turns less lets the trust radius grow
 GROWTH = 1.5
 MAX_RADIUS = 8.0  # the longest step, in ClimbConfig.step
+RETAKEN_RADIUS = 2.0  # the longest step of a climb retaken after it fell back into a basin
 SETTLED = 1 / 64  # a step this short (in ClimbConfig.step) with negative curvature beside: land
 
 
@@ -74,6 +81,12 @@ class ClimbEnd:
     reason: ClimbReason
 
 
+@dataclass(frozen=True)
+class _Attempt:
+    end: ClimbEnd
+    fell_back: bool  # into a basin, after negative curvature along the climbed direction
+
+
 def climb(
     loss: Callable[[Tensor], Tensor],
     theta: Tensor,
@@ -82,6 +95,10 @@ def climb(
 ) -> ClimbEnd:
     """Climb from the minimum `theta` along the Hessian eigenvector `direction` (either sign)
     to the critical point over the basin's rim (see `ClimbEnd`).
+
+    A climb that fell back into a basin on its way and ended critical is retaken from `theta`
+    with steps of at most RETAKEN_RADIUS first steps; the retaken climb's end counts where it
+    is critical too (steps and HVPs are both climbs').
 
     Raises:
         ValueError: the problem has more than `WHOLE_SPACE_SIZE` parameters (a climb takes
@@ -92,18 +109,36 @@ def climb(
         raise ValueError(
             f"a climb needs the whole Hessian: at most {WHOLE_SPACE_SIZE} parameters, got {n}"
         )
+    first = _climb(loss, theta, direction, config, MAX_RADIUS)
+    if not (first.fell_back and first.end.reason == "critical"):
+        return first.end
+    retaken = _climb(loss, theta, direction, config, RETAKEN_RADIUS).end
+    end = retaken if retaken.reason == "critical" else first.end
+    return replace(end, steps=first.end.steps + retaken.steps, hvps=first.end.hvps + retaken.hvps)
+
+
+def _climb(
+    loss: Callable[[Tensor], Tensor],
+    theta: Tensor,
+    direction: Tensor,
+    config: ClimbConfig,
+    max_radius: float,
+) -> _Attempt:
+    """One climb with steps of at most `max_radius` first steps."""
+    n = theta.numel()
     d = (direction / direction.norm()).to(theta)
     step = config.step * d
     previous, x = theta, theta + step
     radius = config.step
     first_curvature = math.nan
     hvps = 0
+    passed = fell_back = False
     for steps in range(1, config.max_steps + 1):
         g, H = gradient_and_hessian(loss, x)
         H = H.to(torch.float64).cpu()
         hvps += n
         if not (torch.isfinite(g).all() and torch.isfinite(H).all()):
-            return ClimbEnd(x, steps, hvps, "non-finite-loss")
+            return _Attempt(ClimbEnd(x, steps, hvps, "non-finite-loss"), fell_back)
         values, vectors = torch.linalg.eigh(H)
         overlaps = vectors.T @ d.to(vectors)
         t = int(overlaps.abs().argmax())
@@ -113,14 +148,17 @@ def climb(
             radius = step.norm().item()
             x = previous + step
             continue
-        radius = min(radius * (GROWTH if overlap > SMOOTH else 1.0), MAX_RADIUS * config.step)
+        radius = min(radius * (GROWTH if overlap > SMOOTH else 1.0), max_radius * config.step)
         if math.isnan(first_curvature):
             first_curvature = values[t].item()
+        floor = CURVATURE_FLOOR * max(values.abs().max().item(), 1.0)
+        passed = passed or values[t].item() < -floor
+        fell_back = fell_back or (passed and values[0].item() >= -floor)
         g64 = g.to(torch.float64).cpu()
         if g64.norm().item() <= config.grad_tol:
-            return ClimbEnd(x, steps, hvps, "critical")
+            return _Attempt(ClimbEnd(x, steps, hvps, "critical"), fell_back)
         if values[t].item() > ROSE * max(first_curvature, 0.0) > 0:
-            return ClimbEnd(x, steps, hvps, "curvature-rose")
+            return _Attempt(ClimbEnd(x, steps, hvps, "curvature-rose"), fell_back)
         d = (vectors[:, t] * torch.sign(overlaps[t])).to(theta)
         step = _step(values, vectors, g64, t).to(theta)
         length = step.norm().item()
@@ -131,7 +169,7 @@ def climb(
         if length > radius:
             step = step * (radius / length)
         previous, x = x, x + step
-    return ClimbEnd(x, config.max_steps, hvps, "step-budget")
+    return _Attempt(ClimbEnd(x, config.max_steps, hvps, "step-budget"), fell_back)
 
 
 def _step(values: Tensor, vectors: Tensor, g: Tensor, t: int) -> Tensor:

@@ -19,7 +19,7 @@ from ridgerider.problems.classic import (
     styblinski_tang,
 )
 from ridgerider.problems.registry import load
-from ridgerider.problems.tree_mdp import TreeMDP
+from ridgerider.problems.tree_mdp import TreeMDP, default_entropy
 from ridgerider.search import SearchSpec, StartError, find_copy, search
 from ridgerider.search.frontier import Unit, search_frontier
 from ridgerider.search.loop import begin, work_on
@@ -258,6 +258,19 @@ def test_the_default_spec_exhausts_a_depth_4_tree_with_every_paying_leaf(seed):
     assert result.stopped == "frontier exhausted"
     assert set(tree.solutions()) <= leaves
     assert result.graph.number_of_nodes() < 1_000
+
+
+def test_the_default_spec_exhausts_a_depth_4_tree_of_another_entropy_with_every_paying_leaf():
+    """At 1.45 times the default entropy (seed 4) the climb from leaf 1's minimum along its
+    level-2 decision took steps so long that it fell back into a basin and converged onto that
+    minimum again with an unreached state flipped, and leaf 2 was never found; a climb that
+    falls back is retaken with shorter steps (`climb.RETAKEN_RADIUS`) and finds it."""
+    tree = TreeMDP.build(4, 4, entropy=1.45 * default_entropy(4))
+    result = search(tree.problem(), SearchSpec())
+    leaves = {tree.greedy_leaf(p.theta) for p in result.points("minimum")}
+    assert result.stopped == "frontier exhausted"
+    assert set(tree.solutions()) <= leaves
+    assert leaves <= set(tree.winners.tolist())
 
 
 def test_climbs_are_refused_where_the_whole_hessian_is_too_large():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ridgerider.problems.tree_mdp import TreeMDP
+from ridgerider.problems.tree_mdp import TreeMDP, default_entropy
 from ridgerider.search import SearchSpec, search
 
 
@@ -16,6 +16,19 @@ def test_the_default_spec_exhausts_a_depth_5_tree_with_every_paying_leaf(seed):
     benchmark draws, and holds every paying leaf and only winners (KNOWN-ANSWERS). 30 and 130
     s on these two trees since climbs land on saddles of higher index (bench/RESULTS.md)."""
     tree = TreeMDP.build(5, seed)
+    result = search(tree.problem(), SearchSpec())
+    leaves = {tree.greedy_leaf(p.theta) for p in result.points("minimum")}
+    assert result.stopped == "frontier exhausted"
+    assert set(tree.solutions()) <= leaves
+    assert leaves <= set(tree.winners.tolist())
+
+
+def test_the_default_spec_exhausts_a_depth_5_tree_of_a_low_entropy_with_every_paying_leaf():
+    """At 0.64 times the default entropy (seed 1) no interior saddle lies between leaf 24 and
+    leaf 26, only corners of high index, and the climb from leaf 24 passed over one with long
+    steps, fell back into a basin and converged onto leaf 24's minimum with an unreached state
+    flipped: 15 of 16. Retaken with shorter steps after falling back, it lands beyond."""
+    tree = TreeMDP.build(5, 1, entropy=0.64 * default_entropy(5))
     result = search(tree.problem(), SearchSpec())
     leaves = {tree.greedy_leaf(p.theta) for p in result.points("minimum")}
     assert result.stopped == "frontier exhausted"
