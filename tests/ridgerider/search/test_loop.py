@@ -261,10 +261,10 @@ def test_the_default_spec_exhausts_a_depth_4_tree_with_every_paying_leaf(seed):
 
 
 def test_the_default_spec_exhausts_a_depth_4_tree_of_another_entropy_with_every_paying_leaf():
-    """At 1.45 times the default entropy (seed 4) the climb from leaf 1's minimum along its
-    level-2 decision took steps so long that it fell back into a basin and converged onto that
-    minimum again with an unreached state flipped, and leaf 2 was never found; a climb that
-    falls back is retaken with shorter steps (`climb.RETAKEN_RADIUS`) and finds it."""
+    """At 1.45 times the default entropy (seed 4) the search missed leaf 2: the climb from leaf
+    1's minimum along its level-2 decision ended on that minimum again with an unreached state
+    flipped. With climbs that fall back into a basin retaken with shorter steps
+    (`climb.RETAKEN_RADIUS`), every paying leaf is found."""
     tree = TreeMDP.build(4, 4, entropy=1.45 * default_entropy(4))
     result = search(tree.problem(), SearchSpec())
     leaves = {tree.greedy_leaf(p.theta) for p in result.points("minimum")}
