@@ -26,6 +26,7 @@ from ridgerider.search.loop import begin, work_on
 from ridgerider.search.memory import MemoryTree
 from ridgerider.search.steps import DEGENERATE_START
 from tests.known_answers import HIMMELBLAU_MINIMA
+from tests.ridgerider.search.trees import assert_the_default_spec_exhausts
 
 STYBLINSKI_TANG_MINIMA = (-2.903534, 2.746803)
 
@@ -266,11 +267,7 @@ def test_the_default_spec_exhausts_a_depth_4_tree_of_another_entropy_with_every_
     flipped. With climbs that fall back into a basin retaken with shorter steps
     (`climb.RETAKEN_RADIUS`), every paying leaf is found."""
     tree = TreeMDP.build(4, 4, entropy=1.45 * default_entropy(4))
-    result = search(tree.problem(), SearchSpec())
-    leaves = {tree.greedy_leaf(p.theta) for p in result.points("minimum")}
-    assert result.stopped == "frontier exhausted"
-    assert set(tree.solutions()) <= leaves
-    assert leaves <= set(tree.winners.tolist())
+    assert_the_default_spec_exhausts(tree)
 
 
 def test_climbs_are_refused_where_the_whole_hessian_is_too_large():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ridgerider.problems.tree_mdp import TreeMDP, default_entropy
-from ridgerider.search import SearchSpec, search
+from tests.ridgerider.search.trees import assert_the_default_spec_exhausts
 
 
 @pytest.mark.parametrize("seed", [22, 23])
@@ -16,11 +16,7 @@ def test_the_default_spec_exhausts_a_depth_5_tree_with_every_paying_leaf(seed):
     benchmark draws, and holds every paying leaf and only winners (KNOWN-ANSWERS). 30 and 130
     s on these two trees since climbs land on saddles of higher index (bench/RESULTS.md)."""
     tree = TreeMDP.build(5, seed)
-    result = search(tree.problem(), SearchSpec())
-    leaves = {tree.greedy_leaf(p.theta) for p in result.points("minimum")}
-    assert result.stopped == "frontier exhausted"
-    assert set(tree.solutions()) <= leaves
-    assert leaves <= set(tree.winners.tolist())
+    assert_the_default_spec_exhausts(tree)
 
 
 def test_the_default_spec_exhausts_a_depth_5_tree_of_a_low_entropy_with_every_paying_leaf():
@@ -29,8 +25,4 @@ def test_the_default_spec_exhausts_a_depth_5_tree_of_a_low_entropy_with_every_pa
     steps, fell back into a basin and converged onto leaf 24's minimum with an unreached state
     flipped: 15 of 16. Retaken with shorter steps after falling back, it lands beyond."""
     tree = TreeMDP.build(5, 1, entropy=0.64 * default_entropy(5))
-    result = search(tree.problem(), SearchSpec())
-    leaves = {tree.greedy_leaf(p.theta) for p in result.points("minimum")}
-    assert result.stopped == "frontier exhausted"
-    assert set(tree.solutions()) <= leaves
-    assert leaves <= set(tree.winners.tolist())
+    assert_the_default_spec_exhausts(tree)
