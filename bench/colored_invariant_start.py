@@ -19,6 +19,7 @@ Run: `python bench/colored_invariant_start.py --seeds 0-2` (about a minute a see
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import torch
 from common import print_table, seed_range
@@ -33,7 +34,7 @@ from ridgerider.problems.mnist import CHANNEL, COLORED_INPUTS, colored_mnist_pro
 HIDDEN = 16  # colored-mnist's default width, two hidden layers
 
 
-def rex_loss(problem: Problem, weight: float):
+def rex_loss(problem: Problem, weight: float) -> Callable[[Tensor], Tensor]:
     """The pooled loss plus `weight` times the squared difference of env1's and env2's risks."""
 
     def loss(theta: Tensor) -> Tensor:
