@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import torch
 from common import print_table, seed_range
-from paper import colored_flips
+from paper import colored_flips, environment_profile
 from torch import Tensor
 
 from ridgerider.problems.base import Problem, classification_loss
@@ -70,19 +70,13 @@ def main() -> None:
         for weight in weights:
             model = digits_mlp(HIDDEN, "tanh", inputs=COLORED_INPUTS, layers=2, outputs=1)
             theta = maximally_invariant_point(model, rex_loss(problem, weight))
-            metrics = problem.behaviour(theta)
-            accuracy = {
-                name: ((problem.predict(theta, x)[:, 0] > 0).long() == y).double().mean().item()
-                for name, (x, y) in problem.splits.items()
-            }
+            profile = environment_profile(problem, theta)
             rows.append(
                 [
                     seed,
                     f"{weight:g}",
-                    f"{100 * accuracy['env1']:.1f}",
-                    f"{100 * accuracy['env2']:.1f}",
-                    f"{100 * accuracy['test']:.1f}",
-                    f"{metrics['colour_sensitivity']:.3f}",
+                    *(f"{100 * profile[split]:.1f}" for split in ("env1", "env2", "test")),
+                    f"{profile['colour']:.3f}",
                     f"{channel_cosine(theta):+.3f}",
                 ]
             )

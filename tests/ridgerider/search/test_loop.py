@@ -253,11 +253,7 @@ def test_the_default_spec_exhausts_a_depth_4_tree_with_every_paying_leaf(seed):
     settling multiplied into thousands of points (KNOWN-ANSWERS: the paying leaves). On seed
     104 one paying leaf lies only beyond a climb whose curvature first rises fourfold
     (`climb.ROSE`); seed 44 missed one until climbs landed on saddles of higher index."""
-    tree = TreeMDP.build(4, seed)
-    result = search(tree.problem(), SearchSpec())
-    leaves = {tree.greedy_leaf(p.theta) for p in result.points("minimum")}
-    assert result.stopped == "frontier exhausted"
-    assert set(tree.solutions()) <= leaves
+    result = assert_the_default_spec_exhausts(TreeMDP.build(4, seed))
     assert result.graph.number_of_nodes() < 1_000
 
 
