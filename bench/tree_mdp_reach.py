@@ -82,9 +82,11 @@ def main() -> None:
     torch.set_num_threads(1)
     rows = []
     for seconds in (float(b) for b in args.budgets.split(",")):
-        runs = [
-            measure(TreeMDP.build(args.depth, seed), seconds) for seed in seed_range(args.seeds)
-        ]
+        runs = []
+        for seed in seed_range(args.seeds):
+            runs.append(measure(TreeMDP.build(args.depth, seed), seconds))
+            found = 100 * runs[-1]["found"]
+            print(f"  seed {seed}, {seconds:g} s: {found:.1f} % of the paying leaves", flush=True)
 
         def mean(key: str, runs: list[dict[str, float]] = runs) -> float:
             return statistics.mean(run.get(key, 0) for run in runs)
