@@ -7,9 +7,9 @@ the default spec with each `--budgets` time budget on each tree and prints, per 
 paying leaves found, those the start's own rides found, the minima, and the descents from
 climb-reached saddles by where they ended: back at the minimum climbed from ("parent"), at a
 minimum the start's rides found ("start's minima"), at another point found before ("other
-known"), or at a point found first by that descent ("new"). If the leaves grow slowly with the
-budget while most descents end at known points, the search's order, not its speed, is what
-limits it.
+known"), or at a point found first by that descent ("new"); each tree's share is printed as it
+finishes. If the leaves grow slowly with the budget while most descents end at known points,
+the search's order, not its speed, is what limits it.
 
 Run: `python bench/tree_mdp_reach.py --depth 7 --seeds 100-105 --budgets 10,20,30` (one
 thread; it runs for the sum of the budgets times the trees: 6 minutes here).
