@@ -41,7 +41,7 @@ from storage.records import (
     rides_taken,
     start_job,
 )
-from storage.units import claim_next, end_unit, new_token
+from storage.units import claim_next, end_unit, new_token, skip_open
 
 TENSOR_CACHE_SIZE = 4096
 ALL_WORK = ("expand", "evaluate", "ride")
@@ -128,6 +128,14 @@ class JobTree:
 
     def skip(self, unit: Unit, reason: str) -> list[Unit]:
         return self._end(unit, "skipped", reason)
+
+    def skip_open(self, unit: Unit, reason: str) -> list[Unit]:
+        released = self.skip(unit, reason)
+        with self.db.session() as session:
+            freed = skip_open(session, self.job_id, reason)
+            units = [_node_unit(session.get(Node, i)) for i in freed]
+        known = {unit.id for unit in released}
+        return released + [unit for unit in units if unit.id not in known]
 
     def fail(self, unit: Unit, reason: str) -> list[Unit]:
         return self._end(unit, "failed", reason)

@@ -128,6 +128,37 @@ def end_unit(
     return [node.id for node in released_nodes(session, ride.from_node_id, ride.eigen_index)]
 
 
+def skip_open(session: Session, job_id: int, reason: str) -> list[int]:
+    """End every pending unit of the job that is not an evaluation as skipped, at once: a
+    running budget (`ridgerider.search.budget.exhausted`) ran out, so each would be skipped
+    when claimed, one transaction and one pass over the frontier each. Returns the pending
+    evaluations this frees that no message was sent for (a held node whose ridge's rides were
+    skipped)."""
+    lock_job(session, job_id)
+    job = session.get(Job, job_id, populate_existing=True)
+    skipped = 0
+    for table, work in ((Ride, ()), (Node, (Node.work == "expand",))):
+        result = session.execute(
+            update(table)
+            .where(table.job_id == job_id, table.state == "pending", *work)
+            .values(state="skipped")
+            .execution_options(synchronize_session=False)
+        )
+        skipped += result.rowcount
+    job.outstanding -= skipped
+    job.stopped = job.stopped or reason
+    touch(job)
+    session.flush()
+    unsent = set(
+        session.scalars(
+            select(Node.id).where(
+                Node.job_id == job_id, Node.state == "pending", Node.task_id.is_(None)
+            )
+        )
+    )
+    return [unit.id for unit in pending_units(session, job_id, ("evaluate",)) if unit.id in unsent]
+
+
 def mark_enqueued(
     session: Session, kind: UnitKind | Literal["job"], unit_id: int, task_id: str
 ) -> None:

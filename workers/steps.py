@@ -14,7 +14,7 @@ from sqlalchemy import select
 from ridgerider.metrics import pairwise_metrics, set_metrics
 from ridgerider.problems.base import Problem
 from ridgerider.problems.registry import load
-from ridgerider.search.loop import begin
+from ridgerider.search.loop import UNIT_ERRORS, begin
 from ridgerider.search.spec import SearchSpec
 from ridgerider.search.steps import StartError
 from storage.artifacts import ArtifactStore
@@ -61,13 +61,18 @@ def start(ctx: JobContext) -> None:
     """Classify the problem's start and make it the job's root node.
 
     Raises:
-        StartError: the problem has no start or it is not a critical point (the job is failed).
+        StartError: the problem has no start, its loss there is no finite scalar, or the start
+            is not a critical point (the job is failed).
+        ArithmeticError, RuntimeError, TypeError: the loss raised it at the start (the job is
+            failed with it, not left queued; the database's and the broker's errors are not
+            caught: the start is retried).
     """
     try:
         begin(ctx.tree, ctx.problem, ctx.spec)
-    except StartError as error:
+    except (*UNIT_ERRORS, TypeError) as error:
+        reason = str(error) if isinstance(error, StartError) else f"{type(error).__name__}: {error}"
         with ctx.db.session() as session:
-            fail_job(session, ctx.job_id, str(error))
+            fail_job(session, ctx.job_id, reason)
         raise
 
 

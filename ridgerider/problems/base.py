@@ -59,6 +59,8 @@ class Problem:
             raise ValueError(f"dim must be >= 1, got {self.dim}")
         if self.start is not None and self.start.shape != (self.dim,):
             raise ValueError(f"start must have shape ({self.dim},), got {tuple(self.start.shape)}")
+        if self.start is not None and self.start.requires_grad:
+            object.__setattr__(self, "start", self.start.detach())  # a point, not a graph
 
     @property
     def dtype(self) -> torch.dtype:

@@ -45,6 +45,9 @@ class Tree(Protocol):
     `skip` / `fail` return the units that became claimable (a worker pool sends work for each).
     An evaluated minimum's `climbs` (`steps.climbs`) are queued like a branch point's rides.
 
+    `skip_open` skips a unit and every other pending unit but the evaluations, at once: a
+    running budget that ran out stays out, so each would be skipped when claimed.
+
     `add_root`'s `stopped`, where given, is why the search ends at its root (`steps.start_stop`).
     `rides_from(path)` gives the (eigen index, sign) of the rides taken from the point at `path`,
     in the order they were queued (the node budget's quotas follow from them).
@@ -75,6 +78,8 @@ class Tree(Protocol):
 
     def skip(self, unit: Unit, reason: str) -> list[Unit]: ...
 
+    def skip_open(self, unit: Unit, reason: str) -> list[Unit]: ...
+
     def fail(self, unit: Unit, reason: str) -> list[Unit]: ...
 
     def record_expansion(
@@ -102,14 +107,15 @@ def begin(tree: Tree, problem: Problem, spec: SearchSpec) -> list[Unit]:
 
 
 def work_on(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> list[Unit]:
-    """Do one claimed unit and record it; returns the units it created. A budget used up skips
-    the unit (evaluations are never skipped); an error fails that unit only. An evaluated
+    """Do one claimed unit and record it; returns the units it created. A running budget used
+    up skips the unit and every pending one with it (evaluations are never skipped); a node
+    budget skips the ride it leaves no share; an error fails that unit only. An evaluated
     minimum is climbed from (`SearchSpec.climb_minima`) while the running budgets last and its
     node quota leaves CLIMB_POINTS points a climb. Budgets `spec` omits are filled in for
     `problem` (`SearchSpec.resolved`)."""
     spec = spec.resolved(problem)
     if unit.work != "evaluate" and (reason := exhausted(spec, tree.progress())):
-        return tree.skip(unit, reason)
+        return tree.skip_open(unit, reason)
     if unit.work == "ride" and _quota(tree, spec, unit) < 1:
         return tree.skip(unit, "node budget")
     try:

@@ -28,8 +28,9 @@ EXHAUSTED = "frontier exhausted"
 @dataclass
 class SearchResult:
     """The DAG (node attributes: `point`, a CriticalPoint; `depth`; `fingerprint`; edge
-    attributes: `ride_labels`), the failed rides, HVPs spent, seconds, why the search stopped,
-    and the units a budget left undone (`open`: expansions and rides)."""
+    attributes: `ride_labels`), the failed rides (a ride whose step raised has `end_reason`
+    "error" and the exception in `failure`), HVPs spent, seconds, why the search stopped, and
+    the units a budget left undone (`open`: expansions and rides)."""
 
     graph: nx.MultiDiGraph
     hvps: int
@@ -131,10 +132,20 @@ class MemoryTree:
             self.stopped = reason
         return self._ride_ended(unit)
 
+    def skip_open(self, unit: Unit, reason: str) -> list[Unit]:
+        released = self.skip(unit, reason)
+        while todo := [other for other in self.pending.values() if other.work != "evaluate"]:
+            for other in todo:
+                del self.pending[other.kind, other.id]
+                released += self.skip(other, reason)
+        return [other for other in released if (other.kind, other.id) in self.pending]
+
     def fail(self, unit: Unit, reason: str) -> list[Unit]:
         self._done(unit)
         if unit.kind == "node":
             self.graph.nodes[unit.id]["error"] = reason
+        else:
+            self.failures.append(Outcome(0, 0, "error", failure=reason))
         return self._ride_ended(unit)
 
     def record_expansion(

@@ -94,6 +94,7 @@ def start_point(problem: Problem, spec: SearchSpec) -> CriticalPoint:
     """
     if problem.start is None:
         raise StartError(f"problem {problem.name!r} has no start point; give one")
+    _check_loss_at_start(problem)
     seed_generators(spec.seed)
     root = classify(problem.loss, problem.start, zero_modes=problem.zero_modes)
     if root.grad_norm > START_GRAD_RTOL * max(1.0, abs(root.loss)):
@@ -102,6 +103,20 @@ def start_point(problem: Problem, spec: SearchSpec) -> CriticalPoint:
             f"{root.grad_norm:.3g}"
         )
     return root
+
+
+def _check_loss_at_start(problem: Problem) -> None:
+    """Raise StartError unless the loss at the start is one finite number: a loss that returns
+    a vector, or NaN or Inf there, is the user's to fix, not a ride's to fail."""
+    value = problem.loss(problem.start)
+    if not isinstance(value, Tensor) or value.dim() != 0:
+        shape = f"shape {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
+        raise StartError(
+            f"the loss of {problem.name!r} must return a scalar (0-dimensional) tensor; at the "
+            f"start it returned {shape}"
+        )
+    if not math.isfinite(value.item()):
+        raise StartError(f"the loss of {problem.name!r} is not finite at the start: {value.item()}")
 
 
 DEGENERATE_START = "degenerate start: no negative curvature to ride, no minimum to climb from"

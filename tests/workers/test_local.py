@@ -4,6 +4,7 @@ gives nothing, and refuses a bad start."""
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
@@ -77,6 +78,23 @@ def test_budgets_skip_the_rest_and_say_why(db, store):
     assert 1 < job.stats["nodes"] <= 5  # a quota a ride left unused (a copy) is not passed on
     assert job.stats["skipped_rides"] + job.stats["skipped_expansions"] > 0
     assert job.stats["solutions"] == job.stats["minima"]  # every minimum found is evaluated
+
+
+def test_a_running_budget_that_runs_out_ends_the_open_units_at_once(db, store):
+    """Past an HVP budget only evaluations are claimed (each other unit skipped one by one was a
+    transaction and a pass over the frontier: a minute for a 5-s budget), and the tree is the
+    in-memory search's."""
+    problem, budget = "styblinski-tang:dim=40", 3_000
+    progress = []
+    job_id = submit(db, problem=problem, max_hvps=budget)
+    job = run_job(db, store, job_id, on_progress=progress.append)
+    reference = search(load(problem), SearchSpec(problem=problem, max_hvps=budget))
+    assert job.status == "finished" and job.stopped == "HVP budget"
+    assert job.stats["nodes"] == reference.graph.number_of_nodes()
+    assert job.stats["skipped_rides"] == reference.open["rides"] > 200
+    after = [now for before, now in itertools.pairwise(progress) if before["hvps"] >= budget]
+    assert 1 <= len(after) <= 1 + job.stats["minima"]
+    assert progress[-1]["outstanding"] == 0
 
 
 def test_a_degenerate_start_finishes_the_job_saying_why_it_found_nothing(db, store):

@@ -21,6 +21,7 @@ from ridgerider.problems.classic import (
 from ridgerider.problems.registry import load
 from ridgerider.problems.tree_mdp import TreeMDP, default_entropy
 from ridgerider.search import SearchSpec, StartError, find_copy, search
+from ridgerider.search.budget import Progress
 from ridgerider.search.frontier import Unit, search_frontier
 from ridgerider.search.loop import begin, work_on
 from ridgerider.search.memory import MemoryTree
@@ -94,6 +95,61 @@ def test_a_ride_whose_loss_turns_nan_is_marked_failed_and_the_search_goes_on():
     minima = torch.stack([p.theta for p in result.points("minimum")])
     assert (minima[:, 0] > -1.5).all()
     assert len(minima) == 2  # (3, 2) and (3.584428, -1.848127) are still found
+
+
+def test_a_ride_whose_step_raises_is_recorded_as_failed_and_the_search_goes_on():
+    base = himmelblau()
+
+    def fragile(theta: torch.Tensor) -> torch.Tensor:
+        if theta[0].item() < -1.5:  # a user's loss that raises west of x = -1.5
+            raise RuntimeError("the simulator crashed")
+        return base.loss(theta)
+
+    result = search(Problem("fragile-himmelblau", fragile, 2, base.start))
+    assert result.failures and all(
+        f.end_reason == "error" and "the simulator crashed" in f.failure for f in result.failures
+    )
+    minima = torch.stack([p.theta for p in result.points("minimum")])
+    assert len(minima) == 2 and (minima[:, 0] > -1.5).all()
+
+
+def test_a_start_that_carries_a_graph_is_taken_as_a_point():
+    base = himmelblau()
+    start = base.start.clone().requires_grad_(True)
+    result = search(Problem("himmelblau", base.loss, 2, start))
+    assert not result.failures
+    assert_same_points([p.theta for p in result.points("minimum")], HIMMELBLAU_MINIMA)
+
+
+@pytest.mark.parametrize(
+    ("loss", "message"),
+    [
+        (lambda t: t**2, r"must return a scalar \(0-dimensional\) tensor.*shape \(2,\)"),
+        (lambda t: torch.log(t).sum(), "is not finite at the start: -inf"),
+        (lambda t: t.sum() * float("nan"), "is not finite at the start: nan"),
+    ],
+)
+def test_a_loss_that_is_no_finite_scalar_at_the_start_is_refused(loss, message):
+    with pytest.raises(StartError, match=message):
+        search(Problem("broken", loss, 2, torch.zeros(2, dtype=torch.float64)))
+
+
+def test_a_running_budget_that_runs_out_ends_every_open_unit_at_once():
+    """Past the budget only evaluations run: the other open units are skipped together, not
+    claimed one by one (on the database's tree, a transaction and a pass over the frontier
+    each). Styblinski-Tang in 40-D leaves hundreds of rides open."""
+    budget = 3_000
+    after: list[Progress] = []  # the progress after each unit claimed once the budget was out
+    seen: list[Progress] = []
+
+    def count(progress: Progress) -> None:
+        if seen and seen[-1].hvps >= budget:
+            after.append(progress)
+        seen.append(progress)
+
+    result = search(styblinski_tang(40), SearchSpec(max_hvps=budget), count)
+    assert result.stopped == "HVP budget" and result.open["rides"] > 200
+    assert 1 <= len(after) <= 1 + len(result.points("minimum"))  # the skip, then evaluations
 
 
 def test_auto_hops_between_minima_where_they_are_climbed_from_and_no_node_budget_is_set():
