@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import asdict
 from enum import StrEnum
@@ -107,6 +108,8 @@ def main(
     ] = False,
 ) -> None:
     """Ridge Rider: find many genuinely different minima of a loss."""
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # `--problem my_problems:camel` from its folder
 
 
 @app.command()
@@ -311,7 +314,10 @@ def problems() -> None:
         table.add_column(column)
     for name, factory in sorted(registered().items()):
         schema = declared(factory) or {}
-        for key, default in defaults(factory).items():
+        parameters = defaults(factory)
+        if not parameters:
+            table.add_row(escape(name), "", "", "", "no parameters")
+        for key, default in parameters.items():
             known = schema.get(key)
             cells = (
                 name,

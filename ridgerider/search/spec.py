@@ -37,7 +37,7 @@ REPRODUCIBLE_TRACKING_TOL = 1e-10
 class SearchSpec(BaseModel):
     """Everything that decides a search, with defaults; one seed makes it reproducible."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)  # true is no number
 
     problem: str = Field(
         "digits-mlp",
@@ -84,7 +84,9 @@ class SearchSpec(BaseModel):
         "or every eigenvector; auto: one per group where the problem declares its symmetries",
     )
     max_hvps: int | None = Field(None, ge=1, description="total Hessian-vector product budget")
-    max_seconds: float | None = Field(None, gt=0, description="wall-time budget")
+    max_seconds: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="wall-time budget"
+    )
     step_size: float = Field(
         0.02,
         gt=0,

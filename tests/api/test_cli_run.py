@@ -127,9 +127,8 @@ def test_a_run_into_a_pipe_prints_progress_lines_before_its_table(tmp_path):
 def test_user_problems_from_a_function_and_a_module(tmp_path):
     (tmp_path / "user_problems.py").write_text(USER_PROBLEMS)
     env = {"PYTHONPATH": str(tmp_path)}
-    result = ridgerider(
-        "run", "--problem", "user_problems:camel:scale=2.0", "--json", env=env, cwd=tmp_path
-    )
+    # from the module's own folder, as the README shows it: no PYTHONPATH needed
+    result = ridgerider("run", "--problem", "user_problems:camel:scale=2.0", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     minima = json.loads(result.stdout)["minima"]
     # All six minima of the six-hump camel, in symmetric pairs, from (0, 0): the two global
@@ -183,3 +182,38 @@ def test_problems_lists_the_parameters_and_their_ranges(tmp_path):
     assert result.returncode == 0, result.stderr
     for text in ("tree-mdp", "depth", "[4, 10]", "colored-mnist", "label_noise", "[0, 0.5]"):
         assert text in result.stdout
+    for name in ("himmelblau", "six-hump-camel", "monkey-saddle", "cubic-valley"):
+        assert re.search(rf"{name} .*no parameters", result.stdout), name
+
+
+BROKEN_PROBLEMS = textwrap.dedent(
+    """
+    import torch
+
+    from ridgerider.problems.base import Problem
+
+
+    def vector():
+        return Problem("vector", lambda t: (t**2 - 1) ** 2, 2, torch.zeros(2, dtype=torch.float64))
+
+
+    def not_finite():
+        return Problem("not-finite", lambda t: torch.log(t).sum(), 2, torch.zeros(2).double())
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("factory", "error"),
+    [
+        ("vector", "'vector' must return a scalar (0-dimensional) tensor; at the start"),
+        ("not_finite", "the loss of 'not-finite' is not finite at the start: -inf"),
+    ],
+)
+def test_a_loss_that_is_no_finite_scalar_at_the_start_fails_its_job(tmp_path, factory, error):
+    (tmp_path / "broken.py").write_text(BROKEN_PROBLEMS)
+    result = ridgerider("run", "--problem", f"broken:{factory}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert error in result.stderr and "Traceback" not in result.stderr
+    job = json.loads(ridgerider("jobs", "--format", "json", cwd=tmp_path).stdout)[0]
+    assert job["status"] == "failed" and error in job["error"]
