@@ -467,8 +467,13 @@ def cancel(
 ) -> None:
     """Cancel a job: nothing more is started, what it found so far is kept."""
     settings = settings_of(database_url=db_url, broker_url=broker, server=server, api_key=key)
-    backend(settings, db_url).cancel(job)
-    console.print(f"job {job}: cancel requested")
+    chosen = backend(settings, db_url)
+    chosen.cancel(job)
+    status = chosen.status(job)["status"]
+    if status in ("finished", "failed"):
+        console.print(f"job {job} is {status}: there is nothing to cancel")
+    else:
+        console.print(f"job {job}: cancel requested (now {status})")
 
 
 @app.command()

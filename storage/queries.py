@@ -319,7 +319,9 @@ def metric_matrix(
     present = present_metrics(session, job_id, names)
     for name in names:
         if name not in present:
-            known = ", ".join(metric_names(session, job_id)) or "none"
+            known = ", ".join(metric_names(session, job_id))
+            if not known:
+                raise QueryError(f"job {job_id} has no solutions to choose from")
             raise QueryError(f"unknown metric {name!r}; known: {known}")
     parsed = parse_job_filter(session, job_id, where) if where else None
     passing = filtered_solutions(job_id, parsed)[0].with_only_columns(SOLUTIONS.c.id).subquery()
