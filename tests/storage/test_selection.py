@@ -96,9 +96,9 @@ def test_selection_errors_name_what_is_wrong(db):
             pareto_front(session, job_id, [Objective("accuracy", "max")])
     with db.session() as session:
         empty = create_job(session, {"problem": "synthetic"}).id
-    with db.session(readonly=True) as session:
-        with pytest.raises(QueryError, match=f"job {empty} has no solutions to choose from"):
-            pareto_front(session, empty, [Objective("loss", "min")])
+    message = f"job {empty} has no solutions to choose from"
+    with db.session(readonly=True) as session, pytest.raises(QueryError, match=message):
+        pareto_front(session, empty, [Objective("loss", "min")])
 
 
 def test_a_repeated_objective_counts_once_and_opposite_directions_are_refused(db):
