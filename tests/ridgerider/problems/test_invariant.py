@@ -20,6 +20,7 @@ from ridgerider.problems.invariant import (
     invariant_layout,
     maximally_invariant_point,
 )
+from ridgerider.problems.registry import load
 from tests.ridgerider.problems.units import permute_units
 
 Character = Callable[[Sequence[int]], int]
@@ -164,6 +165,16 @@ def test_a_loss_that_is_not_permutation_invariant_gives_no_critical_point():
 
     with pytest.raises(ValueError, match=r"not critical: gradient norm \d"):
         maximally_invariant_point(net, loss)
+
+
+def test_a_deep_narrow_tanh_mlp_has_a_mis_below_the_constant_predictor():
+    """64-3-3-3-3-10: from the usual small start the reduced minimisation stalls near zero,
+    where the loss is flat to high order, short of a critical point; from further out it
+    reaches one, below ln 10 (every unit still in use)."""
+    problem = load("digits-mlp:hidden=3,layers=4")
+    gradient = torch.func.grad(problem.loss)(problem.start)
+    assert gradient.norm() <= 1e-8 * max(1.0, problem.loss(problem.start).item())
+    assert problem.loss(problem.start).item() < math.log(10) - 0.5
 
 
 class Cumsum(nn.Module):
