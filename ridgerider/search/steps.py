@@ -233,8 +233,9 @@ def follow(
     hvps += end.hvps
     if not _settled_enough(problem, point, spec):
         failure = (
-            f"settling ended at a {point.kind} point of gradient norm {point.grad_norm:.3g}, "
-            f"not a critical point (smallest eigenvalues {_few(point.eigenvalues)})"
+            f"settling ended short of a critical point: gradient norm {point.grad_norm:.3g} "
+            f"above the tolerance (the Hessian's smallest eigenvalues there "
+            f"{_few(point.eigenvalues)})"
         )
         return Outcome(end.steps, hvps, end.reason, failure=failure)
     return Outcome(
