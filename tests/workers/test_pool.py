@@ -197,6 +197,32 @@ def test_a_nan_ride_fails_alone_on_the_pool(shared):
     assert solutions == 2
 
 
+def test_a_running_budget_ends_the_open_units_at_once_on_the_pool(shared):
+    """The worker whose unit finds the HVP budget spent skips every open expansion and ride at
+    once; the minima found are still evaluated, and the job ends."""
+    running, db = shared
+    spec = running.folder / "hvps.json"
+    spec.write_text(json.dumps({"max_hvps": 3_000}))
+    result = running.cli(
+        "run", "--problem", "styblinski-tang:dim=40", "--spec", str(spec), "--no-wait"
+    )
+    assert result.returncode == 0, result.stderr
+    job = wait_for(db, int(result.stdout.strip()), ended)
+    assert job.status == "finished" and job.stopped == "HVP budget", running.logs()
+    with db.session(readonly=True) as session:
+        states = dict(
+            session.execute(
+                select(Ride.state, func.count()).where(Ride.job_id == job.id).group_by(Ride.state)
+            ).all()
+        )
+        minima = session.scalar(
+            select(func.count()).where(Node.job_id == job.id, Node.kind == "minimum")
+        )
+        solutions = session.scalar(select(func.count()).where(Solution.job_id == job.id))
+    assert states["skipped"] > 200 and "pending" not in states and "claimed" not in states
+    assert solutions == minima > 0 and job.outstanding == 0
+
+
 def lost_job(db: Database, problem: str, *, allow_import: bool) -> int:
     """A job stored as sent to the pool long ago, its message lost: the sweep sends its start.
     (Its problem is stored as is: submission checks are bypassed, as an old row or a bug
