@@ -26,7 +26,8 @@ BARRIER_POINTS = 21
 
 def minimum_metrics(problem: Problem, point: CriticalPoint) -> dict[str, float]:
     """Loss, gradient norm, index, sharpness (top eigenvalue), Hessian trace (Hutchinson),
-    distance from the start, the problem's own `behaviour` metrics, and, for classifiers,
+    distance from the start (to the solution's symmetric copy nearest it, where the problem
+    declares `align`: a tree-MDP angle taken 2 pi k away is the same policy), the problem's own `behaviour` metrics, and, for classifiers,
     accuracy and loss on every split (out-of-distribution ones included) and per-class test
     accuracy."""
     metrics = {
@@ -35,8 +36,9 @@ def minimum_metrics(problem: Problem, point: CriticalPoint) -> dict[str, float]:
         "index": float(point.index),
         **curvature_metrics(problem, point.theta),
     }
-    if problem.start is not None:
-        metrics["distance_from_start"] = (point.theta - problem.start).norm().item()
+    if problem.start is not None:  # to the copy of the solution nearest the start
+        theta = point.theta if problem.align is None else problem.align(problem.start, point.theta)
+        metrics["distance_from_start"] = (theta - problem.start).norm().item()
     if problem.behaviour is not None:
         metrics |= {name: float(value) for name, value in problem.behaviour(point.theta).items()}
     if problem.predict is None:
