@@ -27,9 +27,9 @@ BARRIER_POINTS = 21
 def minimum_metrics(problem: Problem, point: CriticalPoint) -> dict[str, float]:
     """Loss, gradient norm, index, sharpness (top eigenvalue), Hessian trace (Hutchinson),
     distance from the start (to the solution's symmetric copy nearest it, where the problem
-    declares `align`: a tree-MDP angle taken 2 pi k away is the same policy), the problem's own `behaviour` metrics, and, for classifiers,
-    accuracy and loss on every split (out-of-distribution ones included) and per-class test
-    accuracy."""
+    declares `align`: a tree-MDP angle taken 2 pi k away is the same policy), the problem's
+    own `behaviour` metrics, and, for classifiers, accuracy and loss on every split
+    (out-of-distribution ones included) and per-class test accuracy."""
     metrics = {
         "loss": point.loss,
         "grad_norm": point.grad_norm,
