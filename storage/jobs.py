@@ -15,7 +15,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from storage.models import JOB_ENDED, JOB_IN_FLIGHT, Job, Node, PairMetric, Ride, utcnow
@@ -155,23 +155,29 @@ def cancel_job(session: Session, job_id: int) -> list[str]:
     job.cancel_requested = True
     job.cancelled_at = utcnow()
     job.stopped = "cancelled"
-    task_ids: list[str] = []
-    for table in (Node, Ride):
-        # The ids come from the update itself: a claim that commits while it waits on a row
-        # keeps that unit, which stays outstanding until its worker finishes it.
-        pending = session.execute(
-            update(table)
-            .where(table.job_id == job_id, table.state == "pending")
-            .values(state="skipped")
-            .returning(table.id, table.task_id)
-            .execution_options(synchronize_session=False)
-        ).all()
-        job.outstanding -= len(pending)
-        task_ids += [task_id for _, task_id in pending if task_id]
+    task_ids = skip_pending(session, job, Node) + skip_pending(session, job, Ride)
     if job.status == "queued":  # never started: nothing to finalise
         job.status = "cancelled"
         job.finished_at = utcnow()
     return task_ids
+
+
+def skip_pending(
+    session: Session, job: Job, table: type[Node] | type[Ride], *where: ColumnElement[bool]
+) -> list[str]:
+    """Mark `job`'s pending units in `table` (those meeting `where` too) skipped, take them off
+    its outstanding count, and return the task ids of those a message was sent for. The rows
+    come from the update itself: a claim that commits while it waits on a row keeps that unit,
+    which stays outstanding until its worker finishes it. The caller holds the job's lock."""
+    skipped = session.execute(
+        update(table)
+        .where(table.job_id == job.id, table.state == "pending", *where)
+        .values(state="skipped")
+        .returning(table.id, table.task_id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    job.outstanding -= len(skipped)
+    return [task_id for _, task_id in skipped if task_id]
 
 
 def claim_finalisation(session: Session, job_id: int) -> bool:

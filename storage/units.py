@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from ridgerider.search.fingerprint import extend, from_text
 from ridgerider.search.frontier import Unit
 from storage.database import Database
-from storage.jobs import lock_job, touch
+from storage.jobs import lock_job, skip_pending, touch
 from storage.models import UNIT_ACTIVE, Job, Node, Ride, utcnow
 
 UnitKind = Literal["node", "ride"]
@@ -136,16 +136,8 @@ def skip_open(session: Session, job_id: int, reason: str) -> list[int]:
     skipped)."""
     lock_job(session, job_id)
     job = session.get(Job, job_id, populate_existing=True)
-    skipped = 0
-    for table, work in ((Ride, ()), (Node, (Node.work == "expand",))):
-        result = session.execute(
-            update(table)
-            .where(table.job_id == job_id, table.state == "pending", *work)
-            .values(state="skipped")
-            .execution_options(synchronize_session=False)
-        )
-        skipped += result.rowcount
-    job.outstanding -= skipped
+    skip_pending(session, job, Ride)
+    skip_pending(session, job, Node, Node.work == "expand")
     job.stopped = job.stopped or reason
     touch(job)
     session.flush()
