@@ -31,6 +31,7 @@ from api.cli_common import (
     KeyOption,
     ReportingGroup,
     ServerOption,
+    TextFormat,
     WhereOption,
     backend,
     console,
@@ -336,7 +337,9 @@ def problems() -> None:
 def jobs(
     status: Annotated[str | None, typer.Option(help="Only jobs in this status.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000, help="How many, newest first.")] = 50,
-    output: Annotated[Format, typer.Option("--format", help="table or json.")] = Format.table,
+    output: Annotated[
+        TextFormat, typer.Option("--format", help="table or json.")
+    ] = TextFormat.table,
     db_url: DbOption = None,
 ) -> None:
     """The stored jobs, newest first."""
@@ -346,7 +349,7 @@ def jobs(
             job_summary(job) | {"minima": (job.stats or {}).get("solutions", "-")}
             for job in list_jobs(session, status=status, limit=limit)
         ]
-    if output is Format.json:
+    if output is TextFormat.json:
         print(json.dumps(listed))
     else:
         console.print(jobs_table(listed))
@@ -430,7 +433,13 @@ def worker(
         str, typer.Option(help="Comma-separated queues to take tasks from (ridgerider, gpu).")
     ] = "ridgerider",
     concurrency: Annotated[
-        int, typer.Option(min=1, max=256, help="Worker processes [default: CPU cores].")
+        int,
+        typer.Option(
+            min=1,
+            max=256,
+            show_default=False,
+            help="Worker processes (default: this machine's CPU cores).",
+        ),
     ] = os.cpu_count() or 1,
     loglevel: Annotated[str, typer.Option(help="Celery's log level.")] = "INFO",
     hostname: Annotated[
@@ -479,7 +488,9 @@ def cancel(
 @app.command()
 def status(
     job: JobArgument,
-    output: Annotated[Format, typer.Option("--format", help="table or json.")] = Format.table,
+    output: Annotated[
+        TextFormat, typer.Option("--format", help="table or json.")
+    ] = TextFormat.table,
     db_url: DbOption = None,
     server: ServerOption = None,
     key: KeyOption = None,

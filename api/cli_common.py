@@ -31,8 +31,8 @@ from storage.solutions import SolutionNotFoundError
 from workers.pool import Pool
 from workers.settings import Settings, SettingsError, load_settings
 
-console = Console()
-errors = Console(stderr=True)
+console = Console(emoji=False)
+errors = Console(stderr=True, emoji=False)
 
 DbOption = Annotated[
     str | None,
@@ -88,6 +88,13 @@ class Format(StrEnum):
     table = "table"
     json = "json"
     csv = "csv"
+
+
+class TextFormat(StrEnum):
+    """The formats of a command whose output is no table of rows: a job's or a list's."""
+
+    table = "table"
+    json = "json"
 
 
 def settings_of(**flags: Any) -> Settings:

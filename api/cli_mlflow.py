@@ -31,8 +31,8 @@ def mlflow(
     tracking_uri: Annotated[
         str | None,
         typer.Option(
-            help="MLflow tracking server or store [default: MLflow's own, from "
-            "MLFLOW_TRACKING_URI]."
+            help="MLflow tracking server or store (default: MLflow's own, from "
+            "MLFLOW_TRACKING_URI)."
         ),
     ] = None,
     experiment: Annotated[str, typer.Option(help="The experiment to log into.")] = (

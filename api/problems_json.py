@@ -107,6 +107,8 @@ def install(app: FastAPI) -> None:
             for e in error.errors()
         ]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        if any(e["type"] == "json_invalid" for e in error.errors()):
+            return problem_response(request, 400, "Bad Request", f"the body is not JSON: {detail}")
         return problem_response(request, 422, "Invalid request", detail, errors)
 
     @app.exception_handler(StarletteHTTPException)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -94,12 +95,23 @@ def print_report(console: Console, rows: Sequence[SolutionRow], document: dict[s
         f"{stats.get('branch_points', 0)} branch points, "
         f"{stats.get('degenerate', 0)} degenerate), {stats.get('rides', 0)} rides, "
         f"{stats.get('failed_rides', 0)} failed, {job['hvps']:,} HVPs, {job['seconds']:.1f} s; "
-        f"stopped: {stats.get('stopped', '-')}"
+        f"stopped: {stats.get('stopped', '-')}{left_open(stats)}"
     )
     console.print(
         f"job {job['id']} ({job['status']}) is stored; query it with "
         f"`ridgerider solutions {job['id']}`"
     )
+
+
+def left_open(stats: dict[str, Any]) -> str:
+    """What a stopped search left undone, where it left anything: its skipped expansions and
+    rides."""
+    counts = {
+        "expansions": stats.get("skipped_expansions", 0),
+        "rides": stats.get("skipped_rides", 0),
+    }
+    left = " and ".join(f"{count} {what}" for what, count in counts.items() if count)
+    return f" ({left} left open)" if left else ""
 
 
 def print_rows(
@@ -111,6 +123,8 @@ def print_rows(
         print(json.dumps(data))
     elif output == "csv":
         print(solutions_csv(rows), end="")
+        if next_cursor:
+            print(f"more: --cursor {next_cursor}", file=sys.stderr)
     else:
         console.print(solutions_table(rows, title))
         if next_cursor:

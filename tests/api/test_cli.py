@@ -7,6 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
+import typer
+from rich.text import Text
+
+from api.cli import app
 from tests.conftest import REPOSITORY
 
 RIDGERIDER = Path(sys.executable).parent / "ridgerider"
@@ -57,3 +62,22 @@ def test_version():
     result = ridgerider("--version")
     assert result.returncode == 0
     assert result.stdout.startswith("ridgerider 0.1.0")
+
+
+def test_every_help_text_survives_rich_markup():
+    """Typer prints help through rich, whose markup eats a bracketed "[default: ...]": no
+    option's help may change when rendered."""
+
+    def commands(group: click.Command, path: str = "") -> list[tuple[str, click.Command]]:
+        found = [(path, group)]
+        for name, command in getattr(group, "commands", {}).items():
+            found += commands(command, f"{path} {name}")
+        return found
+
+    changed = [
+        (path, param.name, param.help)
+        for path, command in commands(typer.main.get_command(app))
+        for param in command.params
+        if getattr(param, "help", None) and Text.from_markup(param.help).plain != param.help
+    ]
+    assert changed == []

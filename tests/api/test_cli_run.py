@@ -124,6 +124,22 @@ def test_a_run_into_a_pipe_prints_progress_lines_before_its_table(tmp_path):
     assert "RIDGERIDER_PROGRESS_EVERY = '0' is not allowed" in refused.stderr
 
 
+def test_a_run_stopped_by_a_budget_says_what_it_left_open(tmp_path):
+    (tmp_path / "spec.toml").write_text("max_solutions = 2\n")
+    result = ridgerider(
+        "run", "--problem", "styblinski-tang:dim=4", "--spec", "spec.toml", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    left = re.search(
+        r"stopped: solution budget \((\d+) rides left open\)", " ".join(result.stdout.split())
+    )
+    again = ridgerider(
+        "run", "--problem", "styblinski-tang:dim=4", "--spec", "spec.toml", "--json", cwd=tmp_path
+    )
+    stats = json.loads(again.stdout)["stats"]
+    assert left and int(left[1]) == stats["skipped_rides"] > 0 and stats["skipped_expansions"] == 0
+
+
 def test_user_problems_from_a_function_and_a_module(tmp_path):
     (tmp_path / "user_problems.py").write_text(USER_PROBLEMS)
     env = {"PYTHONPATH": str(tmp_path)}
@@ -137,6 +153,8 @@ def test_user_problems_from_a_function_and_a_module(tmp_path):
     assert losses == pytest.approx(
         [-1.031628, -1.031628, -0.215464, -0.215464, 2.104250, 2.104250], abs=1e-5
     )
+    listed = ridgerider("jobs", cwd=tmp_path)
+    assert "user_problems:camel:scale=2.0" in listed.stdout  # not an emoji code
 
     spec = tmp_path / "spec.json"
     spec.write_text('{"max_nodes": 6}')

@@ -112,6 +112,20 @@ def test_solutions_filter_sort_and_page(backend):
     ids = [r["id"] for page in pages for r in page["solutions"]]
     solutions = json.loads(cli(backend, "status", "1", "--format", "json"))["progress"]["solutions"]
     assert len(pages) > 1 and ids == list(range(1, solutions + 1))
+    first = backend.run("solutions", "1", "--limit", "3", "--format", "csv")
+    cursor = re.fullmatch(r"more: --cursor (\S+)\n", first.stderr)
+    assert first.returncode == 0 and cursor, first.stderr
+    second = cli(
+        backend, "solutions", "1", "--limit", "3", "--cursor", cursor[1], "--format", "csv"
+    )
+    assert [int(r["id"]) for r in csv.DictReader(io.StringIO(second))] == ids[3:6]
+
+
+def test_commands_without_rows_refuse_csv(backend):
+    jobs = ridgerider("jobs", "--format", "csv", cwd=backend.folder)
+    status = backend.run("status", "1", "--format", "csv")
+    for result in (jobs, status):
+        assert result.returncode == 2 and "'csv' is not one of" in result.stderr
 
 
 def test_bad_queries_exit_2_and_point_at_the_problem(backend):

@@ -316,7 +316,8 @@ def test_malformed_and_oversized_requests_are_4xx(api, finished_job):
         malformed = http.post(
             "/jobs", content=b'{"problem": ', headers={"content-type": "application/json"}
         )
-        assert malformed.status_code == 422 and malformed.headers["content-type"] == PROBLEM_JSON
+        assert malformed.status_code == 400 and malformed.headers["content-type"] == PROBLEM_JSON
+        assert malformed.json()["detail"].startswith("the body is not JSON")
         huge = http.post(
             "/jobs",
             content=b"{" + b" " * 100_000 + b"}",
