@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -38,6 +39,11 @@ class Problem:
             `theta`, for problems built from a module, so stored solutions load as models.
         behaviour: `behaviour(theta)` gives the problem's own behavioural metrics of a
             solution (the leaf a policy reaches, the lever it pulls, ...), stored with it.
+        ridge_policy: what the spec's ridge policy "auto" takes here: "one-per-group" where a
+            group of equal eigenvalues holds the directions to symmetric copies of one solution
+            (a network's interchangeable units), "every-direction" where it holds distinct
+            solutions of equal curvature (the lever game's interchangeable levers); None: one
+            per group exactly where the problem declares `align`.
 
     `predict` gives one logit per class, or one logit in all for a binary classifier (the
     probability of class 1 is its sigmoid).
@@ -53,6 +59,7 @@ class Problem:
     splits: Mapping[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
     to_module: Callable[[Tensor], nn.Module] | None = None
     behaviour: Callable[[Tensor], Mapping[str, float]] | None = None
+    ridge_policy: Literal["one-per-group", "every-direction"] | None = None
 
     def __post_init__(self) -> None:
         if self.dim < 1:

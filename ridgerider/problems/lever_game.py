@@ -262,6 +262,7 @@ class LeverGame:
             self.start.clone(),
             align=self.align,
             behaviour=self.behaviour,
+            ridge_policy="every-direction",  # the equal levers are distinct solutions
         )
 
 

@@ -61,9 +61,11 @@ class Ridge:
 
 
 def ridge_policy(problem: Problem, spec: SearchSpec) -> str:
-    """The spec's ridge policy with "auto" resolved for `problem`."""
+    """The spec's ridge policy with "auto" resolved for `problem` (`Problem.ridge_policy`)."""
     if spec.ridge_policy != "auto":
         return spec.ridge_policy
+    if problem.ridge_policy is not None:
+        return problem.ridge_policy
     return "one-per-group" if problem.align else "every-direction"
 
 

@@ -81,7 +81,8 @@ class SearchSpec(BaseModel):
     ridge_policy: Literal["auto", "one-per-group", "every-direction"] = Field(
         "auto",
         description="ride one eigenvector per group of equal eigenvalues (symmetric copies), "
-        "or every eigenvector; auto: one per group where the problem declares its symmetries",
+        "or every eigenvector; auto: as the problem's ridge_policy says, else one per group "
+        "where the problem declares its symmetries (align)",
     )
     max_hvps: int | None = Field(None, ge=1, description="total Hessian-vector product budget")
     max_seconds: float | None = Field(

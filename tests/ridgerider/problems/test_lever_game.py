@@ -19,6 +19,7 @@ from ridgerider.problems.lever_game import (
     relabelling,
     true_payoffs,
 )
+from ridgerider.search import SearchSpec, search
 
 
 def descend(loss, theta: torch.Tensor) -> torch.Tensor:
@@ -201,6 +202,20 @@ def test_riding_the_most_negative_ridge_reaches_the_06_lever():
         assert metrics["return"] == pytest.approx(0.8, abs=1e-8)
         levers.add(metrics["lever"])
     assert levers == {8.0, 9.0}
+
+
+def test_the_default_search_reaches_every_lever():
+    """Four interchangeable 1.0 levers share one group of equal eigenvalues at the start; they
+    are four solutions, not copies of one, so the default search rides every direction of the
+    group (`Problem.ridge_policy`), and its frontier exhausted, holds one minimum per lever."""
+    result = search(lever_game(levers=4, seed=3), SearchSpec())
+    minima = result.points("minimum")
+    game = LeverGame.build(4, 3)
+    levers = sorted(game.behaviour(point.theta)["lever"] for point in minima)
+    assert result.stopped == "frontier exhausted"
+    assert levers == [float(lever) for lever in range(7)]
+    payoffs = sorted(round(-point.loss, 6) for point in minima)
+    assert payoffs == pytest.approx([0.6, 0.8, 0.8, 1.0, 1.0, 1.0, 1.0], abs=1e-3)
 
 
 def test_problem_and_align():

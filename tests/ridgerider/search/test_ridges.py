@@ -11,6 +11,7 @@ import torch
 from ridgerider.critical import ZERO_RTOL, classify
 from ridgerider.linalg import HessianOperator
 from ridgerider.linalg.tracking import track_eigenvector
+from ridgerider.problems.base import Problem
 from ridgerider.problems.classic import styblinski_tang
 from ridgerider.problems.digits import digits_mlp_problem
 from ridgerider.problems.tree_mdp import TreeMDP
@@ -24,6 +25,7 @@ from ridgerider.search.ridges import (
     make_ridge,
     node_spectrum,
     orient,
+    ridge_policy,
     spectrum_at,
 )
 
@@ -149,3 +151,13 @@ def test_a_ridge_whose_two_ways_are_mirror_images_is_ridden_one_way():
     assert drop_mirrored(problem, theta, spectrum, rides, 0.02) == [(0, 1), (1, 1), (1, -1)]
     plain = replace(problem, align=None)
     assert drop_mirrored(plain, theta, spectrum, rides, 0.02) == rides
+
+
+def test_auto_rides_one_eigenvector_a_group_where_the_problem_says_its_groups_are_copies():
+    bowl = Problem("bowl", lambda x: -(x**2).sum() + (x**4).sum(), 2, torch.zeros(2))
+    aligned = replace(bowl, align=lambda reference, theta: theta)
+    auto, fixed = SearchSpec(), SearchSpec(ridge_policy="one-per-group")
+    assert ridge_policy(bowl, auto) == "every-direction"
+    assert ridge_policy(aligned, auto) == "one-per-group"
+    assert ridge_policy(replace(aligned, ridge_policy="every-direction"), auto) == "every-direction"
+    assert ridge_policy(replace(bowl, ridge_policy="every-direction"), fixed) == "one-per-group"
