@@ -41,7 +41,7 @@ from storage.records import (
     rides_taken,
     start_job,
 )
-from storage.units import claim_next, end_unit, new_token, skip_open
+from storage.units import claim_next, end_unit, new_token, note_stop, skip_open
 
 TENSOR_CACHE_SIZE = 4096
 ALL_WORK = ("expand", "evaluate", "ride")
@@ -69,6 +69,7 @@ class JobTree:
         self.tokens: dict[tuple[str, int], str] = {}
         self._tensors: LRUCache[str, dict[str, Tensor]] = LRUCache(TENSOR_CACHE_SIZE)
         self._rides_from: LRUCache[Fingerprint, list[tuple[int, int]]] = LRUCache(TENSOR_CACHE_SIZE)
+        self._noted: set[str] = set()
 
     def has_root(self) -> bool:
         with self.db.session(readonly=True) as session:
@@ -128,6 +129,13 @@ class JobTree:
 
     def skip(self, unit: Unit, reason: str) -> list[Unit]:
         return self._end(unit, "skipped", reason)
+
+    def note_stop(self, reason: str) -> None:
+        if reason in self._noted:
+            return  # said once, by this process: the job keeps the first reason it was given
+        with self.db.session() as session:
+            note_stop(session, self.job_id, reason)
+        self._noted.add(reason)
 
     def skip_open(self, unit: Unit, reason: str) -> list[Unit]:
         released = self.skip(unit, reason)

@@ -128,6 +128,15 @@ def end_unit(
     return [node.id for node in released_nodes(session, ride.from_node_id, ride.eigen_index)]
 
 
+def note_stop(session: Session, job_id: int, reason: str) -> None:
+    """Record `reason` as why the job stopped short, unless it has one already."""
+    lock_job(session, job_id)
+    job = session.get(Job, job_id, populate_existing=True)
+    if job.stopped is None:
+        job.stopped = reason
+        touch(job)
+
+
 def skip_open(session: Session, job_id: int, reason: str) -> list[int]:
     """End every pending unit of the job that is not an evaluation as skipped, at once: a
     running budget (`ridgerider.search.budget.exhausted`) ran out, so each would be skipped

@@ -21,6 +21,11 @@ from ridgerider.search.fingerprint import Fingerprint
 if TYPE_CHECKING:
     from ridgerider.search.spec import SearchSpec
 
+# Why a search cut short by a limit that is no running budget is incomplete: a ride or a
+# minimum's climbs left no share of the node budget, a saddle left unexpanded at `max_depth`.
+NODE_BUDGET = "node budget"
+DEPTH_LIMIT = "depth limit"
+
 
 @dataclass(frozen=True)
 class Progress:

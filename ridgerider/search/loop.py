@@ -15,7 +15,7 @@ from typing import Protocol
 
 from ridgerider.critical import CriticalPoint
 from ridgerider.problems.base import Problem
-from ridgerider.search.budget import Progress, exhausted, quota_of
+from ridgerider.search.budget import DEPTH_LIMIT, NODE_BUDGET, Progress, exhausted, quota_of
 from ridgerider.search.fingerprint import Fingerprint
 from ridgerider.search.frontier import Unit, search_frontier
 from ridgerider.search.ridges import Spectrum, make_ridge
@@ -46,7 +46,10 @@ class Tree(Protocol):
     An evaluated minimum's `climbs` (`steps.climbs`) are queued like a branch point's rides.
 
     `skip_open` skips a unit and every other pending unit but the evaluations, at once: a
-    running budget that ran out stays out, so each would be skipped when claimed.
+    running budget that ran out stays out, so each would be skipped when claimed. `note_stop`
+    records why the search is incomplete where a limit cut it short without a unit to skip (a
+    saddle left unexpanded at `max_depth`, a minimum's climbs the node quota cannot hold): a
+    search reports "frontier exhausted" only where nothing was cut.
 
     `add_root`'s `stopped`, where given, is why the search ends at its root (`steps.start_stop`).
     `rides_from(path)` gives the (eigen index, sign) of the rides taken from the point at `path`,
@@ -79,6 +82,8 @@ class Tree(Protocol):
     def skip(self, unit: Unit, reason: str) -> list[Unit]: ...
 
     def skip_open(self, unit: Unit, reason: str) -> list[Unit]: ...
+
+    def note_stop(self, reason: str) -> None: ...
 
     def fail(self, unit: Unit, reason: str) -> list[Unit]: ...
 
@@ -117,7 +122,7 @@ def work_on(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> list[
     if unit.work != "evaluate" and (reason := exhausted(spec, tree.progress())):
         return tree.skip_open(unit, reason)
     if unit.work == "ride" and _quota(tree, spec, unit) < 1:
-        return tree.skip(unit, "node budget")
+        return tree.skip(unit, NODE_BUDGET)
     try:
         if unit.work == "expand":
             point = tree.point(unit.node_id)
@@ -132,6 +137,7 @@ def work_on(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> list[
             hops = climbs(problem, point, spec)
         if hops is not None and _quota(tree, spec, unit) - 1 < CLIMB_POINTS * len(hops[1]):
             hops = None
+            tree.note_stop(NODE_BUDGET)
         return tree.record_evaluation(unit, metrics, hops)
     except UNIT_ERRORS as error:
         return tree.fail(unit, f"{type(error).__name__}: {error}")
@@ -146,12 +152,17 @@ def _ride(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> Outcome
     ridge = make_ridge(unit.node_id, spectrum, eigen_index, sign, track)
     start = tree.point(unit.node_id)
     target = spec.settle_target(problem, tree.root())
-    last = unit.depth + 1 >= spec.max_depth or _quota(tree, spec, unit) <= 1
+    deepest = unit.depth + 1 >= spec.max_depth
+    last = deepest or _quota(tree, spec, unit) <= 1
 
     def over_budget() -> bool:
         return exhausted(spec, tree.progress()) is not None
 
-    return follow(problem, start, ridge, spec, target, last, over_budget)
+    outcome = follow(problem, start, ridge, spec, target, last, over_budget)
+    point = outcome.point
+    if (last and target != "minimum") or (deepest and point is not None and point.index > 0):
+        tree.note_stop(DEPTH_LIMIT if deepest else NODE_BUDGET)  # a point left unexpanded
+    return outcome
 
 
 def _quota(tree: Tree, spec: SearchSpec, unit: Unit) -> float:

@@ -128,9 +128,12 @@ class MemoryTree:
     def skip(self, unit: Unit, reason: str) -> list[Unit]:
         self._done(unit)
         self.open["rides" if unit.kind == "ride" else "expansions"] += 1
+        self.note_stop(reason)
+        return self._ride_ended(unit)
+
+    def note_stop(self, reason: str) -> None:
         if self.stopped == EXHAUSTED:
             self.stopped = reason
-        return self._ride_ended(unit)
 
     def skip_open(self, unit: Unit, reason: str) -> list[Unit]:
         released = self.skip(unit, reason)

@@ -197,6 +197,10 @@ def follow(
       as it is (`leaf = "ride-end"`).
 
     A ridge with a positive eigenvalue, from a minimum, is a climb (`_climbed`), not a ride.
+    A ridge that turns within the ride's shortest first step cannot be followed (in a group of
+    equal eigenvalues whose ridges the higher derivatives pick, not the canonical basis: at
+    the maximum of sum(((Q x)_i^2 - 1)^2), Q a rotation): whatever the target, it is one step
+    down its side and a descent to a minimum (`_step_down`), not a ride back to its start.
 
     A `last` ride (its end could not be expanded: the depth limit, or the last point the node
     budget allows) ends in a leaf whatever the target, and so does a ride that ends when
@@ -217,6 +221,8 @@ def follow(
             neighbours=ridge.neighbours,
             norm_estimate=ridge.norm_estimate,
         )
+    if end.reason == "ridge-turned" and end.steps == 0:
+        end, target = replace(_step_down(problem, start, ridge, spec), hvps=end.hvps), "minimum"
     if end.reason == "non-finite-loss":
         failure = "the loss turned NaN or Inf during the ride"
         return Outcome(end.steps, end.hvps, end.reason, failure=failure)

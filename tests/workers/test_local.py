@@ -80,6 +80,16 @@ def test_budgets_skip_the_rest_and_say_why(db, store):
     assert job.stats["solutions"] == job.stats["minima"]  # every minimum found is evaluated
 
 
+def test_a_search_cut_short_by_max_depth_or_the_node_quota_says_so(db, store):
+    """Nothing skipped, and yet incomplete: saddles left unexpanded at max_depth; minima whose
+    node quota cannot hold their climbs. The job says which, as the in-memory search does."""
+    for spec, reason in (({"max_depth": 1}, "depth limit"), ({"max_nodes": 100}, "node budget")):
+        job = run_job(db, store, submit(db, problem="styblinski-tang:dim=3", **spec))
+        reference = search(load("styblinski-tang:dim=3"), SearchSpec(**spec))
+        assert job.status == "finished" and job.stopped == reference.stopped == reason
+        assert job.stats["skipped_rides"] == job.stats["skipped_expansions"] == 0
+
+
 def test_a_running_budget_that_runs_out_ends_the_open_units_at_once(db, store):
     """Past an HVP budget only evaluations are claimed (each other unit skipped one by one was a
     transaction and a pass over the frontier: a minute for a 5-s budget), and the tree is the

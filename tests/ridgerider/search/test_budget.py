@@ -84,8 +84,9 @@ def test_a_time_budget_turns_the_rides_in_flight_into_leaves():
 
 def test_a_minimum_whose_share_cannot_hold_its_climbs_is_not_climbed_from():
     """Styblinski-Tang dim 3 (27 points) under max_nodes = 100: a minimum's share leaves fewer
-    than 3 points a climb, so no climb is queued (none skipped), and the search still ends with
-    its frontier exhausted and all 8 minima; without a node budget every minimum sends its 6."""
+    than 3 points a climb, so no climb is queued (none skipped); the search still finds all 8
+    minima, and says that the node budget cut it short (not "frontier exhausted"); without a
+    node budget every minimum sends its 6."""
     budgeted = search(styblinski_tang(3), SearchSpec(max_nodes=100, max_depth=20))
     free = search(styblinski_tang(3), SearchSpec(max_depth=20))
 
@@ -93,9 +94,18 @@ def test_a_minimum_whose_share_cannot_hold_its_climbs_is_not_climbed_from():
         edges = result.graph.edges(data=True)
         return sum(data["end_reason"].startswith("climb") for *_, data in edges)
 
-    assert budgeted.stopped == "frontier exhausted" and budgeted.open == {
+    assert budgeted.stopped == "node budget" and budgeted.open == {
         "expansions": 0,
         "rides": 0,
     }
     assert len(budgeted.points("minimum")) == 8 and climbs(budgeted) == 0
     assert free.stopped == "frontier exhausted" and climbs(free) == 8 * 6
+
+
+def test_a_search_cut_by_max_depth_says_so():
+    """Styblinski-Tang dim 3: the start's rides reach 4 of the 8 minima, and climbs from them the
+    rest, a level deeper; at max_depth 1 the saddles those climbs reach are left unexpanded."""
+    shallow = search(styblinski_tang(3), SearchSpec(max_depth=1))
+    deep = search(styblinski_tang(3), SearchSpec(max_depth=20))
+    assert shallow.stopped == "depth limit" and len(shallow.points("minimum")) < 8
+    assert deep.stopped == "frontier exhausted" and len(deep.points("minimum")) == 8

@@ -3,13 +3,16 @@ saddle's sides lead."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
 from ridgerider.critical import classify, settle
+from ridgerider.problems.base import Problem
 from ridgerider.problems.classic import himmelblau
 from ridgerider.problems.tree_mdp import TreeMDP
-from ridgerider.search import SearchSpec
+from ridgerider.search import SearchSpec, search
 from ridgerider.search.ridges import make_ridge, spectrum_at
 from ridgerider.search.steps import climbs, follow, seed_generators
 from tests.known_answers import (
@@ -104,3 +107,42 @@ def test_from_a_point_of_higher_index_each_ridge_is_one_step_and_a_descent():
     ]
     assert all(o.end_reason == "descended" and o.steps == 0 for o in outcomes)
     assert sorted(_minimum_index(o.point.theta) for o in outcomes) == [0, 1, 2, 3]
+
+
+def rotated_wells(seed: int) -> tuple[Problem, torch.Tensor]:
+    """f(x) = sum(((Q x)_i^2 - 1)^2) in 3-D, Q a seeded rotation, from its maximum at 0 (the
+    Hessian -4 I), and its 8 minima Q^T s, s in {-1, 1}^3 (one row each)."""
+    generator = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=generator, dtype=torch.float64))
+    corners = torch.tensor(list(itertools.product((-1.0, 1.0), repeat=3)), dtype=torch.float64)
+
+    def loss(x: torch.Tensor) -> torch.Tensor:
+        return (((q @ x) ** 2 - 1) ** 2).sum()
+
+    return Problem("rotated-wells", loss, 3, torch.zeros(3, dtype=torch.float64)), corners @ q
+
+
+@pytest.mark.parametrize("target", ["saddle", "branch"])
+def test_a_ridge_that_turns_within_its_first_step_is_descended_from_instead(target):
+    """At 0 the Hessian is -4 I: the canonical ridges are the coordinate axes, and the
+    landscape's (the rows of Q) are not among them, so a ride along an axis turns within its
+    shortest step. Such a ride descends from one long step along its ridge instead, to a
+    minimum; it used to end where it began, and a search settling on saddles found no minimum."""
+    problem, minima = rotated_wells(seed=4)
+    spec = SearchSpec().resolved(problem)
+    point = classify(problem.loss, problem.start)
+    spectrum = spectrum_at(problem, point.theta, 3)
+    for index, sign in itertools.product(range(3), (1, -1)):
+        outcome = follow(problem, point, make_ridge(0, spectrum, index, sign, 2), spec, target)
+        assert outcome.end_reason == "descended" and outcome.point.kind == "minimum"
+        assert torch.cdist(outcome.point.theta[None], minima).min() < 1e-8
+
+
+@pytest.mark.parametrize("settle", ["saddle", "branch"])
+def test_a_search_from_a_fully_repeated_eigenvalue_finds_every_minimum(settle):
+    for seed in range(3):
+        problem, minima = rotated_wells(seed)
+        result = search(problem, SearchSpec(settle=settle))
+        found = torch.stack([point.theta for point in result.points("minimum")])
+        assert result.stopped == "frontier exhausted" and len(found) == 8, seed
+        assert torch.cdist(found, minima).min(0).values.max() < 1e-8, seed
