@@ -237,7 +237,10 @@ def settle_to_minimum(
         tol *= max(1.0, abs(loss(theta).item()))
     theta, value = lbfgs(loss, theta, gradient_tol=tol, max_iterations=20_000, memory=config.memory)
     if not math.isfinite(value):
-        raise FloatingPointError("the loss turned NaN or Inf while settling")
+        raise FloatingPointError(
+            f"the loss turned {value} while settling (where a descent runs off, is the loss "
+            "bounded below?)"
+        )
     if not config.polish:
         return theta, 0
     return _newton_polish(loss, theta, config)

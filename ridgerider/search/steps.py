@@ -53,6 +53,7 @@ ORIENTATION_TOL = 1e-8  # slopes and third derivatives below this are rounding
 PRACTICAL_CLASSIFY_TOL = 1e-4  # eigsh's residual tolerance classifying a network's leaf
 LEAF_ESCAPES = 3  # steps off the negative curvature a network's descent stopped on
 CLIMB_STEP = 16  # a climb's trust radius, in step_size
+ROUNDING_FLOOR = 64  # epsilons of ||H|| (1 + ||theta||): a gradient this small is rounding
 
 
 def seed_generators(seed: int) -> None:
@@ -238,12 +239,7 @@ def follow(
         return Outcome(end.steps, end.hvps, end.reason, failure=f"settling failed: {error}")
     hvps += end.hvps
     if not _settled_enough(problem, point, spec):
-        failure = (
-            f"settling ended short of a critical point: gradient norm {point.grad_norm:.3g} "
-            f"above the tolerance (the Hessian's smallest eigenvalues there "
-            f"{_few(point.eigenvalues)})"
-        )
-        return Outcome(end.steps, hvps, end.reason, failure=failure)
+        return Outcome(end.steps, hvps, end.reason, failure=_short_of_critical(point, spec))
     return Outcome(
         end.steps,
         hvps,
@@ -292,10 +288,31 @@ def _step_down(problem: Problem, start: CriticalPoint, ridge: Ridge, spec: Searc
     step its rides take (`max_step` times `step_size`) down the ridge's side, from which the
     settle descends to a minimum: no ridge tracked at a whole Hessian a step. On depth-4 tree
     MDPs (seeds 0-50, exhausted) steps of `step_size` missed a paying leaf on 3 trees, the
-    longest step on 1 (bench/RESULTS.md)."""
+    longest step on 1 (bench/RESULTS.md). A step onto a NaN or Inf loss ends there, as a ride's
+    would ("non-finite-loss")."""
     length = spec.step_size * spec.ride_config(problem).max_step
-    step = length * ridge.direction / ridge.direction.norm()
-    return RideEnd(start.theta + step, 0, 0, "descended", ridge.eigenvalue)
+    theta = start.theta + length * ridge.direction / ridge.direction.norm()
+    finite = math.isfinite(problem.loss(theta).item())
+    return RideEnd(theta, 0, 0, "descended" if finite else "non-finite-loss", ridge.eigenvalue)
+
+
+def _short_of_critical(point: CriticalPoint, spec: SearchSpec) -> str:
+    """Why a settled point is no critical point, with what to look at: a gradient within a
+    thousand times the tolerance asks for a larger `grad_tol`; a larger one, a descent that
+    did not converge (a loss unbounded below, a descent that ran off)."""
+    tolerance = critical_tolerance(point, spec)
+    if point.grad_norm <= 1e3 * tolerance:
+        hint = f"if this loss's rounding allows no closer, raise grad_tol ({spec.grad_tol:g})"
+    else:
+        hint = (
+            f"the descent did not converge: it stopped at |theta| = "
+            f"{point.theta.norm().item():.3g}, loss {point.loss:.3g} (is the loss bounded below?)"
+        )
+    return (
+        f"settling ended short of a critical point: gradient norm {point.grad_norm:.3g} above "
+        f"the tolerance {tolerance:.3g} (the Hessian's smallest eigenvalues there "
+        f"{_few(point.eigenvalues)}); {hint}"
+    )
 
 
 def _few(values: Tensor) -> str:
@@ -309,8 +326,18 @@ def _settled_enough(problem: Problem, point: CriticalPoint, spec: SearchSpec) ->
     if point.kind in ("branch", "ride-end"):
         return True
     if spec.exact_minima(problem) or point.kind != "minimum":
-        return point.grad_norm <= 1e3 * spec.grad_tol
+        return point.grad_norm <= critical_tolerance(point, spec)
     return math.isfinite(point.grad_norm)
+
+
+def critical_tolerance(point: CriticalPoint, spec: SearchSpec) -> float:
+    """The gradient norm below which a settled point counts as critical: `grad_tol` with the
+    margin of Newton's last step, or, where the Hessian is so large that rounding alone leaves
+    more, the gradient's rounding floor there (ROUNDING_FLOOR eps ||H|| (1 + ||theta||): a
+    Himmelblau scaled by 1e8 stops at gradients of 1e-6 to 7e-6, its ||H|| 1e10)."""
+    eps = torch.finfo(point.theta.dtype).eps
+    floor = ROUNDING_FLOOR * eps * max(point.norm_estimate, 1.0) * (1 + point.theta.norm().item())
+    return max(1e3 * spec.grad_tol, floor)
 
 
 def _settled(

@@ -146,3 +146,47 @@ def test_a_search_from_a_fully_repeated_eigenvalue_finds_every_minimum(settle):
         found = torch.stack([point.theta for point in result.points("minimum")])
         assert result.stopped == "frontier exhausted" and len(found) == 8, seed
         assert torch.cdist(found, minima).min(0).values.max() < 1e-8, seed
+
+
+def test_a_loss_of_a_large_scale_settles_to_its_rounding_floor():
+    """Himmelblau times 1e8 (||H|| about 1e10): Newton's polish stops at gradients of 1e-6 to
+    7e-6, rounding at that scale; they count as critical (`critical_tolerance`), and the four
+    minima are found, where three rides used to fail short of the tolerance 1e-6."""
+    plain = himmelblau()
+    problem = Problem("himmelblau-1e8", lambda x: 1e8 * plain.loss(x), 2, plain.start)
+    result = search(problem, SearchSpec())
+    found = torch.stack([point.theta for point in result.points("minimum")])
+    assert not result.failures and len(found) == 4
+    assert torch.cdist(found, HIMMELBLAU_MINIMA).min(0).values.max() < 1e-5
+
+
+def test_a_step_down_onto_an_infinite_loss_fails_that_ride_as_a_nan_does():
+    """(x^2 - 1)^2 + y^2, infinite where x > 0.5, from its saddle at 0: the ride towards x > 0
+    fails as a ride into NaN does (it used to descend from the infinite loss back to the
+    saddle, no failure); the other side reaches the minimum (-1, 0)."""
+
+    def loss(x: torch.Tensor) -> torch.Tensor:
+        wall = torch.where(x[0] > 0.5, torch.inf, 0.0)
+        return (x[0] ** 2 - 1) ** 2 + x[1] ** 2 + wall
+
+    problem = Problem("walled-well", loss, 2, torch.zeros(2, dtype=torch.float64))
+    point = classify(problem.loss, problem.start)
+    spec = SearchSpec().resolved(problem)
+    spectrum = spectrum_at(problem, point.theta, 2)
+    outcomes = {
+        sign: follow(problem, point, make_ridge(0, spectrum, 0, sign, 2), spec, "minimum")
+        for sign in (1, -1)
+    }
+    walled = [o for o in outcomes.values() if o.failure is not None]
+    reached = [o for o in outcomes.values() if o.point is not None]
+    assert len(walled) == 1 and walled[0].end_reason == "non-finite-loss"
+    assert len(reached) == 1 and torch.allclose(
+        reached[0].point.theta, torch.tensor([-1.0, 0.0]).double()
+    )
+
+
+def test_rides_down_a_loss_unbounded_below_fail_asking_whether_it_is_bounded():
+    problem = Problem("saddle", lambda x: x[0] ** 2 - x[1] ** 2, 2, torch.zeros(2).double())
+    result = search(problem, SearchSpec())
+    assert len(result.failures) == 2 and not result.points("minimum")
+    assert all("is the loss bounded below?" in o.failure for o in result.failures)
