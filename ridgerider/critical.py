@@ -87,17 +87,20 @@ def classify(
     v0: Tensor | None = None,
     tol: float | None = None,
 ) -> CriticalPoint:
-    """Kind and index of `theta` from the smallest eigenvalues of the Hessian there (warm
-    started from `v0`, e.g. the vectors a ride tracked, where given; to `eigsh`'s residual
-    `tol`, its default where None; ||H|| itself to 1e-3).
+    """Kind and index of `theta` from the smallest eigenvalues of the Hessian there (`probe` of
+    them; all, and the index exact, for a problem of at most `WHOLE_SPACE_SIZE` parameters,
+    whose whole spectrum `eigsh` computes anyway; warm started from `v0`, e.g. the vectors a
+    ride tracked, where given; to `eigsh`'s residual `tol`, its default where None; ||H||
+    itself to 1e-3).
 
     An eigenvalue is zero when |lambda| <= zero_tol * max(||H||, 1). A point with no negative
     eigenvalue but more zero ones than the problem's declared `zero_modes` is `degenerate`:
     second order cannot certify it is a minimum (x^2 + y^3, the monkey saddle).
     """
     op = HessianOperator(loss, theta)
-    low = eigsh(op, min(probe, theta.numel()), "SA", v0=v0, tol=tol, seed=0)
-    norm_estimate, norm_hvps = hessian_norm(op, low, theta.numel(), 1e-3)
+    n = theta.numel()
+    low = eigsh(op, n if n <= WHOLE_SPACE_SIZE else min(probe, n), "SA", v0=v0, tol=tol, seed=0)
+    norm_estimate, norm_hvps = hessian_norm(op, low, n, 1e-3)
     hvps = low.info.matvecs + norm_hvps
     return point_of(loss, theta, low.eigenvalues.cpu(), norm_estimate, hvps, zero_tol, zero_modes)
 

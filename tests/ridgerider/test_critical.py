@@ -17,7 +17,7 @@ from ridgerider.critical import (
 )
 from ridgerider.linalg import HessianOperator, eigsh
 from ridgerider.linalg.blocks import WHOLE_SPACE_SIZE
-from ridgerider.problems.classic import himmelblau
+from ridgerider.problems.classic import himmelblau, styblinski_tang
 from tests.known_answers import HIMMELBLAU_SADDLES
 
 
@@ -97,3 +97,16 @@ def test_the_hessian_norm_beside_the_smallest_pairs_is_the_largest_curvature():
         assert (hvps == 0) == (n <= WHOLE_SPACE_SIZE)
     whole = eigsh(op, n, "SA", tol=1e-10, seed=0)
     assert hessian_norm(op, whole, n, 1e-6) == (whole.eigenvalues.abs().max().item(), 0)
+
+
+def test_a_small_problem_s_maximum_is_classified_from_its_whole_spectrum():
+    """Styblinski-Tang's start is a maximum of index dim (every eigenvalue -15.85...): past the
+    8 eigenvalues a large problem's classification probes, it used to read "saddle" with a lower
+    bound on the index; a problem of at most WHOLE_SPACE_SIZE parameters has its whole spectrum."""
+    for dim in (9, 40, WHOLE_SPACE_SIZE):
+        problem = styblinski_tang(dim)
+        point = classify(problem.loss, problem.start)
+        assert point.kind == "maximum" and point.index == dim and point.index_is_exact
+    large = styblinski_tang(WHOLE_SPACE_SIZE + 1)  # probed: its index a lower bound
+    probed = classify(large.loss, large.start)
+    assert probed.index == 8 and not probed.index_is_exact
