@@ -97,6 +97,12 @@ def print_report(console: Console, rows: Sequence[SolutionRow], document: dict[s
         f"{stats.get('failed_rides', 0)} failed, {job['hvps']:,} HVPs, {job['seconds']:.1f} s; "
         f"stopped: {stats.get('stopped', '-')}{left_open(stats)}"
     )
+    if degenerate := stats.get("degenerate", 0):
+        console.print(
+            f"{degenerate} degenerate points are in the graph, not among the minima: flat in "
+            "more directions than the problem declares (zero_modes), second order cannot tell "
+            "a valley of minima from a higher-order saddle"
+        )
     console.print(
         f"job {job['id']} ({job['status']}) is stored; query it with "
         f"`ridgerider solutions {job['id']}`"

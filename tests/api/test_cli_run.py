@@ -140,6 +140,24 @@ def test_a_run_stopped_by_a_budget_says_what_it_left_open(tmp_path):
     assert left and int(left[1]) == stats["skipped_rides"] > 0 and stats["skipped_expansions"] == 0
 
 
+def test_a_run_that_finds_only_degenerate_points_says_what_they_may_be(tmp_path):
+    """(x^2 + y^2 - 1)^2 from its maximum: the rides reach the ring of minima, where the Hessian
+    is flat along the ring; such points are no minima to second order, and the report says so
+    rather than leave "0 distinct minima" unexplained."""
+    (tmp_path / "ring_problems.py").write_text(
+        "import torch\n"
+        "from ridgerider.problems.base import Problem\n"
+        "def ring():\n"
+        "    loss = lambda x: ((x**2).sum() - 1) ** 2\n"
+        "    return Problem('ring', loss, 2, torch.zeros(2, dtype=torch.float64))\n"
+    )
+    result = ridgerider("run", "--problem", "ring_problems:ring", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    said = " ".join(result.stdout.split())
+    assert "0 distinct minima" in said
+    assert re.search(r"\d+ degenerate points are in the graph, not among the minima", said)
+
+
 def test_user_problems_from_a_function_and_a_module(tmp_path):
     (tmp_path / "user_problems.py").write_text(USER_PROBLEMS)
     env = {"PYTHONPATH": str(tmp_path)}
