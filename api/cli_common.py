@@ -91,7 +91,7 @@ class Format(StrEnum):
 
 
 class TextFormat(StrEnum):
-    """The formats of a command whose output is no table of rows: a job's or a list's."""
+    """The formats of a command whose output has no CSV form: a job's status, the jobs."""
 
     table = "table"
     json = "json"

@@ -108,7 +108,14 @@ def install(app: FastAPI) -> None:
         ]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         if any(e["type"] == "json_invalid" for e in error.errors()):
-            return problem_response(request, 400, "Bad Request", f"the body is not JSON: {detail}")
+            detail = "; ".join(
+                f"{e['field']}: {e['message']} ({raw.get('ctx', {}).get('error', '')})"
+                for e, raw in zip(errors, error.errors(), strict=True)
+                if raw["type"] == "json_invalid"
+            )
+            return problem_response(
+                request, 400, "Bad Request", f"the body is not JSON: {detail}", errors
+            )
         return problem_response(request, 422, "Invalid request", detail, errors)
 
     @app.exception_handler(StarletteHTTPException)

@@ -98,8 +98,9 @@ def print_report(console: Console, rows: Sequence[SolutionRow], document: dict[s
         f"stopped: {stats.get('stopped', '-')}{left_open(stats)}"
     )
     if degenerate := stats.get("degenerate", 0):
+        are = "point is" if degenerate == 1 else "points are"
         console.print(
-            f"{degenerate} degenerate points are in the graph, not among the minima: flat in "
+            f"{degenerate} degenerate {are} in the graph, not among the minima: flat in "
             "more directions than the problem declares (zero_modes), second order cannot tell "
             "a valley of minima from a higher-order saddle"
         )

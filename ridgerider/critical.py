@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -62,8 +62,9 @@ class CriticalPoint:
     Most are critical points; a Ridge Rider tree also keeps the ends of rides, which are not:
     a "branch" point (negative curvature left: the tree branches there) and a "ride-end" leaf
     (none left, kept as the ride left it). `index` is the number of negative eigenvalues among
-    the `probe` smallest, a lower bound when all of them are negative (`index_is_exact` is then
-    False); `eigenvalues` are those smallest ones, ascending; `norm_estimate` estimates ||H||.
+    those computed (every one up to `WHOLE_SPACE_SIZE` parameters, else the `probe` smallest),
+    a lower bound when all of them are negative (`index_is_exact` is then False);
+    `eigenvalues` are the `probe` smallest, ascending; `norm_estimate` estimates ||H||.
     """
 
     theta: Tensor
@@ -102,7 +103,9 @@ def classify(
     low = eigsh(op, n if n <= WHOLE_SPACE_SIZE else min(probe, n), "SA", v0=v0, tol=tol, seed=0)
     norm_estimate, norm_hvps = hessian_norm(op, low, n, 1e-3)
     hvps = low.info.matvecs + norm_hvps
-    return point_of(loss, theta, low.eigenvalues.cpu(), norm_estimate, hvps, zero_tol, zero_modes)
+    values = low.eigenvalues.cpu()
+    point = point_of(loss, theta, values, norm_estimate, hvps, zero_tol, zero_modes)
+    return replace(point, eigenvalues=values[:probe])
 
 
 def hessian_norm(

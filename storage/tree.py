@@ -19,12 +19,12 @@ from torch import Tensor
 from ridgerider.critical import CriticalPoint
 from ridgerider.problems.base import Problem
 from ridgerider.search.archive import evaluation_probabilities, find_copy, keys_of, window_of
-from ridgerider.search.budget import Progress
+from ridgerider.search.budget import DEPTH_LIMIT, Progress
 from ridgerider.search.fingerprint import Fingerprint, from_text
 from ridgerider.search.frontier import Unit
 from ridgerider.search.ridges import Spectrum
 from ridgerider.search.spec import SearchSpec
-from ridgerider.search.steps import Expansion, NodeWork, Outcome, work_of
+from ridgerider.search.steps import Expansion, NodeWork, Outcome, depth_cut, work_of
 from storage.artifacts import ArtifactStore, get_tensors, put_tensors
 from storage.database import Database
 from storage.models import Node
@@ -175,8 +175,12 @@ class JobTree:
             known = ((node_id, self._theta(sha256)) for node_id, sha256 in candidates)
             return find_copy(self.problem, outcome.point.theta, known, self.spec)
 
+        cuts: list[bool] = []
+
         def work(_: PointRecord, depth: int) -> NodeWork:
-            return work_of(outcome.point, depth, self.spec)
+            node_work = work_of(outcome.point, depth, self.spec)
+            cuts.append(depth_cut(outcome.point, node_work))
+            return node_work
 
         with self.db.session() as session:
             recorded = record_ride(
@@ -184,7 +188,10 @@ class JobTree:
             )
             if recorded is None:
                 return []
-            return [_node_unit(session.get(Node, i)) for i in recorded.released]
+            released = [_node_unit(session.get(Node, i)) for i in recorded.released]
+        if any(cuts):
+            self.note_stop(DEPTH_LIMIT)
+        return released
 
     def record_evaluation(
         self, unit: Unit, metrics: dict[str, float], climbs: Expansion | None = None

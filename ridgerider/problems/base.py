@@ -66,6 +66,11 @@ class Problem:
             raise ValueError(f"dim must be >= 1, got {self.dim}")
         if self.start is not None and self.start.shape != (self.dim,):
             raise ValueError(f"start must have shape ({self.dim},), got {tuple(self.start.shape)}")
+        if self.ridge_policy not in (None, "one-per-group", "every-direction"):
+            raise ValueError(
+                "ridge_policy must be None, 'one-per-group' or 'every-direction', got "
+                f"{self.ridge_policy!r}"
+            )
         if self.start is not None and self.start.requires_grad:
             object.__setattr__(self, "start", self.start.detach())  # a point, not a graph
 

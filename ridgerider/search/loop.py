@@ -133,8 +133,10 @@ def work_on(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> list[
         point = tree.point(unit.node_id)
         metrics = evaluate(problem, point, spec)
         hops = None
-        if exhausted(spec, tree.progress()) is None:
+        if (reason := exhausted(spec, tree.progress())) is None:
             hops = climbs(problem, point, spec)
+        elif point.kind == "minimum" and spec.climbs_minima(problem):
+            tree.note_stop(reason)  # no climbs past a running budget
         if hops is not None and _quota(tree, spec, unit) - 1 < CLIMB_POINTS * len(hops[1]):
             hops = None
             tree.note_stop(NODE_BUDGET)
@@ -159,9 +161,9 @@ def _ride(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> Outcome
         return exhausted(spec, tree.progress()) is not None
 
     outcome = follow(problem, start, ridge, spec, target, last, over_budget)
-    point = outcome.point
-    if (last and target != "minimum") or (deepest and point is not None and point.index > 0):
-        tree.note_stop(DEPTH_LIMIT if deepest else NODE_BUDGET)  # a point left unexpanded
+    if outcome.cut:
+        reason = exhausted(spec, tree.progress())
+        tree.note_stop(reason or (DEPTH_LIMIT if deepest else NODE_BUDGET))
     return outcome
 
 

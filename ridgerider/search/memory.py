@@ -14,13 +14,13 @@ from ridgerider.critical import CriticalPoint
 from ridgerider.json_shapes import ride_labels
 from ridgerider.problems.base import Problem
 from ridgerider.search.archive import MemoryArchive, find_copy, keys_of, window_of
-from ridgerider.search.budget import Progress
+from ridgerider.search.budget import DEPTH_LIMIT, Progress
 from ridgerider.search.fingerprint import ROOT, Fingerprint, extend
 from ridgerider.search.frontier import Unit
 from ridgerider.search.loop import run
 from ridgerider.search.ridges import Spectrum
 from ridgerider.search.spec import SearchSpec
-from ridgerider.search.steps import Expansion, NodeWork, Outcome, work_of
+from ridgerider.search.steps import Expansion, NodeWork, Outcome, depth_cut, work_of
 
 EXHAUSTED = "frontier exhausted"
 
@@ -171,6 +171,8 @@ class MemoryTree:
         if target is None:
             depth = unit.depth + 1
             work = work_of(point, depth, self.spec)
+            if depth_cut(point, work):
+                self.note_stop(DEPTH_LIMIT)
             target = self._add_node(point, depth, unit.fingerprint, work, outcome.spectrum, unit)
             self.held.setdefault(ridge, []).append(target)
         elif target in self.held.get(ridge, []) and self.graph.nodes[target]["ride"] > unit.id:

@@ -53,7 +53,7 @@ ORIENTATION_TOL = 1e-8  # slopes and third derivatives below this are rounding
 PRACTICAL_CLASSIFY_TOL = 1e-4  # eigsh's residual tolerance classifying a network's leaf
 LEAF_ESCAPES = 3  # steps off the negative curvature a network's descent stopped on
 CLIMB_STEP = 16  # a climb's trust radius, in step_size
-ROUNDING_FLOOR = 64  # epsilons of ||H|| (1 + ||theta||): a gradient this small is rounding
+ROUNDING_FLOOR = 8  # epsilons of ||H|| (1 + ||theta||): a gradient this small is rounding
 
 
 def seed_generators(seed: int) -> None:
@@ -75,7 +75,9 @@ class Outcome(Generic[P]):
     stopped, and the point it led to (with its spectrum where it is a branch point, computed on
     the way), or the reason it failed. The engine's point is a CriticalPoint; a database keeps
     its own record of it in the same shape (`storage.records.RideResult`). `step_hvps` and
-    `overlaps` are each ride step's tracking products and ridge overlap (`ride.RideEnd`)."""
+    `overlaps` are each ride step's tracking products and ridge overlap (`ride.RideEnd`); `cut`
+    says that a limit made a leaf of a ride's end that had negative curvature to branch on
+    (a `last` ride under settle = "branch")."""
 
     steps: int
     hvps: int
@@ -85,6 +87,7 @@ class Outcome(Generic[P]):
     spectrum: Spectrum | None = None
     step_hvps: tuple[int, ...] = field(default=(), repr=False)
     overlaps: tuple[float, ...] = field(default=(), repr=False)
+    cut: bool = False
 
 
 def start_point(problem: Problem, spec: SearchSpec) -> CriticalPoint:
@@ -136,6 +139,11 @@ def work_of(point: CriticalPoint, depth: int, spec: SearchSpec) -> NodeWork:
     if point.kind in SOLUTION_KINDS:
         return "evaluate"
     return "expand" if point.index > 0 and depth < spec.max_depth else "none"
+
+
+def depth_cut(point: CriticalPoint, work: NodeWork) -> bool:
+    """Whether `max_depth` left a new node unexpanded (`work_of`): negative curvature, no work."""
+    return work == "none" and point.index > 0
 
 
 def expand(
@@ -229,8 +237,9 @@ def follow(
         return Outcome(end.steps, end.hvps, end.reason, failure=failure)
     last = last or (over_budget is not None and over_budget())
     try:
+        cut = False
         if target == "branch":
-            point, spectrum, hvps = _ride_end(problem, start, end, spec, last)
+            point, spectrum, hvps, cut = _ride_end(problem, start, end, spec, last)
         else:
             settle_to = "minimum" if last else target
             point, hvps = _settled(problem, end.theta, spec, settle_to, start)
@@ -248,6 +257,7 @@ def follow(
         spectrum=spectrum,
         step_hvps=end.step_hvps,
         overlaps=end.overlaps,
+        cut=cut,
     )
 
 
@@ -284,9 +294,10 @@ def _steps_down(problem: Problem, start: CriticalPoint) -> bool:
 
 
 def _step_down(problem: Problem, start: CriticalPoint, ridge: Ridge, spec: SearchSpec) -> RideEnd:
-    """In place of a ride from a small problem's critical point (`_steps_down`), the longest
-    step its rides take (`max_step` times `step_size`) down the ridge's side, from which the
-    settle descends to a minimum: no ridge tracked at a whole Hessian a step. On depth-4 tree
+    """In place of a ride from a small problem's critical point (`_steps_down`), or of any ride
+    whose ridge turned within its first step (`follow`), the longest step rides take (`max_step`
+    times `step_size`) down the ridge's side, from which the settle descends to a minimum: no
+    ridge tracked at a whole Hessian a step. On depth-4 tree
     MDPs (seeds 0-50, exhausted) steps of `step_size` missed a paying leaf on 3 trees, the
     longest step on 1 (bench/RESULTS.md). A step onto a NaN or Inf loss ends there, as a ride's
     would ("non-finite-loss")."""
@@ -427,12 +438,13 @@ def _nudge(problem: Problem, theta: Tensor, spectrum: Spectrum) -> tuple[Tensor,
 
 def _ride_end(
     problem: Problem, start: CriticalPoint, end: RideEnd, spec: SearchSpec, last: bool
-) -> tuple[CriticalPoint, Spectrum | None, int]:
-    """The node a ride's end becomes under settle = "branch" (see `follow`). Its spectrum, sized
-    as the ride's start's (the symmetry a ride keeps, it keeps in its groups) and warm started
-    from the tracked vectors, is computed once: it classifies the end and, at a branch point,
-    gives its ridges. The end of a `last` ride, a leaf whatever its curvature, gets only the
-    few smallest pairs that classify it and nudge its descent."""
+) -> tuple[CriticalPoint, Spectrum | None, int, bool]:
+    """The node a ride's end becomes under settle = "branch" (see `follow`), and whether `last`
+    cut it (made a leaf of an end with negative curvature). Its spectrum, sized as the ride's
+    start's (the symmetry a ride keeps, it keeps in its groups) and warm started from the
+    tracked vectors, is computed once: it classifies the end and, at a branch point, gives its
+    ridges. The end of a `last` ride, a leaf whatever its curvature, gets only the few
+    smallest pairs that classify it and nudge its descent."""
     if last:
         k = min(max(SettleConfig.probe, spec.ride_config().track), problem.dim)
         spectrum = spectrum_at(problem, end.theta, k, spec.seed, end.vectors)
@@ -447,11 +459,12 @@ def _ride_end(
         zero_modes=problem.zero_modes,
     )
     if probe.index > 0 and not last:
-        return replace(probe, kind="branch"), spectrum, probe.hvps
+        return replace(probe, kind="branch"), spectrum, probe.hvps, False
+    cut = probe.index > 0
     if spec.leaf == "ride-end":
-        return replace(probe, kind="ride-end"), None, probe.hvps
+        return replace(probe, kind="ride-end"), None, probe.hvps, cut
     point, hvps = _settled(problem, end.theta, spec, "minimum", start, spectrum)
-    return point, None, probe.hvps + hvps
+    return point, None, probe.hvps + hvps, cut
 
 
 def evaluate(problem: Problem, point: CriticalPoint, spec: SearchSpec) -> dict[str, float]:

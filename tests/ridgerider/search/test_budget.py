@@ -109,3 +109,14 @@ def test_a_search_cut_by_max_depth_says_so():
     deep = search(styblinski_tang(3), SearchSpec(max_depth=20))
     assert shallow.stopped == "depth limit" and len(shallow.points("minimum")) < 8
     assert deep.stopped == "frontier exhausted" and len(deep.points("minimum")) == 8
+
+
+def test_a_depth_limit_the_tree_does_not_reach_cuts_nothing():
+    """Styblinski-Tang dim 2: its whole tree is 9 points, none deeper than 3 rides, and every
+    deeper ride reaches a point found before; at max_depth 4 it is the tree of max_depth 64, and
+    the search says that its frontier was exhausted, not cut."""
+    for spec in (SearchSpec(max_depth=4), SearchSpec(settle="saddle", max_depth=4)):
+        shallow = search(styblinski_tang(2), spec)
+        deep = search(styblinski_tang(2), spec.model_copy(update={"max_depth": 64}))
+        assert shallow.graph.number_of_nodes() == deep.graph.number_of_nodes() == 9
+        assert shallow.stopped == deep.stopped == "frontier exhausted"

@@ -161,3 +161,8 @@ def test_auto_rides_one_eigenvector_a_group_where_the_problem_says_its_groups_ar
     assert ridge_policy(aligned, auto) == "one-per-group"
     assert ridge_policy(replace(aligned, ridge_policy="every-direction"), auto) == "every-direction"
     assert ridge_policy(replace(bowl, ridge_policy="every-direction"), fixed) == "one-per-group"
+
+
+def test_a_problem_s_ridge_policy_is_one_of_the_two_named():
+    with pytest.raises(ValueError, match="ridge_policy must be None, 'one-per-group' or"):
+        Problem("bowl", lambda x: (x**2).sum(), 2, torch.zeros(2), ridge_policy="every_direction")
