@@ -132,7 +132,7 @@ class JobTree:
 
     def note_stop(self, reason: str) -> None:
         if reason in self._noted:
-            return  # said once, by this process: the job keeps the first reason it was given
+            return  # said once by this process: saying it again changes nothing
         with self.db.session() as session:
             note_stop(session, self.job_id, reason)
         self._noted.add(reason)

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.orm import Session
 
+from ridgerider.search.budget import stop_reason
 from ridgerider.search.fingerprint import extend, from_text
 from ridgerider.search.frontier import Unit
 from storage.database import Database
@@ -119,7 +120,7 @@ def end_unit(
     job = session.get(Job, job_id, populate_existing=True)
     job.outstanding -= 1
     if state == "skipped":
-        job.stopped = job.stopped or reason
+        job.stopped = stop_reason(job.stopped, reason)
     touch(job)
     session.flush()
     if kind == "node":
@@ -129,11 +130,12 @@ def end_unit(
 
 
 def note_stop(session: Session, job_id: int, reason: str) -> None:
-    """Record `reason` as why the job stopped short, unless it has one already."""
+    """Record `reason` as why the job stopped short (`budget.stop_reason`: after the reasons
+    before it)."""
     lock_job(session, job_id)
     job = session.get(Job, job_id, populate_existing=True)
-    if job.stopped is None:
-        job.stopped = reason
+    if (kept := stop_reason(job.stopped, reason)) != job.stopped:
+        job.stopped = kept
         touch(job)
 
 
@@ -147,7 +149,7 @@ def skip_open(session: Session, job_id: int, reason: str) -> list[int]:
     job = session.get(Job, job_id, populate_existing=True)
     skip_pending(session, job, Ride)
     skip_pending(session, job, Node, Node.work == "expand")
-    job.stopped = job.stopped or reason
+    job.stopped = stop_reason(job.stopped, reason)
     touch(job)
     session.flush()
     unsent = set(

@@ -25,6 +25,21 @@ if TYPE_CHECKING:
 # minimum's climbs left no share of the node budget, a saddle left unexpanded at `max_depth`.
 NODE_BUDGET = "node budget"
 DEPTH_LIMIT = "depth limit"
+_CUTS = (DEPTH_LIMIT, NODE_BUDGET)  # those whose cuts follow from the tree alone, weakest first
+
+
+def stop_reason(current: str | None, reason: str) -> str:
+    """Why a search stopped, told `reason` after `current` (None: nothing yet): the first
+    reason, except that a cut which follows from the tree alone (the depth limit, then the node
+    budget) gives way to any later reason ranked above it, so that a pool, whose units end in
+    another order, reports what one runner does."""
+    if current is None:
+        return reason
+
+    def rank(name: str) -> int:
+        return _CUTS.index(name) if name in _CUTS else len(_CUTS)
+
+    return reason if rank(reason) > rank(current) else current
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,8 @@ class Tree(Protocol):
     running budget that ran out stays out, so each would be skipped when claimed. `note_stop`
     records why the search is incomplete where a limit cut it short without a unit to skip (a
     saddle left unexpanded at `max_depth`, a minimum's climbs the node quota cannot hold): a
-    search reports "frontier exhausted" only where nothing was cut.
+    search reports "frontier exhausted" only where nothing was cut. Of several reasons the
+    trees keep the one `budget.stop_reason` ranks first, whatever order they came in.
 
     `add_root`'s `stopped`, where given, is why the search ends at its root (`steps.start_stop`).
     `rides_from(path)` gives the (eigen index, sign) of the rides taken from the point at `path`,

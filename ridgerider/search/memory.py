@@ -14,7 +14,7 @@ from ridgerider.critical import CriticalPoint
 from ridgerider.json_shapes import ride_labels
 from ridgerider.problems.base import Problem
 from ridgerider.search.archive import MemoryArchive, find_copy, keys_of, window_of
-from ridgerider.search.budget import DEPTH_LIMIT, Progress
+from ridgerider.search.budget import DEPTH_LIMIT, Progress, stop_reason
 from ridgerider.search.fingerprint import ROOT, Fingerprint, extend
 from ridgerider.search.frontier import Unit
 from ridgerider.search.loop import run
@@ -132,8 +132,7 @@ class MemoryTree:
         return self._ride_ended(unit)
 
     def note_stop(self, reason: str) -> None:
-        if self.stopped == EXHAUSTED:
-            self.stopped = reason
+        self.stopped = stop_reason(None if self.stopped == EXHAUSTED else self.stopped, reason)
 
     def skip_open(self, unit: Unit, reason: str) -> list[Unit]:
         released = self.skip(unit, reason)

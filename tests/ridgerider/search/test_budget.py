@@ -8,7 +8,7 @@ import torch
 from ridgerider.problems.classic import styblinski_tang
 from ridgerider.problems.registry import load
 from ridgerider.search import SearchSpec, search
-from ridgerider.search.budget import quota_of, shares
+from ridgerider.search.budget import quota_of, shares, stop_reason
 from ridgerider.search.frontier import frontier_key, search_frontier
 from ridgerider.search.loop import begin, work_on
 from ridgerider.search.memory import MemoryTree
@@ -120,3 +120,18 @@ def test_a_depth_limit_the_tree_does_not_reach_cuts_nothing():
         deep = search(styblinski_tang(2), spec.model_copy(update={"max_depth": 64}))
         assert shallow.graph.number_of_nodes() == deep.graph.number_of_nodes() == 9
         assert shallow.stopped == deep.stopped == "frontier exhausted"
+
+
+def test_the_stop_reason_does_not_depend_on_the_order_the_cuts_came_in():
+    """A pool ends its units in another order than one runner: the depth limit gives way to the
+    node budget, and both to a running budget, whichever came first; otherwise the first stays."""
+    for reasons, kept in (
+        (["depth limit", "node budget"], "node budget"),
+        (["node budget", "depth limit"], "node budget"),
+        (["depth limit", "time budget", "node budget"], "time budget"),
+        (["HVP budget", "time budget"], "HVP budget"),
+    ):
+        current = None
+        for reason in reasons:
+            current = stop_reason(current, reason)
+        assert current == kept, reasons
