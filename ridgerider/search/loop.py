@@ -25,6 +25,7 @@ from ridgerider.search.steps import (
     NodeWork,
     Outcome,
     climbs,
+    climbs_from,
     evaluate,
     expand,
     follow,
@@ -136,7 +137,7 @@ def work_on(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> list[
         hops = None
         if (reason := exhausted(spec, tree.progress())) is None:
             hops = climbs(problem, point, spec)
-        elif point.kind == "minimum" and spec.climbs_minima(problem):
+        elif climbs_from(problem, point, spec):
             tree.note_stop(reason)  # no climbs past a running budget
         if hops is not None and _quota(tree, spec, unit) - 1 < CLIMB_POINTS * len(hops[1]):
             hops = None

@@ -163,6 +163,11 @@ def expand(
     return spectrum, drop_mirrored(problem, point.theta, spectrum, rides, spec.step_size), hvps
 
 
+def climbs_from(problem: Problem, point: CriticalPoint, spec: SearchSpec) -> bool:
+    """Whether the search climbs from `point`: a minimum, where `spec` climbs from minima."""
+    return point.kind == "minimum" and spec.climbs_minima(problem)
+
+
 def climbs(problem: Problem, point: CriticalPoint, spec: SearchSpec) -> Expansion | None:
     """The climbs to take from a minimum (`SearchSpec.climb_minima`): its whole spectrum, the
     (eigen index, sign) of each climb (one eigenvector per group of equal eigenvalues under
@@ -175,7 +180,7 @@ def climbs(problem: Problem, point: CriticalPoint, spec: SearchSpec) -> Expansio
     the loss hardly constrains (unreached states), whose rims lead back to copies of it. Taken
     first, the stiff climbs are the ones a time budget still runs (measured on unseen tree-MDP
     seeds, bench/RESULTS.md), and the ones a cap of `ridges_per_node` keeps."""
-    if point.kind != "minimum" or not spec.climbs_minima(problem):
+    if not climbs_from(problem, point, spec):
         return None
     spectrum = spectrum_at(problem, point.theta, problem.dim, spec.seed)
     every = ridge_policy(problem, spec) == "every-direction"
