@@ -22,17 +22,20 @@ if TYPE_CHECKING:
     from ridgerider.search.spec import SearchSpec
 
 # Why a search cut short by a limit that is no running budget is incomplete: a ride or a
-# minimum's climbs left no share of the node budget, a saddle left unexpanded at `max_depth`.
+# minimum's climbs left no share of the node budget, a saddle left unexpanded at `max_depth`,
+# a branch point with more negative ridges than `ridges_per_node`.
 NODE_BUDGET = "node budget"
 DEPTH_LIMIT = "depth limit"
-_CUTS = (DEPTH_LIMIT, NODE_BUDGET)  # those whose cuts follow from the tree alone, weakest first
+RIDGE_CAP = "ridge cap"
+# those whose cuts follow from the tree alone, weakest first
+_CUTS = (RIDGE_CAP, DEPTH_LIMIT, NODE_BUDGET)
 
 
 def stop_reason(current: str | None, reason: str) -> str:
     """Why a search stopped, told `reason` after `current` (None: nothing yet): the first
-    reason, except that a cut which follows from the tree alone (the depth limit, then the node
-    budget) gives way to any later reason ranked above it, so that a pool, whose units end in
-    another order, reports what one runner does."""
+    reason, except that a cut which follows from the tree alone (the ridge cap, the depth
+    limit, then the node budget) gives way to any later reason ranked above it, so that a pool,
+    whose units end in another order, reports what one runner does."""
     if current is None:
         return reason
 

@@ -13,12 +13,19 @@ import math
 from collections.abc import Callable
 from typing import Protocol
 
-from ridgerider.critical import CriticalPoint
+from ridgerider.critical import ZERO_RTOL, CriticalPoint
 from ridgerider.problems.base import Problem
-from ridgerider.search.budget import DEPTH_LIMIT, NODE_BUDGET, Progress, exhausted, quota_of
+from ridgerider.search.budget import (
+    DEPTH_LIMIT,
+    NODE_BUDGET,
+    RIDGE_CAP,
+    Progress,
+    exhausted,
+    quota_of,
+)
 from ridgerider.search.fingerprint import Fingerprint
 from ridgerider.search.frontier import Unit, search_frontier
-from ridgerider.search.ridges import Spectrum, make_ridge
+from ridgerider.search.ridges import Spectrum, make_ridge, ridges_capped
 from ridgerider.search.spec import SearchSpec
 from ridgerider.search.steps import (
     Expansion,
@@ -129,6 +136,8 @@ def work_on(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> list[
         if unit.work == "expand":
             point = tree.point(unit.node_id)
             spectrum, rides, hvps = expand(problem, point, spec, tree.spectrum(unit.node_id))
+            if ridges_capped(problem, spectrum, spec, ZERO_RTOL):
+                tree.note_stop(RIDGE_CAP)
             return tree.record_expansion(unit, spectrum, rides, hvps)
         if unit.work == "ride":
             return tree.record_ride(unit, _ride(tree, problem, spec, unit))

@@ -169,17 +169,10 @@ def choose_ridges(
     "one-per-group", so that symmetric copies are ridden once; never a group that may continue
     past the computed ones), each in every direction whose first step lowers the loss (both at
     a critical point; at a branch point, which is none, the gradient may rule one out)."""
-    every = ridge_policy(problem, spec) == "every-direction"
     groups = equal_groups(spectrum.values, spectrum.norm_estimate)
     if spectrum.truncated and len(groups) > 1:
         groups = groups[:-1]
-    negative = -zero_tol * max(spectrum.norm_estimate, 1.0)
-    chosen = [
-        index
-        for group in groups
-        if spectrum.values[group[0]] < negative
-        for index in (group if every else group[:1])
-    ]
+    chosen = _negative_directions(problem, spectrum, spec, zero_tol, groups)
     slopes = (gradient @ spectrum.vectors).to(torch.float64).cpu()
     step = spec.step_size
     return [
@@ -187,6 +180,32 @@ def choose_ridges(
         for index in chosen[: spec.ridges_per_node]
         for sign in (1, -1)
         if sign * step * slopes[index] + 0.5 * spectrum.values[index] * step**2 < 0
+    ]
+
+
+def ridges_capped(problem: Problem, spectrum: Spectrum, spec: SearchSpec, zero_tol: float) -> bool:
+    """Whether `ridges_per_node` left a ridge of `spectrum`'s point unridden: more negative
+    directions (one per group under "one-per-group") than the cap, or negative curvature in
+    the last eigenpair computed, which the cap sized, so that more may lie beyond it."""
+    groups = equal_groups(spectrum.values, spectrum.norm_estimate)
+    negative = -zero_tol * max(spectrum.norm_estimate, 1.0)
+    beyond = len(spectrum.values) < problem.dim and spectrum.values[-1].item() < negative
+    chosen = _negative_directions(problem, spectrum, spec, zero_tol, groups)
+    return beyond or len(chosen) > spec.ridges_per_node
+
+
+def _negative_directions(
+    problem: Problem, spectrum: Spectrum, spec: SearchSpec, zero_tol: float, groups: list[list[int]]
+) -> list[int]:
+    """The eigen indices of `groups` with negative eigenvalues that the ridge policy rides (one
+    per group under "one-per-group"), most negative first."""
+    every = ridge_policy(problem, spec) == "every-direction"
+    negative = -zero_tol * max(spectrum.norm_estimate, 1.0)
+    return [
+        index
+        for group in groups
+        if spectrum.values[group[0]] < negative
+        for index in (group if every else group[:1])
     ]
 
 

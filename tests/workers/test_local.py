@@ -80,10 +80,15 @@ def test_budgets_skip_the_rest_and_say_why(db, store):
     assert job.stats["solutions"] == job.stats["minima"]  # every minimum found is evaluated
 
 
-def test_a_search_cut_short_by_max_depth_or_the_node_quota_says_so(db, store):
+def test_a_search_cut_short_by_max_depth_the_node_quota_or_the_ridge_cap_says_so(db, store):
     """Nothing skipped, and yet incomplete: saddles left unexpanded at max_depth; minima whose
-    node quota cannot hold their climbs. The job says which, as the in-memory search does."""
-    for spec, reason in (({"max_depth": 1}, "depth limit"), ({"max_nodes": 100}, "node budget")):
+    node quota cannot hold their climbs; a ridge left unridden by `ridges_per_node`. The job
+    says which, as the in-memory search does."""
+    for spec, reason in (
+        ({"max_depth": 1}, "depth limit"),
+        ({"max_nodes": 100}, "node budget"),
+        ({"ridges_per_node": 2}, "ridge cap"),
+    ):
         job = run_job(db, store, submit(db, problem="styblinski-tang:dim=3", **spec))
         reference = search(load("styblinski-tang:dim=3"), SearchSpec(**spec))
         assert job.status == "finished" and job.stopped == reference.stopped == reason

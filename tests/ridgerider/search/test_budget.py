@@ -111,6 +111,15 @@ def test_a_search_cut_by_max_depth_says_so():
     assert deep.stopped == "frontier exhausted" and len(deep.points("minimum")) == 8
 
 
+def test_a_search_whose_ridges_per_node_leaves_a_ridge_unridden_says_so():
+    """Styblinski-Tang dim 3: the start is a maximum, three negative directions; two ridges a
+    node leave one of them unridden, three ride them all."""
+    capped = search(styblinski_tang(3), SearchSpec(ridges_per_node=2))
+    whole = search(styblinski_tang(3), SearchSpec(ridges_per_node=3))
+    assert capped.stopped == "ridge cap"
+    assert whole.stopped == "frontier exhausted" and len(whole.points("minimum")) == 8
+
+
 def test_a_depth_limit_the_tree_does_not_reach_cuts_nothing():
     """Styblinski-Tang dim 2: its whole tree is 9 points, none deeper than 3 rides, and every
     deeper ride reaches a point found before; at max_depth 4 it is the tree of max_depth 64, and
@@ -124,8 +133,12 @@ def test_a_depth_limit_the_tree_does_not_reach_cuts_nothing():
 
 def test_the_stop_reason_does_not_depend_on_the_order_the_cuts_came_in():
     """A pool ends its units in another order than one runner: the depth limit gives way to the
-    node budget, and both to a running budget, whichever came first; otherwise the first stays."""
+    node budget, the ridge cap to both, and all to a running budget, whichever came first;
+    otherwise the first stays."""
     for reasons, kept in (
+        (["ridge cap", "depth limit"], "depth limit"),
+        (["node budget", "ridge cap"], "node budget"),
+        (["ridge cap", "HVP budget"], "HVP budget"),
         (["depth limit", "node budget"], "node budget"),
         (["node budget", "depth limit"], "node budget"),
         (["depth limit", "time budget", "node budget"], "time budget"),
