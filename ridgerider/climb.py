@@ -34,7 +34,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ridgerider.critical import spectral_newton_step
+from ridgerider.critical import rounding_floor, spectral_newton_step
 from ridgerider.linalg import gradient_and_hessian
 from ridgerider.linalg.blocks import WHOLE_SPACE_SIZE
 
@@ -60,7 +60,8 @@ class ClimbConfig:
         step: the first step off the minimum, and the trust radius, which grows up to
             MAX_RADIUS times it while the climbed eigenvector turns little.
         max_steps: Hessians at most, retaken steps included.
-        grad_tol: the gradient norm at which the saddle is reached.
+        grad_tol: the gradient norm at which the saddle is reached (or the rounding floor
+            of the parameters' dtype, where that is larger: `critical.rounding_floor`).
     """
 
     step: float = 0.3
@@ -155,7 +156,8 @@ def _climb(
         passed = passed or values[t].item() < -floor
         fell_back = fell_back or (passed and values[0].item() >= -floor)
         g64 = g.to(torch.float64).cpu()
-        if g64.norm().item() <= config.grad_tol:
+        tolerance = max(config.grad_tol, rounding_floor(x, values.abs().max().item()))
+        if g64.norm().item() <= tolerance:
             return _Attempt(ClimbEnd(x, steps, hvps, "critical"), fell_back)
         if values[t].item() > ROSE * max(first_curvature, 0.0) > 0:
             return _Attempt(ClimbEnd(x, steps, hvps, "curvature-rose"), fell_back)

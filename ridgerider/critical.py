@@ -22,6 +22,7 @@ from ridgerider.linalg.exact import loss_gradient
 Kind = Literal["minimum", "saddle", "maximum", "degenerate", "branch", "ride-end"]
 SOLUTION_KINDS = ("minimum", "ride-end")
 ZERO_RTOL = 1e-6  # an eigenvalue is zero when |lambda| <= ZERO_RTOL * max(||H||, 1)
+ROUNDING_FLOOR = 8  # epsilons of ||H|| (1 + ||theta||): a gradient this small is rounding
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,14 @@ def classify(
     values = low.eigenvalues.cpu()
     point = point_of(loss, theta, values, norm_estimate, hvps, zero_tol, zero_modes)
     return replace(point, eigenvalues=values[:probe])
+
+
+def rounding_floor(theta: Tensor, norm_estimate: float) -> float:
+    """The gradient norm that rounding alone may leave at `theta`, in its dtype, where ||H|| is
+    `norm_estimate` (ROUNDING_FLOOR eps ||H|| (1 + ||theta||)): no step gets below it, so a
+    tolerance under it is never met (1e-9 in float32)."""
+    eps = torch.finfo(theta.dtype).eps
+    return ROUNDING_FLOOR * eps * max(norm_estimate, 1.0) * (1 + theta.norm().item())
 
 
 def hessian_norm(

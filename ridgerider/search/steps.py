@@ -21,6 +21,7 @@ from ridgerider.critical import (
     classify,
     escape_to_minimum,
     point_of,
+    rounding_floor,
     settle,
     settle_to_minimum,
 )
@@ -53,7 +54,6 @@ ORIENTATION_TOL = 1e-8  # slopes and third derivatives below this are rounding
 PRACTICAL_CLASSIFY_TOL = 1e-4  # eigsh's residual tolerance classifying a network's leaf
 LEAF_ESCAPES = 3  # steps off the negative curvature a network's descent stopped on
 CLIMB_STEP = 16  # a climb's trust radius, in step_size
-ROUNDING_FLOOR = 8  # epsilons of ||H|| (1 + ||theta||): a gradient this small is rounding
 
 
 def seed_generators(seed: int) -> None:
@@ -349,11 +349,9 @@ def _settled_enough(problem: Problem, point: CriticalPoint, spec: SearchSpec) ->
 def critical_tolerance(point: CriticalPoint, spec: SearchSpec) -> float:
     """The gradient norm below which a settled point counts as critical: `grad_tol` with the
     margin of Newton's last step, or, where the Hessian is so large that rounding alone leaves
-    more, the gradient's rounding floor there (ROUNDING_FLOOR eps ||H|| (1 + ||theta||): a
+    more, the gradient's rounding floor there (`critical.rounding_floor`: a
     Himmelblau scaled by 1e8 stops at gradients of 1e-6 to 7e-6, its ||H|| 1e10)."""
-    eps = torch.finfo(point.theta.dtype).eps
-    floor = ROUNDING_FLOOR * eps * max(point.norm_estimate, 1.0) * (1 + point.theta.norm().item())
-    return max(1e3 * spec.grad_tol, floor)
+    return max(1e3 * spec.grad_tol, rounding_floor(point.theta, point.norm_estimate))
 
 
 def _settled(

@@ -37,6 +37,23 @@ def test_every_climb_from_himmelblaus_minima_ends_on_one_of_its_four_saddles():
     assert reached == {0, 1, 2, 3}
 
 
+def test_a_float32_climb_ends_on_the_saddle_its_rounding_lets_it_reach():
+    """Himmelblau in float32: no step gets the gradient below 1e-9 there, so a climb that asked
+    for it wandered on to its step budget; it now stops at the rounding floor, on the saddle."""
+    problem = himmelblau()
+    loss = problem.loss
+    ends = []
+    for minimum in HIMMELBLAU_MINIMA:
+        vectors = _eigenvectors(loss, minimum)
+        for sign in (1, -1):
+            direction = (sign * vectors[:, 0]).float()
+            ends.append(climb(loss, minimum.float(), direction, ClimbConfig(0.3, grad_tol=1e-9)))
+    critical = [end for end in ends if end.reason == "critical"]
+    assert len(critical) >= 4 and all(end.reason != "step-budget" for end in ends)
+    for end in critical:
+        assert (HIMMELBLAU_SADDLES.float() - end.theta).norm(dim=1).min() < 1e-3
+
+
 def test_a_climb_with_no_rim_ahead_says_so():
     """Styblinski-Tang (separable quartics) from its minimum at x = -2.9035 along -x: the
     curvature only grows outward, no saddle lies ahead; inward the climb reaches the 1-D

@@ -16,6 +16,7 @@ from ridgerider.problems.classic import (
     cubic_valley,
     himmelblau,
     monkey_saddle,
+    six_hump_camel,
     styblinski_tang,
 )
 from ridgerider.problems.registry import load
@@ -51,6 +52,27 @@ def test_himmelblau_from_its_maximum_finds_all_four_minima():
     assert (saddles - torch.tensor([0.086678, 2.884255], dtype=torch.float64)).norm(
         dim=1
     ).min() < 1e-4
+
+
+def test_a_float32_problem_keeps_every_minimum():
+    """Six-hump camel in float32 (KNOWN-ANSWERS: 6 minima): the climbs from the start's two
+    minima must stop at float32's rounding floor, not at a float64 gradient tolerance they
+    never reach, to find the other four."""
+    problem = six_hump_camel()
+    problem = Problem("camel32", problem.loss, 2, problem.start.float())
+    result = search(problem, SearchSpec())
+    minima = sorted(
+        (round(p.theta[0].item(), 3), round(p.theta[1].item(), 3)) for p in result.points("minimum")
+    )
+    assert result.stopped == "frontier exhausted"
+    assert minima == [
+        (-1.704, 0.796),
+        (-1.607, -0.569),
+        (-0.09, 0.713),
+        (0.09, -0.713),
+        (1.607, 0.569),
+        (1.704, -0.796),
+    ]
 
 
 def test_styblinski_tang_reaches_all_minima_and_expands_each_point_once():
