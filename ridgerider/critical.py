@@ -21,6 +21,15 @@ from ridgerider.linalg.exact import loss_gradient
 
 Kind = Literal["minimum", "saddle", "maximum", "degenerate", "branch", "ride-end"]
 SOLUTION_KINDS = ("minimum", "ride-end")
+CURVED_KINDS = ("saddle", "maximum", "branch")  # points with negative curvature
+FLAT_KINDS = ("minimum", "degenerate", "ride-end")  # points without
+
+
+def kinds_alike(kind: Kind) -> tuple[Kind, ...]:
+    """The kinds a point of `kind` may be the same point as: those with negative curvature, or
+    those without. A minimum a rounding step from the maximum it was ridden from is no copy
+    of it, however close the two lie."""
+    return CURVED_KINDS if kind in CURVED_KINDS else FLAT_KINDS
 ZERO_RTOL = 1e-6  # an eigenvalue is zero when |lambda| <= ZERO_RTOL * max(||H||, 1)
 ROUNDING_FLOOR = 8  # epsilons of ||H|| (1 + ||theta||): a gradient this small is rounding
 

@@ -8,7 +8,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from ridgerider.search.fingerprint import Fingerprint, extend, from_text, to_text
@@ -46,6 +46,7 @@ class MergeWindow:
 
     loss: tuple[float, float]
     function: tuple[float, float] | None = None
+    kinds: tuple[str, ...] | None = None  # None: any
 
 
 @dataclass(frozen=True)
@@ -280,6 +281,8 @@ def _candidates(session: Session, job_id: int, window: MergeWindow) -> list[tupl
     inside = Node.loss.between(*window.loss)
     if window.function is not None:
         inside = or_(inside, Node.function_key.between(*window.function))
+    if window.kinds is not None:
+        inside = and_(inside, Node.kind.in_(window.kinds))
     found = session.execute(
         select(Node.id, Node.theta_sha256).where(Node.job_id == job_id, inside).order_by(Node.id)
     ).all()

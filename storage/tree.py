@@ -167,7 +167,7 @@ class JobTree:
         if outcome.point is not None:
             keys = keys_of(self.problem, outcome.point, self.spec)
             found = window_of(outcome.point, keys, self.spec)
-            window = MergeWindow(found.loss, found.function)
+            window = MergeWindow(found.loss, found.function, found.kinds)
             record = self._save(outcome.point, outcome.spectrum, keys.function)
         result: RideResult = replace(outcome, point=record, spectrum=None)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ridgerider.critical import CriticalPoint
+from ridgerider.critical import CriticalPoint, Kind, kinds_alike
 from ridgerider.metrics import SAME_FUNCTION_TOL
 from ridgerider.problems.base import Problem
 from ridgerider.search.spec import SearchSpec
@@ -31,25 +31,27 @@ MERGE_WINDOW_SAFETY = 4.0
 
 @dataclass(frozen=True)
 class Keys:
-    """Where a point sits in the archive's indexes: its loss, and its function key (None
-    unless the search merges by function)."""
+    """Where a point sits in the archive's indexes: its loss, its function key (None unless
+    the search merges by function), and its kind."""
 
     loss: float
     function: float | None
+    kind: Kind
 
 
 @dataclass(frozen=True)
 class Window:
-    """The ranges of the indexes a copy of a point must fall in."""
+    """The ranges of the indexes a copy of a point must fall in, and the kinds it may be."""
 
     loss: tuple[float, float]
     function: tuple[float, float] | None
+    kinds: tuple[Kind, ...]
 
 
 def keys_of(problem: Problem, point: CriticalPoint, spec: SearchSpec) -> Keys:
     """The archive keys of `point`."""
     function = function_key(problem, point.theta) if spec.merge_by_function else None
-    return Keys(point.loss, function)
+    return Keys(point.loss, function, point.kind)
 
 
 def window_of(point: CriticalPoint, keys: Keys, spec: SearchSpec) -> Window:
@@ -58,9 +60,11 @@ def window_of(point: CriticalPoint, keys: Keys, spec: SearchSpec) -> Window:
     spread = MERGE_WINDOW_SAFETY * distance * (point.grad_norm + point.norm_estimate * distance)
     spread = max(spread, 1e-12 * (1 + abs(point.loss)))
     loss = (point.loss - spread, point.loss + spread)
+    kinds = kinds_alike(point.kind)
     if keys.function is None:
-        return Window(loss, None)
-    return Window(loss, (keys.function - SAME_FUNCTION_TOL, keys.function + SAME_FUNCTION_TOL))
+        return Window(loss, None, kinds)
+    function = (keys.function - SAME_FUNCTION_TOL, keys.function + SAME_FUNCTION_TOL)
+    return Window(loss, function, kinds)
 
 
 def function_key(problem: Problem, theta: Tensor) -> float | None:
@@ -131,7 +135,8 @@ class MemoryArchive:
         found = set(_in_range(self.by_loss, window.loss))
         if window.function is not None:
             found |= set(_in_range(self.by_function, window.function))
-        return [(node, self.thetas[node]) for node in sorted(found)]
+        alike = (node for node in sorted(found) if self.keys[node].kind in window.kinds)
+        return [(node, self.thetas[node]) for node in alike]
 
 
 def _in_range(index: list[tuple[float, int]], bounds: tuple[float, float]) -> list[int]:

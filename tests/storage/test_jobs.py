@@ -10,6 +10,7 @@ from datetime import timedelta
 from sqlalchemy import func, select, text
 
 import storage.units
+from ridgerider.critical import kinds_alike
 from storage.database import Database
 from storage.jobs import adopt_unowned, cancel_job, claim_finalisation, create_job, get_job
 from storage.models import Job, Node, Ride, utcnow
@@ -389,6 +390,30 @@ def test_only_the_nodes_in_the_merge_window_are_compared(db):
         nodes = dict(session.execute(select(Node.loss, Node.id).where(Node.job_id == job_id)).all())
     # the root's loss is 1.0: outside every window; each new node sees the one before it only
     assert seen == [[], [nodes[0.1]], [nodes[0.5]]]
+
+
+def test_only_the_nodes_of_a_like_kind_are_compared(db):
+    """A minimum is compared with the points without negative curvature only, a saddle with
+    those with it (`critical.kinds_alike`), however close their losses."""
+    _, ride_ids = job_with_rides(db, 2)
+    seen: list[list[str]] = []
+
+    def find(known: list[tuple[int, str]]) -> int | None:
+        with db.session(readonly=True) as session:
+            seen.append([session.get(Node, node_id).kind for node_id, _ in known])
+        return None
+
+    for ride_id, kind in zip(ride_ids, ("minimum", "saddle"), strict=True):
+        token = new_token()
+        point = PointRecord(kind, int(kind == "saddle"), True, 0.5, 0.0, [1.0], f"{ride_id:064d}")
+        with db.session() as session:
+            assert claim(session, "ride", ride_id, token)
+        with db.session() as session:
+            window = MergeWindow((-1e300, 1e300), None, kinds_alike(kind))
+            result = RideResult(1, 1, "x", point=point)
+            record_ride(session, ride_id, token, result, window, find, evaluate_minima)
+    # the root is a saddle: the minimum sees no node, the saddle the root alone
+    assert seen == [[], ["saddle"]]
 
 
 def test_a_worker_whose_clock_is_behind_keeps_its_live_units_on_postgresql(

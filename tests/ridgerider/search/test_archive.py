@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import torch
 
 from ridgerider.critical import classify
+from ridgerider.problems.base import Problem
 from ridgerider.problems.digits import digits_mlp_problem
-from ridgerider.search import SearchSpec, find_copy
+from ridgerider.search import SearchSpec, find_copy, search
 from ridgerider.search.archive import Keys, MemoryArchive, keys_of, window_of
 from tests.ridgerider.problems.units import permute_units
 
@@ -21,12 +25,13 @@ def test_a_symmetric_copy_is_found_through_the_loss_window_among_thousands():
     known = []
     for node in range(2000):
         theta = 0.3 * torch.randn(problem.dim, generator=generator, dtype=torch.float64)
-        archive.add(node, theta, Keys(problem.loss(theta).item(), None))
+        archive.add(node, theta, Keys(problem.loss(theta).item(), None, "saddle"))
         known.append((node, theta))
     order = torch.tensor([2, 0, 3, 1])
     signs = torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64)
     copy = permute_units(known[1][1], WIDTHS, [order], [signs])
     reached = classify(problem.loss, copy, probe=1, zero_modes=1)
+    assert reached.kind == "saddle"
     candidates = archive.candidates(window_of(reached, keys_of(problem, reached, spec), spec))
     assert 1 in [node for node, _ in candidates]
     assert len(candidates) <= len(known) // 10  # neighbours in loss, not every node
@@ -41,7 +46,34 @@ def test_the_function_window_holds_a_copy_no_alignment_declares():
     point = classify(problem.loss, theta, probe=1, zero_modes=1)
     keys = keys_of(problem, point, spec)
     archive = MemoryArchive()
-    archive.add(7, theta, Keys(keys.loss + 1.0, keys.function))  # far in loss, same function
+    archive.add(
+        7, theta, Keys(keys.loss + 1.0, keys.function, keys.kind)
+    )  # far in loss, same function
     window = window_of(point, keys, spec)
     assert [node for node, _ in archive.candidates(window)] == [7]
     assert not window.loss[0] <= keys.loss + 1.0 <= window.loss[1]
+
+
+def test_a_minimum_is_no_copy_of_the_maximum_it_lies_within_merge_distance_of():
+    """Double wells about c = 1000, ridden from their maximum at c: the minima c +- 1 lie within
+    merge_tol (1 + ||theta||) of it, and used to be merged into it (no minimum found); a point
+    without negative curvature is never a copy of one with it, and the other way round."""
+    center = 1000.0
+    problem = Problem(
+        "far-wells",
+        lambda t: ((t - center) ** 2 - 1).square().sum(),
+        3,
+        torch.full((3,), center, dtype=torch.float64),
+    )
+    result = search(problem, SearchSpec())
+    minima = result.points("minimum")
+    assert minima and all(point.loss < 1e-12 for point in minima)
+    assert not any(source == target == 0 for source, target in result.graph.edges())
+    maximum = classify(problem.loss, problem.start)
+    archive = MemoryArchive()
+    archive.add(0, problem.start, keys_of(problem, maximum, SearchSpec()))
+    near = classify(problem.loss, problem.start + 1e-3)  # the maximum's own neighbourhood
+    for point, kept in ((minima[0], []), (near, [0])):
+        window = window_of(point, keys_of(problem, point, SearchSpec()), SearchSpec())
+        window = replace(window, loss=(-math.inf, math.inf))
+        assert [node for node, _ in archive.candidates(window)] == kept
