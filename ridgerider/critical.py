@@ -30,8 +30,14 @@ def kinds_alike(kind: Kind) -> tuple[Kind, ...]:
     those without. A minimum a rounding step from the maximum it was ridden from is no copy
     of it, however close the two lie."""
     return CURVED_KINDS if kind in CURVED_KINDS else FLAT_KINDS
+
+
 ZERO_RTOL = 1e-6  # an eigenvalue is zero when |lambda| <= ZERO_RTOL * max(||H||, 1)
 ROUNDING_FLOOR = 8  # epsilons of ||H|| (1 + ||theta||): a gradient this small is rounding
+# A network's descent that stops with a gradient entry this many times its tolerance did not
+# reach a minimum (a loss unbounded below runs off to gradients of 1e49); digits-mlp's leaves
+# stop within 1 times it.
+UNCONVERGED = 1e3
 
 
 @dataclass(frozen=True)
@@ -255,7 +261,12 @@ def settle_to_minimum(
 ) -> tuple[Tensor, int]:
     """The minimum that L-BFGS reaches from `theta`, polished by Newton steps (MINRES on HVPs)
     where `config.polish`, and the HVPs spent. For networks, whose negative-curvature subspace
-    is too large to hold."""
+    is too large to hold.
+
+    Raises:
+        FloatingPointError: the loss turned NaN or Inf, or, unpolished, the descent stopped
+            with a gradient entry more than UNCONVERGED times its tolerance.
+    """
     tol = config.minimum_tol
     if not config.polish:
         tol *= max(1.0, abs(loss(theta).item()))
@@ -266,6 +277,12 @@ def settle_to_minimum(
             "bounded below?)"
         )
     if not config.polish:
+        largest = loss_gradient(loss, theta).abs().max().item()
+        if not largest <= UNCONVERGED * tol:
+            raise FloatingPointError(
+                f"the descent stopped with a gradient entry of {largest:.3g}, more than "
+                f"{UNCONVERGED:g} times its tolerance {tol:.3g} (is the loss bounded below?)"
+            )
         return theta, 0
     return _newton_polish(loss, theta, config)
 

@@ -141,7 +141,8 @@ class SearchSpec(BaseModel):
         gt=0,
         lt=1,
         description="a network's leaf is polished by L-BFGS until no gradient entry exceeds "
-        f"leaf_tol * max(1, |loss|) (problems of more than {SMALL_DIM} parameters, unless "
+        f"leaf_tol * max(1, |loss|), |loss| where its descent starts (problems of more than "
+        f"{SMALL_DIM} parameters, unless "
         "reproducible); looser leaves stop short of their minimum, and copies of one minimum "
         "reached by two rides are then no longer merged (1e-5 kept 64 leaves of 46 minima "
         "on digits-mlp)",

@@ -119,6 +119,22 @@ def test_a_ride_whose_loss_turns_nan_is_marked_failed_and_the_search_goes_on():
     assert len(minima) == 2  # (3, 2) and (3.584428, -1.848127) are still found
 
 
+def test_a_network_sized_descent_that_runs_off_below_fails_its_ride():
+    """130 parameters (leaves are L-BFGS's practical minima, unpolished), unbounded below along
+    x0: descents that run off there stop at gradients of 1e46 and more, and were labelled
+    minima; they now fail their rides, and only the true minima (loss -1/6, x0 = 1) are kept."""
+    n = 130
+
+    def loss(t: torch.Tensor) -> torch.Tensor:
+        return -(t[0] ** 2) / 2 + t[0] ** 3 / 3 + ((t[1:] ** 2 - 1) ** 2).sum()
+
+    problem = Problem("runs-off", loss, n, torch.zeros(n, dtype=torch.float64))
+    result = search(problem, SearchSpec(max_nodes=12))
+    assert result.failures and all("bounded below" in f.failure for f in result.failures)
+    minima = result.points("minimum")
+    assert minima and all(abs(p.loss + 1 / 6) < 1e-9 and p.grad_norm < 1e-6 for p in minima)
+
+
 def test_a_ride_whose_step_raises_is_recorded_as_failed_and_the_search_goes_on():
     base = himmelblau()
 
