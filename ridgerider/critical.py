@@ -33,6 +33,11 @@ def kinds_alike(kind: Kind) -> tuple[Kind, ...]:
 
 
 ZERO_RTOL = 1e-6  # an eigenvalue is zero when |lambda| <= ZERO_RTOL * max(||H||, 1)
+# ... and, where the whole spectrum comes from a dense eigensolve (at most WHOLE_SPACE_SIZE
+# parameters, eigenvalues to about eps ||H||), when |lambda| <= EXACT_ZERO_RTOL * max(||H||, 1):
+# at 1e-6, double wells whose curvatures span a factor of 1e6 lost their softest negative
+# direction, and their saddles read as degenerate points (0 of 16 minima).
+EXACT_ZERO_RTOL = 1e-10
 ROUNDING_FLOOR = 8  # epsilons of ||H|| (1 + ||theta||): a gradient this small is rounding
 # A network's descent that stops with a gradient entry this many times its tolerance did not
 # reach a minimum (a loss unbounded below runs off to gradients of 1e49); digits-mlp's leaves
@@ -99,7 +104,7 @@ def classify(
     theta: Tensor,
     *,
     probe: int = 8,
-    zero_tol: float = ZERO_RTOL,
+    zero_tol: float | None = None,
     zero_modes: int = 0,
     v0: Tensor | None = None,
     tol: float | None = None,
@@ -110,7 +115,8 @@ def classify(
     ride tracked, where given; to `eigsh`'s residual `tol`, its default where None; ||H||
     itself to 1e-3).
 
-    An eigenvalue is zero when |lambda| <= zero_tol * max(||H||, 1). A point with no negative
+    An eigenvalue is zero when |lambda| <= zero_tol * max(||H||, 1) (`zero_rtol` of the
+    problem's size where None). A point with no negative
     eigenvalue but more zero ones than the problem's declared `zero_modes` is `degenerate`:
     second order cannot certify it is a minimum (x^2 + y^3, the monkey saddle).
     """
@@ -122,6 +128,12 @@ def classify(
     values = low.eigenvalues.cpu()
     point = point_of(loss, theta, values, norm_estimate, hvps, zero_tol, zero_modes)
     return replace(point, eigenvalues=values[:probe])
+
+
+def zero_rtol(n: int) -> float:
+    """Relative to max(||H||, 1), the largest |eigenvalue| that counts as zero in a problem of
+    `n` parameters: to the accuracy its spectra are computed to (see EXACT_ZERO_RTOL)."""
+    return EXACT_ZERO_RTOL if n <= WHOLE_SPACE_SIZE else ZERO_RTOL
 
 
 def rounding_floor(theta: Tensor, norm_estimate: float) -> float:
@@ -154,12 +166,13 @@ def point_of(
     values: Tensor,
     norm_estimate: float,
     hvps: int,
-    zero_tol: float = ZERO_RTOL,
+    zero_tol: float | None = None,
     zero_modes: int = 0,
 ) -> CriticalPoint:
     """`theta` classified (see `classify`) from the smallest eigenvalues of its Hessian,
     `values` (ascending), computed for `hvps` products."""
     n = theta.numel()
+    zero_tol = zero_rtol(n) if zero_tol is None else zero_tol
     scale = max(norm_estimate, 1.0)
     negative = int((values < -zero_tol * scale).sum())
     zeros = int((values.abs() <= zero_tol * scale).sum())
@@ -232,7 +245,7 @@ def _settle_exactly(
         if start_norm is None:
             start_norm = g.norm().item()
         values, vectors = torch.linalg.eigh(H.to(torch.float64).cpu())
-        positive = values > ZERO_RTOL * max(values.abs().max().item(), 1.0)
+        positive = values > zero_rtol(n) * max(values.abs().max().item(), 1.0)
         basis = vectors[:, positive].to(theta)
         slopes = basis.T @ g
         if slopes.norm().item() <= max(config.descent_tol * start_norm, config.grad_tol):

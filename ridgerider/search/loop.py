@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable
 from typing import Protocol
 
-from ridgerider.critical import ZERO_RTOL, CriticalPoint
+from ridgerider.critical import CriticalPoint, zero_rtol
 from ridgerider.problems.base import Problem
 from ridgerider.search.budget import (
     DEPTH_LIMIT,
@@ -136,7 +136,7 @@ def work_on(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> list[
         if unit.work == "expand":
             point = tree.point(unit.node_id)
             spectrum, rides, hvps = expand(problem, point, spec, tree.spectrum(unit.node_id))
-            if ridges_capped(problem, spectrum, spec, ZERO_RTOL):
+            if ridges_capped(problem, spectrum, spec, zero_rtol(problem.dim)):
                 tree.note_stop(RIDGE_CAP)
             return tree.record_expansion(unit, spectrum, rides, hvps)
         if unit.work == "ride":

@@ -15,7 +15,6 @@ from torch import Tensor
 from ridgerider.climb import ClimbConfig, climb
 from ridgerider.critical import (
     SOLUTION_KINDS,
-    ZERO_RTOL,
     CriticalPoint,
     SettleConfig,
     classify,
@@ -24,6 +23,7 @@ from ridgerider.critical import (
     rounding_floor,
     settle,
     settle_to_minimum,
+    zero_rtol,
 )
 from ridgerider.linalg import HessianOperator
 from ridgerider.linalg.blocks import WHOLE_SPACE_SIZE
@@ -159,7 +159,7 @@ def expand(
         hvps = spectrum.hvps
     gradient = loss_gradient(problem.loss, point.theta)
     spectrum = orient(spectrum, gradient, spec.step_size)
-    rides = choose_ridges(problem, spectrum, spec, ZERO_RTOL, gradient)
+    rides = choose_ridges(problem, spectrum, spec, zero_rtol(problem.dim), gradient)
     return spectrum, drop_mirrored(problem, point.theta, spectrum, rides, spec.step_size), hvps
 
 
@@ -379,7 +379,7 @@ def _settled(
             hvps += spectrum.hvps
         whole = spectrum
         if spec.exact_minima(problem):
-            whole = negative_spectrum(problem, theta, spectrum, ZERO_RTOL, spec.seed)
+            whole = negative_spectrum(problem, theta, spectrum, zero_rtol(problem.dim), spec.seed)
         nudge, nudge_hvps = _nudge(problem, theta, whole)
         settled, polish_hvps = settle_to_minimum(problem.loss, theta + nudge, config)
         hvps += whole.hvps - spectrum.hvps + nudge_hvps + polish_hvps
@@ -415,11 +415,11 @@ def _nudge(problem: Problem, theta: Tensor, spectrum: Spectrum) -> tuple[Tensor,
     (the canonical basis of a copy is the copy of the basis), each turned downhill: by the
     slope, or where it vanishes (at a point of symmetry) by the third derivative along it, both
     odd in the vector."""
-    scale = max(spectrum.norm_estimate, 1.0)
+    negative = -zero_rtol(problem.dim) * max(spectrum.norm_estimate, 1.0)
     groups = equal_groups(spectrum.values, spectrum.norm_estimate)
     if spectrum.truncated and len(groups) > 1:
         groups = groups[:-1]  # not a canonical basis: the group may go on
-    chosen = [i for group in groups for i in group if spectrum.values[i] < -ZERO_RTOL * scale]
+    chosen = [i for group in groups for i in group if spectrum.values[i] < negative]
     nudge = torch.zeros_like(theta)
     if not chosen:
         return nudge, 0

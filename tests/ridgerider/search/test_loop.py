@@ -119,6 +119,22 @@ def test_a_ride_whose_loss_turns_nan_is_marked_failed_and_the_search_goes_on():
     assert len(minima) == 2  # (3, 2) and (3.584428, -1.848127) are still found
 
 
+def test_curvatures_a_million_times_apart_keep_every_minimum():
+    """Double wells a_i (x_i^2 - 1)^2, a from 1e-3 to 1e3: from the maximum the softest
+    negative eigenvalue is -4e-3 against ||H|| = 4e3. Counted as zero (1e-6 of ||H||), it hid
+    that ridge and made the saddles degenerate points: 0 of the 16 minima."""
+    scales = torch.tensor([1e-3, 1e-1, 1e1, 1e3], dtype=torch.float64)
+
+    def loss(t: torch.Tensor) -> torch.Tensor:
+        return (scales * (t**2 - 1) ** 2).sum()
+
+    result = search(Problem("stiff-wells", loss, 4, torch.zeros(4, dtype=torch.float64)))
+    corners = {tuple(round(x) for x in p.theta.tolist()) for p in result.points("minimum")}
+    assert result.stopped == "frontier exhausted"
+    assert corners == set(itertools.product((-1, 1), repeat=4))
+    assert not result.points("degenerate")
+
+
 def test_a_network_sized_descent_that_runs_off_below_fails_its_ride():
     """130 parameters (leaves are L-BFGS's practical minima, unpolished), unbounded below along
     x0: descents that run off there stop at gradients of 1e46 and more, and were labelled
