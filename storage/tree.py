@@ -24,7 +24,14 @@ from ridgerider.search.fingerprint import Fingerprint, from_text
 from ridgerider.search.frontier import Unit
 from ridgerider.search.ridges import Spectrum
 from ridgerider.search.spec import SearchSpec
-from ridgerider.search.steps import Expansion, NodeWork, Outcome, depth_cut, work_of
+from ridgerider.search.steps import (
+    Expansion,
+    NodeWork,
+    Outcome,
+    copy_tolerance,
+    depth_cut,
+    work_of,
+)
 from storage.artifacts import ArtifactStore, get_tensors, put_tensors
 from storage.database import Database
 from storage.models import Node
@@ -173,7 +180,8 @@ class JobTree:
 
         def copy_of(candidates: list[tuple[int, str]]) -> int | None:
             known = ((node_id, self._theta(sha256)) for node_id, sha256 in candidates)
-            return find_copy(self.problem, outcome.point.theta, known, self.spec)
+            tolerance = copy_tolerance(self.problem, outcome.point, self.spec)
+            return find_copy(self.problem, outcome.point.theta, known, self.spec, tolerance)
 
         cuts: list[bool] = []
 

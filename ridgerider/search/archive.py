@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ridgerider.critical import CriticalPoint, Kind, kinds_alike
+from ridgerider.linalg.exact import loss_gradient
 from ridgerider.metrics import SAME_FUNCTION_TOL
 from ridgerider.problems.base import Problem
 from ridgerider.search.spec import SearchSpec
@@ -77,15 +78,32 @@ def function_key(problem: Problem, theta: Tensor) -> float | None:
 
 
 def find_copy(
-    problem: Problem, theta: Tensor, candidates: Iterable[tuple[int, Tensor]], spec: SearchSpec
+    problem: Problem,
+    theta: Tensor,
+    candidates: Iterable[tuple[int, Tensor]],
+    spec: SearchSpec,
+    critical_tol: float | None = None,
 ) -> int | None:
     """The id of the candidate that `theta` is a copy of, or None. `candidates` yields
-    (id, theta) pairs: the points in the window, or any others."""
+    (id, theta) pairs: the points in the window, or any others.
+
+    Given `critical_tol` (`theta` is an exact critical point), a candidate within `merge_tol` is
+    a copy only where the gradient a third and two thirds of the way between the two is within
+    it too: two critical points of one problem that lie closer than `merge_tol` (its wells
+    1e-3 wide, or a thousand from the origin) have a slope between them (midway, between two
+    mirror images, it may vanish), and two copies of one point have none."""
     probabilities = evaluation_probabilities(problem, theta) if spec.merge_by_function else None
     for node, other in candidates:
         candidate = problem.align(other, theta) if problem.align else theta
         if (other - candidate).norm().item() <= spec.merge_tol * (1 + other.norm().item()):
-            return node
+            if critical_tol is None:
+                return node
+            if all(
+                loss_gradient(problem.loss, other + t * (candidate - other)).norm().item()
+                <= critical_tol
+                for t in (1 / 3, 2 / 3)
+            ):
+                return node
         if probabilities is not None:
             difference = (evaluation_probabilities(problem, other) - probabilities).abs().max()
             if difference.item() < SAME_FUNCTION_TOL:

@@ -20,7 +20,14 @@ from ridgerider.search.frontier import Unit
 from ridgerider.search.loop import run
 from ridgerider.search.ridges import Spectrum
 from ridgerider.search.spec import SearchSpec
-from ridgerider.search.steps import Expansion, NodeWork, Outcome, depth_cut, work_of
+from ridgerider.search.steps import (
+    Expansion,
+    NodeWork,
+    Outcome,
+    copy_tolerance,
+    depth_cut,
+    work_of,
+)
 
 EXHAUSTED = "frontier exhausted"
 
@@ -166,7 +173,8 @@ class MemoryTree:
         ridge = (ride.node, ride.eigen_index)
         keys = keys_of(self.problem, point, self.spec)
         candidates = self.archive.candidates(window_of(point, keys, self.spec))
-        target = find_copy(self.problem, point.theta, candidates, self.spec)
+        tolerance = copy_tolerance(self.problem, point, self.spec)
+        target = find_copy(self.problem, point.theta, candidates, self.spec, tolerance)
         if target is None:
             depth = unit.depth + 1
             work = work_of(point, depth, self.spec)

@@ -50,6 +50,7 @@ Expansion = tuple[Spectrum, list[tuple[int, int]], int]  # spectrum, (eigen inde
 P = TypeVar("P")
 START_GRAD_RTOL = 1e-5
 NUDGE = 1e-6  # relative size of the nudge before a descent to a minimum
+COPY_SLACK = 10.0  # see copy_tolerance
 ORIENTATION_TOL = 1e-8  # slopes and third derivatives below this are rounding
 PRACTICAL_CLASSIFY_TOL = 1e-4  # eigsh's residual tolerance classifying a network's leaf
 LEAF_ESCAPES = 3  # steps off the negative curvature a network's descent stopped on
@@ -344,6 +345,17 @@ def _settled_enough(problem: Problem, point: CriticalPoint, spec: SearchSpec) ->
     if spec.exact_minima(problem) or point.kind != "minimum":
         return point.grad_norm <= critical_tolerance(point, spec)
     return math.isfinite(point.grad_norm)
+
+
+def copy_tolerance(problem: Problem, point: CriticalPoint, spec: SearchSpec) -> float | None:
+    """The gradient norm on the way between `point` and a copy of it within `merge_tol`
+    (`archive.find_copy`): COPY_SLACK times its critical tolerance where minima are exact and
+    `point` is a critical point (between two copies of one, the gradient is a mean of theirs to
+    second order); None at branch points, ride ends and a network's practical minima, whose
+    copies are told by distance alone."""
+    if not spec.exact_minima(problem) or point.kind in ("branch", "ride-end"):
+        return None
+    return COPY_SLACK * critical_tolerance(point, spec)
 
 
 def critical_tolerance(point: CriticalPoint, spec: SearchSpec) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import replace
 
@@ -54,11 +55,13 @@ def test_the_function_window_holds_a_copy_no_alignment_declares():
     assert not window.loss[0] <= keys.loss + 1.0 <= window.loss[1]
 
 
-def test_a_minimum_is_no_copy_of_the_maximum_it_lies_within_merge_distance_of():
-    """Double wells about c = 1000, ridden from their maximum at c: the minima c +- 1 lie within
-    merge_tol (1 + ||theta||) of it, and used to be merged into it (no minimum found); a point
-    without negative curvature is never a copy of one with it, and the other way round."""
-    center = 1000.0
+def test_critical_points_closer_than_merge_tol_are_told_apart_by_the_slope_between_them():
+    """Double wells about c = 3000, ridden from their maximum at c: every critical point lies
+    within merge_tol (1 + ||theta||) = 5.2 of the others. Minima were merged into the maximum
+    (a point without negative curvature is never a copy of one with it), then all 8 minima
+    into one and the 12 saddles into the maximum (exact critical points are copies only where
+    no slope lies between them); now the whole tree is found."""
+    center = 3000.0
     problem = Problem(
         "far-wells",
         lambda t: ((t - center) ** 2 - 1).square().sum(),
@@ -66,14 +69,15 @@ def test_a_minimum_is_no_copy_of_the_maximum_it_lies_within_merge_distance_of():
         torch.full((3,), center, dtype=torch.float64),
     )
     result = search(problem, SearchSpec())
-    minima = result.points("minimum")
-    assert minima and all(point.loss < 1e-12 for point in minima)
-    assert not any(source == target == 0 for source, target in result.graph.edges())
+    corners = {tuple(round(x - center) for x in p.theta.tolist()) for p in result.points("minimum")}
+    assert result.stopped == "frontier exhausted"
+    assert corners == set(itertools.product((-1, 1), repeat=3))
+    assert len(result.points("saddle")) == 12
     maximum = classify(problem.loss, problem.start)
     archive = MemoryArchive()
     archive.add(0, problem.start, keys_of(problem, maximum, SearchSpec()))
     near = classify(problem.loss, problem.start + 1e-3)  # the maximum's own neighbourhood
-    for point, kept in ((minima[0], []), (near, [0])):
+    for point, kept in ((result.points("minimum")[0], []), (near, [0])):
         window = window_of(point, keys_of(problem, point, SearchSpec()), SearchSpec())
         window = replace(window, loss=(-math.inf, math.inf))
         assert [node for node, _ in archive.candidates(window)] == kept
