@@ -54,6 +54,22 @@ def test_a_float32_climb_ends_on_the_saddle_its_rounding_lets_it_reach():
         assert (HIMMELBLAU_SADDLES.float() - end.theta).norm(dim=1).min() < 1e-3
 
 
+def test_a_climb_from_a_basin_narrower_than_its_first_step_takes_that_step_shorter():
+    """Wells 1e-3 wide, the climb's first step 0.32 (the search's): it landed on the far wall,
+    the climbed curvature a hundred thousand times the minimum's, and gave up; retaken shorter,
+    it reaches the saddle between the two wells."""
+    width = 1e-3
+
+    def loss(t: torch.Tensor) -> torch.Tensor:
+        return ((t / width) ** 2 - 1).square().sum()
+
+    minimum = torch.tensor([width, width], dtype=torch.float64)
+    inwards = torch.tensor([-1.0, 0.0], dtype=torch.float64)
+    end = climb(loss, minimum, inwards, ClimbConfig(0.32))
+    assert end.reason == "critical"
+    assert torch.allclose(end.theta, torch.tensor([0.0, width], dtype=torch.float64), atol=1e-9)
+
+
 def test_a_climb_with_no_rim_ahead_says_so():
     """Styblinski-Tang (separable quartics) from its minimum at x = -2.9035 along -x: the
     curvature only grows outward, no saddle lies ahead; inward the climb reaches the 1-D
