@@ -204,7 +204,8 @@ def follow(
     """Ride `ridge` from `start` and say where it leads, by `target`:
 
     - "saddle": the critical point beneath the ride's end (descent along positive curvature,
-      then Newton), classified;
+      then Newton), classified; where Newton does not converge (it cycles in a coercive
+      quartic's wells), the minimum a descent reaches from there;
     - "minimum": the minimum L-BFGS reaches from the ride's end; from a small problem's point,
       from one step down the ridge, with no ride (`_steps_down`);
     - "branch": the ride's end itself while negative curvature is left there (a branch point,
@@ -249,6 +250,9 @@ def follow(
         else:
             settle_to = "minimum" if last else target
             point, hvps = _settled(problem, end.theta, spec, settle_to, start)
+            if settle_to == "saddle" and not _settled_enough(problem, point, spec):
+                point, descent_hvps = _settled(problem, end.theta, spec, "minimum", start)
+                hvps += descent_hvps
             spectrum = None
     except FloatingPointError as error:
         return Outcome(end.steps, end.hvps, end.reason, failure=f"settling failed: {error}")

@@ -149,6 +149,23 @@ def test_wells_a_thousandth_wide_keep_every_minimum():
     assert corners == set(itertools.product((-1, 1), repeat=3))
 
 
+def test_a_ride_end_whose_saddle_newton_cannot_settle_on_descends_to_a_minimum():
+    """Coupled double wells in 5-D, settled on saddles (a node budget): from some rides' ends
+    Newton cycled for its 30 steps (gradients of 0.2 to 140 left) and those rides failed,
+    "is the loss bounded below?"; they now descend to the minimum below instead."""
+    weights = torch.tensor([1.0, 2.0, 0.5, 1.5, 1.0], dtype=torch.float64)
+
+    def loss(t: torch.Tensor) -> torch.Tensor:
+        wells = (weights * (t**2 - 1) ** 2).sum()
+        return wells + 0.6 * (t[:-1] * t[1:]).sum() + 0.06 * t[0] * t[2] * t[4]
+
+    problem = Problem("coupled-wells", loss, 5, torch.zeros(5, dtype=torch.float64))
+    result = search(problem, SearchSpec(max_nodes=100_000, max_depth=20))
+    assert not result.failures
+    minima = result.points("minimum")
+    assert len(minima) == 24 and all(p.grad_norm < 1e-6 for p in minima)
+
+
 def test_a_network_sized_descent_that_runs_off_below_fails_its_ride():
     """130 parameters (leaves are L-BFGS's practical minima, unpolished), unbounded below along
     x0: descents that run off there stop at gradients of 1e46 and more, and were labelled
