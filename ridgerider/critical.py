@@ -285,10 +285,11 @@ def settle_to_minimum(
         tol *= max(1.0, abs(loss(theta).item()))
     theta, value = lbfgs(loss, theta, gradient_tol=tol, max_iterations=20_000, memory=config.memory)
     if not math.isfinite(value):
-        raise FloatingPointError(
-            f"the loss turned {value} while settling (where a descent runs off, is the loss "
-            "bounded below?)"
-        )
+        why = {
+            -math.inf: "is the loss bounded below?",
+            math.inf: "is the loss finite everywhere?",
+        }.get(value, "is the loss bounded below? is it defined everywhere?")
+        raise FloatingPointError(f"the loss turned {value} while settling ({why})")
     if not config.polish:
         largest = loss_gradient(loss, theta).abs().max().item()
         if not largest <= UNCONVERGED * tol:
