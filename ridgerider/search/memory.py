@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import networkx as nx
 import torch
@@ -15,7 +15,7 @@ from ridgerider.json_shapes import ride_labels
 from ridgerider.problems.base import Problem
 from ridgerider.search.archive import MemoryArchive, find_copy, keys_of, window_of
 from ridgerider.search.budget import DEPTH_LIMIT, Progress, stop_reason
-from ridgerider.search.fingerprint import ROOT, Fingerprint, extend
+from ridgerider.search.fingerprint import ROOT, Fingerprint, extend, to_text
 from ridgerider.search.frontier import Unit
 from ridgerider.search.loop import run
 from ridgerider.search.ridges import Spectrum
@@ -35,8 +35,9 @@ EXHAUSTED = "frontier exhausted"
 @dataclass
 class SearchResult:
     """The DAG (node attributes: `point`, a CriticalPoint; `depth`; `fingerprint`; edge
-    attributes: `ride_labels`), the failed rides (a ride whose step raised has `end_reason`
-    "error" and the exception in `failure`), HVPs spent, seconds, why the search stopped, and
+    attributes: `ride_labels`), the failed rides (each `failure` names the ride by the path it
+    would have extended, "ride 0+.3-: ..."; a ride whose step raised has `end_reason` "error"
+    and the exception in `failure`), HVPs spent, seconds, why the search stopped, and
     the units a budget left undone (`open`: expansions and rides)."""
 
     graph: nx.MultiDiGraph
@@ -154,7 +155,7 @@ class MemoryTree:
         if unit.kind == "node":
             self.graph.nodes[unit.id]["error"] = reason
         else:
-            self.failures.append(Outcome(0, 0, "error", failure=reason))
+            self._failed(unit, Outcome(0, 0, "error", failure=reason))
         return self._ride_ended(unit)
 
     def record_expansion(
@@ -167,7 +168,7 @@ class MemoryTree:
         self._done(unit)
         self.hvps += outcome.hvps
         if outcome.point is None:
-            self.failures.append(outcome)
+            self._failed(unit, outcome)
             return self._ride_ended(unit)
         point, ride = outcome.point, self.rides[unit.id]
         ridge = (ride.node, ride.eigen_index)
@@ -200,6 +201,11 @@ class MemoryTree:
         return SearchResult(
             self.graph, self.hvps, seconds, self.stopped, self.failures, dict(self.open)
         )
+
+    def _failed(self, unit: Unit, outcome: Outcome[CriticalPoint]) -> None:
+        """Keep the failed ride `unit`'s outcome, its failure naming the ride."""
+        failure = f"ride {to_text(unit.fingerprint)}: {outcome.failure}"
+        self.failures.append(replace(outcome, failure=failure))
 
     def _add_node(
         self,

@@ -4,6 +4,7 @@ networks (branching at ride ends), and its budgets."""
 from __future__ import annotations
 
 import itertools
+import re
 
 import pytest
 import torch
@@ -115,6 +116,7 @@ def test_a_ride_whose_loss_turns_nan_is_marked_failed_and_the_search_goes_on():
     assert result.failures, "some ride must have failed"
     assert all("NaN" in f.failure or "settling failed" in f.failure for f in result.failures)
     assert all("defined everywhere?" in f.failure for f in result.failures if "nan" in f.failure)
+    assert all(re.match(r"ride \d+[+-](\.\d+[+-])*: ", f.failure) for f in result.failures)
     minima = torch.stack([p.theta for p in result.points("minimum")])
     assert (minima[:, 0] > -1.5).all()
     assert len(minima) == 2  # (3, 2) and (3.584428, -1.848127) are still found
