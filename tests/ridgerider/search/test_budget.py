@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
+from ridgerider.problems.base import Problem
 from ridgerider.problems.classic import styblinski_tang
 from ridgerider.problems.registry import load
 from ridgerider.search import SearchSpec, search
@@ -100,6 +103,22 @@ def test_a_minimum_whose_share_cannot_hold_its_climbs_is_not_climbed_from():
     }
     assert len(budgeted.points("minimum")) == 8 and climbs(budgeted) == 0
     assert free.stopped == "frontier exhausted" and climbs(free) == 8 * 6
+
+
+def test_a_minimum_whose_share_holds_some_of_its_climbs_takes_the_stiffest():
+    """A cube of three-well coordinates (27 minima, x^6/6 - 5x^4/4 + 2x^2 scaled 1, 3, 0.3)
+    from its maximum under max_nodes = 100000: the deepest minima's shares hold some of their
+    six climbs, not all; taking none lost one minimum, taking as many as fit finds all 27."""
+    scales = torch.tensor([1.0, 3.0, 0.3], dtype=torch.float64)
+
+    def loss(t: torch.Tensor) -> torch.Tensor:
+        return (scales * (t**6 / 6 - 5 * t**4 / 4 + 2 * t**2)).sum()
+
+    problem = Problem("three-wells", loss, 3, torch.ones(3, dtype=torch.float64))
+    result = search(problem, SearchSpec(max_nodes=100_000))
+    cells = {tuple(round(x / 2) for x in p.theta.tolist()) for p in result.points("minimum")}
+    assert result.stopped == "node budget"
+    assert cells == set(itertools.product((-1, 0, 1), repeat=3))
 
 
 def test_a_search_cut_by_max_depth_says_so():
