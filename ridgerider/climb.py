@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from itertools import pairwise
 from typing import Literal
 
 import torch
@@ -51,8 +52,9 @@ MAX_RADIUS = 8.0  # the longest step, in ClimbConfig.step
 RETAKEN_RADIUS = 2.0  # the longest step of a climb retaken after it fell back into a basin
 SETTLED = 1 / 64  # a step this short (in ClimbConfig.step) with negative curvature beside: land
 # The shortest first step (in ClimbConfig.step): a first step on whose end the climbed curvature
-# is already ROSE times the minimum's crossed a basin narrower than itself (wells 1e-3 wide:
-# every climb gave up at once, 4 of 8 minima) and is retaken a quarter as long.
+# is already ROSE times the minimum's, or along which the loss falls somewhere (over a rim and
+# into the next basin), crossed a basin narrower than itself (wells 1e-3 wide: every climb gave
+# up at once, 4 of 8 minima; 1e-4 wide: 4 of 8 still) and is retaken a quarter as long.
 SHORTEST_FIRST = 4.0**-8
 
 
@@ -152,8 +154,10 @@ def _climb(
         t = int(overlaps.abs().argmax())
         overlap = abs(overlaps[t].item())
         first = previous is theta and step.norm().item() > config.step * SHORTEST_FIRST
-        if first and values[t].item() > ROSE * start_curvature > 0:
-            step = step / 4  # the first step left the basin for a wall: take it shorter
+        if first and (
+            values[t].item() > ROSE * start_curvature > 0 or _not_uphill(loss, theta, step)
+        ):
+            step = step / 4  # the first step left the basin: take it shorter
             radius = step.norm().item()
             x = theta + step
             continue
@@ -185,6 +189,13 @@ def _climb(
             step = step * (radius / length)
         previous, x = x, x + step
     return _Attempt(ClimbEnd(x, config.max_steps, hvps, "step-budget"), fell_back)
+
+
+def _not_uphill(loss: Callable[[Tensor], Tensor], theta: Tensor, step: Tensor) -> bool:
+    """Whether the loss falls anywhere along `step` from `theta`, at its quarters: a first step
+    that went over a rim and down into the next basin."""
+    values = [loss(theta + fraction * step).item() for fraction in (0.25, 0.5, 0.75, 1.0)]
+    return any(later < earlier for earlier, later in pairwise(values))
 
 
 def _step(values: Tensor, vectors: Tensor, g: Tensor, t: int) -> Tensor:

@@ -54,11 +54,13 @@ def test_a_float32_climb_ends_on_the_saddle_its_rounding_lets_it_reach():
         assert (HIMMELBLAU_SADDLES.float() - end.theta).norm(dim=1).min() < 1e-3
 
 
-def test_a_climb_from_a_basin_narrower_than_its_first_step_takes_that_step_shorter():
+@pytest.mark.parametrize("width", [1e-3, 1e-4, 1e-5])
+def test_a_climb_from_a_basin_narrower_than_its_first_step_takes_that_step_shorter(width):
     """Wells 1e-3 wide, the climb's first step 0.32 (the search's): it landed on the far wall,
     the climbed curvature a hundred thousand times the minimum's, and gave up; retaken shorter,
-    it reaches the saddle between the two wells."""
-    width = 1e-3
+    it reaches the saddle between the two wells. At 1e-4 a quarter-length step still crossed
+    the rim and the next well and stopped on the wall beyond, where the curvature had not yet
+    risen 16-fold: the loss falling along the step says so too."""
 
     def loss(t: torch.Tensor) -> torch.Tensor:
         return ((t / width) ** 2 - 1).square().sum()
@@ -67,7 +69,7 @@ def test_a_climb_from_a_basin_narrower_than_its_first_step_takes_that_step_short
     inwards = torch.tensor([-1.0, 0.0], dtype=torch.float64)
     end = climb(loss, minimum, inwards, ClimbConfig(0.32))
     assert end.reason == "critical"
-    assert torch.allclose(end.theta, torch.tensor([0.0, width], dtype=torch.float64), atol=1e-9)
+    assert torch.allclose(end.theta, torch.tensor([0.0, width], dtype=torch.float64), atol=1e-12)
 
 
 def test_a_climb_with_no_rim_ahead_says_so():

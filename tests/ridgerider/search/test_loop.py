@@ -138,16 +138,17 @@ def test_curvatures_a_million_times_apart_keep_every_minimum():
     assert not result.points("degenerate")
 
 
-def test_wells_a_thousandth_wide_keep_every_minimum():
-    """Double wells ((x_i / 1e-3)^2 - 1)^2 from their maximum: the saddles lie within merge_tol
+@pytest.mark.parametrize("width", [1e-3, 1e-4])
+def test_wells_a_thousandth_wide_keep_every_minimum(width):
+    """Double wells ((x_i / width)^2 - 1)^2 from their maximum: the saddles lie within merge_tol
     of the maximum, and every climb's first step crossed a whole well; 8 of 8 minima (0 of 8
     once, then 4)."""
 
     def loss(t: torch.Tensor) -> torch.Tensor:
-        return ((t / 1e-3) ** 2 - 1).square().sum()
+        return ((t / width) ** 2 - 1).square().sum()
 
     result = search(Problem("narrow-wells", loss, 3, torch.zeros(3, dtype=torch.float64)))
-    corners = {tuple(round(x * 1e3) for x in p.theta.tolist()) for p in result.points("minimum")}
+    corners = {tuple(round(x / width) for x in p.theta.tolist()) for p in result.points("minimum")}
     assert result.stopped == "frontier exhausted"
     assert corners == set(itertools.product((-1, 1), repeat=3))
 
