@@ -149,10 +149,11 @@ def work_on(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> list[
             hops = climbs(problem, point, spec)
         elif climbs_from(problem, point, spec):
             tree.note_stop(reason)  # no climbs past a running budget
-        if hops is not None and _quota(tree, spec, unit) - 1 < CLIMB_POINTS * len(hops[1]):
-            kept = int((_quota(tree, spec, unit) - 1) // CLIMB_POINTS)
-            hops = (hops[0], hops[1][:kept], hops[2]) if kept else None
-            tree.note_stop(NODE_BUDGET)  # the climbs left out
+        if hops is not None:
+            kept = (_quota(tree, spec, unit) - 1) // CLIMB_POINTS  # inf without a node budget
+            if kept < len(hops[1]):
+                hops = (hops[0], hops[1][: int(kept)], hops[2]) if kept >= 1 else None
+                tree.note_stop(NODE_BUDGET)  # the climbs left out
         return tree.record_evaluation(unit, metrics, hops)
     except UNIT_ERRORS as error:
         return tree.fail(unit, f"{type(error).__name__}: {error}")
