@@ -55,6 +55,7 @@ ORIENTATION_TOL = 1e-8  # slopes and third derivatives below this are rounding
 PRACTICAL_CLASSIFY_TOL = 1e-4  # eigsh's residual tolerance classifying a network's leaf
 LEAF_ESCAPES = 3  # steps off the negative curvature a network's descent stopped on
 CLIMB_STEP = 16  # a climb's trust radius, in step_size
+STEP_SAMPLES = 8  # losses sampled along a step down a ridge, to see a rim it crossed
 
 
 def seed_generators(seed: int) -> None:
@@ -309,12 +310,32 @@ def _step_down(problem: Problem, start: CriticalPoint, ridge: Ridge, spec: Searc
     times `step_size`) down the ridge's side, from which the settle descends to a minimum: no
     ridge tracked at a whole Hessian a step. On depth-4 tree
     MDPs (seeds 0-50, exhausted) steps of `step_size` missed a paying leaf on 3 trees, the
-    longest step on 1 (bench/RESULTS.md). A step onto a NaN or Inf loss ends there, as a ride's
-    would ("non-finite-loss")."""
+    longest step on 1 (bench/RESULTS.md). A step that crosses a rim (`_rim_crossed`) ends
+    before it, in the basin the ridge leads into. A step onto a NaN or Inf loss ends there, as
+    a ride's would ("non-finite-loss")."""
     length = spec.step_size * spec.ride_config(problem).max_step
-    theta = start.theta + length * ridge.direction / ridge.direction.norm()
-    finite = math.isfinite(problem.loss(theta).item())
-    return RideEnd(theta, 0, 0, "descended" if finite else "non-finite-loss", ridge.eigenvalue)
+    step = length * ridge.direction / ridge.direction.norm()
+    values = [start.loss]
+    for fraction in torch.arange(1, STEP_SAMPLES + 1).div(STEP_SAMPLES).tolist():
+        values.append(problem.loss(start.theta + fraction * step).item())
+        if not math.isfinite(values[-1]):
+            theta = start.theta + fraction * step
+            return RideEnd(theta, 0, 0, "non-finite-loss", ridge.eigenvalue)
+    rim = _rim_crossed(values)
+    fraction = 1.0 if rim is None else rim / STEP_SAMPLES
+    return RideEnd(start.theta + fraction * step, 0, 0, "descended", ridge.eigenvalue)
+
+
+def _rim_crossed(values: list[float]) -> int | None:
+    """Where a step down a ridge sampled at `values` (its start first) should end if it went
+    over a rim, the loss rising past the ridge's basin and falling again beyond: the last sample
+    before the first rise (the basin's lowest sampled point); None if no rim was crossed."""
+    rises = [k for k in range(1, len(values)) if values[k] > values[k - 1]]
+    if not rises:
+        return None
+    first = rises[0]
+    falls = any(values[k] < values[k - 1] for k in range(first + 1, len(values)))
+    return first - 1 if falls and first > 1 else None
 
 
 def _short_of_critical(point: CriticalPoint, spec: SearchSpec) -> str:

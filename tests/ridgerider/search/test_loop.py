@@ -55,6 +55,25 @@ def test_himmelblau_from_its_maximum_finds_all_four_minima():
     ).min() < 1e-4
 
 
+@pytest.mark.parametrize("dim", [2, 3])
+def test_a_step_down_a_ridge_over_the_next_rim_ends_before_it(dim):
+    """Wells x^2 (x^2 - 1)^2 in each coordinate (minima at -1, 0 and 1, rims at +-1/sqrt(3)),
+    from the maximum at 1/sqrt(3): the 1.28-long step down a ridge crossed the well at 0 and
+    the rim beyond, so the descents landed at -1 and only 4 (2-D) or 8 (3-D) of the 3^dim
+    minima were found, "frontier exhausted". A step whose sampled loss rises and falls again
+    now ends before the rise."""
+
+    def loss(t: torch.Tensor) -> torch.Tensor:
+        return (t**2 * (t**2 - 1) ** 2).sum()
+
+    start = torch.full((dim,), 3**-0.5, dtype=torch.float64)
+    result = search(Problem("three-wells", loss, dim, start))
+    cells = {tuple(round(x) for x in p.theta.tolist()) for p in result.points("minimum")}
+    assert result.stopped == "frontier exhausted"
+    assert cells == set(itertools.product((-1, 0, 1), repeat=dim))
+    assert len(result.points("minimum")) == 3**dim
+
+
 def test_a_float32_problem_keeps_every_minimum():
     """Six-hump camel in float32 (KNOWN-ANSWERS: 6 minima): the climbs from the start's two
     minima must stop at float32's rounding floor, not at a float64 gradient tolerance they
