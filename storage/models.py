@@ -1,8 +1,10 @@
 """The tables: jobs, nodes (critical points), rides (edges), solutions, metrics, API keys,
 service secrets, hand-offs to MLflow.
 
-Work units carry a state machine (`pending` -> `claimed` -> `done` | `failed` | `skipped`) and
-a claim token, so that claiming is a compare-and-set UPDATE and a redelivered unit is done once.
+Work units carry a state machine (`pending` -> `claimed` -> `done` | `failed` | `skipped`; a
+climb the node budget's share cannot hold starts `waiting`, then is granted, `pending`, or
+`skipped`) and a claim token, so that claiming is a compare-and-set UPDATE and a redelivered
+unit is done once.
 A job's `outstanding` counter is the number of its units not yet finished; the transaction that
 brings it to zero is the one that finalises the job.
 """
@@ -49,8 +51,10 @@ JOB_IN_FLIGHT = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.FINALISING)
 
 
 class UnitState(StrEnum):
-    """Where a unit of work is: pending -> claimed -> done, failed or skipped."""
+    """Where a unit of work is: pending -> claimed -> done, failed or skipped; a climb left
+    waiting for the node budget's unused points, then pending (granted) or skipped."""
 
+    WAITING = "waiting"
     PENDING = "pending"
     CLAIMED = "claimed"
     DONE = "done"
@@ -172,7 +176,8 @@ class Node(WorkUnit, Base):
 
 
 class Ride(WorkUnit, Base):
-    """An edge: the ride from a saddle along eigenvector `eigen_index` with `sign`."""
+    """An edge: the ride from a saddle along eigenvector `eigen_index` with `sign`; `quota`,
+    the node budget's points granted to a climb that waited (`ridgerider.search.budget`)."""
 
     __tablename__ = "rides"
 
@@ -188,6 +193,7 @@ class Ride(WorkUnit, Base):
     hvps: Mapped[int | None] = mapped_column(BigInteger)
     end_reason: Mapped[str | None] = mapped_column(String(32))
     failure: Mapped[str | None] = mapped_column(Text)
+    quota: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         UniqueConstraint("from_node_id", "eigen_index", "sign"),

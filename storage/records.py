@@ -8,9 +8,10 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from ridgerider.search.budget import RidesFrom
 from ridgerider.search.fingerprint import Fingerprint, extend, from_text, to_text
 from ridgerider.search.steps import Outcome
 from storage.jobs import lock_job, touch
@@ -65,19 +66,84 @@ def lineage(parent: str, eigen_index: int, sign: int) -> str:
     return hashlib.sha256(f"{parent}/{eigen_index}{sign:+d}".encode()).hexdigest()
 
 
-def rides_taken(session: Session, job_id: int, path: Fingerprint) -> list[tuple[int, int]]:
-    """(eigen index, sign) of the rides queued from the job's node at `path`, in order; none
-    if there is no such node or it is not expanded yet."""
+def fingerprint_of(path: Fingerprint) -> str:
+    """A node's `fingerprint` column: the hash of its `path`."""
     fingerprint = ROOT_FINGERPRINT
     for eigen_index, sign in path:
         fingerprint = lineage(fingerprint, eigen_index, sign)
-    node_id = select(Node.id).where(Node.job_id == job_id, Node.fingerprint == fingerprint)
+    return fingerprint
+
+
+def rides_taken(session: Session, job_id: int, path: Fingerprint) -> tuple[RidesFrom, bool]:
+    """The rides from the job's node at `path` (none if there is no such node or it is not
+    expanded yet: `RidesFrom`), and whether climbs from it are waiting for a grant."""
+    node_id = select(Node.id).where(Node.job_id == job_id, Node.fingerprint == fingerprint_of(path))
     rides = session.execute(
-        select(Ride.eigen_index, Ride.sign)
+        select(Ride.eigen_index, Ride.sign, Ride.quota, Ride.state)
         .where(Ride.from_node_id == node_id.scalar_subquery())
         .order_by(Ride.id)
     ).all()
-    return [(eigen_index, sign) for eigen_index, sign in rides]
+    shared = [(i, s) for i, s, quota, state in rides if quota is None and state != "waiting"]
+    granted = {(i, s): quota for i, s, quota, _ in rides if quota is not None}
+    return RidesFrom(shared, granted), any(state == "waiting" for *_, state in rides)
+
+
+def waiting_climbs(session: Session, job_id: int) -> int:
+    """How many of the job's climbs wait for a grant of the node budget."""
+    waiting = select(func.count()).where(Ride.job_id == job_id, Ride.state == "waiting")
+    return session.scalar(waiting)
+
+
+@dataclass(frozen=True)
+class GrantedClimb:
+    """A climb granted: its ride, and its minimum's node, depth and path."""
+
+    ride_id: int
+    node_id: int
+    depth: int
+    path: Fingerprint
+    eigen_index: int
+    sign: int
+    eigenvalue: float
+
+
+def grant_climbs(session: Session, job_id: int, quota: int) -> list[GrantedClimb]:
+    """Queue every waiting climb of the job with `quota` points each
+    (`ridgerider.search.loop.grant_waiting`); a job finalising goes back to running at once
+    with them, so that no other finaliser sees it still. A cancelled job's waiting climbs are
+    skipped instead."""
+    lock_job(session, job_id)
+    job = session.get(Job, job_id, populate_existing=True)
+    if job.cancel_requested:
+        skip_waiting(session, job_id)
+        return []
+    rows = session.execute(
+        select(Ride, Node.depth, Node.path)
+        .join(Node, Node.id == Ride.from_node_id)
+        .where(Ride.job_id == job_id, Ride.state == "waiting")
+        .order_by(Ride.id)
+    ).all()
+    granted = []
+    for ride, depth, path in rows:
+        ride.state, ride.quota = "pending", quota
+        climb = (ride.eigen_index, ride.sign, ride.eigenvalue)
+        granted.append(GrantedClimb(ride.id, ride.from_node_id, depth, from_text(path), *climb))
+    job.outstanding += len(granted)
+    if granted and job.status == "finalising":
+        job.status = "running"
+    touch(job)
+    session.flush()
+    return granted
+
+
+def skip_waiting(session: Session, job_id: int) -> None:
+    """End the job's waiting climbs as skipped: the budget will grant them nothing."""
+    session.execute(
+        update(Ride)
+        .where(Ride.job_id == job_id, Ride.state == "waiting")
+        .values(state="skipped")
+        .execution_options(synchronize_session=False)
+    )
 
 
 def start_job(
@@ -136,11 +202,13 @@ def _add_node(
 @dataclass(frozen=True)
 class QueuedRides:
     """Rides to queue from a node: its stored spectrum, the (eigen index, sign, eigenvalue) of
-    each ride, and the HVPs their choice cost."""
+    each ride, the HVPs their choice cost, and how many of the last are left waiting (climbs
+    the node budget's share cannot hold)."""
 
     spectrum_sha256: str
     rides: Sequence[tuple[int, int, float]]
     hvps: int
+    waiting: int = 0
 
 
 def record_expansion(
@@ -167,11 +235,18 @@ def record_expansion(
 
 
 def _queue_rides(
-    session: Session, job: Job, node_id: int, rides: Sequence[tuple[int, int, float]], hvps: int
+    session: Session,
+    job: Job,
+    node_id: int,
+    rides: Sequence[tuple[int, int, float]],
+    hvps: int,
+    waiting: int = 0,
 ) -> list[int]:
-    """Queue `rides` from the node (skipped in a cancelled job); the ids of the pending ones."""
+    """Queue `rides` from the node (skipped in a cancelled job), the last `waiting` of them
+    left waiting for a grant; the ids of the pending ones."""
     node = session.get(Node, node_id, populate_existing=True)
     state = "skipped" if job.cancel_requested else "pending"
+    kept = len(rides) - waiting
     created = [
         Ride(
             job_id=job.id,
@@ -180,12 +255,12 @@ def _queue_rides(
             sign=sign,
             eigenvalue=value,
             depth=node.depth,
-            state=state,
+            state=state if position < kept or state == "skipped" else "waiting",
         )
-        for index, sign, value in rides
+        for position, (index, sign, value) in enumerate(rides)
     ]
     session.add_all(created)
-    job.outstanding += len(created) if state == "pending" else 0
+    job.outstanding += sum(ride.state == "pending" for ride in created)
     job.hvps += hvps
     session.flush()
     return [ride.id for ride in created if ride.state == "pending"]
@@ -323,7 +398,7 @@ def record_evaluation(
     job.outstanding -= 1
     created = []
     if climbs is not None:
-        created = _queue_rides(session, job, node_id, climbs.rides, climbs.hvps)
+        created = _queue_rides(session, job, node_id, climbs.rides, climbs.hvps, climbs.waiting)
     touch(job)
     session.flush()
     return created

@@ -19,7 +19,7 @@ from torch import Tensor
 from ridgerider.critical import CriticalPoint
 from ridgerider.problems.base import Problem
 from ridgerider.search.archive import evaluation_probabilities, find_copy, keys_of, window_of
-from ridgerider.search.budget import DEPTH_LIMIT, Progress
+from ridgerider.search.budget import DEPTH_LIMIT, Progress, RidesFrom
 from ridgerider.search.fingerprint import Fingerprint, from_text
 from ridgerider.search.frontier import Unit
 from ridgerider.search.ridges import Spectrum
@@ -42,11 +42,14 @@ from storage.records import (
     PointRecord,
     QueuedRides,
     RideResult,
+    grant_climbs,
     record_evaluation,
     record_expansion,
     record_ride,
     rides_taken,
+    skip_waiting,
     start_job,
+    waiting_climbs,
 )
 from storage.units import claim_next, end_unit, new_token, note_stop, skip_open
 
@@ -75,7 +78,7 @@ class JobTree:
         self.token_prefix = token_prefix
         self.tokens: dict[tuple[str, int], str] = {}
         self._tensors: LRUCache[str, dict[str, Tensor]] = LRUCache(TENSOR_CACHE_SIZE)
-        self._rides_from: LRUCache[Fingerprint, list[tuple[int, int]]] = LRUCache(TENSOR_CACHE_SIZE)
+        self._rides_from: LRUCache[Fingerprint, RidesFrom] = LRUCache(TENSOR_CACHE_SIZE)
         self._noted: set[str] = set()
 
     def has_root(self) -> bool:
@@ -124,14 +127,14 @@ class JobTree:
             bool(stored["truncated"].item()),
         )
 
-    def rides_from(self, fingerprint: Fingerprint) -> list[tuple[int, int]]:
+    def rides_from(self, fingerprint: Fingerprint) -> RidesFrom:
         cached = self._rides_from.get(fingerprint)
         if cached is not None:
             return cached
         with self.db.session(readonly=True) as session:
-            taken = rides_taken(session, self.job_id, fingerprint)
-        if taken:  # a branch point's rides never change once it is expanded
-            self._rides_from[fingerprint] = taken
+            taken, waiting = rides_taken(session, self.job_id, fingerprint)
+        if (taken.shared or taken.granted) and not waiting:
+            self._rides_from[fingerprint] = taken  # no later grant can change them
         return taken
 
     def skip(self, unit: Unit, reason: str) -> list[Unit]:
@@ -202,7 +205,11 @@ class JobTree:
         return released
 
     def record_evaluation(
-        self, unit: Unit, metrics: dict[str, float], climbs: Expansion | None = None
+        self,
+        unit: Unit,
+        metrics: dict[str, float],
+        climbs: Expansion | None = None,
+        waiting: int = 0,
     ) -> list[Unit]:
         point = self.point(unit.node_id)
         with self.db.session(readonly=True) as session:
@@ -211,12 +218,40 @@ class JobTree:
         queued = None
         if climbs is not None:
             spectrum, rides, hvps = climbs
-            queued = QueuedRides(self._save_spectrum(spectrum), _labelled(spectrum, rides), hvps)
+            labelled = _labelled(spectrum, rides)
+            queued = QueuedRides(self._save_spectrum(spectrum), labelled, hvps, waiting)
         with self.db.session() as session:
             ids = record_evaluation(
                 session, unit.id, self._token(unit), sha256, metrics, labels, queued
             )
         return [] if queued is None else _ride_units(unit, ids, queued.rides)
+
+    def waiting_climbs(self) -> int:
+        with self.db.session(readonly=True) as session:
+            return waiting_climbs(session, self.job_id)
+
+    def grant_climbs(self, quota: int) -> list[Unit]:
+        with self.db.session() as session:
+            granted = grant_climbs(session, self.job_id, quota)
+        for climb in granted:
+            self._rides_from.pop(climb.path, None)
+        return [
+            Unit(
+                "ride",
+                climb.ride_id,
+                "ride",
+                climb.node_id,
+                climb.depth,
+                (*climb.path, (climb.eigen_index, climb.sign)),
+                climb.eigenvalue,
+            )
+            for climb in granted
+        ]
+
+    def skip_waiting(self, reason: str) -> None:
+        with self.db.session() as session:
+            skip_waiting(session, self.job_id)
+        self.note_stop(reason)
 
     def _token(self, unit: Unit) -> str | None:
         return self.tokens.pop((unit.kind, unit.id), None)

@@ -29,7 +29,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import OperationalError as DatabaseError
 
 from ridgerider.search.frontier import search_frontier
-from ridgerider.search.loop import work_on
+from ridgerider.search.loop import grant_waiting, work_on
 from storage.artifacts import LocalArtifactStore
 from storage.database import Database
 from storage.jobs import cancel_job, claim_finalisation, fail_job, get_job
@@ -228,13 +228,21 @@ def ticket(job_id: int, kind: UnitKind, unit_id: int, work: str) -> str:
 
 @app.task(name="ridgerider.finalise", **RETRY)
 def finalise(job_id: int) -> str:
-    """Pairwise and set-level metrics; the job ends finished (or cancelled)."""
+    """Pairwise and set-level metrics; the job ends finished (or cancelled). First, the node
+    budget's unused points go to the climbs left waiting (`grant_waiting`): where any are
+    granted the job runs again, and the task that ends it last finalises it."""
     db, _ = _Process.resources()
     with db.session(readonly=True) as session:
         if get_job(session, job_id).status != "finalising":
             return "not finalising"
     try:
-        steps.finalise(_Process.context(job_id))
+        ctx = _Process.context(job_id)
+        granted = grant_waiting(ctx.tree, ctx.problem, ctx.spec)
+        for unit in granted:
+            send(db, Message(job_id, unit.kind, unit.id, unit.work))
+        if granted:
+            return f"granted {len(granted)} climbs"
+        steps.finalise(ctx)
     except TRANSIENT:
         raise
     except Exception as error:

@@ -16,10 +16,13 @@ from typing import Protocol
 from ridgerider.critical import CriticalPoint, zero_rtol
 from ridgerider.problems.base import Problem
 from ridgerider.search.budget import (
+    CLIMB_POINTS,
     DEPTH_LIMIT,
     NODE_BUDGET,
     RIDGE_CAP,
     Progress,
+    RidesFrom,
+    climb_grant,
     exhausted,
     quota_of,
 )
@@ -42,10 +45,6 @@ from ridgerider.search.steps import (
 )
 
 UNIT_ERRORS = (ArithmeticError, ValueError, RuntimeError)
-# A minimum takes as many of its climbs (stiffest first) as its share of the node budget, less
-# its own point, holds at this many points a climb: the saddle it reaches and both rides down.
-# All or none kept 26 of the 27 minima of a three-well cube under max_nodes = 100000.
-CLIMB_POINTS = 3
 
 
 class Tree(Protocol):
@@ -57,13 +56,18 @@ class Tree(Protocol):
     `skip_open` skips a unit and every other pending unit but the evaluations, at once: a
     running budget that ran out stays out, so each would be skipped when claimed. `note_stop`
     records why the search is incomplete where a limit cut it short without a unit to skip (a
-    saddle left unexpanded at `max_depth`, a minimum's climbs the node quota cannot hold): a
+    saddle left unexpanded at `max_depth`, a minimum's climbs the node budget never granted): a
     search reports "frontier exhausted" only where nothing was cut. Of several reasons the
     trees keep the one `budget.stop_reason` ranks first, whatever order they came in.
 
+    `record_evaluation`'s last `waiting` climbs are left waiting for the node budget's unused
+    points; `waiting_climbs` counts the climbs waiting, `grant_climbs` queues them all, each
+    with the quota granted, and `skip_waiting` ends them as skipped, for `reason`
+    (`grant_waiting`).
+
     `add_root`'s `stopped`, where given, is why the search ends at its root (`steps.start_stop`).
-    `rides_from(path)` gives the (eigen index, sign) of the rides taken from the point at `path`,
-    in the order they were queued (the node budget's quotas follow from them).
+    `rides_from(path)` gives the rides taken from the point at `path` (`budget.RidesFrom`: the
+    node budget's quotas follow from them).
 
     A node that a ride created is held (not claimable) until the ride along the same ridge in
     the other direction has ended too, and if both reach one point the node keeps the point and
@@ -87,7 +91,7 @@ class Tree(Protocol):
 
     def spectrum(self, node_id: int) -> Spectrum | None: ...
 
-    def rides_from(self, fingerprint: Fingerprint) -> list[tuple[int, int]]: ...
+    def rides_from(self, fingerprint: Fingerprint) -> RidesFrom: ...
 
     def skip(self, unit: Unit, reason: str) -> list[Unit]: ...
 
@@ -104,8 +108,18 @@ class Tree(Protocol):
     def record_ride(self, unit: Unit, outcome: Outcome[CriticalPoint]) -> list[Unit]: ...
 
     def record_evaluation(
-        self, unit: Unit, metrics: dict[str, float], climbs: Expansion | None = None
+        self,
+        unit: Unit,
+        metrics: dict[str, float],
+        climbs: Expansion | None = None,
+        waiting: int = 0,
     ) -> list[Unit]: ...
+
+    def waiting_climbs(self) -> int: ...
+
+    def grant_climbs(self, quota: int) -> list[Unit]: ...
+
+    def skip_waiting(self, reason: str) -> None: ...
 
 
 def begin(tree: Tree, problem: Problem, spec: SearchSpec) -> list[Unit]:
@@ -126,8 +140,8 @@ def work_on(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> list[
     up skips the unit and every pending one with it (evaluations are never skipped); a node
     budget skips the ride it leaves no share; an error fails that unit only. An evaluated
     minimum is climbed from (`SearchSpec.climb_minima`) while the running budgets last, as many
-    climbs as its node quota holds at CLIMB_POINTS points a climb. Budgets `spec` omits are
-    filled in for `problem` (`SearchSpec.resolved`)."""
+    climbs as its node quota holds at CLIMB_POINTS points a climb, the rest left waiting
+    (`grant_waiting`). Budgets `spec` omits are filled in for `problem` (`SearchSpec.resolved`)."""
     spec = spec.resolved(problem)
     if unit.work != "evaluate" and (reason := exhausted(spec, tree.progress())):
         return tree.skip_open(unit, reason)
@@ -144,17 +158,15 @@ def work_on(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> list[
             return tree.record_ride(unit, _ride(tree, problem, spec, unit))
         point = tree.point(unit.node_id)
         metrics = evaluate(problem, point, spec)
-        hops = None
+        hops, waiting = None, 0
         if (reason := exhausted(spec, tree.progress())) is None:
             hops = climbs(problem, point, spec)
         elif climbs_from(problem, point, spec):
             tree.note_stop(reason)  # no climbs past a running budget
-        if hops is not None:
-            kept = (_quota(tree, spec, unit) - 1) // CLIMB_POINTS  # inf without a node budget
-            if kept < len(hops[1]):
-                hops = (hops[0], hops[1][: int(kept)], hops[2]) if kept >= 1 else None
-                tree.note_stop(NODE_BUDGET)  # the climbs left out
-        return tree.record_evaluation(unit, metrics, hops)
+        if hops is not None and spec.max_nodes is not None:
+            kept = max(_quota(tree, spec, unit) - 1, 0) // CLIMB_POINTS
+            waiting = max(len(hops[1]) - int(kept), 0)
+        return tree.record_evaluation(unit, metrics, hops, waiting)
     except UNIT_ERRORS as error:
         return tree.fail(unit, f"{type(error).__name__}: {error}")
 
@@ -188,6 +200,24 @@ def _quota(tree: Tree, spec: SearchSpec, unit: Unit) -> float:
     return quota_of(unit.fingerprint, spec.max_nodes, tree.rides_from)
 
 
+def grant_waiting(tree: Tree, problem: Problem, spec: SearchSpec) -> list[Unit]:
+    """Grant the node budget's unused points to the climbs left waiting, once no unit is left
+    (the tree still: the grant is the same on any runner); returns the climbs queued. Where the
+    points cannot hold every climb waiting (`budget.climb_grant`), or a running budget has run
+    out, the climbs are skipped: they are why the search is incomplete."""
+    waiting = tree.waiting_climbs()
+    if not waiting:
+        return []
+    spec = spec.resolved(problem)
+    progress = tree.progress()
+    reason = exhausted(spec, progress)
+    quota = 0 if reason else climb_grant(spec.max_nodes - progress.nodes, waiting)
+    if not quota:
+        tree.skip_waiting(reason or NODE_BUDGET)
+        return []
+    return tree.grant_climbs(quota)
+
+
 def run(
     tree: Tree,
     problem: Problem,
@@ -201,7 +231,10 @@ def run(
     """
     begin(tree, problem, spec)
     key = search_frontier(spec, problem)
-    while (unit := tree.claim(key)) is not None:
-        work_on(tree, problem, spec, unit)
-        if on_progress is not None:
-            on_progress(tree.progress())
+    while True:
+        while (unit := tree.claim(key)) is not None:
+            work_on(tree, problem, spec, unit)
+            if on_progress is not None:
+                on_progress(tree.progress())
+        if not grant_waiting(tree, problem, spec):
+            return

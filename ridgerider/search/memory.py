@@ -14,7 +14,7 @@ from ridgerider.critical import CriticalPoint
 from ridgerider.json_shapes import ride_labels
 from ridgerider.problems.base import Problem
 from ridgerider.search.archive import MemoryArchive, find_copy, keys_of, window_of
-from ridgerider.search.budget import DEPTH_LIMIT, Progress, stop_reason
+from ridgerider.search.budget import DEPTH_LIMIT, Progress, RidesFrom, stop_reason
 from ridgerider.search.fingerprint import ROOT, Fingerprint, extend, to_text
 from ridgerider.search.frontier import Unit
 from ridgerider.search.loop import run
@@ -83,6 +83,8 @@ class MemoryTree:
         self.claimed: dict[tuple[str, int], Unit] = {}
         self.by_path: dict[Fingerprint, int] = {}
         self.taken: dict[int, list[tuple[int, int]]] = {}  # a node's rides, in order
+        self.granted: dict[int, dict[tuple[int, int], int]] = {}  # climbs granted, their quotas
+        self.waiting: dict[int, list[tuple[int, int]]] = {}  # climbs left waiting, in order
         self.unfinished: dict[RidgeKey, int] = {}  # its rides (+ and -) not yet ended
         self.held: dict[RidgeKey, list[int]] = {}  # the nodes its rides created
         self.failures: list[Outcome[CriticalPoint]] = []
@@ -130,8 +132,9 @@ class MemoryTree:
     def spectrum(self, node_id: int) -> Spectrum | None:
         return self.spectra.get(node_id)
 
-    def rides_from(self, fingerprint: Fingerprint) -> list[tuple[int, int]]:
-        return self.taken.get(self.by_path[fingerprint], [])
+    def rides_from(self, fingerprint: Fingerprint) -> RidesFrom:
+        node = self.by_path[fingerprint]
+        return RidesFrom(self.taken.get(node, []), self.granted.get(node, {}))
 
     def skip(self, unit: Unit, reason: str) -> list[Unit]:
         self._done(unit)
@@ -162,6 +165,7 @@ class MemoryTree:
         self, unit: Unit, spectrum: Spectrum, rides: list[tuple[int, int]], hvps: int
     ) -> list[Unit]:
         self._done(unit)
+        self.taken[unit.id] = list(rides)
         return self._queue_rides(unit, spectrum, rides, hvps)
 
     def record_ride(self, unit: Unit, outcome: Outcome[CriticalPoint]) -> list[Unit]:
@@ -189,12 +193,41 @@ class MemoryTree:
         return self._ride_ended(unit)
 
     def record_evaluation(
-        self, unit: Unit, metrics: dict[str, float], climbs: Expansion | None = None
+        self,
+        unit: Unit,
+        metrics: dict[str, float],
+        climbs: Expansion | None = None,
+        waiting: int = 0,
     ) -> list[Unit]:
         self._done(unit)
         self.graph.nodes[unit.id]["metrics"] = metrics
         self.solutions += 1
-        return [] if climbs is None else self._queue_rides(unit, *climbs)
+        if climbs is None:
+            return []
+        spectrum, rides, hvps = climbs
+        kept = len(rides) - waiting
+        self.taken[unit.id] = rides[:kept]
+        if waiting:
+            self.waiting[unit.id] = rides[kept:]
+        return self._queue_rides(unit, spectrum, rides[:kept], hvps)
+
+    def waiting_climbs(self) -> int:
+        return sum(len(climbs) for climbs in self.waiting.values())
+
+    def grant_climbs(self, quota: int) -> list[Unit]:
+        units = []
+        for node, climbs in sorted(self.waiting.items()):
+            self.granted.setdefault(node, {}).update(dict.fromkeys(climbs, quota))
+            data = self.graph.nodes[node]
+            minimum = Unit("node", node, "evaluate", node, data["depth"], data["fingerprint"], 0.0)
+            units += self._queue_rides(minimum, self.spectra[node], climbs, 0)
+        self.waiting.clear()
+        return units
+
+    def skip_waiting(self, reason: str) -> None:
+        self.open["rides"] += self.waiting_climbs()
+        self.waiting.clear()
+        self.note_stop(reason)
 
     def result(self) -> SearchResult:
         seconds = time.perf_counter() - self.started
@@ -237,7 +270,6 @@ class MemoryTree:
     ) -> list[Unit]:
         """Queue the rides (or climbs) from the node of `unit`, its spectrum kept."""
         self.spectra[unit.id] = spectrum
-        self.taken[unit.id] = list(rides)
         self.hvps += hvps
         for eigen_index, _ in rides:
             key = (unit.id, eigen_index)

@@ -80,19 +80,32 @@ def test_budgets_skip_the_rest_and_say_why(db, store):
     assert job.stats["solutions"] == job.stats["minima"]  # every minimum found is evaluated
 
 
-def test_a_search_cut_short_by_max_depth_the_node_quota_or_the_ridge_cap_says_so(db, store):
-    """Nothing skipped, and yet incomplete: saddles left unexpanded at max_depth; minima whose
-    node quota cannot hold their climbs; a ridge left unridden by `ridges_per_node`. The job
-    says which, as the in-memory search does."""
-    for spec, reason in (
-        ({"max_depth": 1}, "depth limit"),
-        ({"max_nodes": 100}, "node budget"),
-        ({"ridges_per_node": 2}, "ridge cap"),
-    ):
+def test_a_search_cut_short_by_max_depth_or_the_ridge_cap_says_so(db, store):
+    """Nothing skipped, and yet incomplete: saddles left unexpanded at max_depth; a ridge left
+    unridden by `ridges_per_node`. The job says which, as the in-memory search does."""
+    for spec, reason in (({"max_depth": 1}, "depth limit"), ({"ridges_per_node": 2}, "ridge cap")):
         job = run_job(db, store, submit(db, problem="styblinski-tang:dim=3", **spec))
         reference = search(load("styblinski-tang:dim=3"), SearchSpec(**spec))
         assert job.status == "finished" and job.stopped == reference.stopped == reason
         assert job.stats["skipped_rides"] == job.stats["skipped_expansions"] == 0
+
+
+@pytest.mark.parametrize(
+    ("max_nodes", "stopped", "skipped"), [(200, "frontier exhausted", 0), (100, "node budget", 48)]
+)
+def test_climbs_left_waiting_are_granted_the_points_left_or_skipped(
+    db, store, max_nodes, stopped, skipped
+):
+    """Styblinski-Tang dim 3: climbs its minima's shares cannot hold wait for the points the
+    still tree left unused: the 173 of 200 give each of 43 its 3; the 73 of 100 cannot give
+    each of 48 its 3, and they are skipped. The job ends as the in-memory search does."""
+    spec = {"max_nodes": max_nodes, "max_depth": 20}
+    job = run_job(db, store, submit(db, problem="styblinski-tang:dim=3", **spec))
+    reference = search(load("styblinski-tang:dim=3"), SearchSpec(**spec))
+    assert job.status == "finished" and job.stats["stopped"] == reference.stopped == stopped
+    assert job.stats["skipped_rides"] == reference.open["rides"] == skipped
+    assert job.stats["nodes"] == reference.graph.number_of_nodes()
+    assert job.stats["minima"] == 8
 
 
 def test_a_running_budget_that_runs_out_ends_the_open_units_at_once(db, store):

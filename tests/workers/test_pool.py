@@ -146,6 +146,33 @@ def test_the_pool_the_in_process_runner_and_the_library_find_one_dag(
         assert document["job"]["hvps"] == session.get(Job, local[2]).hvps
 
 
+def test_climbs_a_node_budget_left_waiting_are_granted_on_the_pool_as_in_memory(shared, tmp_path):
+    """Styblinski-Tang dim 3 under max_nodes = 200: its minima's shares hold 5 of their 48
+    climbs, the rest wait until the tree is still; the finalising task then grants them the
+    points left, the job runs again, and ends with the tree of the in-memory search, its
+    frontier exhausted."""
+    running, db = shared
+    budget = {"max_nodes": 200, "max_depth": 20}
+    spec = tmp_path / "budget.json"
+    spec.write_text(json.dumps(budget))
+    problem = "styblinski-tang:dim=3"
+    result = running.cli("run", "--problem", problem, "--spec", str(spec), "--json")
+    assert result.returncode == 0, result.stderr + running.logs()
+    document = json.loads(result.stdout)
+    assert document["job"]["status"] == "finished" and len(document["minima"]) == 8
+    assert document["stats"]["stopped"] == "frontier exhausted"
+    graph = run(SearchSpec(problem=problem, **budget)).result.graph
+    points = [(data["point"].kind, data["point"].theta) for _, data in graph.nodes(data=True)]
+    edges = [(a, d["eigen_index"], d["sign"], b, "done") for a, b, d in graph.edges(data=True)]
+    pooled = dag(db, LocalArtifactStore(running.folder / "artifacts"), document["job"]["id"])
+    assert_same_dag(pooled, (points, edges))
+    with db.session(readonly=True) as session:
+        granted = select(func.count()).where(
+            Ride.job_id == document["job"]["id"], Ride.quota.is_not(None)
+        )
+        assert session.scalar(granted) == 43
+
+
 def claim_order(db: Database, job_id: int) -> list[tuple[str, str]]:
     """The job's units in the order they were claimed: ("node", its fingerprint) or ("ride",
     the fingerprint of the point it rides to)."""

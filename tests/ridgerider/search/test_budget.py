@@ -11,9 +11,9 @@ from ridgerider.problems.base import Problem
 from ridgerider.problems.classic import styblinski_tang
 from ridgerider.problems.registry import load
 from ridgerider.search import SearchSpec, search
-from ridgerider.search.budget import quota_of, shares, stop_reason
+from ridgerider.search.budget import RidesFrom, climb_grant, quota_of, shares, stop_reason
 from ridgerider.search.frontier import frontier_key, search_frontier
-from ridgerider.search.loop import begin, work_on
+from ridgerider.search.loop import begin, grant_waiting, work_on
 from ridgerider.search.memory import MemoryTree
 
 
@@ -25,10 +25,21 @@ def test_shares_split_evenly_and_the_first_rides_take_the_rest():
 
 
 def test_a_quota_follows_from_the_path_alone():
-    taken = {(): [(0, 1), (0, -1), (1, 1)], ((0, -1),): [(0, 1), (0, -1)]}
+    taken = {
+        (): RidesFrom([(0, 1), (0, -1), (1, 1)], {}),
+        ((0, -1),): RidesFrom([(0, 1), (0, -1)], {(1, 1): 40}),
+    }
     assert quota_of((), 10, taken.__getitem__) == 10
     assert quota_of(((1, 1),), 10, taken.__getitem__) == 3  # 9 shared by 3 rides
     assert quota_of(((0, -1), (0, -1)), 10, taken.__getitem__) == 1  # 3 - 1 shared by 2
+    assert quota_of(((0, -1), (1, 1)), 10, taken.__getitem__) == 40  # a climb granted 40
+
+
+def test_unused_points_go_to_every_climb_waiting_or_to_none():
+    assert climb_grant(20, 6) == 3  # 3 points for each, 2 left over
+    assert climb_grant(17, 6) == 0  # not 3 for each: none is granted
+    assert climb_grant(100_000, 7) == 14_285
+    assert climb_grant(-4, 1) == climb_grant(9, 0) == 0
 
 
 def tree_in_order(problem, spec, order: str) -> MemoryTree:
@@ -37,9 +48,11 @@ def tree_in_order(problem, spec, order: str) -> MemoryTree:
     tree = MemoryTree(problem, spec)
     begin(tree, problem, spec)
     key = frontier_key(order)
-    while (unit := tree.claim(key)) is not None:
-        work_on(tree, problem, spec, unit)
-    return tree
+    while True:
+        while (unit := tree.claim(key)) is not None:
+            work_on(tree, problem, spec, unit)
+        if not grant_waiting(tree, problem, spec):
+            return tree
 
 
 @pytest.mark.parametrize("max_nodes", [5, 20, 40])
@@ -85,30 +98,34 @@ def test_a_time_budget_turns_the_rides_in_flight_into_leaves():
     assert end.kind == "minimum" and end.index == 0
 
 
-def test_a_minimum_whose_share_cannot_hold_its_climbs_is_not_climbed_from():
-    """Styblinski-Tang dim 3 (27 points) under max_nodes = 100: a minimum's share leaves fewer
-    than 3 points a climb, so no climb is queued (none skipped); the search still finds all 8
-    minima, and says that the node budget cut it short (not "frontier exhausted"); without a
-    node budget every minimum sends its 6."""
-    budgeted = search(styblinski_tang(3), SearchSpec(max_nodes=100, max_depth=20))
+def test_climbs_a_share_cannot_hold_wait_for_the_points_the_tree_leaves_unused():
+    """Styblinski-Tang dim 3 (27 points): under max_nodes = 200 the minima's shares of the quota
+    split down the tree hold 5 of their 48 climbs at 3 points a climb, and the other 43 wait;
+    once the tree is still, the 173 points it did not use are granted to them, 4 each, and the
+    search is the one without a node budget, its frontier exhausted. Under max_nodes = 100 the
+    shares hold none, and the 73 points left cannot give each of the 48 its 3: none is granted,
+    and the 48 are skipped, saying so."""
+    budgeted = search(styblinski_tang(3), SearchSpec(max_nodes=200, max_depth=20))
     free = search(styblinski_tang(3), SearchSpec(max_depth=20))
+    tight = search(styblinski_tang(3), SearchSpec(max_nodes=100, max_depth=20))
 
     def climbs(result):
         edges = result.graph.edges(data=True)
         return sum(data["end_reason"].startswith("climb") for *_, data in edges)
 
-    assert budgeted.stopped == "node budget" and budgeted.open == {
-        "expansions": 0,
-        "rides": 0,
-    }
-    assert len(budgeted.points("minimum")) == 8 and climbs(budgeted) == 0
-    assert free.stopped == "frontier exhausted" and climbs(free) == 8 * 6
+    assert budgeted.stopped == free.stopped == "frontier exhausted"
+    assert len(budgeted.points("minimum")) == 8 and climbs(budgeted) == climbs(free) == 8 * 6
+    assert budgeted.open == {"expansions": 0, "rides": 0}
+    assert tight.stopped == "node budget" and tight.open == {"expansions": 0, "rides": 48}
+    assert len(tight.points("minimum")) == 8 and climbs(tight) == 0
 
 
-def test_a_minimum_whose_share_holds_some_of_its_climbs_takes_the_stiffest():
+def test_a_node_budget_the_tree_never_needs_cuts_no_climb():
     """A cube of three-well coordinates (27 minima, x^6/6 - 5x^4/4 + 2x^2 scaled 1, 3, 0.3)
-    from its maximum under max_nodes = 100000: the deepest minima's shares hold some of their
-    six climbs, not all; taking none lost one minimum, taking as many as fit finds all 27."""
+    from its maximum under max_nodes = 100000: the deepest minima's shares of the quota split
+    down the tree hold some of their six climbs, not all. Taking none lost one minimum; taking
+    the stiffest that fit found all 27 but said "node budget"; the rest now wait for the
+    points the tree left unused, and the search ends as it would with no budget."""
     scales = torch.tensor([1.0, 3.0, 0.3], dtype=torch.float64)
 
     def loss(t: torch.Tensor) -> torch.Tensor:
@@ -117,7 +134,7 @@ def test_a_minimum_whose_share_holds_some_of_its_climbs_takes_the_stiffest():
     problem = Problem("three-wells", loss, 3, torch.ones(3, dtype=torch.float64))
     result = search(problem, SearchSpec(max_nodes=100_000))
     cells = {tuple(round(x / 2) for x in p.theta.tolist()) for p in result.points("minimum")}
-    assert result.stopped == "node budget"
+    assert result.stopped == "frontier exhausted"
     assert cells == set(itertools.product((-1, 0, 1), repeat=3))
 
 
