@@ -43,6 +43,7 @@ ROUNDING_FLOOR = 8  # epsilons of ||H|| (1 + ||theta||): a gradient this small i
 # reach a minimum (a loss unbounded below runs off to gradients of 1e49); digits-mlp's leaves
 # stop within 1 times it.
 UNCONVERGED = 1e3
+FLAT_SHORTEST = 1e-3  # of a tenth of 1 + ||theta||: the shortest step along a flat direction
 
 
 @dataclass(frozen=True)
@@ -329,6 +330,36 @@ def escape_to_minimum(
             return settled, hvps + polish_hvps
         step /= 2
     return theta, hvps
+
+
+def lower_along_flat(
+    loss: Callable[[Tensor], Tensor], theta: Tensor, zero_tol: float, tol: float = 1e-4
+) -> tuple[Tensor | None, int]:
+    """A point below `theta` along a flat direction of its Hessian (an eigenvalue within
+    `zero_tol` of ||H||, among its 8 smallest), each tried both ways at steps from a tenth of
+    1 + ||theta|| down to FLAT_SHORTEST of it; and the HVPs spent. A degenerate point whose loss
+    falls so by more than its slope and rounding explain is no minimum (the monkey saddle
+    x^3 - 3xy^2 falls along -x, at third order); None where no direction lowers it (a family
+    of minima, flat along itself, rises off every line)."""
+    op = HessianOperator(loss, theta)
+    low = eigsh(op, min(8, theta.numel()), "SA", tol=tol, seed=0)
+    norm_estimate, norm_hvps = hessian_norm(op, low, theta.numel(), 1e-3)
+    flat = low.eigenvectors[:, low.eigenvalues.abs() <= zero_tol * max(norm_estimate, 1.0)]
+    hvps = low.info.matvecs + norm_hvps
+    current = loss(theta).item()
+    gradient = loss_gradient(loss, theta)
+    rounding = 64 * torch.finfo(theta.dtype).eps * abs(current)
+    longest = 0.1 * (1 + theta.norm().item())
+    for vector in flat.T:
+        slope = abs((gradient @ vector).item())
+        for sign in (1.0, -1.0):
+            step = longest
+            while step >= FLAT_SHORTEST * longest:
+                candidate = theta + sign * step * vector
+                if loss(candidate).item() < current - 2 * slope * step - rounding:
+                    return candidate, hvps
+                step /= 2
+    return None, hvps
 
 
 def _newton_polish(

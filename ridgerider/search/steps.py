@@ -19,6 +19,7 @@ from ridgerider.critical import (
     SettleConfig,
     classify,
     escape_to_minimum,
+    lower_along_flat,
     point_of,
     rounding_floor,
     settle,
@@ -423,21 +424,36 @@ def _settled(
     if spec.exact_minima(problem):
         point = classify(problem.loss, settled, zero_modes=problem.zero_modes)
         return point, hvps + point.hvps
-    for _ in range(LEAF_ESCAPES):
+    escapes = 0
+    while True:
         point = _practical_point(problem, settled)
         hvps += point.hvps
-        if target != "minimum" or point.kind != "saddle":
+        if target != "minimum" or point.kind not in ("saddle", "degenerate"):
+            return _flat_as_minimum(point), hvps
+        if point.kind == "degenerate":
+            lower, flat_hvps = lower_along_flat(problem.loss, settled, zero_rtol(problem.dim))
+            hvps += flat_hvps
+            if lower is None:
+                return _flat_as_minimum(point), hvps
+        if escapes == LEAF_ESCAPES:
             return point, hvps
-        settled, escape_hvps = escape_to_minimum(problem.loss, settled, config)
+        if point.kind == "saddle":
+            settled, escape_hvps = escape_to_minimum(problem.loss, settled, config)
+        else:
+            settled, escape_hvps = settle_to_minimum(problem.loss, lower, config)
         hvps += escape_hvps
-    point = _practical_point(problem, settled)
-    return point, hvps + point.hvps
+        escapes += 1
 
 
 def _practical_point(problem: Problem, theta: Tensor) -> CriticalPoint:
-    """`theta` classified to a network's practical tolerance: at most a minimum; flatness
-    there is the descent's tolerance, not a degenerate point."""
-    point = classify(problem.loss, theta, zero_modes=problem.zero_modes, tol=PRACTICAL_CLASSIFY_TOL)
+    """`theta` classified to a network's practical tolerance."""
+    return classify(problem.loss, theta, zero_modes=problem.zero_modes, tol=PRACTICAL_CLASSIFY_TOL)
+
+
+def _flat_as_minimum(point: CriticalPoint) -> CriticalPoint:
+    """A practical leaf with more flat directions than the problem declares is a minimum
+    unless the loss falls along one of them (`critical.lower_along_flat`: a descent goes on
+    from there): its flatness is the descent's tolerance, or a family of minima."""
     return replace(point, kind="minimum") if point.kind == "degenerate" else point
 
 

@@ -12,6 +12,7 @@ from ridgerider.critical import (
     classify,
     escape_to_minimum,
     hessian_norm,
+    lower_along_flat,
     settle,
     settle_to_minimum,
 )
@@ -41,6 +42,23 @@ def test_a_descent_stuck_on_a_saddle_is_stepped_off_it_to_a_minimum():
 def test_a_minimum_has_nothing_to_escape():
     minimum = torch.tensor([0.0, 1 / math.sqrt(2)], dtype=torch.float64)
     assert torch.equal(escape_to_minimum(double_well, minimum)[0], minimum)
+
+
+def test_a_monkey_saddle_falls_along_a_flat_direction_and_a_ring_of_minima_does_not():
+    """x^3 - 3xy^2: a zero Hessian at the origin, and the loss falls at third order (along -x);
+    (|x|^2 - 1)^2 on its ring of minima: flat along the ring, and rising off every line."""
+
+    def monkey(t: torch.Tensor) -> torch.Tensor:
+        return t[0] ** 3 - 3 * t[0] * t[1] ** 2
+
+    def ring(t: torch.Tensor) -> torch.Tensor:
+        return (t.square().sum() - 1) ** 2
+
+    origin = torch.zeros(2, dtype=torch.float64)
+    lower, hvps = lower_along_flat(monkey, origin, 1e-6)
+    assert lower is not None and monkey(lower).item() < -1e-6 and hvps > 0
+    on_ring = torch.tensor([0.6, 0.8], dtype=torch.float64)
+    assert lower_along_flat(ring, on_ring, 1e-6)[0] is None
 
 
 def test_a_practical_minimum_stops_at_a_tolerance_relative_to_the_loss():

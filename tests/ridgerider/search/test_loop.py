@@ -74,6 +74,24 @@ def test_a_step_down_a_ridge_over_the_next_rim_ends_before_it(dim):
     assert len(result.points("minimum")) == 3**dim
 
 
+def test_a_network_sized_leaf_on_a_monkey_saddle_is_descended_from_not_kept_as_a_minimum():
+    """x^3 - 3xy^2 + (x^2 + y^2)^2 - z^2 + z^4 + |rest|^2 / 2 at 130 parameters (past the
+    dense path), from the origin: the rides along z end where x = y = 0, a monkey saddle (two
+    zero eigenvalues, loss -1/4) that a practical leaf took for a minimum. The loss falls along
+    a flat direction there, so the descent goes on to a true minimum, loss -27/256 - 1/4."""
+
+    def loss(t: torch.Tensor) -> torch.Tensor:
+        x, y, z = t[0], t[1], t[2]
+        core = x**3 - 3 * x * y**2 + (x**2 + y**2) ** 2 - z**2 + z**4
+        return core + 0.5 * t[3:].square().sum()
+
+    problem = Problem("monkey-in-130", loss, 130, torch.zeros(130, dtype=torch.float64))
+    minima = search(problem, SearchSpec(max_seconds=60)).points("minimum")
+    assert minima
+    for minimum in minima:
+        assert abs(minimum.loss - (-27 / 256 - 0.25)) < 1e-6, minimum.loss
+
+
 def test_a_float32_problem_keeps_every_minimum():
     """Six-hump camel in float32 (KNOWN-ANSWERS: 6 minima): the climbs from the start's two
     minima must stop at float32's rounding floor, not at a float64 gradient tolerance they
