@@ -104,12 +104,21 @@ def start_point(problem: Problem, spec: SearchSpec) -> CriticalPoint:
     _check_loss_at_start(problem)
     seed_generators(spec.seed)
     root = classify(problem.loss, problem.start, zero_modes=problem.zero_modes)
-    if root.grad_norm > START_GRAD_RTOL * max(1.0, abs(root.loss)):
+    if root.grad_norm > (tolerance := start_tolerance(root)):
         raise StartError(
             f"the start of {problem.name!r} is not a critical point: gradient norm "
-            f"{root.grad_norm:.3g}"
+            f"{root.grad_norm:.3g}, above the tolerance {tolerance:.3g} ({START_GRAD_RTOL:g} of "
+            f"||H|| (1 + ||theta||), ||H|| = {root.norm_estimate:.3g} there)"
         )
     return root
+
+
+def start_tolerance(root: CriticalPoint) -> float:
+    """The gradient norm a start may have: START_GRAD_RTOL of ||H|| (1 + ||theta||), a Newton
+    step of that fraction of 1 + ||theta||, and no less than rounding leaves. A constant added
+    to the loss, which moves no critical point, does not move it either."""
+    scale = root.norm_estimate * (1 + root.theta.norm().item())
+    return max(START_GRAD_RTOL * scale, rounding_floor(root.theta, root.norm_estimate))
 
 
 def _check_loss_at_start(problem: Problem) -> None:

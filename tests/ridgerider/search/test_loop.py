@@ -318,6 +318,23 @@ def test_a_start_that_is_not_critical_is_refused():
         search(off)
 
 
+def test_a_constant_added_to_the_loss_lets_no_slope_through_at_the_start():
+    """Double wells tilted by 0.01 at the origin, plus 1e6: the gradient there is 0.01, a
+    hundredth of the distance to the minima in Newton steps. The start tolerance was 1e-5 of
+    |loss|, 10 with the constant, and the start passed; it is now 1e-5 of ||H|| (1 + ||theta||),
+    which no constant moves. The untilted wells plus 1e6 start."""
+
+    def wells(tilt: float):
+        def loss(t: torch.Tensor) -> torch.Tensor:
+            return ((t.square() - 1) ** 2).sum() + tilt * t[0] + 1e6
+
+        return Problem("wells", loss, 3, torch.zeros(3, dtype=torch.float64))
+
+    with pytest.raises(StartError, match=r"gradient norm 0.01, above the tolerance 4e-05 \("):
+        search(wells(0.01))
+    assert len(search(wells(0.0)).points("minimum")) == 8
+
+
 def test_a_node_budget_still_returns_minima_and_says_what_is_left_open():
     """Breadth-first spends 100 nodes on the saddles of styblinski-tang in 6-D (729 critical
     points, 64 minima) and finds none; the default frontier dives to minima first, and rides
