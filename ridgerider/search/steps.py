@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ridgerider.climb import ClimbConfig, climb
 from ridgerider.critical import (
+    ROUNDING_FLOOR,
     SOLUTION_KINDS,
     CriticalPoint,
     SettleConfig,
@@ -350,10 +351,18 @@ def _rim_crossed(values: list[float]) -> int | None:
 
 def _short_of_critical(point: CriticalPoint, spec: SearchSpec) -> str:
     """Why a settled point is no critical point, with what to look at: a gradient within a
-    thousand times the tolerance asks for a larger `grad_tol`; a larger one, a descent that
-    did not converge (a loss unbounded below, a descent that ran off)."""
+    thousand times the tolerance asks for a larger `grad_tol`, or, where the tolerance is the
+    dtype's rounding floor, for float64; a larger one, a descent that did not converge (a loss
+    unbounded below, a descent that ran off)."""
     tolerance = critical_tolerance(point, spec)
-    if point.grad_norm <= 1e3 * tolerance:
+    floor = rounding_floor(point.theta, point.norm_estimate)
+    if point.grad_norm <= 1e3 * tolerance and tolerance <= floor:
+        hint = (
+            f"the tolerance is the rounding floor of {point.theta.dtype} there "
+            f"({ROUNDING_FLOOR} eps ||H|| (1 + ||theta||)), which a descent in this dtype may "
+            "not reach: compute the loss in float64"
+        )
+    elif point.grad_norm <= 1e3 * tolerance:
         hint = f"if this loss's rounding allows no closer, raise grad_tol ({spec.grad_tol:g})"
     else:
         hint = (

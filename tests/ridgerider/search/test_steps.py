@@ -8,13 +8,19 @@ import itertools
 import pytest
 import torch
 
-from ridgerider.critical import classify, settle
+from ridgerider.critical import CriticalPoint, classify, rounding_floor, settle
 from ridgerider.problems.base import Problem
 from ridgerider.problems.classic import himmelblau
 from ridgerider.problems.tree_mdp import TreeMDP
 from ridgerider.search import SearchSpec, search
 from ridgerider.search.ridges import make_ridge, spectrum_at
-from ridgerider.search.steps import climbs, follow, seed_generators
+from ridgerider.search.steps import (
+    _short_of_critical,
+    climbs,
+    critical_tolerance,
+    follow,
+    seed_generators,
+)
 from tests.known_answers import (
     HIMMELBLAU_MAXIMUM,
     HIMMELBLAU_MINIMA,
@@ -190,3 +196,24 @@ def test_rides_down_a_loss_unbounded_below_fail_asking_whether_it_is_bounded():
     result = search(problem, SearchSpec())
     assert len(result.failures) == 2 and not result.points("minimum")
     assert all("is the loss bounded below?" in o.failure for o in result.failures)
+
+
+def test_a_point_short_of_critical_says_which_tolerance_it_missed():
+    """A saddle settled in float32 with ||H|| = 100 stops at a gradient of 1e-3, above the
+    tolerance, which is float32's rounding floor there (8 eps ||H|| (1 + ||theta||)), not
+    `grad_tol`: the message says so and asks for float64, not a larger grad_tol; in float64
+    the tolerance is grad_tol's, and the message names it."""
+
+    def point(dtype: torch.dtype, grad_norm: float) -> CriticalPoint:
+        theta = torch.full((4,), 0.5, dtype=dtype)
+        values = torch.tensor([-1.0, 2.0], dtype=torch.float64)
+        return CriticalPoint(theta, 1.0, grad_norm, "saddle", 1, values, 0, True, 100.0)
+
+    spec = SearchSpec()
+    floor = rounding_floor(point(torch.float32, 0).theta, 100.0)
+    message = _short_of_critical(point(torch.float32, 10 * floor), spec)
+    assert "rounding floor of torch.float32" in message and "float64" in message
+    message = _short_of_critical(
+        point(torch.float64, 10 * critical_tolerance(point(torch.float64, 0), spec)), spec
+    )
+    assert "raise grad_tol (1e-09)" in message
