@@ -151,8 +151,9 @@ def module_problem(
             degenerate.
 
     Raises:
-        ValueError: a negative `weight_decay`, a `start` string other than "mis", or (for
-            "mis") a module that is no float64 MLP of Linear layers and activations.
+        ValueError: a negative `weight_decay`, a `start` string other than "mis", a `start`
+            tensor of another dtype than the module's, or (for "mis") a module that is no
+            float64 MLP of Linear layers and activations.
     """
     if isinstance(start, str) and start != "mis":
         raise ValueError(f'start must be a flat tensor, None or "mis", got {start!r}')
@@ -171,6 +172,11 @@ def module_problem(
 
     if isinstance(start, str):
         start = maximally_invariant_point(module, loss)
+    elif start is not None and start.dtype != theta.dtype:
+        raise ValueError(
+            f"start must have the module's dtype ({theta.dtype}), got {start.dtype}: "
+            f"convert it with start.to({theta.dtype})"
+        )
     splits = {"train": train} | ({"test": test} if test else {}) | ({"ood": ood} if ood else {})
     return Problem(
         name,

@@ -206,10 +206,13 @@ def test_a_module_that_is_no_mlp_has_no_mis(module, message):
         module_problem("net", module.double(), F.mse_loss, tiny_data(), start="mis")
 
 
-def test_module_problem_start_must_be_a_tensor_none_or_mis_and_float64():
+def test_module_problem_start_must_be_a_tensor_none_or_mis_float64_and_of_its_dtype():
     with pytest.raises(ValueError, match='start must be a flat tensor, None or "mis"'):
         module_problem("net", tiny_net(), F.mse_loss, tiny_data(), start="zero")
     inputs, targets = tiny_data()
     with pytest.raises(ValueError, match=r"float64.*torch.float32.*\.double\(\)"):
         net = tiny_net(torch.float32)
         module_problem("net", net, F.mse_loss, (inputs.float(), targets.float()), start="mis")
+    net = tiny_net()
+    with pytest.raises(ValueError, match=r"start must have the module's dtype \(torch.float64\)"):
+        module_problem("net", net, F.mse_loss, tiny_data(), start=torch.zeros(51))
