@@ -90,7 +90,7 @@ def test_a_killed_run_resumes_without_losing_or_repeating_work(tmp_path):
         job = session.get(Job, 1)
         attempts = [
             *session.scalars(select(Node.attempts).where(Node.work != "none")),
-            *session.scalars(select(Ride.attempts)),
+            *session.scalars(select(Ride.attempts).where(Ride.state != "skipped")),
         ]
     assert job.status == "finished"
     assert dag(db, 1) == dag(reference_db, reference_id)
