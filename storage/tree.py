@@ -233,8 +233,6 @@ class JobTree:
     def grant_climbs(self, quota: int) -> list[Unit]:
         with self.db.session() as session:
             granted = grant_climbs(session, self.job_id, quota)
-        for climb in granted:
-            self._rides_from.pop(climb.path, None)
         return [
             Unit(
                 "ride",
