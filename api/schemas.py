@@ -131,7 +131,10 @@ class JobPage(BaseModel):
 class SolutionDetail(SolutionRow):
     lineage: Annotated[
         list[dict[str, Any]],
-        Field(description="the rides from the start to this solution: from, to, eigen index, sign"),
+        Field(
+            description="the rides from the start to this solution: from, to, eigen index, sign "
+            "(+-2: a climb retaken with short steps)"
+        ),
     ]
 
 

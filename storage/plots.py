@@ -9,6 +9,8 @@ import networkx as nx
 import numpy as np
 from matplotlib.figure import Figure
 
+from ridgerider.search.fingerprint import to_text
+
 KIND_COLOURS = {
     "minimum": "tab:green",
     "ride-end": "tab:olive",
@@ -33,8 +35,7 @@ def ride_tree(graph: nx.MultiDiGraph, path: Path) -> None:
     nx.draw_networkx_labels(graph, position, font_size=7, ax=axes)
     nx.draw_networkx_edges(graph, position, ax=axes, arrows=True, alpha=0.5)
     labels = {
-        (a, b): f"{d['eigen_index']}{'+' if d['sign'] > 0 else '-'}"
-        for a, b, d in graph.edges(data=True)
+        (a, b): to_text(((d["eigen_index"], d["sign"]),)) for a, b, d in graph.edges(data=True)
     }
     nx.draw_networkx_edge_labels(graph, position, edge_labels=labels, font_size=6, ax=axes)
     present = {d["kind"] for _, d in graph.nodes(data=True)}

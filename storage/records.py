@@ -9,11 +9,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from ridgerider.search.budget import RidesFrom
-from ridgerider.search.fingerprint import Fingerprint, extend, from_text, to_text
-from ridgerider.search.steps import Outcome
+from ridgerider.search.fingerprint import RETAKEN, Fingerprint, extend, from_text, to_text
+from ridgerider.search.steps import CLIMB_TURNED, Outcome
 from storage.jobs import lock_job, touch
 from storage.models import Job, Metric, Node, Ride, Solution, metrics_json, utcnow
 from storage.queries import ROOT_FINGERPRINT, root_node
@@ -89,9 +89,51 @@ def rides_taken(session: Session, job_id: int, path: Fingerprint) -> tuple[Rides
 
 
 def waiting_climbs(session: Session, job_id: int) -> int:
-    """How many of the job's climbs wait for a grant of the node budget."""
+    """How many of the job's climbs wait for a grant: those the node budget left waiting, and
+    the retakes of climbs that turned off their direction (`_turned_climbs`)."""
     waiting = select(func.count()).where(Ride.job_id == job_id, Ride.state == "waiting")
-    return session.scalar(waiting)
+    return session.scalar(waiting) + len(_turned_climbs(session, job_id))
+
+
+def _turned_climbs(session: Session, job_id: int) -> list[Ride]:
+    """The job's climbs that ended "climb-turned" and have no retake yet (a ride of the same
+    ridge, its sign doubled: `RETAKEN`), by node, eigen index, + before -: the order the tree
+    in memory queues their retakes in, so that a node's + retake has the smaller id."""
+    retake = aliased(Ride)
+    retaken = (
+        select(retake.id)
+        .where(
+            retake.from_node_id == Ride.from_node_id,
+            retake.eigen_index == Ride.eigen_index,
+            retake.sign == RETAKEN * Ride.sign,
+        )
+        .exists()
+    )
+    return session.scalars(
+        select(Ride)
+        .where(Ride.job_id == job_id, Ride.end_reason == CLIMB_TURNED, ~retaken)
+        .order_by(Ride.from_node_id, Ride.eigen_index, Ride.sign.desc())
+    ).all()
+
+
+def _add_retakes(session: Session, job_id: int, state: str, quota: int | None) -> list[Ride]:
+    """Add the retake of every turned climb of the job (`_turned_climbs`), in `state`."""
+    retakes = [
+        Ride(
+            job_id=job_id,
+            from_node_id=climb.from_node_id,
+            eigen_index=climb.eigen_index,
+            sign=RETAKEN * climb.sign,
+            eigenvalue=climb.eigenvalue,
+            depth=climb.depth,
+            state=state,
+            quota=quota,
+        )
+        for climb in _turned_climbs(session, job_id)
+    ]
+    session.add_all(retakes)
+    session.flush()
+    return retakes
 
 
 @dataclass(frozen=True)
@@ -107,25 +149,25 @@ class GrantedClimb:
     eigenvalue: float
 
 
-def grant_climbs(session: Session, job_id: int, quota: int) -> list[GrantedClimb]:
-    """Queue every waiting climb of the job with `quota` points each
-    (`ridgerider.search.loop.grant_waiting`); a job finalising goes back to running at once
-    with them, so that no other finaliser sees it still. A cancelled job's waiting climbs are
-    skipped instead."""
+def grant_climbs(session: Session, job_id: int, quota: int | None) -> list[GrantedClimb]:
+    """Queue every waiting climb of the job with `quota` points each (None: no node budget;
+    `ridgerider.search.loop.grant_waiting`), then the retakes of turned climbs; a job
+    finalising goes back to running at once with them, so that no other finaliser sees it
+    still. A cancelled job's waiting climbs are skipped instead."""
     lock_job(session, job_id)
     job = session.get(Job, job_id, populate_existing=True)
     if job.cancel_requested:
         skip_waiting(session, job_id)
         return []
-    rows = session.execute(
-        select(Ride, Node.depth, Node.path)
-        .join(Node, Node.id == Ride.from_node_id)
-        .where(Ride.job_id == job_id, Ride.state == "waiting")
-        .order_by(Ride.id)
+    waiting = session.scalars(
+        select(Ride).where(Ride.job_id == job_id, Ride.state == "waiting").order_by(Ride.id)
     ).all()
-    granted = []
-    for ride, depth, path in rows:
+    for ride in waiting:
         ride.state, ride.quota = "pending", quota
+    granted = []
+    for ride in [*waiting, *_add_retakes(session, job_id, "pending", quota)]:
+        minimum = session.get(Node, ride.from_node_id)
+        depth, path = minimum.depth, minimum.path
         climb = (ride.eigen_index, ride.sign, ride.eigenvalue)
         granted.append(GrantedClimb(ride.id, ride.from_node_id, depth, from_text(path), *climb))
     job.outstanding += len(granted)
@@ -137,13 +179,15 @@ def grant_climbs(session: Session, job_id: int, quota: int) -> list[GrantedClimb
 
 
 def skip_waiting(session: Session, job_id: int) -> None:
-    """End the job's waiting climbs as skipped: the budget will grant them nothing."""
+    """End the job's waiting climbs as skipped, and add the retakes of its turned climbs as
+    skipped: the budget will grant them nothing."""
     session.execute(
         update(Ride)
         .where(Ride.job_id == job_id, Ride.state == "waiting")
         .values(state="skipped")
         .execution_options(synchronize_session=False)
     )
+    _add_retakes(session, job_id, "skipped", None)
 
 
 def start_job(

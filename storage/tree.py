@@ -230,7 +230,7 @@ class JobTree:
         with self.db.session(readonly=True) as session:
             return waiting_climbs(session, self.job_id)
 
-    def grant_climbs(self, quota: int) -> list[Unit]:
+    def grant_climbs(self, quota: int | None) -> list[Unit]:
         with self.db.session() as session:
             granted = grant_climbs(session, self.job_id, quota)
         return [

@@ -61,9 +61,11 @@ class Tree(Protocol):
     trees keep the one `budget.stop_reason` ranks first, whatever order they came in.
 
     `record_evaluation`'s last `waiting` climbs are left waiting for the node budget's unused
-    points; `waiting_climbs` counts the climbs waiting, `grant_climbs` queues them all, each
-    with the quota granted, and `skip_waiting` ends them as skipped, for `reason`
-    (`grant_waiting`).
+    points, and so is the retake of every climb a ride recorded as ended "climb-turned"
+    (`steps.CLIMB_TURNED`: the climb's sign doubled, `fingerprint.RETAKEN`); `waiting_climbs`
+    counts the climbs waiting, `grant_climbs` queues them all, each with the quota granted
+    (None: no node budget), the retakes after the rest, each node's in the order (eigen index,
+    + before -), and `skip_waiting` ends them as skipped, for `reason` (`grant_waiting`).
 
     `add_root`'s `stopped`, where given, is why the search ends at its root (`steps.start_stop`).
     `rides_from(path)` gives the rides taken from the point at `path` (`budget.RidesFrom`: the
@@ -117,7 +119,7 @@ class Tree(Protocol):
 
     def waiting_climbs(self) -> int: ...
 
-    def grant_climbs(self, quota: int) -> list[Unit]: ...
+    def grant_climbs(self, quota: int | None) -> list[Unit]: ...
 
     def skip_waiting(self, reason: str) -> None: ...
 
@@ -204,16 +206,22 @@ def grant_waiting(tree: Tree, problem: Problem, spec: SearchSpec) -> list[Unit]:
     """Grant the node budget's unused points to the climbs left waiting, once no unit is left
     (the tree still: the grant is the same on any runner); returns the climbs queued. Where the
     points cannot hold every climb waiting (`budget.climb_grant`), or a running budget has run
-    out, the climbs are skipped: they are why the search is incomplete."""
+    out, the climbs are skipped: they are why the search is incomplete. With no node budget
+    every climb waiting (the retakes of climbs that turned off their direction) is queued: they
+    come after all other work, which a running budget spends first."""
     waiting = tree.waiting_climbs()
     if not waiting:
         return []
     spec = spec.resolved(problem)
     progress = tree.progress()
-    reason = exhausted(spec, progress)
-    quota = 0 if reason else climb_grant(spec.max_nodes - progress.nodes, waiting)
+    if reason := exhausted(spec, progress):
+        tree.skip_waiting(reason)
+        return []
+    if spec.max_nodes is None:
+        return tree.grant_climbs(None)
+    quota = climb_grant(spec.max_nodes - progress.nodes, waiting)
     if not quota:
-        tree.skip_waiting(reason or NODE_BUDGET)
+        tree.skip_waiting(NODE_BUDGET)
         return []
     return tree.grant_climbs(quota)
 

@@ -15,12 +15,13 @@ from ridgerider.json_shapes import ride_labels
 from ridgerider.problems.base import Problem
 from ridgerider.search.archive import MemoryArchive, find_copy, keys_of, window_of
 from ridgerider.search.budget import DEPTH_LIMIT, Progress, RidesFrom, stop_reason
-from ridgerider.search.fingerprint import ROOT, Fingerprint, extend, to_text
+from ridgerider.search.fingerprint import RETAKEN, ROOT, Fingerprint, extend, to_text
 from ridgerider.search.frontier import Unit
 from ridgerider.search.loop import run
 from ridgerider.search.ridges import Spectrum
 from ridgerider.search.spec import SearchSpec
 from ridgerider.search.steps import (
+    CLIMB_TURNED,
     Expansion,
     NodeWork,
     Outcome,
@@ -85,6 +86,7 @@ class MemoryTree:
         self.taken: dict[int, list[tuple[int, int]]] = {}  # a node's rides, in order
         self.granted: dict[int, dict[tuple[int, int], int]] = {}  # climbs granted, their quotas
         self.waiting: dict[int, list[tuple[int, int]]] = {}  # climbs left waiting, in order
+        self.turned: list[tuple[int, int, int]] = []  # climbs to retake: (node, eigen index, sign)
         self.unfinished: dict[RidgeKey, int] = {}  # its rides (+ and -) not yet ended
         self.held: dict[RidgeKey, list[int]] = {}  # the nodes its rides created
         self.failures: list[Outcome[CriticalPoint]] = []
@@ -190,6 +192,8 @@ class MemoryTree:
         elif target in self.held.get(ridge, []) and self.graph.nodes[target]["ride"] > unit.id:
             self._take_over(target, unit, outcome)
         self.graph.add_edge(ride.node, target, **ride_labels(ride, outcome))
+        if outcome.end_reason == CLIMB_TURNED:
+            self.turned.append((ride.node, ride.eigen_index, ride.sign))
         return self._ride_ended(unit)
 
     def record_evaluation(
@@ -212,21 +216,27 @@ class MemoryTree:
         return self._queue_rides(unit, spectrum, rides[:kept], hvps)
 
     def waiting_climbs(self) -> int:
-        return sum(len(climbs) for climbs in self.waiting.values())
+        return sum(len(climbs) for climbs in self.waiting.values()) + len(self.turned)
 
-    def grant_climbs(self, quota: int) -> list[Unit]:
+    def grant_climbs(self, quota: int | None) -> list[Unit]:
+        retakes: dict[int, list[tuple[int, int]]] = {}
+        for node, eigen_index, sign in sorted(self.turned, key=lambda t: (t[0], t[1], -t[2])):
+            retakes.setdefault(node, []).append((eigen_index, RETAKEN * sign))
         units = []
-        for node, climbs in sorted(self.waiting.items()):
-            self.granted.setdefault(node, {}).update(dict.fromkeys(climbs, quota))
+        for node, climbs in [*sorted(self.waiting.items()), *retakes.items()]:
+            if quota is not None:
+                self.granted.setdefault(node, {}).update(dict.fromkeys(climbs, quota))
             data = self.graph.nodes[node]
             minimum = Unit("node", node, "evaluate", node, data["depth"], data["fingerprint"], 0.0)
             units += self._queue_rides(minimum, self.spectra[node], climbs, 0)
         self.waiting.clear()
+        self.turned.clear()
         return units
 
     def skip_waiting(self, reason: str) -> None:
         self.open["rides"] += self.waiting_climbs()
         self.waiting.clear()
+        self.turned.clear()
         self.note_stop(reason)
 
     def result(self) -> SearchResult:

@@ -12,7 +12,7 @@ from typing import Generic, Literal, TypeVar
 import torch
 from torch import Tensor
 
-from ridgerider.climb import ClimbConfig, climb
+from ridgerider.climb import ClimbConfig, climb, turned_off
 from ridgerider.critical import (
     ROUNDING_FLOOR,
     SOLUTION_KINDS,
@@ -33,6 +33,7 @@ from ridgerider.linalg.exact import loss_gradient
 from ridgerider.metrics import minimum_metrics
 from ridgerider.problems.base import Problem
 from ridgerider.ride import RideEnd, ride
+from ridgerider.search.fingerprint import retaken
 from ridgerider.search.ridges import (
     Ridge,
     Spectrum,
@@ -58,6 +59,7 @@ PRACTICAL_CLASSIFY_TOL = 1e-4  # eigsh's residual tolerance classifying a networ
 LEAF_ESCAPES = 3  # steps off the negative curvature a network's descent stopped on
 CLIMB_STEP = 16  # a climb's trust radius, in step_size
 STEP_SAMPLES = 8  # losses sampled along a step down a ridge, to see a rim it crossed
+CLIMB_TURNED = "climb-turned"  # a climb's end reason: critical, having turned off its direction
 
 
 def seed_generators(seed: int) -> None:
@@ -289,16 +291,22 @@ def _climbed(
     """Where a climb from the minimum `start` leads: the critical point it reached (the saddle
     over the rim, a branch point like any other), classified, or, where it found none (its
     direction stiffens, or the step budget ran out), `start` itself: the climb's edge then
-    loops back to its minimum."""
+    loops back to its minimum. A climb that ended critical having turned off its direction
+    ends "climb-turned" (`climb.turned_off`): the tree retakes it with short steps once all its
+    other work is done (`Tree.waiting_climbs`); the retake is the ridge's sign doubled
+    (`fingerprint.RETAKEN`)."""
     config = ClimbConfig(step=spec.step_size * CLIMB_STEP, grad_tol=spec.grad_tol)
-    end = climb(problem.loss, start.theta, ridge.direction, config)
+    short_steps = retaken(ridge.sign)
+    end = climb(problem.loss, start.theta, ridge.direction, config, short_steps)
     if end.reason == "non-finite-loss":
         failure = "the loss turned NaN or Inf during the climb"
         return Outcome(end.steps, end.hvps, end.reason, failure=failure)
     if end.reason != "critical":
         return Outcome(end.steps, end.hvps, f"climb-{end.reason}", point=start)
     point = classify(problem.loss, end.theta, zero_modes=problem.zero_modes)
-    return Outcome(end.steps, end.hvps + point.hvps, "climb-critical", point=point)
+    turned = not short_steps and turned_off(start.theta, ridge.direction, end.theta)
+    reason = CLIMB_TURNED if turned else "climb-critical"
+    return Outcome(end.steps, end.hvps + point.hvps, reason, point=point)
 
 
 def _steps_down(problem: Problem, start: CriticalPoint) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ridgerider.climb import ClimbConfig, climb
+from ridgerider.climb import ClimbConfig, climb, turned_off
 from ridgerider.lbfgs import lbfgs
 from ridgerider.linalg import HessianOperator
 from ridgerider.problems.classic import himmelblau, styblinski_tang
@@ -135,6 +135,35 @@ def test_climbs_from_a_tree_mdp_leaf_reach_saddles_whose_ridges_lead_to_other_pa
     quarter = {other for other in paying if other // 4 == leaf // 4}
     assert quarter <= leaves
     assert (paying & leaves) - quarter
+
+
+def test_a_climb_that_turns_off_its_direction_onto_another_rim_ends_on_a_saddle_short_steps_avoid():
+    """Tree MDP depth 5, seed 26, from leaf 1's minimum along the eigenvector of its level-2
+    decision (state 3, towards the pair of leaves 5 and 6, whose states are unreached and
+    uniform there): no rim lies along that decision alone, and with long steps the climb
+    drifts onto the rim of an unreached state (state 3 unmoved), its end orthogonal to the
+    climbed direction (`turned_off`). With short steps it ends across the decision, on a
+    saddle whose descents reach leaf 5, which no other way of the search reached."""
+    tree = TreeMDP.build(5, 26)
+    minimum = tree.deterministic_point(1)
+    vectors = _eigenvectors(tree.loss, minimum)
+    direction = vectors[:, int(vectors[3].abs().argmax())]
+    long_steps = climb(tree.loss, minimum, direction)
+    assert long_steps.reason == "critical"
+    assert turned_off(minimum, direction, long_steps.theta)
+    assert torch.sin(long_steps.theta[3]) < -0.9, "the long-step climb crossed the decision"
+    end = climb(tree.loss, minimum, direction, short_steps=True)
+    assert end.reason == "critical"
+    assert not turned_off(minimum, direction, end.theta)
+    assert torch.sin(end.theta[3]) > 0.9, "the climb did not cross the level-2 decision"
+    values, saddle_vectors = torch.linalg.eigh(HessianOperator(tree.loss, end.theta).dense())
+    leaves = set()
+    for negative in range(int((values < 0).sum())):
+        for side in (1, -1):
+            theta = end.theta + side * 1e-3 * saddle_vectors[:, negative]
+            theta, _ = lbfgs(tree.loss, theta, gradient_tol=1e-10, max_iterations=10_000)
+            leaves.add(tree.greedy_leaf(theta))
+    assert 5 in leaves
 
 
 def test_a_climb_refuses_a_problem_too_large_for_the_whole_hessian():

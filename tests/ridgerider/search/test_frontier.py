@@ -20,12 +20,16 @@ def node(node_id: int, depth: int, path: str, work: str = "expand", value: float
     return Unit("node", node_id, work, node_id, depth, from_text(path), value)
 
 
-@pytest.mark.parametrize("text", ["", "0+", "0+.8-.12+"])
+@pytest.mark.parametrize("text", ["", "0+", "0+.8-.12+", "0+.8-.5++", "3--"])
 def test_fingerprints_round_trip(text):
     assert to_text(from_text(text)) == text
 
 
-@pytest.mark.parametrize("text", ["0", "+0", "0+..1-", "a+", "0+.-1+"])
+def test_a_retaken_climb_is_its_sign_doubled():
+    assert from_text("0+.5++.2--") == ((0, 1), (5, 2), (2, -2))
+
+
+@pytest.mark.parametrize("text", ["0", "+0", "0+..1-", "a+", "0+.-1+", "0+-", "0+++"])
 def test_a_malformed_fingerprint_is_refused(text):
     with pytest.raises(ValueError, match="fingerprint"):
         from_text(text)

@@ -24,10 +24,11 @@ from ridgerider.problems.registry import load
 from ridgerider.problems.tree_mdp import TreeMDP, default_entropy
 from ridgerider.search import SearchSpec, StartError, find_copy, search
 from ridgerider.search.budget import Progress
+from ridgerider.search.fingerprint import RETAKEN, retaken
 from ridgerider.search.frontier import Unit, search_frontier
 from ridgerider.search.loop import begin, work_on
 from ridgerider.search.memory import MemoryTree
-from ridgerider.search.steps import DEGENERATE_START
+from ridgerider.search.steps import CLIMB_TURNED, DEGENERATE_START
 from tests.known_answers import HIMMELBLAU_MINIMA
 from tests.ridgerider.search.trees import assert_the_default_spec_exhausts
 
@@ -463,6 +464,27 @@ def test_the_default_spec_exhausts_a_depth_4_tree_of_another_entropy_with_every_
     (`climb.RETAKEN_RADIUS`), every paying leaf is found."""
     tree = TreeMDP.build(4, 4, entropy=1.45 * default_entropy(4))
     assert_the_default_spec_exhausts(tree)
+
+
+def test_climbs_that_turn_off_their_direction_are_retaken_once_all_other_work_is_done():
+    """Tree MDP depth 4, seed 0, default spec: some climbs end on a rim they did not climb
+    towards (`climb.turned_off`). Each is retaken with short steps from the same minimum, its
+    sign doubled, and never a retake again; the retakes wait until the rest of the tree is
+    still, so every point reached through one is found after every point reached without."""
+    result = assert_the_default_spec_exhausts(TreeMDP.build(4, 0))
+    edges = [
+        (a, d["eigen_index"], d["sign"], d["end_reason"])
+        for a, _, d in result.graph.edges(data=True)
+    ]
+    turned = {(a, index, sign) for a, index, sign, reason in edges if reason == CLIMB_TURNED}
+    retakes = {(a, index, sign // RETAKEN) for a, index, sign, _ in edges if retaken(sign)}
+    assert turned and retakes == turned
+    through = {
+        node
+        for node, data in result.graph.nodes(data=True)
+        if any(retaken(sign) for _, sign in data["fingerprint"])
+    }
+    assert through and max(set(result.graph) - through) < min(through)
 
 
 def test_climbs_are_refused_where_the_whole_hessian_is_too_large():
