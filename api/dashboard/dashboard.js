@@ -299,12 +299,15 @@ async function drawTree() {
 }
 
 function stepOf(fingerprint) {
-  // The last ride of a path as [eigen index, sign]: "0+.8-" gives [8, -1].
-  const [, index, sign] = fingerprint.match(/(\d+)([+-])$/);
-  return [Number(index), sign === "+" ? 1 : -1];
+  // The last ride of a path as [eigen index, sign]: "0+.8-" gives [8, -1]; a climb retaken
+  // with short steps has its sign doubled, "0+.8--" gives [8, -2].
+  const [, index, sign, doubled] = fingerprint.match(/(\d+)([+-])(\2?)$/);
+  return [Number(index), (sign === "+" ? 1 : -1) * (doubled ? 2 : 1)];
 }
 
-const rideName = (ride) => `${ride.eigen_index}${ride.sign > 0 ? "+" : "-"} λ=${
+const signText = (sign) => (sign > 0 ? "+" : "-").repeat(Math.abs(sign));
+
+const rideName = (ride) => `${ride.eigen_index}${signText(ride.sign)} λ=${
   number(ride.eigenvalue)}`;
 
 function treeOf(graph) {
@@ -324,9 +327,9 @@ function treeOf(graph) {
       children.get(above.id).push(node);
     }
   }
-  const order = (node) => {  // by ridge, + before -
+  const order = (node) => {  // by ridge, + before -, a ridge's climbs before their retakes
     const [index, sign] = stepOf(node.fingerprint);
-    return 2 * index + (sign > 0 ? 0 : 1);
+    return 4 * index + 2 * (Math.abs(sign) - 1) + (sign > 0 ? 0 : 1);
   };
   children.forEach((kids) => kids.sort((a, b) => order(a) - order(b)));
   const into = new Map();
@@ -345,12 +348,15 @@ function treeOf(graph) {
 
 function rideLabel(node, rides) {
   // The rides that reached a point from its parent: "0+ λ=-0.2405", or "0± λ=-0.2405" where
-  // both directions of the ridge reached it.
+  // both directions of the ridge reached it ("0±± λ=0.41": both retaken climbs).
   if (!rides) return node.fingerprint.split(".").pop();
-  const byIndex = new Map();
-  rides.forEach((r) => byIndex.set(r.eigen_index, [...(byIndex.get(r.eigen_index) || []), r]));
-  return [...byIndex.values()].map((pair) => (pair.length > 1
-    ? `${pair[0].eigen_index}± λ=${number(pair[0].eigenvalue)}` : rideName(pair[0]))).join(", ");
+  const byRidge = new Map();
+  rides.forEach((r) => {
+    const ridge = `${r.eigen_index}${"±".repeat(Math.abs(r.sign))}`;
+    byRidge.set(ridge, [...(byRidge.get(ridge) || []), r]);
+  });
+  return [...byRidge].map(([ridge, pair]) => (pair.length > 1
+    ? `${ridge} λ=${number(pair[0].eigenvalue)}` : rideName(pair[0]))).join(", ");
 }
 
 function unfolded(node, out = []) {

@@ -7,6 +7,7 @@ Screenshots are kept in test-artifacts/dashboard/."""
 
 from __future__ import annotations
 
+import re
 import tarfile
 import time
 from collections.abc import Callable, Iterator
@@ -355,3 +356,31 @@ def test_another_key_sees_none_of_the_first_keys_jobs(dashboard, browser):
     assert job_rows(browser) == []
     assert api(dashboard, "/jobs/1", key="bob").status_code == 404
     shot(browser, "another-key")
+
+
+def test_retaken_climbs_are_drawn_with_their_sign_doubled(dashboard, browser):
+    """Tree MDP depth 4, seed 0 (job 4): climbs that turned off their direction are retaken
+    once all other work is done, their sign doubled in the path (`5++`); the tree draws and
+    labels them like any ride, with no console error."""
+    run = ridgerider("run", "--problem", "tree-mdp:depth=4,seed=0", cwd=dashboard["folder"])
+    assert run.returncode == 0, run.stderr
+    graph = api(dashboard, "/jobs/4/graph").json()
+    assert any(re.search(r"(\+\+|--)$", n["fingerprint"]) for n in graph["nodes"])
+    browser.get_log("browser")
+    browser.get(dashboard["url"])
+    if browser.find_element(By.ID, "login").is_displayed():
+        sign_in(browser, dashboard["local"])
+    else:
+        browser.find_element(By.ID, "logout").click()
+        until(lambda: browser.find_element(By.ID, "login").is_displayed())
+        sign_in(browser, dashboard["local"])
+    until(lambda: "4" in job_rows(browser))
+    browser.find_element(By.CSS_SELECTOR, '#jobs tr[data-job="4"] button').click()
+    summary = browser.find_element(By.ID, "tree-summary")
+    until(lambda: summary.get_attribute("data-nodes") == str(len(graph["nodes"])))
+    browser.find_element(By.ID, "tree-unfold").click()
+    until(lambda: drawn(browser) == len(graph["nodes"]))
+    every = "return [...document.querySelectorAll('#tree .edge-label')].map((l) => l.textContent)"
+    assert any(re.search(r"\d(\+\+|--|±±) λ=", text) for text in browser.execute_script(every))
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+    shot(browser, "tree-retaken")

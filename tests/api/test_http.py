@@ -226,7 +226,7 @@ def test_keys_are_required_and_scope_what_is_seen(api, finished_job):
 @pytest.mark.parametrize(
     ("body", "field", "allowed"),
     [
-        ({"problem": "himmelblau", "max_depth": 65}, "max_depth", {"le": "64"}),
+        ({"problem": "himmelblau", "max_depth": 257}, "max_depth", {"le": "256"}),
         ({"problem": "himmelblau", "ridges_per_node": 0}, "ridges_per_node", {"ge": "1"}),
         ({"problem": "himmelblau", "max_nodes": "many"}, "max_nodes", None),
         ({"problem": "rosenbrock"}, "problem", None),
