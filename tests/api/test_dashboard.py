@@ -7,6 +7,7 @@ Screenshots are kept in test-artifacts/dashboard/."""
 
 from __future__ import annotations
 
+import json
 import re
 import tarfile
 import time
@@ -359,12 +360,14 @@ def test_another_key_sees_none_of_the_first_keys_jobs(dashboard, browser):
 
 
 def test_retaken_climbs_are_drawn_with_their_sign_doubled(dashboard, browser):
-    """Tree MDP depth 4, seed 0 (job 4): climbs that turned off their direction are retaken
-    once all other work is done, their sign doubled in the path (`5++`); the tree draws and
-    labels them like any ride, with no console error."""
-    run = ridgerider("run", "--problem", "tree-mdp:depth=4,seed=0", cwd=dashboard["folder"])
+    """Tree MDP depth 4, seed 2018: climbs that turned off their direction are retaken once all
+    other work is done, their sign doubled in the path (`5++`); the tree draws and labels them
+    like any ride, with no console error."""
+    problem = "tree-mdp:depth=4,seed=2018"
+    run = ridgerider("run", "--problem", problem, "--json", cwd=dashboard["folder"])
     assert run.returncode == 0, run.stderr
-    graph = api(dashboard, "/jobs/4/graph").json()
+    job = str(json.loads(run.stdout)["job"]["id"])
+    graph = api(dashboard, f"/jobs/{job}/graph").json()
     assert any(re.search(r"(\+\+|--)$", n["fingerprint"]) for n in graph["nodes"])
     browser.get_log("browser")
     browser.get(dashboard["url"])
@@ -374,8 +377,8 @@ def test_retaken_climbs_are_drawn_with_their_sign_doubled(dashboard, browser):
         browser.find_element(By.ID, "logout").click()
         until(lambda: browser.find_element(By.ID, "login").is_displayed())
         sign_in(browser, dashboard["local"])
-    until(lambda: "4" in job_rows(browser))
-    browser.find_element(By.CSS_SELECTOR, '#jobs tr[data-job="4"] button').click()
+    until(lambda: job in job_rows(browser))
+    browser.find_element(By.CSS_SELECTOR, f'#jobs tr[data-job="{job}"] button').click()
     summary = browser.find_element(By.ID, "tree-summary")
     until(lambda: summary.get_attribute("data-nodes") == str(len(graph["nodes"])))
     browser.find_element(By.ID, "tree-unfold").click()
