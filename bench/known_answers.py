@@ -9,7 +9,8 @@ minima it reaches.
 
 Rows: Himmelblau, Styblinski-Tang dim 3 to 6 with the default spec; Styblinski-Tang dim 5 and
 6 with `max_nodes = 100000, max_depth = 20` (a node budget: saddle settling, not minimum
-hopping); tree-mdp depth 4 and 5 (seeds 0-2) with the default spec and at most 300 s a tree.
+hopping); tree-mdp depth 4 and 5 (seeds 0-2) with the default spec and at most 300 s a tree
+(`--tree-seconds`: an unseen depth-5 tree takes 4 to 15 minutes to exhaust, bench/RESULTS.md).
 
 Run: `python bench/known_answers.py` (up to an hour on 2 CPU cores, most of it the tree MDP;
 `--quick` leaves out the tree MDP and Styblinski-Tang dim 6 under the node budget). Trees no
@@ -42,7 +43,7 @@ HIMMELBLAU_MINIMA = torch.tensor(
 STYBLINSKI_TANG_ROOTS = (-2.903534, 2.746803)
 MATCH = 1e-4  # KNOWN-ANSWERS.md: coordinates to about 1e-4
 LARGE = {"max_nodes": 100_000, "max_depth": 20}
-TREE_SECONDS = 300.0  # a tree MDP's search, at most
+TREE_SECONDS = 300.0  # a tree MDP's search, at most (default)
 
 
 def point_matcher(known: torch.Tensor) -> Callable[[torch.Tensor], int | None]:
@@ -121,6 +122,9 @@ def main() -> None:
     parser.add_argument(
         "--tree-entropy", type=float, default=1.0, help="the trees' entropy, times the default"
     )
+    parser.add_argument(
+        "--tree-seconds", type=float, default=TREE_SECONDS, help="a tree's search, at most"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"# bench/known_answers.py on CPU, torch {torch.__version__}, 1 thread(s)\n")
@@ -163,7 +167,7 @@ def main() -> None:
                 lambda mdp=mdp, name=name: row(
                     name,
                     mdp.problem(),
-                    SearchSpec(max_seconds=TREE_SECONDS),
+                    SearchSpec(max_seconds=args.tree_seconds),
                     len(mdp.solutions()),
                     leaf_matcher(mdp),
                     math.pi,
