@@ -13,7 +13,8 @@ A minimum whose share cannot hold all its climbs leaves the rest waiting. Once n
 the tree is still, and the points the budget did not use are shared by every climb waiting,
 where they hold enough for each (`climb_grant`): a granted climb's quota is its grant, not a
 share of its minimum's. The grant follows from the still tree alone, so it too is the same on
-any runner, and a budget that the tree never needs cuts no climb.
+any runner, and a budget that the tree never needs cuts no climb. The retakes of climbs that
+turned off their direction (`climb.turned_off`) wait the same way, under a node budget or not.
 """
 
 from __future__ import annotations
