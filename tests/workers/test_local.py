@@ -13,6 +13,9 @@ from sqlalchemy import select
 
 from ridgerider.problems.registry import load
 from ridgerider.search import SearchSpec, search
+from ridgerider.search.frontier import search_frontier
+from ridgerider.search.loop import begin, work_on
+from ridgerider.search.memory import MemoryTree
 from ridgerider.search.steps import DEGENERATE_START
 from storage.artifacts import get_tensors
 from storage.jobs import create_job, get_job
@@ -163,3 +166,29 @@ def test_the_in_process_pool_runs_a_submitted_job_and_cancels_another(db, store)
         assert session.get(Job, finished).status == "finished"
         assert session.get(Job, cancelled).status == "cancelled"
     assert pool.status() == "ok"
+
+
+def test_retakes_a_running_budget_leaves_no_room_for_are_skipped_and_counted(db, store):
+    """Tree MDP depth 4, seed 2018: an HVP budget that runs out exactly when the tree is first
+    still (every unit but the retakes done) skips the retakes of the climbs that turned off
+    their direction; the job and the in-memory search stop for it with the same tree, every
+    retake counted open, none ridden."""
+    problem = load("tree-mdp:depth=4,seed=2018")
+    still = MemoryTree(problem, SearchSpec())
+    begin(still, problem, still.spec)
+    key = search_frontier(still.spec, problem)
+    while (unit := still.claim(key)) is not None:
+        work_on(still, problem, still.spec, unit)
+    turned = still.waiting_climbs()
+    assert turned > 0
+    spec = {"max_hvps": still.hvps}
+    reference = search(problem, SearchSpec(**spec))
+    job = run_job(db, store, submit(db, problem="tree-mdp:depth=4,seed=2018", **spec))
+    assert job.status == "finished" and job.stopped == reference.stopped == "HVP budget"
+    assert job.stats["nodes"] == reference.graph.number_of_nodes() == still.graph.number_of_nodes()
+    assert job.stats["skipped_rides"] == reference.open["rides"] == turned
+    with db.session(readonly=True) as session:
+        signs = session.scalars(
+            select(Ride.sign).where(Ride.job_id == job.id, Ride.state == "done")
+        )
+        assert all(abs(sign) == 1 for sign in signs)
