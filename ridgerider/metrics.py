@@ -15,6 +15,7 @@ from ridgerider.linalg import (
     top_eigenvalue,
 )
 from ridgerider.linalg.blocks import WHOLE_SPACE_SIZE
+from ridgerider.linalg.lanczos import attainable_tol
 from ridgerider.problems.base import Problem, class_probabilities, classification_loss
 
 # Two classifiers whose predicted probabilities agree to within this are one function (merged
@@ -67,7 +68,7 @@ def curvature_metrics(problem: Problem, theta: Tensor) -> dict[str, float]:
         return {"sharpness": top, "hessian_trace": hessian.trace().item()}
     op = HessianOperator(problem.loss, theta)
     return {
-        "sharpness": top_eigenvalue(op, tol=1e-6),
+        "sharpness": top_eigenvalue(op, tol=attainable_tol(1e-6, theta.dtype)),
         "hessian_trace": hutchinson_trace(op, samples=32).value,
     }
 

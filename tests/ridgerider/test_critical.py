@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from ridgerider.critical import (
@@ -76,6 +77,39 @@ def test_a_practical_minimum_stops_at_a_tolerance_relative_to_the_loss():
     assert gradient <= 1e-6 * abs(scaled(start).item())
     polished, products = settle_to_minimum(scaled, start, SettleConfig())
     assert products >= 0 and torch.func.grad(scaled)(polished).norm() <= 1e-9
+
+
+def deep_linear(x: torch.Tensor, y: torch.Tensor, hidden: int):
+    """0.5 mean ||y - x W1^T W2^T||^2 over flat (W1, W2): every local minimum is global, the
+    rank-`hidden` regression of y on x (Baldi and Hornik, 1989)."""
+    inputs, outputs = x.shape[1], y.shape[1]
+
+    def loss(theta: torch.Tensor) -> torch.Tensor:
+        w1 = theta[: hidden * inputs].reshape(hidden, inputs)
+        w2 = theta[hidden * inputs :].reshape(outputs, hidden)
+        return 0.5 * (y - x @ w1.T @ w2.T).square().sum(1).mean()
+
+    fitted = x @ torch.linalg.lstsq(x, y).solution
+    u, s, v = torch.linalg.svd(fitted, full_matrices=False)
+    best = (u[:, :hidden] * s[:hidden]) @ v[:hidden]
+    return loss, 0.5 * (y - best).square().sum(1).mean().item()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_float32_practical_minimum_goes_on_past_where_l_bfgs_stalls(seed: int):
+    """A float32 loss of about 4 rounds at 5e-7, so L-BFGS's line search stalls with a gradient
+    norm of 1e-3 to 2e-3, above the float32 rounding floor of a critical point there (2.4e-4,
+    `rounding_floor`), and the search called the ride failed: Newton steps, which need only
+    gradients, finish the descent onto the minimum."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(50, 12, generator=generator, dtype=torch.float64)
+    y = x @ torch.randn(12, 12, generator=generator, dtype=torch.float64)
+    loss, least = deep_linear(x.float(), y.float(), 6)
+    start = 0.3 * torch.randn(144, generator=generator).float()
+    theta, hvps = settle_to_minimum(loss, start, SettleConfig(minimum_tol=1e-7, polish=False))
+    assert hvps > 0
+    assert loss(theta).item() == pytest.approx(least, rel=1e-5)
+    assert torch.func.grad(loss)(theta).norm().item() <= 1e-4
 
 
 def test_settling_lands_on_the_saddle_beneath_exactly_and_through_hvps_alike():
