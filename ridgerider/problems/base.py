@@ -143,7 +143,8 @@ def module_problem(
         test: an optional held-out split.
         ood: an optional out-of-distribution split.
         start: the starting point (a saddle of the loss), flat; or "mis": the maximally
-            invariant saddle of `module`, an MLP (`maximally_invariant_point`), float64.
+            invariant saddle of `module`, an MLP (`maximally_invariant_point`), computed in
+            float64 whatever the module's dtype (`float64_mis`).
         zero_modes: exactly flat directions of the loss (e.g. 1 for the softmax shift of a
             classifier's output bias), so minima with them are not called degenerate.
         weight_decay: adds `weight_decay * ||w||^2` over the weights (see `decayed`) to the
@@ -153,25 +154,22 @@ def module_problem(
     Raises:
         ValueError: a negative `weight_decay`, a `start` string other than "mis", a `start`
             tensor of another dtype than the module's, or (for "mis") a module that is no
-            float64 MLP of Linear layers and activations.
+            MLP of Linear layers and activations.
     """
     if isinstance(start, str) and start != "mis":
         raise ValueError(f'start must be a flat tensor, None or "mis", got {start!r}')
     if weight_decay < 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
-    data_loss, theta = module_loss(module, loss_fn, [train])
+    loss = decayed_loss(module, loss_fn, train, weight_decay)
     layout = FlatLayout.of(module)
-    penalty = weight_penalty(layout)
-
-    def loss(flat: Tensor) -> Tensor:
-        return data_loss(flat) + weight_decay * penalty(flat)
+    theta = layout.flatten(module)
 
     def predict(flat: Tensor, inputs: Tensor) -> Tensor:
         with eval_mode(module):
             return functional_call(module, layout.unflatten(flat), (inputs,))
 
     if isinstance(start, str):
-        start = maximally_invariant_point(module, loss)
+        start = float64_mis(module, loss_fn, train, weight_decay).to(theta)
     elif start is not None and start.dtype != theta.dtype:
         raise ValueError(
             f"start must have the module's dtype ({theta.dtype}), got {start.dtype}: "
@@ -188,6 +186,36 @@ def module_problem(
         splits=splits,
         to_module=module_factory(module),
     )
+
+
+def decayed_loss(
+    module: nn.Module,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    train: tuple[Tensor, Tensor],
+    weight_decay: float,
+) -> Callable[[Tensor], Tensor]:
+    """`loss_fn` of `module` on `train` (fixed, eval mode), plus `weight_decay` times the
+    squared norm of its weights, as a function of the flat parameters."""
+    data_loss, _ = module_loss(module, loss_fn, [train])
+    penalty = weight_penalty(FlatLayout.of(module))
+    return lambda flat: data_loss(flat) + weight_decay * penalty(flat)
+
+
+def float64_mis(
+    module: nn.Module,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    train: tuple[Tensor, Tensor],
+    weight_decay: float,
+) -> Tensor:
+    """The maximally invariant saddle of `module`'s decayed loss, float64. A module of another
+    dtype gets it from a float64 copy of itself and of the data: the point must be symmetric
+    and critical to float64's accuracy, and rounded to float32 afterwards it stays exactly
+    symmetric (identical units round alike)."""
+    if next(module.parameters()).dtype != torch.float64:
+        module = copy.deepcopy(module).double()
+        inputs, targets = train
+        train = (inputs.double(), targets.double() if targets.is_floating_point() else targets)
+    return maximally_invariant_point(module, decayed_loss(module, loss_fn, train, weight_decay))
 
 
 def decayed(layout: FlatLayout) -> tuple[bool, ...]:
