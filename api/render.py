@@ -97,6 +97,12 @@ def print_report(console: Console, rows: Sequence[SolutionRow], document: dict[s
         f"{stats.get('failed_rides', 0)} failed, {job['hvps']:,} HVPs, {job['seconds']:.1f} s; "
         f"stopped: {stats.get('stopped', '-')}{left_open(stats)}"
     )
+    if failed := document.get("failed_points"):
+        are = "point's" if len(failed) == 1 else "points'"
+        console.print(
+            f"{len(failed)} {are} evaluation or expansion failed, each kept without it; node "
+            f"{failed[0]['node']}: {failed[0]['error']}"
+        )
     if degenerate := stats.get("degenerate", 0):
         are = "point is" if degenerate == 1 else "points are"
         console.print(
@@ -108,6 +114,12 @@ def print_report(console: Console, rows: Sequence[SolutionRow], document: dict[s
         f"job {job['id']} ({job['status']}) is stored; query it with "
         f"`ridgerider solutions {job['id']}`"
     )
+
+
+def failed_points(progress: dict[str, Any]) -> str:
+    """ ", N points failed, " where some point's evaluation or expansion raised, else ", "."""
+    count = progress.get("failed_points", 0)
+    return f", {count} points failed, " if count else ", "
 
 
 def left_open(stats: dict[str, Any]) -> str:
@@ -148,6 +160,7 @@ def print_status(console: Console, data: dict[str, Any], output: str) -> None:
     console.print(
         f"job {data['id']} ({data['problem']}): {data['status']}; {progress['nodes']} critical "
         f"points, {progress['minima']} minima, {progress['rides']} rides "
-        f"({progress['failed_rides']} failed), {progress['outstanding']} units to go, "
+        f"({progress['failed_rides']} failed), {failed_points(progress)}"
+        f"{progress['outstanding']} units to go, "
         f"{data['hvps']:,} HVPs, {data['seconds']:.1f} s{error}"
     )

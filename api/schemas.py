@@ -102,6 +102,7 @@ class Progress(BaseModel):
     branch_points: int = Field(0, description="rides' ends with negative curvature left")
     rides: int
     failed_rides: int
+    failed_points: int = Field(0, description="points whose evaluation or expansion raised")
     skipped_rides: int
     solutions: int
     hvps: int

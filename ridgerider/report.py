@@ -61,6 +61,7 @@ class SearchReport:
                 "hvps": self.result.hvps,
                 "rides": graph.number_of_edges() + len(self.result.failures),
                 "failed_rides": len(self.result.failures),
+                "failed_points": sum(1 for _, data in graph.nodes(data=True) if "error" in data),
                 "nodes": graph.number_of_nodes(),
                 "seconds": self.result.seconds,
                 "stopped": self.result.stopped,

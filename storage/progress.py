@@ -12,7 +12,7 @@ from storage.models import Job, Node, Ride, Solution
 
 def counts(session: Session, job_id: int) -> dict[str, int]:
     """Progress: nodes by kind, rides done, failed and skipped, expansions skipped (budgets),
-    solutions, HVPs, and units outstanding."""
+    points whose evaluation or expansion failed, solutions, HVPs, and units outstanding."""
     job = session.get(Job, job_id, populate_existing=True)
     kinds = dict(
         session.execute(
@@ -25,8 +25,10 @@ def counts(session: Session, job_id: int) -> dict[str, int]:
         ).all()
     )
     solutions = session.scalar(select(func.count()).where(Solution.job_id == job_id))
-    skipped_nodes = session.scalar(
-        select(func.count()).where(Node.job_id == job_id, Node.state == "skipped")
+    states = dict(
+        session.execute(
+            select(Node.state, func.count()).where(Node.job_id == job_id).group_by(Node.state)
+        ).all()
     )
     return {
         "nodes": sum(kinds.values()),
@@ -38,7 +40,8 @@ def counts(session: Session, job_id: int) -> dict[str, int]:
         "rides": rides.get("done", 0),
         "failed_rides": rides.get("failed", 0),
         "skipped_rides": rides.get("skipped", 0),
-        "skipped_expansions": skipped_nodes,
+        "skipped_expansions": states.get("skipped", 0),
+        "failed_points": states.get("failed", 0),
         "solutions": solutions,
         "hvps": job.hvps,
         "outstanding": job.outstanding,

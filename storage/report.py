@@ -32,9 +32,11 @@ def job_summary(job: Job) -> dict[str, Any]:
 def job_document(session: Session, store: ArtifactStore, job_id: int) -> dict[str, Any]:
     """`job`, `spec`, `minima` (id, node, loss, grad_norm, index, fingerprint, metrics, sha256
     and, for small problems, `theta`), `graph` (nodes, edges), `failures`, `pairs`,
-    `set_metrics`, `stats`."""
+    `failed_points` (`node`, `error`: points whose evaluation or expansion raised), `set_metrics`,
+    `stats`."""
     job = get_job(session, job_id)
-    nodes = {node.id: stored_node(node) for node in job_rows(session, Node, job_id)}
+    node_rows = job_rows(session, Node, job_id)
+    nodes = {node.id: stored_node(node) for node in node_rows}
     solutions = job_rows(session, Solution, job_id)
     metrics = solution_metrics(session, [solution.id for solution in solutions])
     minima = [
@@ -52,6 +54,9 @@ def job_document(session: Session, store: ArtifactStore, job_id: int) -> dict[st
     failures = [
         stored_ride(ride) | {"failure": ride.failure} for ride in rides if ride.state == "failed"
     ]
+    failed_points = [
+        {"node": node.id, "error": node.error} for node in node_rows if node.state == "failed"
+    ]
     pairs: dict[tuple[int, int], dict[str, float]] = {}
     for pair in session.scalars(select(PairMetric).where(PairMetric.job_id == job_id)):
         pairs.setdefault((pair.a_id, pair.b_id), {})[pair.name] = pair.value
@@ -64,6 +69,7 @@ def job_document(session: Session, store: ArtifactStore, job_id: int) -> dict[st
         "minima": minima,
         "graph": {"nodes": list(nodes.values()), "edges": edges},
         "failures": failures,
+        "failed_points": failed_points,
         "pairs": [{"a": a, "b": b, **values} for (a, b), values in sorted(pairs.items())],
         "set_metrics": set_metrics,
         "stats": stats,

@@ -133,7 +133,10 @@ def module_problem(
     weight_decay: float = 0.0,
 ) -> Problem:
     """A Problem from an `nn.Module` and data: the loss on the train split (fixed, eval mode) as a
-    function of the flat parameters, predictions for the behavioural metrics on every split.
+    function of the flat parameters, and behavioural metrics on every split. Integer targets
+    make a classifier (its outputs are class logits: accuracies, per-class accuracies,
+    disagreement, merging by function); floating-point targets a regressor, whose metrics are
+    `loss_fn` on each split (`train_loss`, `test_loss`, `ood_loss`).
 
     Args:
         name: a label for reports.
@@ -176,16 +179,36 @@ def module_problem(
             f"convert it with start.to({theta.dtype})"
         )
     splits = {"train": train} | ({"test": test} if test else {}) | ({"ood": ood} if ood else {})
+    classifier = not train[1].is_floating_point()
     return Problem(
         name,
         loss,
         layout.numel,
         theta if start is None else start,
         zero_modes=zero_modes,
-        predict=predict,
-        splits=splits,
+        predict=predict if classifier else None,
+        splits=splits if classifier else {},
         to_module=module_factory(module),
+        behaviour=None if classifier else split_losses(predict, loss_fn, splits),
     )
+
+
+def split_losses(
+    predict: Callable[[Tensor, Tensor], Tensor],
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    splits: Mapping[str, tuple[Tensor, Tensor]],
+) -> Callable[[Tensor], dict[str, float]]:
+    """A regressor's behaviour: `loss_fn` on each split (`train_loss`, `test_loss`, ...),
+    without weight decay."""
+
+    def behaviour(theta: Tensor) -> dict[str, float]:
+        with torch.no_grad():
+            return {
+                f"{split}_loss": loss_fn(predict(theta, inputs), targets).item()
+                for split, (inputs, targets) in splits.items()
+            }
+
+    return behaviour
 
 
 def decayed_loss(

@@ -257,17 +257,7 @@ def mlp_problem(
         hidden=(hidden,) * layers,
         outputs=outputs,
         odd_activation=activation == "tanh",
+        shift_output_bias=not binary,
     )
-    if binary:
-        align_units = partial(_keep_output_bias, align_units, outputs)
     all_splits = {**problem.splits, **(splits or {})}
     return replace(problem, start=point, align=align_units, splits=all_splits)
-
-
-def _keep_output_bias(
-    align_units: Callable[[Tensor, Tensor], Tensor], outputs: int, reference: Tensor, theta: Tensor
-) -> Tensor:
-    """`align_units` without its output-bias shift: for one logit a shift changes the function.
-    The outputs are never permuted, so `theta`'s own output bias (the last entries) is kept."""
-    aligned = align_units(reference, theta)
-    return torch.cat([aligned[:-outputs], theta[-outputs:]])

@@ -36,10 +36,12 @@ def align(
     hidden: int | Sequence[int],
     outputs: int,
     odd_activation: bool,
+    shift_output_bias: bool = True,
 ) -> Tensor:
     """`theta` with its hidden units permuted (and, for an odd activation such as tanh, sign
     flipped) to match `reference` as closely as possible, and its output bias shifted to the
-    same mean (softmax ignores a constant shift).
+    same mean where `shift_output_bias` (softmax over several logits ignores a constant shift;
+    one logit's sigmoid and a regressor's outputs do not).
 
     The layers are matched in order, each by an optimal assignment of its units' rows
     [incoming weights, bias], plus outgoing weights for the last hidden layer (the outputs are
@@ -51,6 +53,7 @@ def align(
         inputs, outputs: the network's input and output widths.
         hidden: the width of each hidden layer (an int for one hidden layer).
         odd_activation: whether flipping a unit's signs is a symmetry too.
+        shift_output_bias: whether shifting the output bias is a symmetry too.
     """
     widths = [inputs, *([hidden] if isinstance(hidden, int) else hidden), outputs]
     ref_weights, ref_biases = _layers(reference, widths)
@@ -71,5 +74,6 @@ def align(
         weights[layer] = weights[layer][order] * sign[:, None]
         biases[layer] = biases[layer][order] * sign
         weights[layer + 1] = weights[layer + 1][:, order] * sign
-    biases[-1] = biases[-1] - biases[-1].mean() + ref_biases[-1].mean()
+    if shift_output_bias:
+        biases[-1] = biases[-1] - biases[-1].mean() + ref_biases[-1].mean()
     return torch.cat([t.reshape(-1) for pair in zip(weights, biases, strict=True) for t in pair])

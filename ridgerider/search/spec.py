@@ -169,9 +169,15 @@ class SearchSpec(BaseModel):
         small problem's `max_nodes` stays None: no node budget.
 
         Raises:
-            ValueError: a field does not suit `problem` (`climbs_minima`).
+            ValueError: a field does not suit `problem` (`climbs_minima`; `merge_by_function`
+                on a problem that is no classifier).
         """
         self.climbs_minima(problem)
+        if self.merge_by_function and problem.predict is None:
+            raise ValueError(
+                "merge_by_function: true compares predicted class probabilities, and "
+                f"{problem.name!r} is no classifier (it has no predict): leave it false"
+            )
         defaults = SMALL_DEFAULTS if problem.dim <= SMALL_DIM else LARGE_DEFAULTS
         missing = {name: value for name, value in defaults.items() if getattr(self, name) is None}
         return self.model_copy(update=missing)

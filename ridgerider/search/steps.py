@@ -432,7 +432,10 @@ def _settled(
     (from `spectrum` at `theta`, computed sized as `sizing`'s where not given; see `_nudge`),
     grown to hold every negative eigenvalue where minima are exact; a network's nudge uses the
     pairs computed, which breaks the symmetries they hold the same way everywhere and leaves
-    the others to rounding."""
+    the others to rounding. Where the descent ends flat beyond the problem's zero modes, it
+    goes on if the loss falls along a flat direction, and is otherwise a minimum
+    (`_flat_as_minimum`), at every size: second order alone left a small network's minima
+    with a dead hidden unit degenerate, and its search without a solution."""
     config = spec.settle_config(problem)
     if target == "saddle":
         settled, hvps = settle(problem.loss, theta, config)
@@ -447,20 +450,20 @@ def _settled(
         nudge, nudge_hvps = _nudge(problem, theta, whole)
         settled, polish_hvps = settle_to_minimum(problem.loss, theta + nudge, config)
         hvps += whole.hvps - spectrum.hvps + nudge_hvps + polish_hvps
-    if spec.exact_minima(problem):
-        point = classify(problem.loss, settled, zero_modes=problem.zero_modes)
-        return point, hvps + point.hvps
+    exact = spec.exact_minima(problem)
     escapes = 0
     while True:
-        point = _practical_point(problem, settled)
+        point = _exact_point(problem, settled) if exact else _practical_point(problem, settled)
         hvps += point.hvps
-        if target != "minimum" or point.kind not in ("saddle", "degenerate"):
-            return _flat_as_minimum(point), hvps
+        if target != "minimum":
+            return point if exact else _flat_as_minimum(point), hvps
         if point.kind == "degenerate":
             lower, flat_hvps = lower_along_flat(problem.loss, settled, zero_rtol(problem.dim))
             hvps += flat_hvps
             if lower is None:
                 return _flat_as_minimum(point), hvps
+        elif point.kind != "saddle" or exact:
+            return point, hvps
         if escapes == LEAF_ESCAPES:
             return point, hvps
         if point.kind == "saddle":
@@ -471,15 +474,22 @@ def _settled(
         escapes += 1
 
 
+def _exact_point(problem: Problem, theta: Tensor) -> CriticalPoint:
+    """`theta` classified from its whole spectrum (or the smallest pairs, to `eigsh`'s default
+    tolerance)."""
+    return classify(problem.loss, theta, zero_modes=problem.zero_modes)
+
+
 def _practical_point(problem: Problem, theta: Tensor) -> CriticalPoint:
     """`theta` classified to a network's practical tolerance."""
     return classify(problem.loss, theta, zero_modes=problem.zero_modes, tol=PRACTICAL_CLASSIFY_TOL)
 
 
 def _flat_as_minimum(point: CriticalPoint) -> CriticalPoint:
-    """A practical leaf with more flat directions than the problem declares is a minimum
+    """A descent's end with more flat directions than the problem declares is a minimum
     unless the loss falls along one of them (`critical.lower_along_flat`: a descent goes on
-    from there): its flatness is the descent's tolerance, or a family of minima."""
+    from there): its flatness is a family of minima (a ring; a hidden unit whose outgoing
+    weight is zero, flat along its undecayed bias), or a network leaf's tolerance."""
     return replace(point, kind="minimum") if point.kind == "degenerate" else point
 
 

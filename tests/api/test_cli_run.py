@@ -140,10 +140,20 @@ def test_a_run_stopped_by_a_budget_says_what_it_left_open(tmp_path):
     assert left and int(left[1]) == stats["skipped_rides"] > 0 and stats["skipped_expansions"] == 0
 
 
-def test_a_run_that_finds_only_degenerate_points_says_what_they_may_be(tmp_path):
-    """(x^2 + y^2 - 1)^2 from its maximum: the rides reach the ring of minima, where the Hessian
-    is flat along the ring; such points are no minima to second order, and the report says so
-    rather than leave "0 distinct minima" unexplained."""
+def test_a_run_whose_start_is_degenerate_says_what_such_a_point_may_be(tmp_path):
+    """The monkey saddle's start is flat to second order: the search stops there, and the report
+    says what a degenerate point may be rather than leave "0 distinct minima" unexplained."""
+    result = ridgerider("run", "--problem", "monkey-saddle", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    said = " ".join(result.stdout.split())
+    assert "0 distinct minima" in said and "stopped: degenerate start" in said
+    assert "1 degenerate point is in the graph, not among the minima" in said
+
+
+def test_a_ring_of_minima_gives_minima_on_the_ring(tmp_path):
+    """(x^2 + y^2 - 1)^2 from its maximum: the rides reach the ring of minima, flat along it and
+    rising off it, so each point reached is a minimum (second order alone called them
+    degenerate, and the run found "0 distinct minima")."""
     (tmp_path / "ring_problems.py").write_text(
         "import torch\n"
         "from ridgerider.problems.base import Problem\n"
@@ -151,11 +161,53 @@ def test_a_run_that_finds_only_degenerate_points_says_what_they_may_be(tmp_path)
         "    loss = lambda x: ((x**2).sum() - 1) ** 2\n"
         "    return Problem('ring', loss, 2, torch.zeros(2, dtype=torch.float64))\n"
     )
-    result = ridgerider("run", "--problem", "ring_problems:ring", cwd=tmp_path)
+    result = ridgerider("run", "--problem", "ring_problems:ring", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["minima"] and data["stats"]["degenerate"] == 0
+    for minimum in data["minima"]:
+        assert minimum["loss"] == pytest.approx(0.0, abs=1e-12)
+        assert sum(v * v for v in minimum["theta"]) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_a_point_whose_evaluation_fails_is_kept_and_reported(tmp_path):
+    """Himmelblau with a behaviour metric that raises west of x = 0: the two western minima are
+    kept as points without their evaluation, counted, and named in the report with their error,
+    where they disappeared without a word."""
+    (tmp_path / "failing_problems.py").write_text(
+        textwrap.dedent(
+            """
+            from dataclasses import replace
+
+            from ridgerider.problems.classic import himmelblau
+
+            def behaviour(theta):
+                if theta[0] < 0:
+                    raise ValueError("no metric west of x = 0")
+                return {"x": float(theta[0])}
+
+            def west_fails():
+                return replace(himmelblau(), behaviour=behaviour)
+            """
+        )
+    )
+    result = ridgerider("run", "--problem", "failing_problems:west_fails", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     said = " ".join(result.stdout.split())
-    assert "0 distinct minima" in said
-    assert re.search(r"\d+ degenerate points are in the graph, not among the minima", said)
+    assert "2 distinct minima" in said
+    assert re.search(
+        r"2 points' evaluation or expansion failed, each kept without it; node \d+: "
+        r"ValueError: no metric west of x = 0",
+        said,
+    )
+    status = ridgerider("status", "1", cwd=tmp_path)
+    assert "2 points failed" in " ".join(status.stdout.split())
+    again = ridgerider("run", "--problem", "failing_problems:west_fails", "--json", cwd=tmp_path)
+    document = json.loads(again.stdout)
+    assert document["stats"]["failed_points"] == 2 and len(document["minima"]) == 2
+    assert [point["error"] for point in document["failed_points"]] == [
+        "ValueError: no metric west of x = 0"
+    ] * 2
 
 
 def test_user_problems_from_a_function_and_a_module(tmp_path):

@@ -142,6 +142,69 @@ def test_higher_order_points_are_degenerate_never_minima():
         assert result.stopped == DEGENERATE_START
 
 
+def test_a_descent_ending_flat_goes_on_where_the_loss_falls_and_is_a_minimum_where_not():
+    """From (0, 0), where the Hessian is diag(-4, 0), both rides descend to (+-1, 0), flat along
+    y. (x^2 - 1)^2 + y^4 rises along y there: those two points are its minima, and they were
+    called degenerate. (x^2 - 1)^2 - y^4 + y^6 falls along y (a higher-order saddle): its minima
+    are (+-1, +-sqrt(2/3)) at -4/27, which the search did not reach, keeping the two saddles as
+    degenerate points instead."""
+
+    def valley(t: torch.Tensor) -> torch.Tensor:
+        return (t[0] ** 2 - 1) ** 2 + t[1] ** 4
+
+    def falling(t: torch.Tensor) -> torch.Tensor:
+        return (t[0] ** 2 - 1) ** 2 - t[1] ** 4 + t[1] ** 6
+
+    origin = torch.zeros(2, dtype=torch.float64)
+    for loss, minima, value in (
+        (valley, [(-1.0, 0.0), (1.0, 0.0)], 0.0),
+        (
+            falling,
+            [(x, y) for x in (-1.0, 1.0) for y in (-((2 / 3) ** 0.5), (2 / 3) ** 0.5)],
+            -4 / 27,
+        ),
+    ):
+        result = search(Problem(loss.__name__, loss, 2, origin))
+        assert result.stopped == "frontier exhausted" and not result.failures
+        assert not result.points("degenerate")
+        found = sorted(
+            tuple(round(v, 5) for v in p.theta.tolist()) for p in result.points("minimum")
+        )
+        assert found == sorted(tuple(round(v, 5) for v in m) for m in minima)
+        assert all(p.loss == pytest.approx(value, abs=1e-9) for p in result.points("minimum"))
+
+
+def test_a_small_regression_network_s_minima_with_a_dead_unit_are_minima():
+    """A 5-4-1 tanh regressor with weight decay on its weights (29 parameters): its descents end
+    where one hidden unit's outgoing weight is zero, flat along that unit's undecayed bias, a
+    family of minima. Every one was called degenerate, and the search returned no solution;
+    each is now a minimum, with the regressor's loss on every split as its behaviour."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(60, 5, generator=generator, dtype=torch.float64)
+    y = torch.tanh(x @ torch.randn(5, 1, generator=generator, dtype=torch.float64))
+    net = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 1)).double()
+    problem = module_problem(
+        "regressor",
+        net,
+        F.mse_loss,
+        (x[:40], y[:40]),
+        test=(x[40:], y[40:]),
+        start="mis",
+        weight_decay=1e-3,
+    )
+    assert problem.predict is None and problem.behaviour is not None
+    result = search(problem, SearchSpec(climb_minima=False, settle="minimum"))
+    minima = result.points("minimum")
+    assert len(minima) == 16 and not result.points("degenerate")
+    for point in minima:
+        values = torch.linalg.eigvalsh(torch.autograd.functional.hessian(problem.loss, point.theta))
+        assert values[0] >= -1e-10 * values[-1]
+        assert values[0] <= 1e-10 * values[-1]  # the dead unit's bias
+        assert set(problem.behaviour(point.theta)) == {"train_loss", "test_loss"}
+    with pytest.raises(ValueError, match=r"merge_by_function.*'regressor' is no classifier"):
+        search(problem, SearchSpec(merge_by_function=True))
+
+
 def test_a_ride_whose_loss_turns_nan_is_marked_failed_and_the_search_goes_on():
     base = himmelblau()
 
