@@ -45,6 +45,27 @@ def test_without_odd_symmetry_sign_flips_are_not_undone():
     assert (aligned - theta).norm() > 1.0
 
 
+def test_without_the_output_bias_shift_the_output_bias_is_kept():
+    """A regressor's outputs, or one logit's sigmoid, change with a shift of the output bias:
+    the copy is aligned up to it, and the shift stays."""
+    hidden = 7
+    generator = torch.Generator().manual_seed(2)
+    theta = torch.randn(75 * hidden + 10, generator=generator, dtype=torch.float64)
+    copy = scrambled(theta, hidden, generator)
+    aligned = align(
+        theta,
+        copy,
+        inputs=64,
+        hidden=hidden,
+        outputs=10,
+        odd_activation=True,
+        shift_output_bias=False,
+    )
+    assert (aligned[:-10] - theta[:-10]).norm() < 1e-12
+    assert torch.equal(aligned[-10:], copy[-10:])
+    assert (aligned[-10:] - theta[-10:]).sub(0.7).abs().max() < 1e-12
+
+
 @pytest.mark.parametrize("layers", [2, 3])
 def test_align_undoes_the_symmetries_of_every_hidden_layer(layers):
     hidden = 6
