@@ -145,7 +145,13 @@ def test_the_pool_the_in_process_runner_and_the_library_find_one_dag(
     shared, tmp_path, problem, minima
 ):
     """Tree MDP depth 4, seed 2018: some climbs turn off their direction and are retaken with short
-    steps once the tree is still (`Tree.waiting_climbs`), on the pool by the finalising task."""
+    steps once the tree is still (`Tree.waiting_climbs`), on the pool by the finalising task.
+
+    Its points match through the problem's `align`: a point that rides from two branch points
+    reach keeps the copy recorded first, which under load (CI's other tests beside it) was a
+    symmetric image of the one kept in process, 1.75 away. The work from that image can differ
+    a little (in another such run: 57,199 HVPs against 57,274), so the HVPs are held to 1 %
+    where the problem has symmetries and to the product where it has none."""
     running, db = shared
     result = running.cli("run", "--problem", problem, "--spec", complete_spec(running), "--json")
     assert result.returncode == 0, result.stderr + running.logs()
@@ -157,7 +163,11 @@ def test_the_pool_the_in_process_runner_and_the_library_find_one_dag(
     assert_same_dag(pooled, dag(*local), align)
     assert_same_dag(memory_dag(problem), dag(*local), align)
     with local[0].session(readonly=True) as session:
-        assert document["job"]["hvps"] == session.get(Job, local[2]).hvps
+        hvps = session.get(Job, local[2]).hvps
+    if align is None:
+        assert document["job"]["hvps"] == hvps
+    else:
+        assert document["job"]["hvps"] == pytest.approx(hvps, rel=0.01)
 
 
 def test_climbs_a_node_budget_left_waiting_are_granted_on_the_pool_as_in_memory(shared, tmp_path):
