@@ -1,10 +1,11 @@
 """The tables: jobs, nodes (critical points), rides (edges), solutions, metrics, API keys,
 service secrets, hand-offs to MLflow.
 
-Work units carry a state machine (`pending` -> `claimed` -> `done` | `failed` | `skipped`; a
-climb the node budget's share cannot hold starts `waiting`, then is granted, `pending`, or
-`skipped`) and a claim token, so that claiming is a compare-and-set UPDATE and a redelivered
-unit is done once.
+Work units carry a state machine (`pending` -> `claimed` -> `computed` -> `done` | `failed` |
+`skipped`; a climb the node budget's share cannot hold starts `waiting`, then is granted,
+`pending`, or `skipped`) and a claim token, so that claiming is a compare-and-set UPDATE and a
+redelivered unit is done once. A `computed` unit's step is done and its `outcome` kept until
+its turn to be recorded (`storage.turns`).
 A job's `outstanding` counter is the number of its units not yet finished; the transaction that
 brings it to zero is the one that finalises the job.
 """
@@ -51,18 +52,20 @@ JOB_IN_FLIGHT = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.FINALISING)
 
 
 class UnitState(StrEnum):
-    """Where a unit of work is: pending -> claimed -> done, failed or skipped; a climb left
-    waiting for the node budget's unused points, then pending (granted) or skipped."""
+    """Where a unit of work is: pending -> claimed -> computed -> done, failed or skipped; a
+    climb left waiting for the node budget's unused points, then pending (granted) or
+    skipped."""
 
     WAITING = "waiting"
     PENDING = "pending"
     CLAIMED = "claimed"
+    COMPUTED = "computed"
     DONE = "done"
     FAILED = "failed"
     SKIPPED = "skipped"
 
 
-UNIT_ACTIVE = (UnitState.PENDING, UnitState.CLAIMED)
+UNIT_ACTIVE = (UnitState.PENDING, UnitState.CLAIMED, UnitState.COMPUTED)
 
 
 class HandoffState(StrEnum):
@@ -128,7 +131,8 @@ class Job(Base):
 
 class WorkUnit:
     """The columns of a unit of tree work (a node to expand or evaluate, a ride to ride): its
-    state, and the claim that a worker holds on it while it runs."""
+    state, the claim that a worker holds on it while it runs, and what its step found (JSON)
+    while it waits for its turn to be recorded."""
 
     state: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -138,6 +142,7 @@ class WorkUnit:
     enqueued_at: Mapped[datetime | None]
     task_id: Mapped[str | None] = mapped_column(String(155))
     sends: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    outcome: Mapped[str | None] = mapped_column(Text)
 
 
 class Node(WorkUnit, Base):

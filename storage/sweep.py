@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, literal, or_, select, update
+from sqlalchemy import ColumnElement, Select, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from storage.jobs import claim_finalisation, fail_job
@@ -41,7 +41,8 @@ def lost_work(session: Session, stale_after: timedelta, requeue_after: timedelta
     """In jobs sent to the worker pool: give back units whose worker stopped beating
     (`stale_after`; see `_give_back_stale`), and list the pending units, queued jobs and
     finalising jobs whose message was sent more than `requeue_after` ago (or never): their
-    messages may be lost (a restarted broker). Sending one twice is harmless: claims are
+    messages may be lost (a restarted broker); and a unit of each job whose kept outcomes
+    nobody is left to record (`_unrecorded`). Sending one twice is harmless: claims are
     compare-and-set. What was sent MAX_SENDS times already is given up instead (`_give_up`):
     a message that no worker can act on must not go round forever. A running job with
     nothing outstanding is finalised."""
@@ -67,6 +68,7 @@ def lost_work(session: Session, stale_after: timedelta, requeue_after: timedelta
                 reason = f"gave up after {sends} messages: no worker took it"
                 end_unit(session, kind, unit_id, None, "failed", reason)
                 finalise_now.add(job_id)
+    units += _unrecorded(session, running, now - stale_after)
     # A worker that died between a job's last record and claiming its finalisation.
     idle = select(Job.id).where(Job.status == "running", pool, Job.outstanding == 0)
     finalise_now.update(session.scalars(idle))
@@ -77,6 +79,32 @@ def lost_work(session: Session, stale_after: timedelta, requeue_after: timedelta
         jobs[status] = [job_id for job_id, sends in found if not _give_up(session, job_id, sends)]
     finalise_now = {job_id for job_id in finalise_now if claim_finalisation(session, job_id)}
     return LostWork(units, jobs["queued"], sorted({*jobs["finalising"], *finalise_now}))
+
+
+def _unrecorded(session: Session, running: Select, before: datetime) -> list[Message]:
+    """A message for one computed unit of each running job that has outcomes kept for their
+    turn since before `before` and no claimed unit: the worker that would record them died
+    (`storage.turns`), and a unit's task records what is due before it claims."""
+    messages = {}
+    for table, kind in ((Node, "node"), (Ride, "ride")):
+        work = table.work if table is Node else literal("ride")
+        found = session.execute(
+            select(table.job_id, table.id, work).where(
+                table.job_id.in_(running),
+                table.state == "computed",
+                table.heartbeat_at < before,
+            )
+        ).all()
+        for job_id, unit_id, unit_work in found:
+            messages.setdefault(job_id, Message(job_id, kind, unit_id, unit_work))
+    claimed = set()
+    for table in (Node, Ride):
+        claimed.update(
+            session.scalars(
+                select(table.job_id).where(table.job_id.in_(messages), table.state == "claimed")
+            )
+        )
+    return [message for job_id, message in messages.items() if job_id not in claimed]
 
 
 def _give_up(session: Session, job_id: int, sends: int) -> bool:

@@ -2,8 +2,10 @@
 
 The in-process runner and every worker of a pool run the engine's one loop over this tree: a
 unit is claimed by the frontier with a compare-and-set, its pure step runs outside any
-transaction, and its record (with the merge of a new point into the archive) runs under the
-job's lock. Tensors go to the artifact store; rows hold their sha256.
+transaction, and its outcome is kept on the unit and recorded in its turn (`storage.turns`: the
+frontier's order, so that units that end in another order on a pool make the same tree), under
+the job's lock, with the merge of a new point into the archive. Tensors go to the artifact
+store; rows hold their sha256.
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ from dataclasses import replace
 import numpy as np
 import torch
 from cachetools import LRUCache
+from sqlalchemy.orm import Session
 from torch import Tensor
 
 from ridgerider.critical import CriticalPoint
 from ridgerider.problems.base import Problem
 from ridgerider.search.archive import evaluation_probabilities, find_copy, keys_of, window_of
-from ridgerider.search.budget import DEPTH_LIMIT, Progress, RidesFrom
-from ridgerider.search.fingerprint import Fingerprint, from_text
-from ridgerider.search.frontier import Unit
+from ridgerider.search.budget import Progress, RidesFrom
+from ridgerider.search.fingerprint import Fingerprint
+from ridgerider.search.frontier import Unit, search_frontier
 from ridgerider.search.ridges import Spectrum
 from ridgerider.search.spec import SearchSpec
 from ridgerider.search.steps import (
@@ -34,6 +37,7 @@ from ridgerider.search.steps import (
 )
 from storage.artifacts import ArtifactStore, get_tensors, put_tensors
 from storage.database import Database
+from storage.jobs import lock_job
 from storage.models import Node
 from storage.progress import progress
 from storage.queries import root_node
@@ -43,15 +47,24 @@ from storage.records import (
     QueuedRides,
     RideResult,
     grant_climbs,
-    record_evaluation,
-    record_expansion,
-    record_ride,
     rides_taken,
     skip_waiting,
     start_job,
     waiting_climbs,
 )
-from storage.units import claim_next, end_unit, new_token, note_stop, skip_open
+from storage.turns import (
+    Kept,
+    end_outcome,
+    evaluation_outcome,
+    expansion_outcome,
+    has_computed,
+    keep_outcome,
+    next_turn,
+    node_unit,
+    record_turn,
+    ride_outcome,
+)
+from storage.units import claim_next, new_token, note_stop, skip_open
 
 TENSOR_CACHE_SIZE = 4096
 ALL_WORK = ("expand", "evaluate", "ride")
@@ -75,6 +88,7 @@ class JobTree:
     ) -> None:
         self.db, self.store, self.job_id = db, store, job_id
         self.problem, self.spec = problem, spec
+        self.key = search_frontier(spec, problem)
         self.token_prefix = token_prefix
         self.tokens: dict[tuple[str, int], str] = {}
         self._tensors: LRUCache[str, dict[str, Tensor]] = LRUCache(TENSOR_CACHE_SIZE)
@@ -91,7 +105,7 @@ class JobTree:
         record = self._save(root, None)
         with self.db.session() as session:
             node = start_job(session, self.job_id, record, work, root.hvps, stopped)
-            return [] if work == "none" else [_node_unit(node)]
+            return [] if work == "none" else [node_unit(node)]
 
     def root(self) -> CriticalPoint:
         with self.db.session(readonly=True) as session:
@@ -138,7 +152,7 @@ class JobTree:
         return taken
 
     def skip(self, unit: Unit, reason: str) -> list[Unit]:
-        return self._end(unit, "skipped", reason)
+        return self._in_turn(unit, end_outcome("skipped", reason))
 
     def note_stop(self, reason: str) -> None:
         if reason in self._noted:
@@ -148,61 +162,35 @@ class JobTree:
         self._noted.add(reason)
 
     def skip_open(self, unit: Unit, reason: str) -> list[Unit]:
-        released = self.skip(unit, reason)
         with self.db.session() as session:
             freed = skip_open(session, self.job_id, reason)
-            units = [_node_unit(session.get(Node, i)) for i in freed]
+            units = [node_unit(session.get(Node, i)) for i in freed]
+        released = self.skip(unit, reason)
         known = {unit.id for unit in released}
         return released + [unit for unit in units if unit.id not in known]
 
     def fail(self, unit: Unit, reason: str) -> list[Unit]:
-        return self._end(unit, "failed", reason)
-
-    def _end(self, unit: Unit, state: str, reason: str) -> list[Unit]:
-        with self.db.session() as session:
-            released = end_unit(session, unit.kind, unit.id, self._token(unit), state, reason)
-            return [_node_unit(session.get(Node, i)) for i in released or []]
+        return self._in_turn(unit, end_outcome("failed", reason))
 
     def record_expansion(
         self, unit: Unit, spectrum: Spectrum, rides: list[tuple[int, int]], hvps: int
     ) -> list[Unit]:
-        sha256 = self._save_spectrum(spectrum)
         labelled = _labelled(spectrum, rides)
-        with self.db.session() as session:
-            ids = record_expansion(session, unit.id, self._token(unit), sha256, labelled, hvps)
-        return _ride_units(unit, ids, labelled)
+        return self._in_turn(unit, expansion_outcome(self._save_spectrum(spectrum), labelled, hvps))
 
     def record_ride(self, unit: Unit, outcome: Outcome[CriticalPoint]) -> list[Unit]:
-        window, record = MergeWindow((0.0, 0.0)), None
-        if outcome.point is not None:
-            keys = keys_of(self.problem, outcome.point, self.spec)
-            found = window_of(outcome.point, keys, self.spec)
-            window = MergeWindow(found.loss, found.function, found.kinds)
-            record = self._save(outcome.point, outcome.spectrum, keys.function)
-        result: RideResult = replace(outcome, point=record, spectrum=None)
-
-        def copy_of(candidates: list[tuple[int, str]]) -> int | None:
-            known = ((node_id, self._theta(sha256)) for node_id, sha256 in candidates)
-            tolerance = copy_tolerance(self.problem, outcome.point, self.spec)
-            return find_copy(self.problem, outcome.point.theta, known, self.spec, tolerance)
-
-        cuts: list[bool] = []
-
-        def work(_: PointRecord, depth: int) -> NodeWork:
-            node_work = work_of(outcome.point, depth, self.spec)
-            cuts.append(depth_cut(outcome.point, node_work))
-            return node_work
-
-        with self.db.session() as session:
-            recorded = record_ride(
-                session, unit.id, self._token(unit), result, window, copy_of, work
-            )
-            if recorded is None:
-                return []
-            released = [_node_unit(session.get(Node, i)) for i in recorded.released]
-        if any(cuts):
-            self.note_stop(DEPTH_LIMIT)
-        return released
+        result: RideResult = replace(outcome, point=None, spectrum=None)
+        if outcome.point is None:
+            return self._in_turn(unit, ride_outcome(result))
+        point = outcome.point
+        keys = keys_of(self.problem, point, self.spec)
+        found = window_of(point, keys, self.spec)
+        window = MergeWindow(found.loss, found.function, found.kinds)
+        result = replace(result, point=self._save(point, outcome.spectrum, keys.function))
+        tolerance = copy_tolerance(self.problem, point, self.spec)
+        work = work_of(point, unit.depth + 1, self.spec)
+        cut = depth_cut(point, work)
+        return self._in_turn(unit, ride_outcome(result, window, tolerance, work, cut))
 
     def record_evaluation(
         self,
@@ -220,11 +208,42 @@ class JobTree:
             spectrum, rides, hvps = climbs
             labelled = _labelled(spectrum, rides)
             queued = QueuedRides(self._save_spectrum(spectrum), labelled, hvps, waiting)
+        return self._in_turn(unit, evaluation_outcome(sha256, metrics, labels, queued))
+
+    def record_computed(self) -> list[Unit]:
+        """Record the outcomes whose turn has come (`storage.turns`); the units this made
+        claimable. Each record does this; a runner that resumes a job, and a pool's ticket,
+        do it first, for outcomes whose recorder died."""
+        with self.db.session(readonly=True) as session:
+            if not has_computed(session, self.job_id):
+                return []
         with self.db.session() as session:
-            ids = record_evaluation(
-                session, unit.id, self._token(unit), sha256, metrics, labels, queued
-            )
-        return [] if queued is None else _ride_units(unit, ids, queued.rides)
+            lock_job(session, self.job_id)
+            return self._record_turns(session)
+
+    def _in_turn(self, unit: Unit, outcome: Kept) -> list[Unit]:
+        """Keep the claimed unit's outcome and record every outcome whose turn has come; the
+        units this made claimable (none if the claim was lost)."""
+        with self.db.session() as session:
+            lock_job(session, self.job_id)
+            if not keep_outcome(session, unit.kind, unit.id, self._token(unit), outcome):
+                return []
+            return self._record_turns(session)
+
+    def _record_turns(self, session: Session) -> list[Unit]:
+        released: dict[tuple[str, int], Unit] = {}
+        while (turn := next_turn(session, self.job_id, self.key)) is not None:
+            for unit in record_turn(session, *turn, self._copy_of):
+                released[unit.kind, unit.id] = unit
+        return list(released.values())
+
+    def _copy_of(
+        self, point: PointRecord, tolerance: float, candidates: list[tuple[int, str]]
+    ) -> int | None:
+        """The node among `candidates` (id, theta sha256) that the stored `point` copies."""
+        known = ((node_id, self._theta(sha256)) for node_id, sha256 in candidates)
+        theta = self._theta(point.theta_sha256)
+        return find_copy(self.problem, theta, known, self.spec, tolerance)
 
     def waiting_climbs(self) -> int:
         with self.db.session(readonly=True) as session:
@@ -307,21 +326,6 @@ class JobTree:
 def _labelled(spectrum: Spectrum, rides: list[tuple[int, int]]) -> list[tuple[int, int, float]]:
     """(eigen index, sign, eigenvalue) of each ride."""
     return [(index, sign, spectrum.values[index].item()) for index, sign in rides]
-
-
-def _ride_units(
-    unit: Unit, ids: list[int] | None, labelled: list[tuple[int, int, float]]
-) -> list[Unit]:
-    """The units of the rides just queued (with ids `ids`) from the node of `unit`."""
-    return [
-        Unit("ride", ride_id, "ride", unit.id, unit.depth, (*unit.fingerprint, (i, s)), value)
-        for ride_id, (i, s, value) in zip(ids or [], labelled, strict=False)
-    ]
-
-
-def _node_unit(node: Node) -> Unit:
-    value = node.eigenvalues[0] if node.eigenvalues else 0.0
-    return Unit("node", node.id, node.work, node.id, node.depth, from_text(node.path), value)
 
 
 def predictions(problem: Problem, theta: Tensor) -> bytes | None:

@@ -211,17 +211,20 @@ def ridge_of(path: str) -> tuple[str, int]:
 
 
 def pending_units(
-    session: Session, job_id: int, works: Sequence[str] = ("expand", "evaluate", "ride")
+    session: Session,
+    job_id: int,
+    works: Sequence[str] = ("expand", "evaluate", "ride"),
+    states: Sequence[str] = ("pending",),
 ) -> list[Unit]:
-    """The job's pending units whose work is one of `works`, with what a frontier orders by;
-    nodes held until the other ride along their ridge ends (see `released_nodes`) are left
-    out."""
+    """The job's units in `states` (pending) whose work is one of `works`, with what a
+    frontier orders by; nodes held until the other ride along their ridge ends (see
+    `released_nodes`) are left out."""
     units = []
     node_works = [work for work in works if work != "ride"]
     if node_works:
         nodes = session.execute(
             select(Node.id, Node.work, Node.depth, Node.path, Node.eigenvalues).where(
-                Node.job_id == job_id, Node.state == "pending", Node.work.in_(node_works)
+                Node.job_id == job_id, Node.state.in_(states), Node.work.in_(node_works)
             )
         ).all()
         riding = set(
@@ -241,7 +244,7 @@ def pending_units(
             select(Ride.id, Ride.from_node_id, Ride.depth, Node.path, Ride.eigen_index)
             .add_columns(Ride.sign, Ride.eigenvalue)
             .join(Node, Node.id == Ride.from_node_id)
-            .where(Ride.job_id == job_id, Ride.state == "pending")
+            .where(Ride.job_id == job_id, Ride.state.in_(states))
         ).all()
         units += [
             Unit("ride", i, "ride", node, depth, extend(from_text(path), index, sign), value)

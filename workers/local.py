@@ -41,6 +41,7 @@ def run_job(
             resume_clock(session, job_id)
     if status == "queued":
         steps.start(ctx)
+    ctx.tree.record_computed()
 
     def progressed(_: object) -> None:
         if on_progress is not None:

@@ -3,8 +3,9 @@ recovers work whose worker died or whose message a restarted broker lost.
 
 A unit's message is a ticket to do one unit of its job, not a particular one: the task claims
 the job's best pending unit by the frontier (an evaluation for an evaluation's ticket, an
-expansion or a ride for the others) with a compare-and-set, so the pool expands a tree in the
-same order as the in-process runner, up to what runs concurrently. A job holds a ticket per
+expansion or a ride for the others) with a compare-and-set. Units run at once end in any order;
+each keeps its outcome until its turn, and records are made in the frontier's order
+(`storage.turns`), so the pool makes the in-process runner's tree. A job holds a ticket per
 pending unit; a redelivered or duplicated ticket finds nothing to claim and costs one query. No
 task waits on another; a job ends when its counter of outstanding units reaches zero, and the
 task that sees that sends the finalisation.
@@ -35,6 +36,7 @@ from storage.database import Database
 from storage.jobs import cancel_job, claim_finalisation, fail_job, get_job
 from storage.queries import root_node
 from storage.sweep import Message, lost_work
+from storage.turns import has_computed
 from storage.units import UnitKind, heartbeat, mark_enqueued
 from workers import steps
 from workers.celery_app import DEFAULT_QUEUE, GPU_QUEUE, app, settings
@@ -200,21 +202,31 @@ def start(job_id: int) -> str:
 
 @app.task(name="ridgerider.unit", **RETRY)
 def ticket(job_id: int, kind: UnitKind, unit_id: int, work: str) -> str:
-    """A ticket issued for unit (`kind`, `unit_id`) of a job: claim the job's best pending unit
-    by the frontier, do it, send a ticket per unit it created; finalise the job if it was the
-    last. Where expansions and rides go to the GPU queue, a ticket claims within its class
-    (evaluations, or expansions and rides), so that each runs where it was sent."""
+    """A ticket issued for unit (`kind`, `unit_id`) of a job: record the job's kept outcomes
+    whose turn has come, claim its best pending unit by the frontier, do it, send a ticket per
+    unit these created; finalise the job if it was the last. Where expansions and rides go to
+    the GPU queue, a ticket claims within its class (evaluations, or expansions and rides), so
+    that each runs where it was sent."""
     try:
         ctx = _Process.context(job_id)
     except TRANSIENT:
         raise
     except Exception as error:
         return _fail(_Process.resources()[0], job_id, "it could not be loaded", error)
+    try:
+        due = ctx.tree.record_computed()
+    except TRANSIENT:
+        raise
+    except Exception as error:
+        return _fail(ctx.db, job_id, "its kept outcomes could not be recorded", error)
+    for new in due:
+        send(ctx.db, Message(job_id, new.kind, new.id, new.work))
     works = ("expand", "evaluate", "ride")
     if settings().gpu_queue:
         works = ("evaluate",) if work == "evaluate" else ("expand", "ride")
     unit = ctx.tree.claim(search_frontier(ctx.spec, ctx.problem), works)
     if unit is None:
+        _finalise_if_done(ctx.db, job_id)
         return "nothing to claim"  # done, in flight elsewhere, or the job is cancelled
     token = ctx.tree.tokens[unit.kind, unit.id]
     with _heartbeat(ctx.db, unit.kind, unit.id, token):
@@ -285,13 +297,17 @@ def probe(key: str, sent_at: float) -> None:
 
 def cancel(db: Database, job_id: int) -> None:
     """Cancel a job: no unit is claimed after this; its queued messages are revoked (when the
-    broker answers: their claims would fail anyway)."""
+    broker answers: their claims would fail anyway); outcomes kept for their turn are
+    recorded."""
     with db.session() as session:
         task_ids = cancel_job(session, job_id)
+        unrecorded = has_computed(session, job_id)
     _Process.notify(job_id)
     try:
         if task_ids:
             app.control.revoke(task_ids)
+        if unrecorded:  # a ticket records them (`storage.turns`: at once, in a cancelled job)
+            ticket.apply_async(args=[job_id, "node", 0, "evaluate"])
         _finalise_if_done(db, job_id)
     except BrokerError:  # the flag already stops every claim; the sweep sends finalisation
         log.warning("broker unreachable while cancelling job %s", job_id)
