@@ -13,7 +13,7 @@ from ridgerider.search.frontier import search_frontier
 from ridgerider.search.loop import grant_waiting, work_on
 from storage.artifacts import LocalArtifactStore
 from storage.database import Database
-from storage.jobs import claim_finalisation, create_job, get_job
+from storage.jobs import cancel_job, claim_finalisation, create_job, get_job
 from storage.models import Job, Node, Ride, utcnow
 from storage.schema import ensure_schema
 from storage.sweep import lost_work
@@ -148,3 +148,20 @@ def test_outcomes_whose_recorder_died_are_recorded_by_the_next_runner(tmp_path):
         session.get(Job, job_id).enqueued_at = None  # resumed in process
     run_job(db, store, job_id)
     assert rows(db, job_id) == rows(reference, reference_id)
+
+
+def test_a_cancelled_job_records_what_its_steps_found_without_waiting(db, store):
+    job_id = new_job(db, "himmelblau")
+    ctx = steps.JobContext.load(db, store, job_id)
+    steps.start(ctx)
+    key = search_frontier(ctx.spec, ctx.problem)
+    work_on(ctx.tree, ctx.problem, ctx.spec, ctx.tree.claim(key))
+    first, second = ctx.tree.claim(key), ctx.tree.claim(key)
+    work_on(ctx.tree, ctx.problem, ctx.spec, second)
+    with db.session() as session:
+        cancel_job(session, job_id)
+    ctx.tree.record_computed()
+    with db.session(readonly=True) as session:
+        assert session.get(Ride, second.id).state == "done"
+        assert session.get(Ride, second.id).to_node_id is not None
+        assert session.get(Ride, first.id).state == "claimed"  # in flight: it finishes
