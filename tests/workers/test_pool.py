@@ -66,6 +66,22 @@ def dag(db: Database, store: LocalArtifactStore, job_id: int) -> tuple[list, lis
     return points, edges
 
 
+def stored(db: Database, job_id: int) -> tuple[list, list]:
+    """The job's nodes (path, kind, parameters' sha256) and rides (branch point's path, eigen
+    index, sign, reached point's path, state, HVPs), in the order they were recorded."""
+    with db.session(readonly=True) as session:
+        nodes = session.scalars(select(Node).where(Node.job_id == job_id).order_by(Node.id)).all()
+        rides = session.scalars(select(Ride).where(Ride.job_id == job_id).order_by(Ride.id)).all()
+    path = {n.id: n.path for n in nodes}
+    return (
+        [(n.path, n.kind, n.theta_sha256) for n in nodes],
+        [
+            (path[r.from_node_id], r.eigen_index, r.sign, path.get(r.to_node_id), r.state, r.hvps)
+            for r in rides
+        ],
+    )
+
+
 def assert_same_dag(left: tuple[list, list], right: tuple[list, list]) -> None:
     (left_points, left_edges), (right_points, right_edges) = left, right
     assert len(left_points) == len(right_points)
@@ -137,13 +153,17 @@ def test_the_pool_the_in_process_runner_and_the_library_find_one_dag(
     shared, tmp_path, problem, minima
 ):
     """Tree MDP depth 4, seed 2018: some climbs turn off their direction and are retaken with short
-    steps once the tree is still (`Tree.waiting_climbs`), on the pool by the finalising task."""
+    steps once the tree is still (`Tree.waiting_climbs`), on the pool by the finalising task.
+    The pool's two workers end units in another order than one runner, and its records wait
+    for their turn (`storage.turns`): with one torch thread in every process, the records are
+    the in-process ones, in the same order, down to the bytes of every point."""
     running, db = shared
     result = running.cli("run", "--problem", problem, "--spec", complete_spec(running), "--json")
     assert result.returncode == 0, result.stderr + running.logs()
     document = json.loads(result.stdout)
     assert document["job"]["status"] == "finished" and len(document["minima"]) == minima
     local = reference(tmp_path, problem)
+    assert stored(db, document["job"]["id"]) == stored(local[0], local[2])
     pooled = dag(db, LocalArtifactStore(running.folder / "artifacts"), document["job"]["id"])
     assert_same_dag(pooled, dag(*local))
     assert_same_dag(memory_dag(problem), dag(*local))
