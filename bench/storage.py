@@ -32,7 +32,7 @@ from unittest.mock import patch
 
 import torch
 from common import p50_p99, print_table, samples, timed
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 
 from ridgerider.critical import classify
 from ridgerider.problems.registry import load
@@ -53,6 +53,7 @@ from storage.tree import JobTree
 from tests.conftest import postgres_database
 
 EVERYWHERE = MergeWindow((-1e300, 1e300))
+FRONTIER = 1_000  # pending rides behind the one recorded, in the last record row
 FILTER = "test_accuracy > 0.3 and sharpness < 80"
 SORT = "-test_accuracy"
 PAGE = 50
@@ -143,17 +144,21 @@ def measure(db: Database, label: str, solutions: int, repeats: int) -> list[tupl
 
 
 def record_rows(db: Database, label: str, folder: Path, repeats: int) -> list[tuple]:
-    """Milliseconds to record a ride into jobs of 50 and 5,000 nodes, windowed and scanned."""
+    """Milliseconds to record a ride into jobs of 50 and 5,000 nodes, windowed and scanned;
+    and into 5,000 nodes with FRONTIER rides pending behind it, which a record orders by the
+    frontier to find its turn (`storage.turns`)."""
     ensure_schema(db)
     problem = load("digits-mlp:hidden=4")
-    spec = SearchSpec(problem="digits-mlp:hidden=4")
+    spec = SearchSpec(problem="digits-mlp:hidden=4").resolved(problem)
     store = LocalArtifactStore(folder / f"artifacts-{label}")
     generator = torch.Generator().manual_seed(0)
     rows = []
-    for nodes in (50, 5_000):
+    for nodes, behind in ((50, 0), (5_000, 0), (5_000, FRONTIER)):
         job_id, root = _job_of_nodes(db, store, problem, nodes, generator)
+        _queue_behind(db, job_id, root, behind)
         tree = JobTree(db, store, job_id, problem, spec)
-        for method, scan in (("loss window (ours)", False), ("every node (peer)", True)):
+        methods = [("loss window (ours)", False), ("every node (peer)", True)]
+        for method, scan in methods[:1] if behind else methods:
             milliseconds = []
             for _ in range(repeats):
                 theta = 0.3 * torch.randn(problem.dim, generator=generator, dtype=torch.float64)
@@ -168,9 +173,10 @@ def record_rows(db: Database, label: str, folder: Path, repeats: int) -> list[tu
                 else:
                     tree.record_ride(unit, outcome)
                 milliseconds.append((time.perf_counter() - started) * 1000)
-            rows.append(
-                (label, f"record a ride, {nodes:,} nodes: {method}", *p50_p99(milliseconds))
-            )
+                with db.session(readonly=True) as session:
+                    assert session.get(Ride, unit.id).state == "done", "not recorded"
+            where = f"{nodes:,} nodes" + (f", {behind:,} rides pending behind it" if behind else "")
+            rows.append((label, f"record a ride, {where}: {method}", *p50_p99(milliseconds)))
     return rows
 
 
@@ -198,10 +204,37 @@ def _job_of_nodes(
     return job_id, root
 
 
+def _queue_behind(db: Database, job_id: int, root: int, count: int) -> None:
+    """`count` pending rides from the root, each after any the benchmark records by the
+    frontier (eigen indices from 100,000 up)."""
+    rides = [
+        {
+            "job_id": job_id,
+            "from_node_id": root,
+            "eigen_index": 100_000 + i,
+            "sign": 1,
+            "eigenvalue": -1.0,
+            "depth": 0,
+            "state": "pending",
+        }
+        for i in range(count)
+    ]
+    if rides:
+        with db.session() as session:
+            session.execute(insert(Ride), rides)
+
+
 def _pending_ride(db: Database, tree: JobTree, job_id: int, root: int) -> Unit:
-    """A new ride from the root (along the next eigen index), claimed by `tree`."""
+    """A new ride from the root (along the next eigen index), claimed by `tree`: the job's only
+    unit, so that it is recorded in its turn (`storage.turns`; the nodes the last ones created
+    are marked done, as if evaluated)."""
     with db.session() as session:
-        index = session.scalar(select(func.count()).where(Ride.from_node_id == root))
+        session.execute(
+            update(Node).where(Node.job_id == job_id, Node.state == "pending").values(state="done")
+        )
+        index = session.scalar(
+            select(func.count()).where(Ride.from_node_id == root, Ride.eigen_index < 100_000)
+        )
         ride = Ride(
             job_id=job_id, from_node_id=root, eigen_index=index, sign=1, eigenvalue=-1.0, depth=0
         )
