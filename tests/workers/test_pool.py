@@ -460,14 +460,12 @@ def test_the_same_minima_with_one_and_two_threads_and_on_the_pool(shared, tmp_pa
 def test_a_network_s_node_budget_leaves_the_same_minima_on_a_pool_with_a_worker_killed(tmp_path):
     """A small network whose node budget ends the search, on two workers, one killed while it
     rides (its ride redone by the other): the same tree as in process with the same thread
-    count (1), whatever order the units ran in, so as many minima, each the same minimum as one
-    found in process (within `merge_tol`): a minimum reached from two branch points keeps the
-    copy recorded first, and two practical minima of one basin differ by up to the leaf
-    tolerance."""
+    count (1), whatever order the units ran in, so the same minima, to the bytes of their
+    weights (records wait for their turn, `storage.turns`)."""
     problem = "digits-mlp:hidden=3"
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({"max_nodes": 16}))
-    document, store = run_in_process(tmp_path / "in-process", problem, str(spec), "1")
+    document, _ = run_in_process(tmp_path / "in-process", problem, str(spec), "1")
     assert document["stats"]["stopped"] == "node budget"
     assert document["stats"]["skipped_rides"] > 0
     (tmp_path / "pool").mkdir()
@@ -492,14 +490,11 @@ def test_a_network_s_node_budget_leaves_the_same_minima_on_a_pool_with_a_worker_
         assert job.stats["nodes"] == document["stats"]["nodes"]
         with db.session(readonly=True) as session:
             redone = session.scalar(select(func.max(Ride.attempts)).where(Ride.job_id == job_id))
-            pooled = [
-                get_tensors(LocalArtifactStore(running.folder / "artifacts"), sha)["theta"]
-                for sha in session.scalars(
-                    select(Solution.weights_sha256).where(Solution.job_id == job_id)
-                )
-            ]
+            weights = session.scalars(
+                select(Solution.weights_sha256).where(Solution.job_id == job_id)
+            ).all()
     assert redone == 2
-    assert_same_minima(problem, minima_of(document, store), pooled, SearchSpec().merge_tol)
+    assert sorted(weights) == sorted(m["weights_sha256"] for m in document["minima"])
 
 
 def test_a_reproducible_network_search_gives_the_same_minima_with_one_and_two_threads(tmp_path):
