@@ -110,12 +110,14 @@ class Pool:
         self.redis.kill()
         self.redis.wait()
 
-    def start_worker(self) -> subprocess.Popen:
-        """A `ridgerider worker` with one pool process; returns once it is ready."""
+    def start_worker(self, queues: str | None = None) -> subprocess.Popen:
+        """A `ridgerider worker` with one pool process (taking tasks from `queues`, where
+        given); returns once it is ready."""
         name = f"w{len(self.workers)}"
         log = (self.folder / f"{name}.log").open("w")
+        taken = [] if queues is None else ["--queues", queues]
         worker = subprocess.Popen(
-            [str(RIDGERIDER), "worker", "--concurrency", "1", "--hostname", f"{name}@%h"],
+            [str(RIDGERIDER), "worker", "--concurrency", "1", "--hostname", f"{name}@%h", *taken],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

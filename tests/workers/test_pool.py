@@ -171,6 +171,29 @@ def test_the_pool_the_in_process_runner_and_the_library_find_one_dag(
         assert document["job"]["hvps"] == session.get(Job, local[2]).hvps
 
 
+def test_a_pool_split_into_gpu_and_cpu_queues_records_the_in_process_rows(tmp_path):
+    """With RIDGERIDER_GPU_QUEUE, expansions and rides go to one worker (the `gpu` queue) and
+    evaluations to another (`ridgerider`): a ride that ends waits for the evaluations before it
+    in the frontier, which the other worker records, and the rows are the in-process ones."""
+    problem = "styblinski-tang:dim=3"
+    (tmp_path / "pool").mkdir()
+    with pool(tmp_path / "pool", workers=0, settings={"RIDGERIDER_GPU_QUEUE": "1"}) as (
+        running,
+        db,
+    ):
+        running.start_worker("gpu")
+        running.start_worker("ridgerider")
+        spec = complete_spec(running)
+        result = running.cli("run", "--problem", problem, "--spec", spec, "--json")
+        assert result.returncode == 0, result.stderr + running.logs()
+        document = json.loads(result.stdout)
+        assert document["job"]["status"] == "finished" and len(document["minima"]) == 8
+        local = reference(tmp_path, problem)
+        assert stored(db, document["job"]["id"]) == stored(local[0], local[2])
+        evaluated = {running.log(name).count("ridgerider.unit") for name in ("w0", "w1")}
+    assert min(evaluated) > 0, "both queues took work"
+
+
 def test_climbs_a_node_budget_left_waiting_are_granted_on_the_pool_as_in_memory(shared, tmp_path):
     """Styblinski-Tang dim 3 under max_nodes = 200: its minima's shares hold a few of their 48
     climbs (how many depends on the path that reached each minimum first, and so on the order
