@@ -132,6 +132,8 @@ def next_turn(
 ) -> tuple[Unit, Kept] | None:
     """The unit to record now and its outcome: the first by `key` of the job's units still to
     be recorded, where its step is done (any computed unit in a cancelled job); else None."""
+    if not has_computed(session, job_id):
+        return None
     units = pending_units(session, job_id, states=UNIT_ACTIVE)
     states = _states(session, units)
     computed = [unit for unit in units if states[unit.kind, unit.id] == UnitState.COMPUTED]
