@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from ridgerider.search.budget import DEPTH_LIMIT
 from ridgerider.search.fingerprint import from_text
 from ridgerider.search.frontier import Unit
-from storage.models import UNIT_ACTIVE, Job, Node, Ride, UnitState
+from storage.models import Job, Node, Ride, UnitState
 from storage.records import (
     MergeWindow,
     PointRecord,
@@ -132,33 +132,17 @@ def next_turn(
 ) -> tuple[Unit, Kept] | None:
     """The unit to record now and its outcome: the first by `key` of the job's units still to
     be recorded, where its step is done (any computed unit in a cancelled job); else None."""
-    if not has_computed(session, job_id):
-        return None
-    units = pending_units(session, job_id, states=UNIT_ACTIVE)
-    states = _states(session, units)
-    computed = [unit for unit in units if states[unit.kind, unit.id] == UnitState.COMPUTED]
+    computed = pending_units(session, job_id, states=(UnitState.COMPUTED,))
     if not computed:
         return None
-    if session.get(Job, job_id).cancel_requested:
-        first = min(computed, key=key)
-    else:
-        first = min(units, key=key)
-        if states[first.kind, first.id] != UnitState.COMPUTED:
+    first = min(computed, key=key)
+    if not session.get(Job, job_id).cancel_requested:
+        before = pending_units(session, job_id, states=(UnitState.PENDING, UnitState.CLAIMED))
+        if before and key(min(before, key=key)) < key(first):
             return None
     table = unit_table(first.kind)
     outcome = session.scalar(select(table.outcome).where(table.id == first.id))
     return first, json.loads(outcome)
-
-
-def _states(session: Session, units: list[Unit]) -> dict[tuple[str, int], str]:
-    found = {}
-    for kind in ("node", "ride"):
-        ids = [unit.id for unit in units if unit.kind == kind]
-        if ids:
-            table = unit_table(kind)
-            rows = session.execute(select(table.id, table.state).where(table.id.in_(ids)))
-            found.update({(kind, unit_id): state for unit_id, state in rows})
-    return found
 
 
 def record_turn(session: Session, unit: Unit, outcome: Kept, copy_of: CopyFinder) -> list[Unit]:

@@ -87,18 +87,24 @@ def test_units_ending_out_of_order_make_the_in_process_tree(tmp_path, problem):
     assert all(ride[-1] is None for ride in rides)  # no outcome is left behind
 
 
-def test_an_outcome_waits_for_the_units_before_it(db, store):
-    """The second unit by the frontier ends first: it is kept (`computed`), released nothing,
-    and is recorded, with what it releases, once the first one is."""
+def second_ends_first(db: Database, store: LocalArtifactStore) -> tuple:
+    """A Himmelblau job whose root is expanded into its 4 rides, the first two claimed and the
+    second done: (context, job id, first, second, the units the second's record released)."""
     job_id = new_job(db, "himmelblau")
     ctx = steps.JobContext.load(db, store, job_id)
     steps.start(ctx)
     key = search_frontier(ctx.spec, ctx.problem)
-    (root,) = [ctx.tree.claim(key)]
-    rides = work_on(ctx.tree, ctx.problem, ctx.spec, root)
-    assert len(rides) == 4
+    assert len(work_on(ctx.tree, ctx.problem, ctx.spec, ctx.tree.claim(key))) == 4
     first, second = ctx.tree.claim(key), ctx.tree.claim(key)
-    assert work_on(ctx.tree, ctx.problem, ctx.spec, second) == []
+    released = work_on(ctx.tree, ctx.problem, ctx.spec, second)
+    return ctx, job_id, first, second, released
+
+
+def test_an_outcome_waits_for_the_units_before_it(db, store):
+    """The second unit by the frontier ends first: it is kept (`computed`), released nothing,
+    and is recorded, with what it releases, once the first one is."""
+    ctx, job_id, first, second, released = second_ends_first(db, store)
+    assert released == []
     with db.session(readonly=True) as session:
         assert session.get(Ride, second.id).state == "computed"
         assert session.get(Ride, first.id).state == "claimed"
@@ -124,13 +130,7 @@ def test_outcomes_whose_recorder_died_are_recorded_by_the_next_runner(tmp_path):
     db = Database(tmp_path / "killed.db")
     ensure_schema(db)
     store = LocalArtifactStore(tmp_path / "killed")
-    job_id = new_job(db, "himmelblau")
-    ctx = steps.JobContext.load(db, store, job_id)
-    steps.start(ctx)
-    key = search_frontier(ctx.spec, ctx.problem)
-    work_on(ctx.tree, ctx.problem, ctx.spec, ctx.tree.claim(key))
-    abandoned, ended = ctx.tree.claim(key), ctx.tree.claim(key)
-    work_on(ctx.tree, ctx.problem, ctx.spec, ended)
+    _, job_id, abandoned, ended, _ = second_ends_first(db, store)
     long_ago = utcnow() - timedelta(minutes=5)
     with db.session() as session:
         session.get(Job, job_id).enqueued_at = utcnow()  # a pool's job, for the sweep
@@ -151,13 +151,7 @@ def test_outcomes_whose_recorder_died_are_recorded_by_the_next_runner(tmp_path):
 
 
 def test_a_cancelled_job_records_what_its_steps_found_without_waiting(db, store):
-    job_id = new_job(db, "himmelblau")
-    ctx = steps.JobContext.load(db, store, job_id)
-    steps.start(ctx)
-    key = search_frontier(ctx.spec, ctx.problem)
-    work_on(ctx.tree, ctx.problem, ctx.spec, ctx.tree.claim(key))
-    first, second = ctx.tree.claim(key), ctx.tree.claim(key)
-    work_on(ctx.tree, ctx.problem, ctx.spec, second)
+    ctx, job_id, first, second, _ = second_ends_first(db, store)
     with db.session() as session:
         cancel_job(session, job_id)
     ctx.tree.record_computed()
