@@ -165,6 +165,7 @@ class Node(WorkUnit, Base):
     loss: Mapped[float] = mapped_column(Float)
     grad_norm: Mapped[float] = mapped_column(Float)
     eigenvalues: Mapped[list[float]] = mapped_column(JSON)
+    norm_estimate: Mapped[float | None] = mapped_column(Float)
     function_key: Mapped[float | None] = mapped_column(Float)
     theta_sha256: Mapped[str] = mapped_column(String(SHA256_HEX))
     spectrum_sha256: Mapped[str | None] = mapped_column(String(SHA256_HEX))

@@ -35,6 +35,7 @@ class PointRecord:
     theta_sha256: str
     function_key: float | None = None
     spectrum_sha256: str | None = None
+    norm_estimate: float = 0.0  # ||H||, estimated: the root's sets the engine's units
 
 
 RideResult = Outcome[PointRecord]  # a ride's outcome as recorded: its point kept as a record

@@ -26,12 +26,12 @@ from ridgerider.search.budget import Progress, RidesFrom
 from ridgerider.search.fingerprint import Fingerprint
 from ridgerider.search.frontier import Unit, search_frontier
 from ridgerider.search.ridges import Spectrum
+from ridgerider.search.scale import merge_tolerance
 from ridgerider.search.spec import SearchSpec
 from ridgerider.search.steps import (
     Expansion,
     NodeWork,
     Outcome,
-    copy_tolerance,
     depth_cut,
     work_of,
 )
@@ -94,6 +94,7 @@ class JobTree:
         self._tensors: LRUCache[str, dict[str, Tensor]] = LRUCache(TENSOR_CACHE_SIZE)
         self._rides_from: LRUCache[Fingerprint, RidesFrom] = LRUCache(TENSOR_CACHE_SIZE)
         self._noted: set[str] = set()
+        self._root: CriticalPoint | None = None
 
     def has_root(self) -> bool:
         with self.db.session(readonly=True) as session:
@@ -108,8 +109,11 @@ class JobTree:
             return [] if work == "none" else [node_unit(node)]
 
     def root(self) -> CriticalPoint:
-        with self.db.session(readonly=True) as session:
-            return self._point(root_node(session, self.job_id))
+        """The start, read once: a root never changes (each unit's step reads it)."""
+        if self._root is None:
+            with self.db.session(readonly=True) as session:
+                self._root = self._point(root_node(session, self.job_id))
+        return self._root
 
     def claim(self, key: Callable[[Unit], tuple], works: tuple[str, ...] = ALL_WORK) -> Unit | None:
         """The frontier's next pending unit, claimed (of `works` only, where given)."""
@@ -187,7 +191,7 @@ class JobTree:
         found = window_of(point, keys, self.spec)
         window = MergeWindow(found.loss, found.function, found.kinds)
         result = replace(result, point=self._save(point, outcome.spectrum, keys.function))
-        tolerance = copy_tolerance(self.problem, point, self.spec)
+        tolerance = merge_tolerance(self.problem, self.root(), point, self.spec)
         work = work_of(point, unit.depth + 1, self.spec)
         cut = depth_cut(point, work)
         return self._in_turn(unit, ride_outcome(result, window, tolerance, work, cut))
@@ -283,6 +287,7 @@ class JobTree:
             torch.tensor(node.eigenvalues, dtype=torch.float64),
             0,
             node.index_is_exact,
+            node.norm_estimate or 0.0,
         )
 
     def _save(
@@ -300,6 +305,7 @@ class JobTree:
             sha256,
             function_key,
             None if spectrum is None else self._save_spectrum(spectrum),
+            point.norm_estimate,
         )
 
     def _save_spectrum(self, spectrum: Spectrum) -> str:

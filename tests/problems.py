@@ -81,3 +81,15 @@ def slow(name: str = "himmelblau", dim: int = 0, delay: float = 0.003) -> Proble
         return base.loss(theta)
 
     return Problem(f"slow-{base.name}", loss, base.dim, base.start)
+
+
+def far_down(name: str = "himmelblau", power: int = -40) -> Problem:
+    """A built-in problem whose loss is multiplied by 2**`power`: the same critical points, its
+    curvature far below the engine's floors of 1."""
+    base = load(name)
+    factor = 2.0**power
+
+    def loss(theta: torch.Tensor) -> torch.Tensor:
+        return base.loss(theta) * factor
+
+    return Problem(f"{base.name}-times-2^{power}", loss, base.dim, base.start)

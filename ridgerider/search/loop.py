@@ -29,6 +29,7 @@ from ridgerider.search.budget import (
 from ridgerider.search.fingerprint import Fingerprint
 from ridgerider.search.frontier import Unit, search_frontier
 from ridgerider.search.ridges import Spectrum, make_ridge, ridges_capped
+from ridgerider.search.scale import EngineUnits, engine_units
 from ridgerider.search.spec import SearchSpec
 from ridgerider.search.steps import (
     Expansion,
@@ -125,7 +126,8 @@ class Tree(Protocol):
 
 
 def begin(tree: Tree, problem: Problem, spec: SearchSpec) -> list[Unit]:
-    """Classify the start and make it the tree's root (nothing if it has one already).
+    """Classify the start and make it the tree's root (nothing if it has one already), in the
+    engine's units where its curvature calls for them (`scale.loss_scale`).
 
     Raises:
         StartError: the problem has no start, or the start is not a critical point.
@@ -134,6 +136,9 @@ def begin(tree: Tree, problem: Problem, spec: SearchSpec) -> list[Unit]:
         return []
     spec = spec.resolved(problem)
     root = start_point(problem, spec)
+    units = engine_units(problem, root)
+    if units.scale != 1:  # classified again where its zero eigenvalues are told apart
+        root = units.point_out(start_point(units.problem, spec))
     return tree.add_root(root, work_of(root, 0, spec), start_stop(root))
 
 
@@ -143,44 +148,52 @@ def work_on(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> list[
     budget skips the ride it leaves no share; an error fails that unit only. An evaluated
     minimum is climbed from (`SearchSpec.climb_minima`) while the running budgets last, as many
     climbs as its node quota holds at CLIMB_POINTS points a climb, the rest left waiting
-    (`grant_waiting`). Budgets `spec` omits are filled in for `problem` (`SearchSpec.resolved`)."""
+    (`grant_waiting`). Budgets `spec` omits are filled in for `problem` (`SearchSpec.resolved`).
+    The steps run in the engine's units (`scale.engine_units`); the tree holds the user's."""
     spec = spec.resolved(problem)
     if unit.work != "evaluate" and (reason := exhausted(spec, tree.progress())):
         return tree.skip_open(unit, reason)
     if unit.work == "ride" and _quota(tree, spec, unit) < 1:
         return tree.skip(unit, NODE_BUDGET)
     try:
+        units = engine_units(problem, tree.root())
+        engine = units.problem
         if unit.work == "expand":
-            point = tree.point(unit.node_id)
-            spectrum, rides, hvps = expand(problem, point, spec, tree.spectrum(unit.node_id))
-            if ridges_capped(problem, spectrum, spec, zero_rtol(problem.dim)):
+            point = units.point_in(tree.point(unit.node_id))
+            known = units.spectrum_in(tree.spectrum(unit.node_id))
+            spectrum, rides, hvps = expand(engine, point, spec, known)
+            if ridges_capped(engine, spectrum, spec, zero_rtol(problem.dim)):
                 tree.note_stop(RIDGE_CAP)
-            return tree.record_expansion(unit, spectrum, rides, hvps)
+            return tree.record_expansion(unit, units.spectrum_out(spectrum), rides, hvps)
         if unit.work == "ride":
-            return tree.record_ride(unit, _ride(tree, problem, spec, unit))
+            return tree.record_ride(unit, units.outcome_out(_ride(tree, units, spec, unit)))
         point = tree.point(unit.node_id)
         metrics = evaluate(problem, point, spec)
         hops, waiting = None, 0
         if (reason := exhausted(spec, tree.progress())) is None:
-            hops = climbs(problem, point, spec)
+            hops = climbs(engine, units.point_in(point), spec)
         elif climbs_from(problem, point, spec):
             tree.note_stop(reason)  # no climbs past a running budget
-        if hops is not None and spec.max_nodes is not None:
-            kept = max(_quota(tree, spec, unit) - 1, 0) // CLIMB_POINTS
-            waiting = max(len(hops[1]) - int(kept), 0)
+        if hops is not None:
+            hops = (units.spectrum_out(hops[0]), *hops[1:])
+            if spec.max_nodes is not None:
+                kept = max(_quota(tree, spec, unit) - 1, 0) // CLIMB_POINTS
+                waiting = max(len(hops[1]) - int(kept), 0)
         return tree.record_evaluation(unit, metrics, hops, waiting)
     except UNIT_ERRORS as error:
         return tree.fail(unit, f"{type(error).__name__}: {error}")
 
 
-def _ride(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> Outcome[CriticalPoint]:
-    spectrum = tree.spectrum(unit.node_id)
+def _ride(tree: Tree, units: EngineUnits, spec: SearchSpec, unit: Unit) -> Outcome[CriticalPoint]:
+    """The ride `unit`, in the engine's units."""
+    spectrum = units.spectrum_in(tree.spectrum(unit.node_id))
     if spectrum is None:
         raise LookupError(f"node {unit.node_id} has no spectrum to ride from")
     eigen_index, sign = unit.fingerprint[-1]
     track = spec.ride_config().track
     ridge = make_ridge(unit.node_id, spectrum, eigen_index, sign, track)
-    start = tree.point(unit.node_id)
+    start = units.point_in(tree.point(unit.node_id))
+    problem = units.problem
     target = spec.settle_target(problem, tree.root())
     deepest = unit.depth + 1 >= spec.max_depth
     last = deepest or _quota(tree, spec, unit) <= 1

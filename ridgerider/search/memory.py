@@ -19,13 +19,13 @@ from ridgerider.search.fingerprint import RETAKEN, ROOT, Fingerprint, extend, to
 from ridgerider.search.frontier import Unit
 from ridgerider.search.loop import run
 from ridgerider.search.ridges import Spectrum
+from ridgerider.search.scale import merge_tolerance
 from ridgerider.search.spec import SearchSpec
 from ridgerider.search.steps import (
     CLIMB_TURNED,
     Expansion,
     NodeWork,
     Outcome,
-    copy_tolerance,
     depth_cut,
     work_of,
 )
@@ -180,7 +180,7 @@ class MemoryTree:
         ridge = (ride.node, ride.eigen_index)
         keys = keys_of(self.problem, point, self.spec)
         candidates = self.archive.candidates(window_of(point, keys, self.spec))
-        tolerance = copy_tolerance(self.problem, point, self.spec)
+        tolerance = merge_tolerance(self.problem, self.root(), point, self.spec)
         target = find_copy(self.problem, point.theta, candidates, self.spec, tolerance)
         if target is None:
             depth = unit.depth + 1

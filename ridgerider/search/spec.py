@@ -145,9 +145,10 @@ class SearchSpec(BaseModel):
         description="a network's leaf is polished by L-BFGS until no gradient entry exceeds "
         f"leaf_tol * max(1, |loss|), |loss| where its descent starts (problems of more than "
         f"{SMALL_DIM} parameters, unless "
-        "reproducible); looser leaves stop short of their minimum, and copies of one minimum "
-        "reached by two rides are then no longer merged (1e-5 kept 64 leaves of 46 minima "
-        "on digits-mlp)",
+        "reproducible; in the engine's units, as grad_tol: a loss whose curvature at the start "
+        "is below 1/32 is scaled up by a power of two); looser leaves stop short of their "
+        "minimum, and copies of one minimum reached by two rides are then no longer merged "
+        "(1e-5 kept 64 leaves of 46 minima on digits-mlp)",
     )
     merge_tol: float = Field(1e-3, gt=0, lt=1, description="relative distance of one point")
     merge_by_function: bool = Field(

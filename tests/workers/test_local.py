@@ -19,7 +19,7 @@ from ridgerider.search.memory import MemoryTree
 from ridgerider.search.steps import DEGENERATE_START
 from storage.artifacts import get_tensors
 from storage.jobs import create_job, get_job
-from storage.models import Job, Ride, Solution
+from storage.models import Job, Node, Ride, Solution
 from storage.report import job_document
 from tests.known_answers import HIMMELBLAU_MINIMA
 from workers.in_process import InProcessPool
@@ -57,6 +57,24 @@ def test_the_runner_finds_what_the_in_memory_search_finds(db, store, problem):
         for point in HIMMELBLAU_MINIMA:
             assert (stored - point).norm(dim=1).min() < 1e-4
     assert document["set_metrics"]["solutions"] == len(expected)
+
+
+def test_a_loss_scaled_far_down_is_searched_in_the_engines_units_and_stored_in_its_own(db, store):
+    problem = "tests.problems:far_down"  # Himmelblau times 2**-40
+    job = run_job(db, store, submit(db, problem=problem))
+    reference = search(load(problem), SearchSpec(problem=problem))
+    loss = load(problem).loss
+    with db.session(readonly=True) as session:
+        document = job_document(session, store, job.id)
+        nodes = session.scalars(select(Node).where(Node.job_id == job.id)).all()
+        thetas = {node.id: get_tensors(store, node.theta_sha256)["theta"] for node in nodes}
+    assert job.status == "finished" and job.stats["nodes"] == reference.graph.number_of_nodes()
+    assert sorted(m["loss"] for m in document["minima"]) == sorted(
+        p.loss for p in reference.points("minimum")
+    )
+    assert len(document["minima"]) == 4
+    for node in nodes:
+        assert node.loss == loss(thetas[node.id]).item()
 
 
 def test_a_nan_ride_is_marked_failed_and_the_job_finishes_with_the_rest(db, store):
