@@ -147,7 +147,12 @@ def memory_dag(problem: str) -> tuple[list, list]:
 
 @pytest.mark.parametrize(
     ("problem", "minima"),
-    [("styblinski-tang:dim=3", 8), ("himmelblau", 4), ("tree-mdp:depth=4,seed=2018", 19)],
+    [
+        ("styblinski-tang:dim=3", 8),
+        ("himmelblau", 4),
+        ("tree-mdp:depth=4,seed=2018", 19),
+        ("tests.problems:far_down", 4),  # Himmelblau times 2**-40, in the engine's units
+    ],
 )
 def test_the_pool_the_in_process_runner_and_the_library_find_one_dag(
     shared, tmp_path, problem, minima
