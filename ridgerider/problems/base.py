@@ -14,6 +14,7 @@ from torch.nn import functional as F
 
 from ridgerider.flat import FlatLayout, eval_mode, module_loss
 from ridgerider.problems.invariant import maximally_invariant_point
+from ridgerider.problems.symmetry import module_align
 
 START_GRADIENT_TOL = 1e-10
 
@@ -186,6 +187,7 @@ def module_problem(
         layout.numel,
         theta if start is None else start,
         zero_modes=zero_modes,
+        align=module_align(module, loss, theta if start is None else start),
         predict=predict if classifier else None,
         splits=splits if classifier else {},
         to_module=module_factory(module),

@@ -7,11 +7,15 @@ search must see them as one minimum. `align` maps one onto the other as closely 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 from scipy.optimize import linear_sum_assignment
-from torch import Tensor
+from torch import Tensor, nn
+
+from ridgerider.flat import eval_mode
+from ridgerider.problems.invariant import invariant_layout
 
 
 def _layers(theta: Tensor, widths: Sequence[int]) -> tuple[list[Tensor], list[Tensor]]:
@@ -77,3 +81,57 @@ def align(
     if shift_output_bias:
         biases[-1] = biases[-1] - biases[-1].mean() + ref_biases[-1].mean()
     return torch.cat([t.reshape(-1) for pair in zip(weights, biases, strict=True) for t in pair])
+
+
+def module_align(
+    module: nn.Module, loss: Callable[[Tensor], Tensor], theta: Tensor
+) -> Callable[[Tensor, Tensor], Tensor] | None:
+    """`align` for `module` where it is an MLP of biased Linear layers and elementwise
+    activations (`invariant.invariant_layout`): its hidden units permuted, sign flipped where
+    every activation between Linear layers is odd (checked on a random batch, as tanh is), and
+    its output bias shifted where `loss` (of the flat parameters) does not change when it is
+    (checked near `theta`: softmax cross-entropy without decay on biases; not a regressor's
+    loss). None for any other module: copies are then merged by distance alone."""
+    try:
+        layout = invariant_layout(module)
+    except ValueError:
+        return None
+    if not all(layout.biased):
+        return None
+    children = list(module.children())
+    linear = [i for i, child in enumerate(children) if isinstance(child, nn.Linear)]
+    between = [
+        child
+        for i, child in enumerate(children)
+        if linear[0] < i < linear[-1] and not isinstance(child, nn.Linear)
+    ]
+    like = next(module.parameters())
+    return partial(
+        align,
+        inputs=layout.widths[0],
+        hidden=layout.hidden,
+        outputs=layout.widths[-1],
+        odd_activation=all(_is_odd(child, like) for child in between),
+        shift_output_bias=_shift_invariant(loss, theta, layout.widths[-1]),
+    )
+
+
+def _is_odd(activation: nn.Module, like: Tensor) -> bool:
+    """Whether `activation`(-x) = -`activation`(x) on a random batch (tanh; not ReLU)."""
+    generator = torch.Generator().manual_seed(0)
+    batch = torch.randn(3, 5, generator=generator, dtype=torch.float64).to(like)
+    with eval_mode(activation), torch.no_grad():
+        return torch.allclose(activation(-batch), -activation(batch))
+
+
+def _shift_invariant(loss: Callable[[Tensor], Tensor], theta: Tensor, outputs: int) -> bool:
+    """Whether `loss` keeps its value, to rounding, when the last `outputs` parameters (the
+    output bias) all move by one constant, near `theta` (at a seeded random point beside it)."""
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.randn(theta.shape, generator=generator, dtype=torch.float64).to(theta)
+    point = theta + 0.1 * noise
+    shift = torch.zeros_like(point)
+    shift[-outputs:] = 0.7
+    with torch.no_grad():
+        value, shifted = loss(point).item(), loss(point + shift).item()
+    return abs(shifted - value) <= 64 * torch.finfo(theta.dtype).eps * max(1.0, abs(value))

@@ -35,7 +35,7 @@ def folder(tmp_path_factory):
     """A folder whose embedded database holds job 1: a three-class net, within a node
     budget."""
     path = tmp_path_factory.mktemp("cli")
-    (path / "spec.toml").write_text("max_nodes = 12\nmax_depth = 4\n")
+    (path / "spec.toml").write_text("max_nodes = 24\nmax_depth = 4\n")
     result = ridgerider(
         "run", "--problem", "tests.problems:three_class_net", "--spec", "spec.toml", cwd=path
     )

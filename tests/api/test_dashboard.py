@@ -51,13 +51,14 @@ def until(condition: Callable[[], Any], seconds: float = 60, every: float = 0.2)
 
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory) -> Iterator[dict[str, Any]]:
-    """A folder whose database holds job 1 (the tiny net, run on the command line) and job 2 (a
+    """A folder whose database holds job 1 (the three-class net, run on the command line; the
+    tiny net's minima are copies of one function, merged by its inferred `align`) and job 2 (a
     stored tree of WIDE_POINTS points, `WIDE`), a key for bob, and `ridgerider dashboard` over
     it: its URL and the keys."""
     folder = tmp_path_factory.mktemp("dashboard")
-    (folder / "spec.toml").write_text("max_nodes = 12\nmax_depth = 4\n")
+    (folder / "spec.toml").write_text("max_nodes = 24\nmax_depth = 4\n")
     run = ridgerider(
-        "run", "--problem", "tests.problems:tiny_net", "--spec", "spec.toml", cwd=folder
+        "run", "--problem", "tests.problems:three_class_net", "--spec", "spec.toml", cwd=folder
     )
     assert run.returncode == 0, run.stderr
     db = Database(folder / "ridgerider.db")

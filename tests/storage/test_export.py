@@ -26,7 +26,7 @@ from storage.queries import solutions_page
 from storage.solutions import SolutionNotFoundError, load_model, load_theta
 from workers.local import run_job
 
-PROBLEM = "tests.problems:tiny_net"
+PROBLEM = "tests.problems:three_class_net"
 
 
 def corrupt(path):
@@ -96,9 +96,9 @@ def test_the_export_opens_everywhere(db, store, job, tmp_path):
     assert len(csv_lines) == solutions + 1 and "test_accuracy" in csv_lines[0]
     assert "fingerprint" in csv_lines[0]
     card = (destination / "MODEL_CARD.md").read_text()
-    assert card.startswith(f"# Model card: ridgerider job {job}, tiny-net")
+    assert card.startswith(f"# Model card: ridgerider job {job}, three-class-net")
     assert card.count("\n| ") == solutions + 1  # the metrics table: header and solutions
-    assert "ensemble test accuracy" in card and '"problem": "tests.problems:tiny_net"' in card
+    assert "ensemble test accuracy" in card and f'"problem": "{PROBLEM}"' in card
     for name in ("ride_tree", "pareto", "disagreement", "per_class_accuracy"):
         png = destination / "plots" / f"{name}.png"
         assert f"](plots/{name}.png)" in card

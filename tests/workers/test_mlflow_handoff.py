@@ -25,8 +25,8 @@ from tests.workers.mlflow_store import EXPERIMENT, sqlite_store
 from workers.local import run_job
 from workers.mlflow_handoff import hand_off
 
-PROBLEM = "tests.problems:tiny_net"
-REGISTERED = "tiny-net"
+PROBLEM = "tests.problems:three_class_net"
+REGISTERED = "three-class-net"
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +38,7 @@ def default_tracking_uri():
 
 @pytest.fixture
 def job(db, store) -> tuple[int, list[int]]:
-    """A finished tiny-net job with several solutions; its id and its solutions' ids."""
+    """A finished three-class-net job with several solutions; its id and its solutions' ids."""
     with db.session() as session:
         spec = SearchSpec(problem=PROBLEM, max_nodes=30, max_depth=4)
         job_id = create_job(session, spec.model_dump()).id

@@ -1,13 +1,22 @@
-"""Aligning hidden units recovers a permuted, sign-flipped, shifted copy exactly."""
+"""Aligning hidden units recovers a permuted, sign-flipped, shifted copy exactly, and
+`module_problem` infers that alignment for an MLP."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
+from torch import nn
+from torch.nn import functional as F
 
 from ridgerider.flat import FlatLayout
+from ridgerider.problems.base import Problem, module_problem
 from ridgerider.problems.digits import digits_loss, digits_mlp, digits_split
 from ridgerider.problems.symmetry import align
+from ridgerider.search import SearchSpec, search
+from ridgerider.search.archive import evaluation_probabilities
+from tests.problems import three_class_net
 from tests.ridgerider.problems.units import permute_units
 
 
@@ -92,3 +101,55 @@ def test_align_undoes_the_symmetries_of_every_hidden_layer(layers):
     unsigned = permute_units(theta, widths, orders)
     aligned = align(theta, unsigned, inputs=64, hidden=hiddens, outputs=10, odd_activation=False)
     assert (aligned - theta).norm() < 1e-12
+
+
+def tanh_classifier() -> Problem:
+    """A 4-5-3 tanh classifier of Gaussian points (softmax cross-entropy, decay on weights)."""
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(30, 4, generator=generator, dtype=torch.float64)
+    labels = inputs[:, :2].argmax(1) + inputs[:, 2].gt(1).long()
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).double()
+    return module_problem("net", net, F.cross_entropy, (inputs, labels), weight_decay=1e-2)
+
+
+def test_module_problem_infers_an_mlps_symmetries_and_undoes_them_exactly():
+    problem = tanh_classifier()
+    theta = problem.start
+    w1, b1, w2, b2 = torch.split(theta, [20, 5, 15, 3])
+    order, signs = torch.tensor([3, 0, 4, 1, 2]), torch.tensor([1.0, -1, -1, 1, 1]).double()
+    copy = torch.cat(
+        [
+            (w1.view(5, 4)[order] * signs[:, None]).reshape(-1),
+            b1[order] * signs,
+            (w2.view(3, 5)[:, order] * signs).reshape(-1),
+            b2 + 0.7,  # softmax cross-entropy ignores a shift of the output bias
+        ]
+    )
+    assert problem.loss(copy).item() == pytest.approx(problem.loss(theta).item(), rel=1e-12)
+    assert torch.allclose(problem.align(theta, copy), theta, atol=1e-12, rtol=0)
+
+
+def test_an_inferred_align_keeps_what_is_no_symmetry_of_the_module_or_loss():
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(30, 4, generator=generator, dtype=torch.float64)
+    relu = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 1)).double()
+    regressor = module_problem("relu", relu, F.mse_loss, (inputs, inputs[:, :1]))
+    assert regressor.align.keywords["odd_activation"] is False  # ReLU(-x) != -ReLU(x)
+    assert regressor.align.keywords["shift_output_bias"] is False  # a regressor's outputs move
+    unbiased = nn.Sequential(nn.Linear(4, 5, bias=False), nn.Tanh(), nn.Linear(5, 1)).double()
+    labels = inputs[:, 0].gt(0).float()[:, None]
+    loss = F.binary_cross_entropy_with_logits
+    assert module_problem("unbiased", unbiased, loss, (inputs, labels)).align is None
+    assert module_problem("linear", nn.Linear(4, 1).double(), loss, (inputs, labels)).align is None
+
+
+def test_copies_of_one_network_are_one_solution_of_a_module_problem():
+    """The 4-2-3 three-class net under `max_nodes = 24`: without the inferred align the
+    search stored 15 minima that compute 2 functions; with it every minimum is its own."""
+    problem = three_class_net()
+    minima = search(problem, SearchSpec(max_nodes=24, max_depth=4)).points("minimum")
+    probabilities = [evaluation_probabilities(problem, point.theta) for point in minima]
+    assert len(minima) >= 3
+    for first, second in itertools.combinations(probabilities, 2):
+        assert (first - second).abs().max() > 1e-4
