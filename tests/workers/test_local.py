@@ -59,6 +59,23 @@ def test_the_runner_finds_what_the_in_memory_search_finds(db, store, problem):
     assert document["set_metrics"]["solutions"] == len(expected)
 
 
+def test_the_runner_stores_the_in_memory_tree_of_a_network_above_the_dense_path(db, store):
+    """digits-mlp with 4 hidden units (310 parameters: Lanczos, rides tracked, practical
+    leaves): one machine and one thread, so the runner's minima are the library's bit for bit."""
+    problem, spec = "digits-mlp:hidden=4", {"max_nodes": 6, "max_depth": 3}
+    job = run_job(db, store, submit(db, problem=problem, **spec))
+    reference = search(load(problem), SearchSpec(problem=problem, **spec))
+    assert job.status == "finished" and job.hvps == reference.hvps
+    assert job.stats["nodes"] == reference.graph.number_of_nodes()
+    assert job.stats["rides"] == reference.graph.number_of_edges()
+    with db.session(readonly=True) as session:
+        nodes = session.scalars(select(Node).where(Node.job_id == job.id).order_by(Node.id)).all()
+        stored = [get_tensors(store, node.theta_sha256)["theta"] for node in nodes]
+    expected = [data["point"] for _, data in sorted(reference.graph.nodes(data=True))]
+    assert [node.loss for node in nodes] == [point.loss for point in expected]
+    assert all(torch.equal(a, b.theta) for a, b in zip(stored, expected, strict=True))
+
+
 def test_a_loss_scaled_far_down_is_searched_in_the_engines_units_and_stored_in_its_own(db, store):
     problem = "tests.problems:far_down"  # Himmelblau times 2**-40
     job = run_job(db, store, submit(db, problem=problem))
