@@ -28,14 +28,17 @@ from ridgerider.search.spec import SearchSpec
 from ridgerider.search.steps import Outcome, copy_tolerance
 
 RESCALE_BELOW = 1 / 32  # the start's ||H|| below which the loss is rescaled, to 1 <= ||H|| < 2
+# ... unless ||H|| is below this fraction of |loss| there: curvature the loss's own values
+# cannot resolve (1 + 1e-20 (x^2 - y^2) rounds to 1 everywhere), which no scale makes a ridge.
+RESOLVABLE = 2.0**-30
 
 
 def loss_scale(root: CriticalPoint) -> float:
     """The power of two the engine multiplies the loss by, from the start `root` (in the user's
-    units): 1 where its ||H|| is at least RESCALE_BELOW (or zero: a degenerate start, which
-    no scale makes curved), else the one that brings ||H|| to between 1 and 2."""
+    units): 1 where its ||H|| is at least RESCALE_BELOW, or at most RESOLVABLE of |loss| there
+    (zero: a degenerate start), else the one that brings ||H|| to between 1 and 2."""
     norm = root.norm_estimate
-    if norm >= RESCALE_BELOW or not norm > 0:
+    if norm >= RESCALE_BELOW or not norm > RESOLVABLE * abs(root.loss):
         return 1.0
     return 2.0 ** math.ceil(-math.log2(norm))
 

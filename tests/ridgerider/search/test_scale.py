@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from ridgerider.problems.base import Problem
 from ridgerider.problems.registry import load
 from ridgerider.search import SearchSpec, search
 from ridgerider.search.scale import RESCALE_BELOW, ScaledExactLoss, loss_scale
+from ridgerider.search.steps import DEGENERATE_START
 from tests.known_answers import HIMMELBLAU_MINIMA
 from tests.problems import far_down
 
@@ -25,9 +27,22 @@ def test_the_loss_is_rescaled_only_below_the_threshold_and_to_a_curvature_of_one
     norm, scale
 ):
     root = classify(lambda theta: (theta**2).sum(), torch.zeros(1, dtype=torch.float64))
-    root = type(root)(**{**root.__dict__, "norm_estimate": norm})
-    assert loss_scale(root) == scale
+    assert loss_scale(replace(root, norm_estimate=norm)) == scale
     assert scale == 1.0 or 1 <= norm * scale < 2
+    assert loss_scale(replace(root, norm_estimate=norm, loss=1e10)) == 1.0  # beyond resolution
+
+
+def test_curvature_the_losss_values_cannot_resolve_is_no_ridge_at_any_scale():
+    """1 + 1e-20 (x^2 - y^2) rounds to 1 everywhere: its start stays degenerate, not a saddle
+    whose rides see a constant loss."""
+    problem = Problem(
+        "unresolved",
+        lambda theta: 1 + 1e-20 * (theta[0] ** 2 - theta[1] ** 2),
+        2,
+        torch.zeros(2, dtype=torch.float64),
+    )
+    result = search(problem)
+    assert result.stopped == DEGENERATE_START and result.graph.number_of_nodes() == 1
 
 
 def test_a_scaled_exact_loss_scales_the_derivatives_it_carries_as_autograd_does():
