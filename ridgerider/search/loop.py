@@ -35,6 +35,7 @@ from ridgerider.search.steps import (
     Expansion,
     NodeWork,
     Outcome,
+    StartError,
     climbs,
     climbs_from,
     evaluate,
@@ -138,7 +139,10 @@ def begin(tree: Tree, problem: Problem, spec: SearchSpec) -> list[Unit]:
     root = start_point(problem, spec)
     units = engine_units(problem, root)
     if units.scale != 1:  # classified again where its zero eigenvalues are told apart
-        root = units.point_out(start_point(units.problem, spec))
+        try:
+            root = units.point_out(start_point(units.problem, spec))
+        except StartError as error:
+            raise StartError(units.failure_out(str(error))) from error
     return tree.add_root(root, work_of(root, 0, spec), start_stop(root))
 
 
@@ -155,8 +159,8 @@ def work_on(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> list[
         return tree.skip_open(unit, reason)
     if unit.work == "ride" and _quota(tree, spec, unit) < 1:
         return tree.skip(unit, NODE_BUDGET)
+    units = engine_units(problem, tree.root())
     try:
-        units = engine_units(problem, tree.root())
         engine = units.problem
         if unit.work == "expand":
             point = units.point_in(tree.point(unit.node_id))
@@ -181,7 +185,8 @@ def work_on(tree: Tree, problem: Problem, spec: SearchSpec, unit: Unit) -> list[
                 waiting = max(len(hops[1]) - int(kept), 0)
         return tree.record_evaluation(unit, metrics, hops, waiting)
     except UNIT_ERRORS as error:
-        return tree.fail(unit, f"{type(error).__name__}: {error}")
+        message = f"{type(error).__name__}: {error}"
+        return tree.fail(unit, message if unit.work == "evaluate" else units.failure_out(message))
 
 
 def _ride(tree: Tree, units: EngineUnits, spec: SearchSpec, unit: Unit) -> Outcome[CriticalPoint]:

@@ -96,7 +96,16 @@ class EngineUnits:
         if self.scale == 1:
             return outcome
         point = None if outcome.point is None else self.point_out(outcome.point)
-        return replace(outcome, point=point, spectrum=self.spectrum_out(outcome.spectrum))
+        failure = None if outcome.failure is None else self.failure_out(outcome.failure)
+        spectrum = self.spectrum_out(outcome.spectrum)
+        return replace(outcome, point=point, spectrum=spectrum, failure=failure)
+
+    def failure_out(self, message: str) -> str:
+        """`message`, from a step that ran in the engine's units, saying which units its losses,
+        gradients and tolerances are in."""
+        if self.scale == 1:
+            return message
+        return f"{message} (in the engine's units: the loss times 2^{math.log2(self.scale):.0f})"
 
 
 def engine_units(problem: Problem, root: CriticalPoint) -> EngineUnits:

@@ -111,3 +111,15 @@ def test_a_network_scaled_far_down_returns_minima_not_saddles():
     losses = [point.loss for point in minima]
     assert max(losses) - min(losses) <= 1e-6 * max(losses)  # all global
     assert not result.failures
+
+
+def test_a_failure_in_a_rescaled_search_says_its_figures_are_in_the_engines_units():
+    """The western rides of Himmelblau x 2^-40 hit NaN: they fail as they do at scale 1, the
+    job goes on, and each failure names the units its steps ran in (Himmelblau's start has
+    ||H|| 20 to 32, so the engine takes the loss times 2^35), which are not the user's."""
+    at_one = search(far_down("tests.problems:western_nan", 0), SearchSpec())
+    result = search(far_down("tests.problems:western_nan"), SearchSpec())
+    suffix = " (in the engine's units: the loss times 2^35)"
+    assert at_one.failures
+    assert [f.failure + suffix for f in at_one.failures] == [f.failure for f in result.failures]
+    assert len(result.points("minimum")) == len(at_one.points("minimum")) == 2
