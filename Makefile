@@ -6,6 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint bench fuzz clean
 
+# OpenBLAS's kernels, as `ridgerider/__init__.py` pins them: pytest's plugins load numpy
+# before any test imports ridgerider, and the in-process runs must use the pool workers' kernels.
+ifeq ($(shell uname -m),x86_64)
+export OPENBLAS_CORETYPE ?= Haswell
+endif
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
