@@ -33,11 +33,11 @@ import time
 from collections.abc import Callable
 
 import torch
-from common import default_initialisation, print_table, seed_range
+from common import print_table, seed_range
+from search import restarts
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ridgerider.critical import settle_to_minimum
 from ridgerider.problems.base import Problem, module_problem
 from ridgerider.search import SearchSpec, search
 
@@ -105,25 +105,15 @@ def functions(outputs: Callable[[Tensor], Tensor], thetas: list[Tensor]) -> int:
     return len(kept)
 
 
-def restarts(problem: Problem, seconds: float) -> list[tuple[Tensor, float]]:
-    """Random initialisations polished to minima until `seconds`: (theta, loss) each."""
-    config = SearchSpec().settle_config(problem)
-    found: list[tuple[Tensor, float]] = []
-    started = time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        theta = default_initialisation(problem, seed=len(found))
-        theta = settle_to_minimum(problem.loss, theta, config)[0]
-        found.append((theta, problem.loss(theta).item()))
-    return found
-
-
 def row(
     problem: Problem, outputs: Callable[[Tensor], Tensor], method: str, seconds: float
 ) -> list[object]:
     """One method's table row on `problem`, within `seconds`."""
     started = time.perf_counter()
     if method == "random restarts":
-        found, share, stopped = restarts(problem, seconds), "-", "time"
+        thetas = restarts(problem, seconds)
+        found = [(theta, problem.loss(theta).item()) for theta in thetas]
+        share, stopped = "-", "time"
     else:
         result = search(problem, SearchSpec(max_seconds=seconds, **MODES[method]))
         found = [(p.theta, p.loss) for p in result.points("minimum")]
