@@ -22,7 +22,7 @@ from torch import Tensor
 from ridgerider.critical import CriticalPoint
 from ridgerider.problems.base import Problem
 from ridgerider.search.archive import evaluation_probabilities, find_copy, keys_of, window_of
-from ridgerider.search.budget import Progress, RidesFrom
+from ridgerider.search.budget import Progress, RidesFrom, counted_out
 from ridgerider.search.fingerprint import Fingerprint
 from ridgerider.search.frontier import Unit, search_frontier
 from ridgerider.search.ridges import Spectrum
@@ -61,6 +61,7 @@ from storage.turns import (
     keep_outcome,
     next_turn,
     node_unit,
+    past_budget,
     record_turn,
     ride_outcome,
 )
@@ -236,9 +237,14 @@ class JobTree:
 
     def _record_turns(self, session: Session) -> list[Unit]:
         released: dict[tuple[str, int], Unit] = {}
+        counted = self.spec.max_solutions is not None or self.spec.max_hvps is not None
         while (turn := next_turn(session, self.job_id, self.key)) is not None:
-            for unit in record_turn(session, *turn, self._copy_of):
-                released[unit.kind, unit.id] = unit
+            unit, outcome = turn
+            freed: list[Unit] = []
+            if counted and (reason := counted_out(self.spec, progress(session, self.job_id))):
+                outcome, freed = past_budget(session, self.job_id, unit, outcome, reason)
+            for made in [*freed, *record_turn(session, unit, outcome, self._copy_of)]:
+                released[made.kind, made.id] = made
         return list(released.values())
 
     def _copy_of(

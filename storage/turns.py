@@ -40,6 +40,7 @@ from storage.units import (
     end_unit,
     note_stop,
     pending_units,
+    skip_open,
     unit_table,
 )
 
@@ -143,6 +144,23 @@ def next_turn(
     table = unit_table(first.kind)
     outcome = session.scalar(select(table.outcome).where(table.id == first.id))
     return first, json.loads(outcome)
+
+
+def past_budget(
+    session: Session, job_id: int, unit: Unit, outcome: Kept, reason: str
+) -> tuple[Kept, list[Unit]]:
+    """What the in-process runner records for `unit` where the solution or HVP budget ran out
+    (`reason`, `budget.counted_out`) before its turn, whatever its step found: an expansion or a
+    ride skipped, with every open unit (`skip_open`); an evaluation without its climbs. A step
+    runs ahead of the records, so it saw fewer of them than the runner does at its claim. With
+    the pending evaluations the skips freed."""
+    if unit.work != "evaluate":
+        freed = skip_open(session, job_id, reason)
+        return end_outcome("skipped", reason), [node_unit(session.get(Node, i)) for i in freed]
+    if outcome.get("climbs") is None:
+        return outcome, []
+    note_stop(session, job_id, reason)
+    return {**outcome, "climbs": None}, []
 
 
 def record_turn(session: Session, unit: Unit, outcome: Kept, copy_of: CopyFinder) -> list[Unit]:

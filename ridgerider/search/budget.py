@@ -6,8 +6,10 @@ evenly by its rides in the order they were chosen, and a ride's share bounds the
 end and everything below it may hold. A ride whose share is 0 is skipped; one whose share is 1
 ends in a leaf. Each ride's share follows from its path alone, so the tree a node budget leaves
 is the same whatever order the units ran in: on one runner or on a pool of workers, with one
-killed and its unit redone. (The solution, HVP and time budgets are running counts: where they
-end a search depends on that order.)
+killed and its unit redone. (The solution, HVP and time budgets are running counts. Where the
+time budget ends a search depends on that order. The solution and HVP budgets count what the
+records hold; a pool makes its records in one runner's order and checks these budgets again
+at each, so they end its search where one runner's ends.)
 
 A minimum whose share cannot hold all its climbs leaves the rest waiting. Once no unit is left
 the tree is still, and the points the budget did not use are shared by every climb waiting,
@@ -78,12 +80,21 @@ class Progress:
 def exhausted(spec: SearchSpec, progress: Progress) -> str | None:
     """The running budget `progress` has used up ("solution budget", "HVP budget", "time
     budget"), or None."""
+    if reason := counted_out(spec, progress):
+        return reason
+    if spec.max_seconds is not None and progress.seconds > spec.max_seconds:
+        return "time budget"
+    return None
+
+
+def counted_out(spec: SearchSpec, progress: Progress) -> str | None:
+    """The solution or HVP budget `progress` has used up, or None: the running budgets that
+    count what the tree's records hold, so that where records are made in one order (a pool's
+    turns, `storage.turns`) they run out at the same record on every runner."""
     if spec.max_solutions is not None and progress.solutions >= spec.max_solutions:
         return "solution budget"
     if spec.max_hvps is not None and progress.hvps >= spec.max_hvps:
         return "HVP budget"
-    if spec.max_seconds is not None and progress.seconds > spec.max_seconds:
-        return "time budget"
     return None
 
 

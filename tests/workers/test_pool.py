@@ -40,13 +40,16 @@ def shared(tmp_path_factory):
         yield running
 
 
-def reference(tmp_path, problem: str) -> tuple[Database, LocalArtifactStore, int]:
-    """The same job run in-process on SQLite."""
+def reference(
+    tmp_path, problem: str, budget: dict | None = None
+) -> tuple[Database, LocalArtifactStore, int]:
+    """The same job (under `budget`, else none) run in-process on SQLite."""
     db = Database(tmp_path / "reference.db")
     ensure_schema(db)
     store = LocalArtifactStore(tmp_path / "reference-artifacts")
+    spec = SearchSpec(problem=problem, **(budget or COMPLETE))
     with db.session() as session:
-        job_id = create_job(session, SearchSpec(problem=problem, **COMPLETE).model_dump()).id
+        job_id = create_job(session, spec.model_dump()).id
     run_job(db, store, job_id)
     return db, store, job_id
 
@@ -305,6 +308,35 @@ def test_a_running_budget_ends_the_open_units_at_once_on_the_pool(shared):
         solutions = session.scalar(select(func.count()).where(Solution.job_id == job.id))
     assert states["skipped"] > 200 and "pending" not in states and "claimed" not in states
     assert solutions == minima > 0 and job.outstanding == 0
+
+
+@pytest.mark.parametrize(
+    ("problem", "budget"),
+    [
+        ("tree-mdp:depth=4,seed=2018", {"max_hvps": 20_000}),
+        ("styblinski-tang:dim=3", {"max_solutions": 5}),
+    ],
+)
+def test_an_hvp_or_solution_budget_leaves_the_in_process_rows_on_the_pool(
+    shared, tmp_path, problem, budget
+):
+    """HVP and solution budgets count what the records hold, and records are made in the
+    frontier's order: a unit whose turn comes after the budget ran out is skipped, whatever its
+    step found, as the in-process runner skips it when it claims it. Two workers run steps
+    ahead of the records, and the pool stops where one runner does, down to the bytes."""
+    running, db = shared
+    spec = tmp_path / "budget.json"
+    spec.write_text(json.dumps(budget))
+    result = running.cli("run", "--problem", problem, "--spec", str(spec), "--json")
+    assert result.returncode == 0, result.stderr + running.logs()
+    document = json.loads(result.stdout)
+    local = reference(tmp_path, problem, budget)
+    with local[0].session(readonly=True) as session:
+        expected = session.get(Job, local[2])
+        assert expected.stopped in ("HVP budget", "solution budget")
+        assert document["stats"]["stopped"] == expected.stopped
+        assert document["stats"]["skipped_rides"] == expected.stats["skipped_rides"] > 0
+    assert stored(db, document["job"]["id"]) == stored(local[0], local[2])
 
 
 def lost_job(db: Database, problem: str, *, allow_import: bool) -> int:

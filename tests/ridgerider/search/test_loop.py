@@ -202,8 +202,9 @@ def test_a_small_regression_network_s_minima_with_a_dead_unit_are_minima():
     assert minima and not result.points("degenerate")
     assert max(p.loss for p in minima) - min(p.loss for p in minima) < 1e-12
     reference = minima[0].theta
-    dead = (reference[24:28].abs() < 1e-6).nonzero().flatten()  # theta: W1, b1, W2, b2
-    dead_biases = set((20 + dead).tolist())
+    sizes = [parameter.numel() for parameter in net.parameters()]
+    _, hidden_biases, outgoing, _ = torch.split(torch.arange(problem.dim), sizes)
+    dead_biases = set(hidden_biases[reference[outgoing].abs() < 1e-6].tolist())
     assert dead_biases
     for point in minima:
         moved = (problem.align(reference, point.theta) - reference).abs() > 1e-6
