@@ -33,6 +33,7 @@ from ridgerider.linalg.exact import loss_gradient
 from ridgerider.metrics import minimum_metrics
 from ridgerider.problems.base import Problem
 from ridgerider.ride import RideEnd, ride
+from ridgerider.search.archive import find_copy
 from ridgerider.search.fingerprint import retaken
 from ridgerider.search.ridges import (
     Ridge,
@@ -219,7 +220,10 @@ def follow(
 
     - "saddle": the critical point beneath the ride's end (descent along positive curvature,
       then Newton), classified; where Newton does not converge (it cycles in a coercive
-      quartic's wells), the minimum a descent reaches from there;
+      quartic's wells), the minimum a descent reaches from there; where it is the ride's own
+      start again (`_back_at_start`: a ridge of curvature near zero, as along a network's dead
+      hidden units), the minimum a descent reaches from there, stepping off any saddle it
+      stops on (`critical.escape_to_minimum`), so that the ride does not loop back;
     - "minimum": the minimum L-BFGS reaches from the ride's end; from a small problem's point,
       from one step down the ridge, with no ride (`_steps_down`);
     - "branch": the ride's end itself while negative curvature is left there (a branch point,
@@ -267,6 +271,11 @@ def follow(
             if settle_to == "saddle" and not _settled_enough(problem, point, spec):
                 point, descent_hvps = _settled(problem, end.theta, spec, "minimum", start)
                 hvps += descent_hvps
+            elif settle_to == "saddle" and _back_at_start(problem, point, start, spec):
+                point, descent_hvps = _settled(
+                    problem, end.theta, spec, "minimum", start, escape_saddles=True
+                )
+                hvps += descent_hvps
             spectrum = None
     except FloatingPointError as error:
         return Outcome(end.steps, end.hvps, end.reason, failure=f"settling failed: {error}")
@@ -283,6 +292,16 @@ def follow(
         overlaps=end.overlaps,
         cut=cut,
     )
+
+
+def _back_at_start(
+    problem: Problem, point: CriticalPoint, start: CriticalPoint, spec: SearchSpec
+) -> bool:
+    """Whether a ride's settled end is the saddle it started from (or a symmetric copy of it):
+    the ride found nothing, and a tree whose every ride from a saddle does so ends with no
+    minimum below it (a tanh regressor's zero point, settling on saddles, bench/RESULTS.md)."""
+    tolerance = copy_tolerance(problem, point, spec)
+    return find_copy(problem, point.theta, [(0, start.theta)], spec, tolerance) is not None
 
 
 def _climbed(
@@ -425,6 +444,7 @@ def _settled(
     target: SettleTarget,
     sizing: CriticalPoint,
     spectrum: Spectrum | None = None,
+    escape_saddles: bool = False,
 ) -> tuple[CriticalPoint, int]:
     """The critical point `target` settles `theta` on, classified, and the HVPs spent.
 
@@ -462,7 +482,7 @@ def _settled(
             hvps += flat_hvps
             if lower is None:
                 return _flat_as_minimum(point), hvps
-        elif point.kind != "saddle" or exact:
+        elif point.kind != "saddle" or (exact and not escape_saddles):
             return point, hvps
         if escapes == LEAF_ESCAPES:
             return point, hvps
