@@ -40,6 +40,7 @@ from torch.nn import functional as F
 
 from ridgerider.problems.base import Problem, module_problem
 from ridgerider.search import SearchSpec, search
+from tests.problems import tanh_regressor
 
 SAME_FUNCTION = 1e-4
 MODES: dict[str, dict[str, object]] = {
@@ -51,17 +52,9 @@ MODES: dict[str, dict[str, object]] = {
 
 def regressor(seed: int, hidden: int, start: str) -> tuple[Problem, Callable[[Tensor], Tensor]]:
     """A 5-`hidden`-1 tanh regressor from `start` ("zero": its zero point, "mis": its maximally
-    invariant saddle), and its outputs on its inputs."""
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(64, 5, generator=generator, dtype=torch.float64)
-    y = torch.sin(2 * x[:, :1]) + x[:, 1:2] * x[:, 2:3]
-    net = nn.Sequential(nn.Linear(5, hidden), nn.Tanh(), nn.Linear(hidden, 1)).double()
-    with torch.no_grad():
-        for parameter in net.parameters():
-            parameter.zero_()
-        net[2].bias.fill_(y.mean().item())
+    invariant saddle; `tests.problems.tanh_regressor`), and its outputs on its inputs."""
     name = f"regressor 5-{hidden}-1, seed {seed}"
-    problem = module_problem(name, net, F.mse_loss, (x, y), weight_decay=1e-3, start=_start(start))
+    problem, x = tanh_regressor(seed, hidden, _start(start), name)
     return problem, lambda theta: problem.to_module(theta)(x)
 
 

@@ -35,6 +35,24 @@ def zero_point_classifier(
     )
 
 
+def tanh_regressor(
+    seed: int, hidden: int, start: str | None = None, name: str = "regressor"
+) -> tuple[Problem, torch.Tensor]:
+    """A 5-`hidden`-1 tanh regressor of a smooth target of three of its inputs (64 Gaussian
+    points, data seed `seed`), weight decay 1e-3, from its zero point (the output bias at the
+    targets' mean: a saddle whose hidden units are all alike) or `start` ("mis"); and its
+    inputs."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(64, 5, generator=generator, dtype=torch.float64)
+    y = torch.sin(2 * x[:, :1]) + x[:, 1:2] * x[:, 2:3]
+    net = nn.Sequential(nn.Linear(5, hidden), nn.Tanh(), nn.Linear(hidden, 1)).double()
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.zero_()
+        net[2].bias.fill_(y.mean().item())
+    return module_problem(name, net, F.mse_loss, (x, y), weight_decay=1e-3, start=start), x
+
+
 def tiny_net(hidden: int = 3) -> Problem:
     """A 4-hidden-2 tanh classifier from its zero point: fast, with accuracies and predictions."""
     return zero_point_classifier(

@@ -7,11 +7,9 @@ import itertools
 
 import pytest
 import torch
-from torch import nn
-from torch.nn import functional as F
 
 from ridgerider.critical import CriticalPoint, classify, rounding_floor, settle
-from ridgerider.problems.base import Problem, module_problem
+from ridgerider.problems.base import Problem
 from ridgerider.problems.classic import himmelblau
 from ridgerider.problems.tree_mdp import TreeMDP
 from ridgerider.search import SearchSpec, search
@@ -29,6 +27,7 @@ from tests.known_answers import (
     HIMMELBLAU_SADDLE_MINIMA,
     HIMMELBLAU_SADDLES,
 )
+from tests.problems import tanh_regressor
 
 
 def test_a_step_s_seeding_draws_what_torch_manual_seed_does():
@@ -156,20 +155,6 @@ def test_a_search_from_a_fully_repeated_eigenvalue_finds_every_minimum(settle):
         assert torch.cdist(found, minima).min(0).values.max() < 1e-8, seed
 
 
-def zero_start_regressor(seed: int, hidden: int) -> Problem:
-    """A 5-`hidden`-1 tanh regressor under weight decay, from its zero point (the output bias
-    at the targets' mean): a saddle whose hidden units are all alike."""
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(64, 5, generator=generator, dtype=torch.float64)
-    y = torch.sin(2 * x[:, :1]) + x[:, 1:2] * x[:, 2:3]
-    net = nn.Sequential(nn.Linear(5, hidden), nn.Tanh(), nn.Linear(hidden, 1)).double()
-    with torch.no_grad():
-        for parameter in net.parameters():
-            parameter.zero_()
-        net[2].bias.fill_(y.mean().item())
-    return module_problem("regressor", net, F.mse_loss, (x, y), weight_decay=1e-3)
-
-
 @pytest.mark.parametrize(("seed", "hidden"), [(4, 5), (5, 3)])
 def test_a_saddle_ride_that_settles_back_on_its_start_descends_to_a_minimum(seed, hidden):
     """From the zero point one ride (the hidden units are one group) settles on a saddle where
@@ -178,7 +163,7 @@ def test_a_saddle_ride_that_settles_back_on_its_start_descends_to_a_minimum(seed
     saddles (no climbs from minima) ended at once with no minimum, the saddle's rides looping
     back to it; such a ride now descends to a minimum from its end, as a leaf's descent does."""
     spec = SearchSpec(settle="saddle", climb_minima=False)
-    result = search(zero_start_regressor(seed, hidden), spec)
+    result = search(tanh_regressor(seed, hidden)[0], spec)
     assert result.stopped == "frontier exhausted" and not result.failures
     assert result.points("minimum")
     assert all(source != target for source, target in result.graph.edges())
