@@ -1,4 +1,4 @@
-"""Hidden-unit symmetries of an MLP: permutations, sign flips, softmax shift.
+"""Hidden-unit symmetries of an MLP: permutations, sign flips, softmax shift, a dead unit's bias.
 
 Two parameter vectors related by these transformations compute the same function, so the
 search must see them as one minimum. `align` maps one onto the other as closely as it can.
@@ -17,6 +17,11 @@ from torch import Tensor, nn
 from ridgerider.flat import eval_mode
 from ridgerider.problems.invariant import invariant_layout
 
+# A hidden unit whose incoming and outgoing weights are all at most this, relative to 1 +
+# ||theta||, is dead: its bias changes no output (a ride's first step moves weights by 1e-3
+# and more; a dead unit's weights at a minimum under weight decay are 1e-12 and less).
+DEAD_RTOL = 1e-8
+
 
 def _layers(theta: Tensor, widths: Sequence[int]) -> tuple[list[Tensor], list[Tensor]]:
     """The weight matrices (out x in) and biases of a flat `[W1, b1, W2, b2, ...]` vector."""
@@ -26,10 +31,21 @@ def _layers(theta: Tensor, widths: Sequence[int]) -> tuple[list[Tensor], list[Te
     return weights, list(pieces[1::2])
 
 
-def _rows(weights: list[Tensor], biases: list[Tensor], layer: int, *, outgoing: bool) -> Tensor:
-    """Hidden layer `layer`'s units as rows: [incoming weights, bias(, outgoing weights)]."""
-    parts = [weights[layer], biases[layer][:, None]]
+def _rows(
+    weights: list[Tensor], biases: list[Tensor], layer: int, *, outgoing: bool, dead: Tensor
+) -> Tensor:
+    """Hidden layer `layer`'s units as rows: [incoming weights, bias(, outgoing weights)], the
+    bias of each `dead` unit left out (zero)."""
+    parts = [weights[layer], torch.where(dead, 0.0, biases[layer])[:, None]]
     return torch.cat([*parts, weights[layer + 1].T] if outgoing else parts, 1)
+
+
+def _dead(weights: list[Tensor], layer: int, tol: float) -> Tensor:
+    """Which units of hidden layer `layer` have every incoming and outgoing weight within
+    `tol` of zero."""
+    incoming = weights[layer].abs().amax(1)
+    outgoing = weights[layer + 1].abs().amax(0)
+    return torch.maximum(incoming, outgoing) <= tol
 
 
 def align(
@@ -41,16 +57,21 @@ def align(
     outputs: int,
     odd_activation: bool,
     shift_output_bias: bool = True,
+    dead_unit_bias: bool = False,
 ) -> Tensor:
     """`theta` with its hidden units permuted (and, for an odd activation such as tanh, sign
-    flipped) to match `reference` as closely as possible, and its output bias shifted to the
+    flipped) to match `reference` as closely as possible, its output bias shifted to the
     same mean where `shift_output_bias` (softmax over several logits ignores a constant shift;
-    one logit's sigmoid and a regressor's outputs do not).
+    one logit's sigmoid and a regressor's outputs do not), and, where `dead_unit_bias`, each
+    dead unit's bias (`DEAD_RTOL`) set to that of the dead unit it is matched with: a unit
+    switched off computes nothing whatever its bias, and where biases are not decayed the loss
+    is flat along it, so every point of that family is one solution.
 
     The layers are matched in order, each by an optimal assignment of its units' rows
     [incoming weights, bias], plus outgoing weights for the last hidden layer (the outputs are
-    never permuted); each layer's permutation and signs are carried into the next layer's
-    incoming columns before it is matched, so an exact copy is recovered exactly.
+    never permuted), a dead unit's bias left out where `dead_unit_bias`; each layer's
+    permutation and signs are carried into the next layer's incoming columns before it is
+    matched, so an exact copy is recovered exactly.
 
     Args:
         reference, theta: flat `[W1, b1, ..., W_out, b_out]` vectors (`nn.Sequential` order).
@@ -63,9 +84,12 @@ def align(
     ref_weights, ref_biases = _layers(reference, widths)
     weights, biases = _layers(theta, widths)
     last = len(widths) - 3
+    tol = DEAD_RTOL * (1 + max(reference.norm().item(), theta.norm().item()))
     for layer in range(len(widths) - 2):
-        ref_rows = _rows(ref_weights, ref_biases, layer, outgoing=layer == last)
-        rows = _rows(weights, biases, layer, outgoing=layer == last)
+        ref_dead = _dead(ref_weights, layer, tol) & dead_unit_bias
+        dead = _dead(weights, layer, tol) & dead_unit_bias
+        ref_rows = _rows(ref_weights, ref_biases, layer, outgoing=layer == last, dead=ref_dead)
+        rows = _rows(weights, biases, layer, outgoing=layer == last, dead=dead)
         cost = torch.cdist(ref_rows, rows)
         signs = torch.ones_like(cost)
         if odd_activation:
@@ -78,6 +102,8 @@ def align(
         weights[layer] = weights[layer][order] * sign[:, None]
         biases[layer] = biases[layer][order] * sign
         weights[layer + 1] = weights[layer + 1][:, order] * sign
+        both = dead[order] & ref_dead
+        biases[layer] = torch.where(both, ref_biases[layer], biases[layer])
     if shift_output_bias:
         biases[-1] = biases[-1] - biases[-1].mean() + ref_biases[-1].mean()
     return torch.cat([t.reshape(-1) for pair in zip(weights, biases, strict=True) for t in pair])
@@ -91,7 +117,9 @@ def module_align(
     every activation between Linear layers is odd (checked on a random batch, as tanh is), and
     its output bias shifted where `loss` (of the flat parameters) does not change when it is
     (checked near `theta`: softmax cross-entropy without decay on biases; not a regressor's
-    loss). None for any other module: copies are then merged by distance alone."""
+    loss), and a dead unit's bias taken as any other where the loss does not change with it
+    (checked the same way: biases not decayed). None for any other module: copies are then
+    merged by distance alone."""
     try:
         layout = invariant_layout(module)
     except ValueError:
@@ -113,6 +141,7 @@ def module_align(
         outputs=layout.widths[-1],
         odd_activation=all(_is_odd(child, like) for child in between),
         shift_output_bias=_shift_invariant(loss, theta, layout.widths[-1]),
+        dead_unit_bias=_dead_bias_invariant(loss, theta, layout.widths),
     )
 
 
@@ -127,11 +156,38 @@ def _is_odd(activation: nn.Module, like: Tensor) -> bool:
 def _shift_invariant(loss: Callable[[Tensor], Tensor], theta: Tensor, outputs: int) -> bool:
     """Whether `loss` keeps its value, to rounding, when the last `outputs` parameters (the
     output bias) all move by one constant, near `theta` (at a seeded random point beside it)."""
-    generator = torch.Generator().manual_seed(0)
-    noise = torch.randn(theta.shape, generator=generator, dtype=torch.float64).to(theta)
-    point = theta + 0.1 * noise
+    point = _beside(theta)
     shift = torch.zeros_like(point)
     shift[-outputs:] = 0.7
+    return _same_loss(loss, point, point + shift)
+
+
+def _dead_bias_invariant(
+    loss: Callable[[Tensor], Tensor], theta: Tensor, widths: Sequence[int]
+) -> bool:
+    """Whether `loss` keeps its value, to rounding, when the bias of a dead hidden unit moves:
+    the first unit of every hidden layer switched off (its weights zeroed) at a seeded random
+    point beside `theta`."""
+    point = _beside(theta)
+    weights = _layers(point, widths)[0]
+    for layer in range(len(widths) - 2):
+        weights[layer][0] = 0.0
+        weights[layer + 1][:, 0] = 0.0
+    moved = point.clone()
+    for bias in _layers(moved, widths)[1][:-1]:
+        bias[0] += 0.7
+    return _same_loss(loss, point, moved)
+
+
+def _beside(theta: Tensor) -> Tensor:
+    """A seeded random point 0.1 (a coordinate's deviation) beside `theta`."""
+    generator = torch.Generator().manual_seed(0)
+    noise = torch.randn(theta.shape, generator=generator, dtype=torch.float64).to(theta)
+    return theta + 0.1 * noise
+
+
+def _same_loss(loss: Callable[[Tensor], Tensor], point: Tensor, other: Tensor) -> bool:
+    """Whether `loss` is the same at both points to rounding."""
     with torch.no_grad():
-        value, shifted = loss(point).item(), loss(point + shift).item()
-    return abs(shifted - value) <= 64 * torch.finfo(theta.dtype).eps * max(1.0, abs(value))
+        value, shifted = loss(point).item(), loss(other).item()
+    return abs(shifted - value) <= 64 * torch.finfo(point.dtype).eps * max(1.0, abs(value))

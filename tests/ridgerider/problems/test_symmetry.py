@@ -13,10 +13,10 @@ from torch.nn import functional as F
 from ridgerider.flat import FlatLayout
 from ridgerider.problems.base import Problem, module_problem
 from ridgerider.problems.digits import digits_loss, digits_mlp, digits_split
-from ridgerider.problems.symmetry import align
+from ridgerider.problems.symmetry import align, module_align
 from ridgerider.search import SearchSpec, search
 from ridgerider.search.archive import evaluation_probabilities
-from tests.problems import three_class_net
+from tests.problems import three_class_net, tiny_net
 from tests.ridgerider.problems.units import permute_units
 
 
@@ -101,6 +101,63 @@ def test_align_undoes_the_symmetries_of_every_hidden_layer(layers):
     unsigned = permute_units(theta, widths, orders)
     aligned = align(theta, unsigned, inputs=64, hidden=hiddens, outputs=10, odd_activation=False)
     assert (aligned - theta).norm() < 1e-12
+
+
+def with_a_dead_unit(theta: torch.Tensor, bias: float) -> torch.Tensor:
+    """A 4-3-2 net's `theta` with its second hidden unit switched off (every weight in and
+    out zero) and given `bias`."""
+    w1, b1, w2, b2 = (piece.clone() for piece in torch.split(theta, [12, 3, 6, 2]))
+    w1.view(3, 4)[1] = 0.0
+    w2.view(2, 3)[:, 1] = 0.0
+    b1[1] = bias
+    return torch.cat([w1, b1, w2, b2])
+
+
+def test_a_dead_units_bias_is_aligned_where_it_is_a_symmetry():
+    """Two points that differ in a dead unit's bias (and are permuted, sign flipped) compute
+    one function: with `dead_unit_bias` they align exactly; without it, or where the unit is
+    alive in one of them, the bias stays."""
+    shape = {"inputs": 4, "hidden": 3, "outputs": 2, "odd_activation": True}
+    theta = torch.randn(23, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    reference = with_a_dead_unit(theta, -2.8)
+    other = with_a_dead_unit(theta, 4.7)
+    orders, signs = [torch.tensor([2, 0, 1])], [torch.tensor([1.0, -1.0, 1.0]).double()]
+    copy = permute_units(other, [4, 3, 2], orders, signs)
+    assert (align(reference, copy, **shape, dead_unit_bias=True) - reference).norm() < 1e-12
+    kept = align(reference, copy, **shape)  # the bias's sign flipped, nearer: -4.7 to -2.8
+    assert (kept - reference).norm() == pytest.approx(1.9, abs=1e-12)
+    alive = with_a_dead_unit(theta, 4.7)
+    alive[4] = 1e-3  # the unit's first incoming weight: it is alive
+    aligned = align(reference, alive, **shape, dead_unit_bias=True)
+    assert aligned[13].item() == 4.7
+
+
+def test_module_problem_takes_a_dead_units_bias_as_a_symmetry_only_where_biases_are_free():
+    """Weight decay leaves biases free, so a dead unit's bias is flat: the inferred align
+    takes it as a symmetry; a loss that also decays the biases is not flat along it."""
+    problem = tiny_net()
+    assert problem.align.keywords["dead_unit_bias"] is True
+    biases = torch.zeros(23, dtype=torch.bool)
+    biases[12:15] = biases[21:] = True
+
+    def decayed_biases(theta: torch.Tensor) -> torch.Tensor:
+        return problem.loss(theta) + 1e-2 * theta[biases].square().sum()
+
+    module = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2)).double()
+    inferred = module_align(module, decayed_biases, problem.start)
+    assert inferred.keywords["dead_unit_bias"] is False
+
+
+def test_a_dead_units_bias_family_is_one_solution_of_a_module_problem():
+    """`tiny_net` (decay on weights only) under `max_hvps = 100000`: without the dead unit's
+    bias aligned, the search stored 11 minima, 15 pairs of them one function (copies along a
+    switched-off unit's bias); with it every minimum computes its own."""
+    problem = tiny_net()
+    minima = search(problem, SearchSpec(max_hvps=100_000)).points("minimum")
+    probabilities = [evaluation_probabilities(problem, point.theta) for point in minima]
+    assert len(minima) >= 4
+    for first, second in itertools.combinations(probabilities, 2):
+        assert (first - second).abs().max() > 1e-4
 
 
 def tanh_classifier() -> Problem:
