@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import astuple, dataclass, replace
-from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -30,7 +29,6 @@ from ridgerider.problems.parameters import (
     number,
     seed,
 )
-from ridgerider.problems.symmetry import align
 
 # No ReLU: its second derivative is zero, so an MLP's symmetric start is flat along every unit
 # split, a degenerate point with no ridge to ride (measured at the zero point and at the
@@ -251,13 +249,5 @@ def mlp_problem(
         weight_decay=weight_decay,
     )
     point = zero_point(model, data) if start == "zero" else find_mis(model, problem.loss)
-    align_units = partial(
-        align,
-        inputs=inputs,
-        hidden=(hidden,) * layers,
-        outputs=outputs,
-        odd_activation=activation == "tanh",
-        shift_output_bias=not binary,
-    )
     all_splits = {**problem.splits, **(splits or {})}
-    return replace(problem, start=point, align=align_units, splits=all_splits)
+    return replace(problem, start=point, splits=all_splits)
