@@ -103,14 +103,18 @@ def test_align_undoes_the_symmetries_of_every_hidden_layer(layers):
     assert (aligned - theta).norm() < 1e-12
 
 
-def with_a_dead_unit(theta: torch.Tensor, bias: float) -> torch.Tensor:
-    """A 4-3-2 net's `theta` with its second hidden unit switched off (every weight in and
-    out zero) and given `bias`."""
-    w1, b1, w2, b2 = (piece.clone() for piece in torch.split(theta, [12, 3, 6, 2]))
-    w1.view(3, 4)[1] = 0.0
-    w2.view(2, 3)[:, 1] = 0.0
-    b1[1] = bias
-    return torch.cat([w1, b1, w2, b2])
+def with_a_dead_unit(
+    theta: torch.Tensor, bias: float, widths: tuple[int, ...] = (4, 3, 2), layer: int = 0
+) -> torch.Tensor:
+    """An MLP's `theta` with the second unit of hidden layer `layer` switched off (every weight
+    in and out zero) and given `bias`."""
+    sizes = [size for i, o in itertools.pairwise(widths) for size in (o * i, o)]
+    pieces = [piece.clone() for piece in torch.split(theta, sizes)]
+    incoming, biases, outgoing = pieces[2 * layer], pieces[2 * layer + 1], pieces[2 * layer + 2]
+    incoming.view(widths[layer + 1], widths[layer])[1] = 0.0
+    outgoing.view(widths[layer + 2], widths[layer + 1])[:, 1] = 0.0
+    biases[1] = bias
+    return torch.cat(pieces)
 
 
 def test_a_dead_units_bias_is_aligned_where_it_is_a_symmetry():
@@ -130,6 +134,18 @@ def test_a_dead_units_bias_is_aligned_where_it_is_a_symmetry():
     alive[4] = 1e-3  # the unit's first incoming weight: it is alive
     aligned = align(reference, alive, **shape, dead_unit_bias=True)
     assert aligned[13].item() == 4.7
+
+
+def test_a_dead_units_bias_is_aligned_in_a_deeper_hidden_layer():
+    widths = (4, 3, 3, 2)
+    theta = torch.randn(35, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    reference = with_a_dead_unit(theta, 1.5, widths, layer=1)
+    orders = [torch.tensor([1, 2, 0]), torch.tensor([2, 1, 0])]
+    signs = [torch.tensor([1.0, 1.0, -1.0]).double(), torch.tensor([-1.0, 1.0, 1.0]).double()]
+    copy = permute_units(with_a_dead_unit(theta, -3.0, widths, layer=1), widths, orders, signs)
+    shape = {"inputs": 4, "hidden": [3, 3], "outputs": 2, "odd_activation": True}
+    assert (align(reference, copy, **shape, dead_unit_bias=True) - reference).norm() < 1e-12
+    assert (align(reference, copy, **shape) - reference).norm() > 1.0
 
 
 def test_module_problem_takes_a_dead_units_bias_as_a_symmetry_only_where_biases_are_free():
