@@ -17,11 +17,6 @@ from torch import Tensor, nn
 from ridgerider.flat import eval_mode
 from ridgerider.problems.invariant import invariant_layout
 
-# A hidden unit whose incoming and outgoing weights are all at most this, relative to 1 +
-# ||theta||, is dead: its bias changes no output (a ride's first step moves weights by 1e-3
-# and more; a dead unit's weights at a minimum under weight decay are 1e-12 and less).
-DEAD_RTOL = 1e-8
-
 
 def _layers(theta: Tensor, widths: Sequence[int]) -> tuple[list[Tensor], list[Tensor]]:
     """The weight matrices (out x in) and biases of a flat `[W1, b1, W2, b2, ...]` vector."""
@@ -48,6 +43,16 @@ def _dead(weights: list[Tensor], layer: int, tol: float) -> Tensor:
     return torch.maximum(incoming, outgoing) <= tol
 
 
+def dead_tolerance(reference: Tensor, theta: Tensor) -> float:
+    """A hidden unit whose incoming and outgoing weights are all at most this is dead: its bias
+    changes no output. The square root of the dtype's epsilon times 1 + ||theta|| (1.5e-8 of
+    that in float64, 3.5e-4 in float32): a dead unit's weights at a minimum under weight decay
+    are 1e-12 and less in float64 and up to 1e-6 in float32; a ride's first step moves weights
+    by 1e-3 and more."""
+    scale = 1 + max(reference.norm().item(), theta.norm().item())
+    return torch.finfo(theta.dtype).eps ** 0.5 * scale
+
+
 def align(
     reference: Tensor,
     theta: Tensor,
@@ -63,7 +68,7 @@ def align(
     flipped) to match `reference` as closely as possible, its output bias shifted to the
     same mean where `shift_output_bias` (softmax over several logits ignores a constant shift;
     one logit's sigmoid and a regressor's outputs do not), and, where `dead_unit_bias`, each
-    dead unit's bias (`DEAD_RTOL`) set to that of the dead unit it is matched with: a unit
+    dead unit's bias (`dead_tolerance`) set to that of the dead unit it is matched with: a unit
     switched off computes nothing whatever its bias, and where biases are not decayed the loss
     is flat along it, so every point of that family is one solution.
 
@@ -84,7 +89,7 @@ def align(
     ref_weights, ref_biases = _layers(reference, widths)
     weights, biases = _layers(theta, widths)
     last = len(widths) - 3
-    tol = DEAD_RTOL * (1 + max(reference.norm().item(), theta.norm().item()))
+    tol = dead_tolerance(reference, theta)
     for layer in range(len(widths) - 2):
         ref_dead = _dead(ref_weights, layer, tol) & dead_unit_bias
         dead = _dead(weights, layer, tol) & dead_unit_bias

@@ -136,6 +136,19 @@ def test_a_dead_units_bias_is_aligned_where_it_is_a_symmetry():
     assert aligned[13].item() == 4.7
 
 
+def test_a_dead_unit_is_told_by_its_dtypes_rounding():
+    """A float32 minimum leaves a dead unit's weights near 1e-6 (float64: 1e-12): dead in
+    float32, alive in float64, where such weights are a descent's, not rounding's."""
+    theta = torch.randn(23, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    reference, other = with_a_dead_unit(theta, -2.8), with_a_dead_unit(theta, 4.7)
+    other[4] = reference[4] = 1e-6  # the dead unit's first incoming weight
+    shape = {"inputs": 4, "hidden": 3, "outputs": 2, "odd_activation": False}
+    single = align(reference.float(), other.float(), **shape, dead_unit_bias=True)
+    assert (single - reference.float()).norm() < 1e-6
+    double = align(reference, other, **shape, dead_unit_bias=True)
+    assert (double - reference).norm() == pytest.approx(7.5, abs=1e-12)
+
+
 def test_a_dead_units_bias_is_aligned_in_a_deeper_hidden_layer():
     widths = (4, 3, 3, 2)
     theta = torch.randn(35, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
