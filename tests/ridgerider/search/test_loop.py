@@ -181,8 +181,9 @@ def test_a_small_regression_network_s_minima_with_a_dead_unit_are_minima():
     family of minima. Every one was called degenerate, and the search returned no solution;
     each is now a minimum, with the regressor's loss on every split as its behaviour. They all
     compute one function: the inferred `align` merges its permuted and sign-flipped copies (16
-    minima without it), and what is left (5 points here; how many, rounding decides) are points
-    of the family along the dead unit's bias."""
+    minima without it) and the copies along a dead unit's bias; what is left (2 points here;
+    how many, rounding decides) are points of the family whose dead unit's weights lie above
+    `symmetry.dead_tolerance` (1e-7: the descent stops that near zero under decay 1e-3)."""
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(60, 5, generator=generator, dtype=torch.float64)
     y = torch.tanh(x @ torch.randn(5, 1, generator=generator, dtype=torch.float64))
