@@ -17,6 +17,11 @@ from torch import Tensor, nn
 from ridgerider.flat import eval_mode
 from ridgerider.problems.invariant import invariant_layout
 
+DEAD_WEIGHT = 1e-5
+"""The least relative cutoff below which a hidden unit's weights are dead: its output then moves
+by 1e-5 of 1 + ||theta|| or less whatever its bias, a hundredth of the archive's default merge
+distance, and a descent under weak decay leaves such weights well inside it."""
+
 
 def _layers(theta: Tensor, widths: Sequence[int]) -> tuple[list[Tensor], list[Tensor]]:
     """The weight matrices (out x in) and biases of a flat `[W1, b1, W2, b2, ...]` vector."""
@@ -45,13 +50,14 @@ def _dead(weights: list[Tensor], layer: int, tol: float) -> Tensor:
 
 def dead_tolerance(reference: Tensor, theta: Tensor) -> float:
     """A hidden unit whose incoming and outgoing weights are all at most this is dead: its bias
-    changes no output. The square root of the dtype's epsilon times 1 + ||theta|| (1.5e-8 of
-    that in float64, 3.5e-4 in float32); a ride's first step moves weights by 1e-3 and more. A
-    dead unit's weights at a minimum under weight decay lie where the descent stopped: 1e-12
-    and less in float64 on `tiny_net`, up to 1e-6 in float32, but 1e-7 in float64 under weak
-    decay (a 5-4-1 regressor, decay 1e-3), whose family this leaves unmerged."""
+    changes no output by more than the merge's own tolerance allows. `DEAD_WEIGHT` or, where
+    larger, the square root of the dtype's epsilon, times 1 + ||theta|| (1e-5 of that in
+    float64, 3.5e-4 in float32); a ride's first step moves weights by 1e-3 and more. A dead
+    unit's weights at a minimum under weight decay lie where the descent stopped: 1e-12 and
+    less in float64 on `tiny_net`, up to 1e-6 in float32, 2e-7 in float64 under weak decay
+    (a 5-4-1 regressor, decay 1e-3)."""
     scale = 1 + max(reference.norm().item(), theta.norm().item())
-    return torch.finfo(theta.dtype).eps ** 0.5 * scale
+    return max(DEAD_WEIGHT, torch.finfo(theta.dtype).eps ** 0.5) * scale
 
 
 def align(

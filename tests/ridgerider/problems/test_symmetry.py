@@ -136,17 +136,20 @@ def test_a_dead_units_bias_is_aligned_where_it_is_a_symmetry():
     assert aligned[13].item() == 4.7
 
 
-def test_a_dead_unit_is_told_by_its_dtypes_rounding():
-    """A float32 minimum leaves a dead unit's weights near 1e-6 (float64: 1e-12): dead in
-    float32, alive in float64, where such weights are a descent's, not rounding's."""
+def test_a_dead_unit_is_told_by_a_cutoff_its_dtype_sets():
+    """A float64 descent under weak decay leaves a dead unit's weights near 2e-7, a float32 one
+    near 1e-6: both dead. Weights of 3e-4 are dead in float32 (sqrt(eps): 3.5e-4 of 1 +
+    ||theta||) and alive in float64 (`DEAD_WEIGHT`: 1e-5 of it)."""
     theta = torch.randn(23, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
-    reference, other = with_a_dead_unit(theta, -2.8), with_a_dead_unit(theta, 4.7)
-    other[4] = reference[4] = 1e-6  # the dead unit's first incoming weight
     shape = {"inputs": 4, "hidden": 3, "outputs": 2, "odd_activation": False}
-    single = align(reference.float(), other.float(), **shape, dead_unit_bias=True)
-    assert (single - reference.float()).norm() < 1e-6
-    double = align(reference, other, **shape, dead_unit_bias=True)
-    assert (double - reference).norm() == pytest.approx(7.5, abs=1e-12)
+    for weight, dead_in_float64 in ((2e-7, True), (1e-6, True), (3e-4, False)):
+        reference, other = with_a_dead_unit(theta, -2.8), with_a_dead_unit(theta, 4.7)
+        other[4] = reference[4] = weight  # the dead unit's first incoming weight
+        single = align(reference.float(), other.float(), **shape, dead_unit_bias=True)
+        assert (single - reference.float()).norm() < 1e-6
+        double = align(reference, other, **shape, dead_unit_bias=True)
+        expected = 0.0 if dead_in_float64 else 7.5
+        assert (double - reference).norm() == pytest.approx(expected, abs=1e-12)
 
 
 def test_a_dead_units_bias_is_aligned_in_a_deeper_hidden_layer():

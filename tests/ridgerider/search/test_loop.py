@@ -181,9 +181,9 @@ def test_a_small_regression_network_s_minima_with_a_dead_unit_are_minima():
     family of minima. Every one was called degenerate, and the search returned no solution;
     each is now a minimum, with the regressor's loss on every split as its behaviour. They all
     compute one function: the inferred `align` merges its permuted and sign-flipped copies (16
-    minima without it) and the copies along a dead unit's bias; what is left (2 points here;
-    how many, rounding decides) are points of the family whose dead unit's weights lie above
-    `symmetry.dead_tolerance` (1e-7: the descent stops that near zero under decay 1e-3)."""
+    minima without it) and the copies along a dead unit's bias, whose weights the descent
+    leaves at 2e-7 under decay 1e-3, inside `symmetry.dead_tolerance` (2 minima stayed apart
+    when it was sqrt(eps) in float64, 5e-8 here)."""
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(60, 5, generator=generator, dtype=torch.float64)
     y = torch.tanh(x @ torch.randn(5, 1, generator=generator, dtype=torch.float64))
@@ -200,21 +200,15 @@ def test_a_small_regression_network_s_minima_with_a_dead_unit_are_minima():
     assert problem.predict is None and problem.behaviour is not None
     result = search(problem, SearchSpec(climb_minima=False, settle="minimum"))
     minima = result.points("minimum")
-    assert minima and not result.points("degenerate")
-    assert max(p.loss for p in minima) - min(p.loss for p in minima) < 1e-12
-    reference = minima[0].theta
+    assert len(minima) == 1 and not result.points("degenerate")
+    (point,) = minima
     sizes = [parameter.numel() for parameter in net.parameters()]
-    _, hidden_biases, outgoing, _ = torch.split(torch.arange(problem.dim), sizes)
-    dead_biases = set(hidden_biases[reference[outgoing].abs() < 1e-6].tolist())
-    assert dead_biases
-    for point in minima:
-        moved = (problem.align(reference, point.theta) - reference).abs() > 1e-6
-        assert set(moved.nonzero().flatten().tolist()) <= dead_biases
-    for point in minima:
-        values = torch.linalg.eigvalsh(torch.autograd.functional.hessian(problem.loss, point.theta))
-        assert values[0] >= -1e-10 * values[-1]
-        assert values[0] <= 1e-10 * values[-1]  # the dead unit's bias
-        assert set(problem.behaviour(point.theta)) == {"train_loss", "test_loss"}
+    _, _, outgoing, _ = torch.split(point.theta, sizes)
+    assert (outgoing.abs() < 1e-6).sum() == 1
+    values = torch.linalg.eigvalsh(torch.autograd.functional.hessian(problem.loss, point.theta))
+    assert values[0] >= -1e-10 * values[-1]
+    assert values[0] <= 1e-10 * values[-1]  # the dead unit's bias
+    assert set(problem.behaviour(point.theta)) == {"train_loss", "test_loss"}
     with pytest.raises(ValueError, match=r"merge_by_function.*'regressor' is no classifier"):
         search(problem, SearchSpec(merge_by_function=True))
 
