@@ -85,6 +85,22 @@ def test_a_climb_with_no_rim_ahead_says_so():
     assert inward.theta.item() == pytest.approx(0.156731, abs=1e-5)
 
 
+def test_a_climb_that_falls_back_into_a_basin_stops_there_and_is_retaken_short():
+    """Himmelblau from its minimum (3, 2) up its stiff eigenvector towards (-0.92, -0.38),
+    first step 0.3: the long steps pass negative curvature and land where there is none, the
+    basin of (3.58, -1.85), and stop there; retaken with short steps, the climb reaches the
+    saddle (-0.128, -1.954). Before, it went on from that basin to (3.8, -9.8) and gave up
+    there, the curvature risen, and was not retaken."""
+    problem = himmelblau()
+    minimum = torch.tensor([3.0, 2.0], dtype=torch.float64)
+    stiff = _eigenvectors(problem.loss, minimum)[:, 1]
+    stiff = -stiff[0].sign() * stiff  # the sign eigh returns is the platform's
+    end = climb(problem.loss, minimum, stiff, ClimbConfig(0.3))
+    assert end.reason == "critical"
+    assert (HIMMELBLAU_SADDLES - end.theta).norm(dim=1).min() < 1e-5
+    assert (end.theta - torch.tensor([-0.128, -1.954], dtype=torch.float64)).norm() < 1e-3
+
+
 def _saddle_above_the_rim(theta: torch.Tensor) -> torch.Tensor:
     """A double well in x whose barrier top (0, 0) has index 2 (the climb's x and y); the rim's
     index-1 saddles are beside it, at (0, +-0.25)."""
