@@ -40,9 +40,11 @@ def _rows(
     return torch.cat([*parts, weights[layer + 1].T] if outgoing else parts, 1)
 
 
-def _dead(weights: list[Tensor], layer: int, tol: float) -> Tensor:
+def _dead(weights: list[Tensor], layer: int, tol: float | None) -> Tensor:
     """Which units of hidden layer `layer` have every incoming and outgoing weight within
-    `tol` of zero."""
+    `tol` of zero (none where `tol` is None)."""
+    if tol is None:
+        return torch.zeros(weights[layer].shape[0], dtype=torch.bool, device=weights[layer].device)
     incoming = weights[layer].abs().amax(1)
     outgoing = weights[layer + 1].abs().amax(0)
     return torch.maximum(incoming, outgoing) <= tol
@@ -96,10 +98,10 @@ def align(
     ref_weights, ref_biases = _layers(reference, widths)
     weights, biases = _layers(theta, widths)
     last = len(widths) - 3
-    tol = dead_tolerance(reference, theta)
+    tol = dead_tolerance(reference, theta) if dead_unit_bias else None
     for layer in range(len(widths) - 2):
-        ref_dead = _dead(ref_weights, layer, tol) & dead_unit_bias
-        dead = _dead(weights, layer, tol) & dead_unit_bias
+        ref_dead = _dead(ref_weights, layer, tol)
+        dead = _dead(weights, layer, tol)
         ref_rows = _rows(ref_weights, ref_biases, layer, outgoing=layer == last, dead=ref_dead)
         rows = _rows(weights, biases, layer, outgoing=layer == last, dead=dead)
         cost = torch.cdist(ref_rows, rows)
