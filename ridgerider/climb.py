@@ -23,12 +23,12 @@ then converges onto lies on that basin's rim, not beyond the one it passed, and 
 other entropies it was the climb's own minimum again with an unreached state flipped, a paying
 leaf behind the passed saddle never found. Such a climb stops where it fell back (unless that
 point is critical) and is retaken with a short trust radius. It used to go on to whatever came
-next, and only a critical end was retaken: on a small network most climbs that fell back ended
-on their step budget or a stiffening direction, never retaken (`tests.problems.tiny_net`: its
-default search now exhausts with 11 minima instead of 8, in 154 instead of 141 s;
-bench/RESULTS.md). A retake goes on where it falls back: on the tree MDP it then still ends
-across the rim (depth 4, seed 4, entropy 1.45 times the default: leaf 2, which a retake that
-stopped missed).
+next, and only a critical end was retaken: in 20 s searches of three small networks, 80 of the
+145 climbs that fell back went on to their step budget or a stiffening direction instead, never
+retaken (`tests.problems.tiny_net`'s default search now exhausts with 11 minima instead of 8,
+in 154 instead of 141 s; bench/RESULTS.md). A retake goes on where it falls back: on the tree
+MDP it then still ends across the rim (depth 4, seed 4, entropy 1.45 times the default: leaf 2,
+which a retake that stopped missed).
 
 A climb can also end critical having turned off its direction (`turned_off`): along a
 decision with no rim of its own, long steps drift onto the rim of an unreached state, the
